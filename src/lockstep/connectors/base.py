@@ -1,0 +1,118 @@
+"""The one interface every target type implements.
+
+A connector type (one per kind of system) is a plugin registered under the
+``lockstep.connectors`` entry-point group. It knows its entitlement grammar without touching
+any server, so ``lockstep validate`` works offline, and it opens sessions against a target.
+
+A session reads a snapshot, executes one action at a time, reads one account back and probes
+a credential. It never decides *what* to do: that is the engine's pure plan. It never decides
+whether an action *worked*: the engine verifies by reading back and probing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel
+
+from lockstep.model import Account, Action, Op, Snapshot, Target
+from lockstep.secrets import Secret
+
+
+class ConnectorError(Exception):
+    """Base of what connectors raise. Messages never contain a secret."""
+
+
+class TargetUnreachable(ConnectorError):
+    """The target could not be reached or read: nothing may be concluded about it."""
+
+
+class ActionFailed(ConnectorError):
+    """The target refused or failed one action; the target is still reachable."""
+
+
+class GrammarError(ValueError):
+    """An entitlement or account name that the target type cannot express."""
+
+
+class ProbeResult(StrEnum):
+    ACCEPTED = "accepted"  # the credential authenticated
+    REFUSED = "refused"  # the target answered and refused it
+    # Anything else (timeouts, the server down) raises TargetUnreachable: never "refused".
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which accounts a session reads.
+
+    ``declared`` are the accounts the policy names: they are in scope even when the target
+    would not otherwise count them as accounts (a suspended PostgreSQL role cannot log in).
+    ``excluded`` are never read, touched or reported.
+    """
+
+    declared: frozenset[str]
+    excluded: frozenset[str]
+
+
+class Session(Protocol):
+    """A live, authenticated connection to one target."""
+
+    def read(self) -> Snapshot:
+        """Every in-scope account with its entitlements. Raises TargetUnreachable."""
+        ...
+
+    def read_account(self, account: str) -> Account | None:
+        """One account, read fresh; None when it does not exist. Raises TargetUnreachable."""
+        ...
+
+    def execute(self, action: Action, secret: Secret | None) -> None:
+        """Carry out one action. ``secret`` is the new credential for create, restore,
+        rotate and suspend (suspension replaces the credential with one nobody holds).
+        Raises ActionFailed or TargetUnreachable."""
+        ...
+
+    def probe(self, account: str, secret: Secret) -> ProbeResult:
+        """Try to authenticate as ``account`` the way a workload would (over the network).
+        Raises TargetUnreachable when the outcome is unknown."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ConnectorType(Protocol):
+    """A plugin: the grammar of one kind of target, and how to open sessions against it."""
+
+    name: ClassVar[str]
+    # The admin permissions each operation needs, shown by ``plan`` and tested for
+    # completeness over the registry.
+    permissions: ClassVar[Mapping[Op, tuple[str, ...]]]
+    # Seconds a removed credential may keep working after the target acknowledged the
+    # removal (AWS forgets keys eventually); verification re-probes with backoff within it.
+    propagation_window_s: ClassVar[float]
+
+    def settings_model(self) -> type[BaseModel]:
+        """The connector-specific target keys (besides type, environment, manage, legacy).
+        Fields holding secrets are typed ``Secret``-compatible ``str`` and listed in
+        ``secret_fields``."""
+        ...
+
+    def secret_fields(self) -> frozenset[str]: ...
+
+    def check_account(self, name: str) -> None:
+        """Raise GrammarError when the target cannot hold an account of that name."""
+        ...
+
+    def parse_entitlement(self, text: str) -> str:
+        """The canonical form of an entitlement, or GrammarError saying what is accepted."""
+        ...
+
+    def default_excluded(self, settings: Mapping[str, Any]) -> frozenset[str]:
+        """Accounts never managed whatever the policy says (the admin lockstep connects as)."""
+        ...
+
+    def open(self, target: Target, scope: Scope) -> Session:
+        """Connect; raise TargetUnreachable when the target cannot be reached."""
+        ...

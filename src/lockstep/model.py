@@ -1,0 +1,283 @@
+"""Plain frozen data shared by the pure core and the edges.
+
+Nothing here does I/O or reads the clock: the engine passes ``now`` in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Op(StrEnum):
+    CREATE_ACCOUNT = "create_account"
+    RESTORE_ACCOUNT = "restore_account"
+    GRANT = "grant"
+    REVOKE = "revoke"
+    ROTATE_CREDENTIAL = "rotate_credential"
+    SUSPEND_ACCOUNT = "suspend_account"
+    END_SESSIONS = "end_sessions"
+    DELETE_ACCOUNT = "delete_account"
+
+
+# The order in which a plan's actions run within a target: an account exists and can log in
+# before it is granted anything; removals come last so that a half-applied plan errs on the
+# side of keeping the workload running rather than cutting it off.
+OP_ORDER: Mapping[Op, int] = {op: i for i, op in enumerate(Op)}
+
+# Operations that take a credential away: verification tries the old credential afterwards.
+REMOVING_OPS = frozenset({Op.SUSPEND_ACCOUNT, Op.DELETE_ACCOUNT, Op.ROTATE_CREDENTIAL})
+# Operations that hand out a new credential, which must be delivered through the sink.
+ISSUING_OPS = frozenset({Op.CREATE_ACCOUNT, Op.RESTORE_ACCOUNT, Op.ROTATE_CREDENTIAL})
+
+
+class RuleAction(StrEnum):
+    REPORT = "report"
+    SUSPEND = "suspend"
+    DELETE = "delete"
+    REVOKE = "revoke"
+
+
+class OwnerStatus(StrEnum):
+    ACTIVE = "active"
+    DEPARTED = "departed"
+
+
+class FindingType(StrEnum):
+    ORPHAN_ACCOUNT = "orphan_account"
+    EXCESS_ENTITLEMENT = "excess_entitlement"
+    MISSING_ENTITLEMENT = "missing_entitlement"
+    EXPIRED_ACCESS = "expired_access"
+    OWNERLESS_IDENTITY = "ownerless_identity"
+    STALE_CREDENTIAL = "stale_credential"
+    DORMANT_IDENTITY = "dormant_identity"
+    UNVERIFIED_REVOCATION = "unverified_revocation"
+    ENVIRONMENT_CROSSING = "environment_crossing"
+    SHARED_ACCOUNT = "shared_account"
+    TARGET_UNREACHABLE = "target_unreachable"
+
+
+class Severity(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class Status(StrEnum):
+    VERIFIED = "verified"
+    FAILED = "failed"
+    UNVERIFIED = "unverified"
+
+
+# ---------------------------------------------------------------- policy
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a policy element was written, for errors that point at file and line."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    type: str
+    environment: str | None
+    exclude: frozenset[str]
+    legacy: bool
+    # Connector-specific keys, already validated by the connector's settings model.
+    # Secret-bearing values are ``Secret`` instances and never render in clear.
+    settings: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    name: str
+    contacts: tuple[str, ...]
+    status: OwnerStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    target: str
+    account: str
+    entitlements: frozenset[str]  # canonical, as the target's connector renders them
+    expires: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialPolicy:
+    rotate_every_s: int | None = None
+    sink: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    name: str
+    owner: str
+    purpose: str
+    environment: str | None
+    access: tuple[Access, ...]
+    credentials: CredentialPolicy = CredentialPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    orphan_accounts: RuleAction = RuleAction.REPORT
+    excess_entitlements: RuleAction = RuleAction.REVOKE
+    ownerless_identities: RuleAction = RuleAction.SUSPEND
+    mass_change_limit: float = 0.20  # share of managed accounts
+    mass_change_floor: int = 5  # never stop a plan that touches this many or fewer
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    targets: Mapping[str, Target]
+    owners: Mapping[str, Owner]
+    identities: Mapping[str, Identity]
+    rules: Rules = Rules()
+
+
+# ---------------------------------------------------------------- observed state
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """An account as read from a target."""
+
+    name: str
+    entitlements: frozenset[str]
+    enabled: bool  # can authenticate now
+    sessions: int = 0  # connections open now; -1 when the target cannot tell
+    valid_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything in scope in one target, read at one moment."""
+
+    target: str
+    accounts: Mapping[str, Account]
+
+
+@dataclass(frozen=True, slots=True)
+class Unreachable:
+    """A target that could not be read: no verdict may be drawn about it."""
+
+    target: str
+    error: str
+
+
+Observation = Snapshot | Unreachable
+
+
+# ---------------------------------------------------------------- desired state
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredAccount:
+    """What the policy says one account in one target should be."""
+
+    target: str
+    account: str
+    identities: tuple[str, ...]  # more than one: a shared account
+    entitlements: frozenset[str]  # granted and unexpired
+    expired: frozenset[str]  # granted once, now past expiry: revoked whatever the rules say
+    active: bool  # False: the account must be suspended
+    suspend_reason: str | None = None
+    ownerless: bool = False
+    all_expired: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    accounts: Mapping[tuple[str, str], DesiredAccount]  # (target, account)
+
+    def for_target(self, target: str) -> dict[str, DesiredAccount]:
+        return {acct: d for (tgt, acct), d in self.accounts.items() if tgt == target}
+
+
+# ---------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    op: Op
+    target: str
+    account: str
+    entitlement: str | None = None
+    identity: str | None = None
+    reason: str = ""
+
+    def sort_key(self) -> tuple[str, int, str, str]:
+        return (self.target, OP_ORDER[self.op], self.account, self.entitlement or "")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    type: FindingType
+    severity: Severity
+    target: str
+    account: str | None = None
+    entitlement: str | None = None
+    identity: str | None = None
+    detail: str = ""
+
+    @property
+    def id(self) -> str:
+        """Stable across passes, so a finding keeps its history while it stays true."""
+        key = "\x1f".join(
+            (self.type, self.target, self.account or "", self.entitlement or "", self.identity or "")
+        )
+        return "F-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class MassChange:
+    removals: int
+    managed: int
+    limit: float
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    actions: tuple[Action, ...]
+    findings: tuple[Finding, ...]
+    unreachable: tuple[str, ...] = ()
+    mass_change: MassChange | None = None  # set when the blast-radius guard trips
+
+    @property
+    def blocked(self) -> bool:
+        return self.mass_change is not None
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One comparison of what should be against what is."""
+
+    target: str
+    account: str
+    entitlement: str | None
+    expected: str
+    actual: str
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    action: Action
+    status: Status
+    detail: str
+    checks: tuple[Check, ...] = field(default_factory=tuple)
