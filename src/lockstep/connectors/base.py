@@ -38,6 +38,15 @@ class GrammarError(ValueError):
     """An entitlement or account name that the target type cannot express."""
 
 
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What a workload authenticates with. ``username`` is the account name for most
+    targets; for AWS it is the access key id."""
+
+    username: str
+    secret: Secret
+
+
 class ProbeResult(StrEnum):
     ACCEPTED = "accepted"  # the credential authenticated
     REFUSED = "refused"  # the target answered and refused it
@@ -68,15 +77,19 @@ class Session(Protocol):
         """One account, read fresh; None when it does not exist. Raises TargetUnreachable."""
         ...
 
-    def execute(self, action: Action, secret: Secret | None) -> None:
-        """Carry out one action. ``secret`` is the new credential for create, restore,
-        rotate and suspend (suspension replaces the credential with one nobody holds).
-        Raises ActionFailed or TargetUnreachable."""
+    def execute(self, action: Action, secret: Secret | None) -> Credential | None:
+        """Carry out one action.
+
+        ``secret`` is a fresh random password the engine generated for create, restore,
+        rotate and suspend (suspension replaces the credential with one nobody holds). Returns
+        the credential a workload now authenticates with, for create, restore and rotate
+        (for targets that mint their own, such as AWS access keys, the one they minted);
+        None for every other operation. Raises ActionFailed or TargetUnreachable."""
         ...
 
-    def probe(self, account: str, secret: Secret) -> ProbeResult:
-        """Try to authenticate as ``account`` the way a workload would (over the network).
-        Raises TargetUnreachable when the outcome is unknown."""
+    def probe(self, credential: Credential) -> ProbeResult:
+        """Try to authenticate the way a workload would (over the network, never through an
+        admin back door). Raises TargetUnreachable when the outcome is unknown."""
         ...
 
     def close(self) -> None: ...

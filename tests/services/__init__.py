@@ -1,0 +1,1 @@
+"""Launchers for the real servers the suite talks to, one module per service."""
