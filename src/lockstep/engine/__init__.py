@@ -1,0 +1,1 @@
+"""Desired state and plan (pure), observation, apply and verification (effects)."""

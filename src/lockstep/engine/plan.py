@@ -1,0 +1,225 @@
+"""The plan: a pure diff of desired against observed state at ``now``.
+
+Deterministic (same inputs, same plan) and convergent: once every action has been applied,
+planning again against the resulting state yields no action. A target that could not be read
+yields one ``target_unreachable`` finding and nothing else: no action, no verdict.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timedelta
+
+from lockstep.engine.catalog import KINDS
+from lockstep.model import (
+    Account,
+    Action,
+    Desired,
+    DesiredAccount,
+    Finding,
+    FindingType,
+    MassChange,
+    Observation,
+    Op,
+    Plan,
+    Policy,
+    RuleAction,
+    Snapshot,
+)
+from lockstep.policy.durations import format_duration
+
+Key = tuple[str, str]
+
+
+def finding(
+    type_: FindingType,
+    target: str,
+    account: str | None = None,
+    entitlement: str | None = None,
+    identity: str | None = None,
+    detail: str = "",
+) -> Finding:
+    return Finding(type_, KINDS[type_].severity, target, account, entitlement, identity, detail)
+
+
+def make_plan(
+    policy: Policy,
+    desired: Desired,
+    observed: Mapping[str, Observation],
+    now: datetime,
+    issued: Mapping[Key, datetime] | None = None,
+) -> Plan:
+    """``issued`` holds when lockstep last issued each account's credential (for rotation)."""
+    issued = issued or {}
+    by_target: dict[str, dict[str, DesiredAccount]] = defaultdict(dict)
+    for (target, account), want in desired.accounts.items():
+        by_target[target][account] = want
+
+    actions: list[Action] = []
+    findings: list[Finding] = []
+    unreachable: list[str] = []
+    managed = 0
+    for name in sorted(policy.targets):
+        obs = observed.get(name)
+        if not isinstance(obs, Snapshot):
+            error = obs.error if obs is not None else "not read"
+            unreachable.append(name)
+            findings.append(finding(FindingType.TARGET_UNREACHABLE, name, detail=error))
+            continue
+        managed += len(obs.accounts)
+        wants = by_target.get(name, {})
+        for account, want in wants.items():
+            rotate_every = _rotation_period(policy, want)
+            actions_, findings_ = _declared(
+                want,
+                obs.accounts.get(account),
+                policy,
+                now,
+                issued.get((name, account)),
+                rotate_every,
+            )
+            actions.extend(actions_)
+            findings.extend(findings_)
+        for account, actual in obs.accounts.items():
+            if account not in wants:
+                actions.extend(_orphan(name, actual, policy.rules.orphan_accounts))
+                findings.append(
+                    finding(
+                        FindingType.ORPHAN_ACCOUNT,
+                        name,
+                        account=account,
+                        detail=f"no identity declares it; rule: {policy.rules.orphan_accounts}",
+                    )
+                )
+    actions.sort(key=Action.sort_key)
+    findings.sort(key=lambda f: (f.target, f.type, f.account or "", f.entitlement or ""))
+    return Plan(
+        tuple(actions), tuple(findings), tuple(unreachable), _mass_change(actions, managed, policy)
+    )
+
+
+def _rotation_period(policy: Policy, want: DesiredAccount) -> int | None:
+    periods = [
+        p
+        for name in want.identities
+        if (p := policy.identities[name].credentials.rotate_every_s) is not None
+    ]
+    return min(periods) if periods else None
+
+
+def _declared(
+    want: DesiredAccount,
+    actual: Account | None,
+    policy: Policy,
+    now: datetime,
+    issued_at: datetime | None,
+    rotate_every_s: int | None,
+) -> tuple[list[Action], list[Finding]]:
+    target, account = want.target, want.account
+    identity = want.identities[0]
+    actions: list[Action] = []
+    findings: list[Finding] = []
+
+    def act(op: Op, reason: str, entitlement: str | None = None) -> None:
+        actions.append(Action(op, target, account, entitlement, identity, reason))
+
+    def report(type_: FindingType, detail: str, entitlement: str | None = None) -> None:
+        for name in want.identities:
+            findings.append(
+                finding(
+                    type_,
+                    target,
+                    account=account,
+                    entitlement=entitlement,
+                    identity=name,
+                    detail=detail,
+                )
+            )
+
+    if want.ownerless:
+        report(
+            FindingType.OWNERLESS_IDENTITY,
+            f"owner departed; rule: {policy.rules.ownerless_identities}",
+        )
+    if actual is None:
+        if want.active:
+            act(Op.CREATE_ACCOUNT, "declared by the policy, missing in the target")
+            for ent in sorted(want.entitlements):
+                act(Op.GRANT, "granted by the policy", ent)
+        return actions, findings
+
+    held = actual.entitlements
+    for ent in sorted(held & want.expired):
+        report(FindingType.EXPIRED_ACCESS, "access expired; revoked whatever the rules say", ent)
+        act(Op.REVOKE, "access expired", ent)
+    for ent in sorted(held - want.entitlements - want.expired):
+        report(
+            FindingType.EXCESS_ENTITLEMENT,
+            f"not granted by the policy; rule: {policy.rules.excess_entitlements}",
+            ent,
+        )
+        if policy.rules.excess_entitlements is RuleAction.REVOKE:
+            act(Op.REVOKE, "not granted by the policy", ent)
+
+    if want.active:
+        if not actual.enabled:
+            act(Op.RESTORE_ACCOUNT, "suspended, but the policy grants it access")
+        for ent in sorted(want.entitlements - held):
+            report(
+                FindingType.MISSING_ENTITLEMENT, "granted by the policy, absent in the target", ent
+            )
+            act(Op.GRANT, "granted by the policy", ent)
+        if rotate_every_s is not None:
+            _rotation(want, actual, issued_at, rotate_every_s, now, act, report)
+        return actions, findings
+
+    if want.all_expired and actual.enabled:
+        report(FindingType.EXPIRED_ACCESS, "all access on this target expired")
+    if actual.enabled:
+        act(Op.SUSPEND_ACCOUNT, want.suspend_reason or "no access granted")
+    elif actual.sessions > 0:
+        act(Op.END_SESSIONS, "suspended, but sessions are still open")
+    return actions, findings
+
+
+def _rotation(
+    want: DesiredAccount,
+    actual: Account,
+    issued_at: datetime | None,
+    rotate_every_s: int,
+    now: datetime,
+    act: Callable[[Op, str], None],
+    report: Callable[[FindingType, str], None],
+) -> None:
+    period = format_duration(rotate_every_s)
+    if issued_at is None:
+        # Lockstep never issued this credential: rotating it unasked could cut off a workload
+        # that has no sink to receive the new one, so this is reported for `lockstep rotate`.
+        report(FindingType.STALE_CREDENTIAL, f"credential age unknown; rotate every {period}")
+    elif issued_at + timedelta(seconds=rotate_every_s) <= now:
+        report(
+            FindingType.STALE_CREDENTIAL,
+            f"credential issued {issued_at:%Y-%m-%dT%H:%M:%SZ}; rotate every {period}",
+        )
+        if actual.enabled:
+            act(Op.ROTATE_CREDENTIAL, "credential older than its rotation period")
+
+
+def _orphan(target: str, actual: Account, rule: RuleAction) -> Iterator[Action]:
+    reason = f"orphan account; rule orphan_accounts: {rule}"
+    if rule is RuleAction.DELETE:
+        yield Action(Op.DELETE_ACCOUNT, target, actual.name, reason=reason)
+    elif rule is RuleAction.SUSPEND:
+        if actual.enabled:
+            yield Action(Op.SUSPEND_ACCOUNT, target, actual.name, reason=reason)
+        elif actual.sessions > 0:
+            yield Action(Op.END_SESSIONS, target, actual.name, reason=reason)
+
+
+def _mass_change(actions: list[Action], managed: int, policy: Policy) -> MassChange | None:
+    removals = sum(a.op in (Op.SUSPEND_ACCOUNT, Op.DELETE_ACCOUNT) for a in actions)
+    limit = policy.rules.mass_change_limit
+    if removals > policy.rules.mass_change_floor and removals > limit * max(managed, 1):
+        return MassChange(removals, managed, limit)
+    return None

@@ -1,0 +1,381 @@
+"""Policy files -> ``model.Policy``, validated in stages, every error with file and line.
+
+1. structure: YAML syntax, duplicate keys, top-level sections, one definition per name;
+2. environment: ``${VAR}`` expansion and the refusal of literal secrets;
+3. schema: each element against its pydantic model;
+4. meaning: cross-references (owners, targets) and each target's connector grammar
+   (target keys, account names, entitlements).
+Every stage runs as far as it can, so one run reports all errors at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ValidationError
+
+from lockstep import secrets
+from lockstep.connectors.base import ConnectorType, GrammarError
+from lockstep.connectors.registry import UnknownConnector, connector_type
+from lockstep.model import (
+    Access,
+    CredentialPolicy,
+    Identity,
+    Location,
+    Owner,
+    Policy,
+    RuleAction,
+    Rules,
+    Target,
+)
+from lockstep.policy.documents import Document, PathKey, load_documents
+from lockstep.policy.errors import PolicyError, PolicyInvalid
+from lockstep.policy.interpolate import expand
+from lockstep.policy.schema import (
+    IdentitySpec,
+    OwnerSpec,
+    RulesSpec,
+    TargetSpec,
+)
+
+SECTIONS = ("targets", "owners", "identities")
+TOP_LEVEL = {"version", "rules", *SECTIONS}
+DEFAULT_FILE = "lockstep.yaml"
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    policy: Policy
+    files: tuple[Path, ...]
+    base_dir: Path  # where relative paths (state, file: secrets) are resolved
+    locations: Mapping[tuple[str, str], Location]  # (section, name) -> where it is defined
+
+
+@dataclass
+class _Element:
+    doc: Document
+    path: PathKey
+    raw: Any
+
+    @property
+    def location(self) -> Location:
+        return self.doc.locate(self.path)
+
+
+def policy_files(config: Path) -> list[Path]:
+    if config.is_dir():
+        return sorted([*config.glob("*.yaml"), *config.glob("*.yml")])
+    return [config]
+
+
+def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPolicy:
+    """Raise PolicyInvalid with every error found, or return the policy."""
+    env = os.environ if env is None else env
+    errors: list[PolicyError] = []
+    files = policy_files(config)
+    if not files:
+        raise PolicyInvalid([PolicyError(Location(str(config), 1), "no *.yaml policy files here")])
+    docs = load_documents(files, errors)
+    sections, rules_el = _merge(docs, errors)
+    expanded = {
+        section: {name: _expanded(el, env, errors) for name, el in elements.items()}
+        for section, elements in sections.items()
+    }
+    if rules_el is not None:
+        rules_el = _expanded(rules_el, env, errors)
+    target_specs = _validate_all(TargetSpec, expanded["targets"], errors)
+    owner_specs = _validate_all(OwnerSpec, expanded["owners"], errors)
+    identity_specs = _validate_all(IdentitySpec, expanded["identities"], errors)
+    rules_spec = _validate(RulesSpec, rules_el, errors) if rules_el else RulesSpec()
+    base_dir = config if config.is_dir() else config.parent
+    builder = _Builder(expanded, base_dir, errors)
+    targets = {
+        name: target
+        for name, spec in target_specs.items()
+        if (target := builder.target(name, spec)) is not None
+    }
+    owners = {name: Owner(name, tuple(s.contacts), s.status) for name, s in owner_specs.items()}
+    identities = {
+        name: builder.identity(name, spec, targets, owners) for name, spec in identity_specs.items()
+    }
+    if errors:
+        raise PolicyInvalid(errors)
+    assert rules_spec is not None  # a rules error would have been raised above
+    policy = Policy(targets, owners, identities, _rules(rules_spec))
+    locations = {
+        (section, name): el.location
+        for section, els in sections.items()
+        for name, el in els.items()
+    }
+    return LoadedPolicy(policy, tuple(files), base_dir, locations)
+
+
+def _merge(
+    docs: list[Document], errors: list[PolicyError]
+) -> tuple[dict[str, dict[str, _Element]], _Element | None]:
+    sections: dict[str, dict[str, _Element]] = {s: {} for s in SECTIONS}
+    rules: _Element | None = None
+    versions = 0
+    for doc in docs:
+        if not isinstance(doc.data, dict):
+            errors.append(PolicyError(doc.locate(()), "a policy file is a mapping of sections"))
+            continue
+        for key, value in doc.data.items():
+            here = doc.locate((str(key),))
+            if key == "version":
+                versions += 1
+                if value != 1 or isinstance(value, bool):
+                    errors.append(PolicyError(here, f"unsupported policy version {value!r}: use 1"))
+            elif key == "rules":
+                if rules is not None:
+                    errors.append(
+                        PolicyError(here, f"'rules' is defined twice: here and at {rules.location}")
+                    )
+                else:
+                    rules = _Element(doc, ("rules",), value)
+            elif key in SECTIONS:
+                _merge_section(doc, key, value, sections[key], errors)
+            else:
+                known = ", ".join(sorted(TOP_LEVEL))
+                errors.append(PolicyError(here, f"unknown section {key!r} (known: {known})"))
+    if docs and versions == 0:
+        errors.append(PolicyError(Location(docs[0].file, 1), "missing 'version: 1'"))
+    return sections, rules
+
+
+def _merge_section(
+    doc: Document, section: str, value: Any, into: dict[str, _Element], errors: list[PolicyError]
+) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        errors.append(
+            PolicyError(doc.locate((section,)), f"'{section}' must be a mapping of names")
+        )
+        return
+    for name, body in value.items():
+        element = _Element(doc, (section, str(name)), body)
+        if str(name) in into:
+            first = into[str(name)].location
+            kind = section.rstrip("s")
+            errors.append(
+                PolicyError(
+                    element.location, f"{kind} {name!r} is defined twice: here and at {first}"
+                )
+            )
+            continue
+        into[str(name)] = element
+
+
+def _expanded(el: _Element, env: Mapping[str, str], errors: list[PolicyError]) -> _Element:
+    sub = Document(el.doc.file, el.raw, {p[len(el.path) :]: ln for p, ln in _sub_lines(el)})
+    sub.lines.setdefault((), el.doc.lines.get(el.path, 1))
+    return _Element(el.doc, el.path, expand(sub, env, errors))
+
+
+def _sub_lines(el: _Element) -> list[tuple[PathKey, int]]:
+    n = len(el.path)
+    return [(p, ln) for p, ln in el.doc.lines.items() if p[:n] == el.path]
+
+
+def _validate_all(
+    model: type[M], elements: Mapping[str, _Element], errors: list[PolicyError]
+) -> dict[str, M]:
+    return {
+        name: spec
+        for name, el in elements.items()
+        if (spec := _validate(model, el, errors)) is not None
+    }
+
+
+def _validate(model: type[M], el: _Element | None, errors: list[PolicyError]) -> M | None:
+    if el is None:
+        return None
+    try:
+        return model.model_validate(el.raw if el.raw is not None else {})
+    except ValidationError as exc:
+        for err in exc.errors():
+            errors.append(_pydantic_error(el, tuple(err["loc"]), err["msg"], err["type"]))
+        return None
+
+
+def _pydantic_error(el: _Element, loc: PathKey, msg: str, kind: str) -> PolicyError:
+    where = el.doc.locate((*el.path, *loc))
+    field = ".".join(str(p) for p in loc)
+    if kind == "extra_forbidden":
+        return PolicyError(where, f"unknown key {field!r}")
+    if kind == "missing":
+        return PolicyError(where, f"missing required key {field!r}")
+    msg = msg.removeprefix("Value error, ")
+    return PolicyError(where, f"{field}: {msg}" if field else msg)
+
+
+class _Builder:
+    """Turns validated specs into model objects, checking what needs a connector."""
+
+    def __init__(
+        self, elements: dict[str, dict[str, _Element]], base_dir: Path, errors: list[PolicyError]
+    ) -> None:
+        self.elements = elements
+        self.base_dir = base_dir
+        self.errors = errors
+        self.connectors: dict[str, ConnectorType] = {}
+
+    def _at(self, section: str, name: str, *sub: str | int) -> Location:
+        el = self.elements[section][name]
+        return el.doc.locate((*el.path, *sub))
+
+    def _error(self, location: Location, message: str) -> None:
+        self.errors.append(PolicyError(location, message))
+
+    def target(self, name: str, spec: TargetSpec) -> Target | None:
+        try:
+            connector = connector_type(spec.type)
+        except UnknownConnector as exc:
+            self._error(self._at("targets", name, "type"), str(exc))
+            return None
+        self.connectors[name] = connector
+        raw = dict(spec.model_extra or {})
+        el = _Element(self.elements["targets"][name].doc, self.elements["targets"][name].path, raw)
+        settings_spec = _validate(connector.settings_model(), el, self.errors)
+        if settings_spec is None:
+            return None
+        settings: dict[str, object] = settings_spec.model_dump()
+        for key in connector.secret_fields():
+            value = settings.get(key)
+            if isinstance(value, str):
+                settings[key] = self._secret(value, self._at("targets", name, key))
+        if any(v is None for k, v in settings.items() if k in connector.secret_fields()):
+            return None
+        try:
+            excluded = frozenset(spec.manage.exclude) | connector.default_excluded(settings)
+        except (ValueError, GrammarError) as exc:
+            self._error(self._at("targets", name), f"cannot read the admin account: {exc}")
+            return None
+        return Target(name, spec.type, spec.environment, excluded, spec.legacy, settings)
+
+    def _secret(self, value: str, where: Location) -> secrets.Secret | None:
+        if value.startswith("file:"):
+            path = Path(value.removeprefix("file:")).expanduser()
+            path = path if path.is_absolute() else self.base_dir / path
+            try:
+                value = path.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                self._error(where, f"cannot read secret file {path}: {exc.strerror}")
+                return None
+        _register_url_password(value)
+        return secrets.Secret(value)
+
+    def identity(
+        self,
+        name: str,
+        spec: IdentitySpec,
+        targets: Mapping[str, Target],
+        owners: Mapping[str, Owner],
+    ) -> Identity:
+        if spec.owner not in owners:
+            self._error(
+                self._at("identities", name, "owner"),
+                f"unknown owner {spec.owner!r}" + _known(owners),
+            )
+        access = tuple(
+            a
+            for i, item in enumerate(spec.access)
+            if (a := self._access(name, i, item.model_dump(), targets)) is not None
+        )
+        sink = spec.credentials.sink
+        if sink is not None:
+            self._check_sink(name, sink, access)
+        return Identity(
+            name=name,
+            owner=spec.owner,
+            purpose=spec.purpose,
+            environment=spec.environment,
+            access=access,
+            credentials=CredentialPolicy(spec.credentials.rotate_every, sink),
+        )
+
+    def _access(
+        self, identity: str, i: int, item: dict[str, Any], targets: Mapping[str, Target]
+    ) -> Access | None:
+        where = ("access", i)
+        target = targets.get(item["target"])
+        if target is None:
+            if item["target"] not in self.elements["targets"]:
+                self._error(
+                    self._at("identities", identity, *where, "target"),
+                    f"unknown target {item['target']!r}" + _known(self.elements["targets"]),
+                )
+            return None
+        connector = self.connectors[target.name]
+        account = item["account"]
+        ok = True
+        try:
+            connector.check_account(account)
+        except GrammarError as exc:
+            self._error(self._at("identities", identity, *where, "account"), str(exc))
+            ok = False
+        if account in target.exclude:
+            self._error(
+                self._at("identities", identity, *where, "account"),
+                f"account {account!r} is excluded from management on target {target.name!r}",
+            )
+            ok = False
+        entitlements = set()
+        for j, text in enumerate(item["entitlements"]):
+            try:
+                entitlements.add(connector.parse_entitlement(text))
+            except GrammarError as exc:
+                self._error(self._at("identities", identity, *where, "entitlements", j), str(exc))
+                ok = False
+        if not ok:
+            return None
+        return Access(target.name, account, frozenset(entitlements), item["expires"])
+
+    def _check_sink(self, identity: str, sink: str, access: tuple[Access, ...]) -> None:
+        from lockstep.credentials.sinks import SinkError, check_sink
+
+        where = self._at("identities", identity, "credentials", "sink")
+        try:
+            check_sink(sink)
+        except SinkError as exc:
+            self._error(where, str(exc))
+            return
+        several = len({a.target for a in access}) > 1
+        if sink.startswith("file:") and "{target}" not in sink and several:
+            self._error(
+                where,
+                "this identity has access on several targets: put {target} in the sink path "
+                "so that each target's credential gets its own file",
+            )
+
+
+def _register_url_password(value: str) -> None:
+    """A DSN is a Secret as a whole; its password alone must be redacted too, since a
+    driver's message may quote it on its own."""
+    if "://" in value:
+        try:
+            password = urlsplit(value).password
+        except ValueError:
+            return
+        if password:
+            secrets.register(password)
+
+
+def _known(names: Mapping[str, object]) -> str:
+    return f" (known: {', '.join(sorted(names))})" if names else " (none defined)"
+
+
+def _rules(spec: RulesSpec) -> Rules:
+    return Rules(
+        orphan_accounts=RuleAction(spec.orphan_accounts),
+        excess_entitlements=RuleAction(spec.excess_entitlements),
+        ownerless_identities=RuleAction(spec.ownerless_identities),
+        mass_change_limit=spec.mass_change_limit,
+    )

@@ -1,0 +1,115 @@
+"""The shape of a policy file, version 1, as pydantic models.
+
+These models check structure and types only. What needs more than one element to judge
+(cross-references) or a connector's knowledge (entitlement grammar, target keys) is checked
+afterwards, in ``load.py``, so that every error can still name its file and line.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from lockstep.model import OwnerStatus
+from lockstep.policy.durations import parse_duration
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _duration(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError("write a duration as <n>s, <n>m, <n>h or <n>d")
+    return parse_duration(value)
+
+
+def _utc(value: object) -> object:
+    """YAML turns timestamps into datetimes (naive when written without an offset) and bare
+    dates into dates; both are read as UTC so that expiry never depends on the host's zone."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return value
+
+
+def _percent(value: object) -> float:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        number = float(value.strip()[:-1])
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value) * 100 if value <= 1 else float(value)
+    else:
+        raise ValueError("write a share as a percentage, e.g. 20%")
+    if not 0 <= number <= 100:
+        raise ValueError("a percentage lies between 0% and 100%")
+    return number / 100
+
+
+Duration = Annotated[int, BeforeValidator(_duration)]
+UtcTime = Annotated[datetime, BeforeValidator(_utc)]
+Share = Annotated[float, BeforeValidator(_percent)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ManageSpec(_Strict):
+    exclude: list[Name] = Field(
+        default_factory=list, description="Accounts never touched or reported"
+    )
+
+
+class TargetSpec(BaseModel):
+    """Keys common to every target; the rest belong to the target's connector."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: Name = Field(description="The connector: postgres, ldap, redis, aws, ...")
+    environment: Name | None = None
+    manage: ManageSpec = Field(default_factory=ManageSpec)
+    legacy: bool = Field(
+        default=False, description="Cannot revoke on events: compensating controls"
+    )
+
+
+class OwnerSpec(_Strict):
+    contacts: list[Name] = Field(default_factory=list)
+    status: OwnerStatus = OwnerStatus.ACTIVE
+
+
+class AccessSpec(_Strict):
+    target: Name
+    account: Annotated[str, Field(min_length=1)]
+    entitlements: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    expires: UtcTime | None = None
+
+
+class CredentialsSpec(_Strict):
+    rotate_every: Duration | None = None
+    sink: Annotated[str, Field(min_length=1)] | None = None
+
+
+class IdentitySpec(_Strict):
+    owner: Name
+    purpose: Annotated[str, Field(min_length=1)]
+    environment: Name | None = None
+    access: list[AccessSpec] = Field(default_factory=list)
+    credentials: CredentialsSpec = Field(default_factory=CredentialsSpec)
+
+
+class RulesSpec(_Strict):
+    orphan_accounts: Literal["report", "suspend", "delete"] = "report"
+    excess_entitlements: Literal["revoke", "report"] = "revoke"
+    ownerless_identities: Literal["suspend", "report"] = "suspend"
+    mass_change_limit: Share = Field(default=0.20, description="e.g. 20%")
+
+
+class PolicySpec(_Strict):
+    """A whole policy (after the files of a directory are merged)."""
+
+    version: Literal[1]
+    targets: dict[Name, TargetSpec] = Field(default_factory=dict)
+    owners: dict[Name, OwnerSpec] = Field(default_factory=dict)
+    identities: dict[Name, IdentitySpec] = Field(default_factory=dict)
+    rules: RulesSpec = Field(default_factory=RulesSpec)
