@@ -1,0 +1,265 @@
+"""``lockstep``: plan and apply like Terraform, verify like an auditor.
+
+Errors reach the user as one clear line on stderr (a traceback only with --debug), and every
+line that leaves the process passes through the secret redactor.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from lockstep import secrets
+from lockstep.cli import render
+from lockstep.model import Status
+from lockstep.policy import DEFAULT_FILE, PolicyInvalid, load_policy
+from lockstep.workspace import Workspace
+
+app = typer.Typer(
+    name="lockstep",
+    help="Keeps identity governance and enforcement in lockstep for non-human identities.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+audit_app = typer.Typer(help="The tamper-evident journal.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Policy file, or a directory of *.yaml files."),
+]
+StateOpt = Annotated[
+    str | None,
+    typer.Option("--state", help="State store URL (default: sqlite at .lockstep/state.db)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@dataclass
+class Options:
+    config: Path = Path(DEFAULT_FILE)
+    state: str | None = None
+    debug: bool = False
+
+
+_options = Options()
+
+
+class CliError(Exception):
+    """A failure to report as one line, with an exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@app.callback()
+def main_options(
+    config: ConfigOpt = None,
+    state: StateOpt = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    if config is not None:
+        _options.config = config
+    if state is not None:
+        _options.state = state
+    _options.debug = debug
+
+
+def _config(config: Path | None) -> Path:
+    path = config or _options.config
+    if not path.exists():
+        raise CliError(f"{path}: no such policy file or directory (use -c/--config PATH)")
+    return path
+
+
+@contextmanager
+def _workspace(config: Path | None, state: str | None) -> Iterator[Workspace]:
+    with Workspace.open(_config(config), state or _options.state) as ws:
+        yield ws
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(secrets.redact(json.dumps(data, indent=2, default=str)) + "\n")
+
+
+@app.command()
+def validate(config: ConfigOpt = None) -> None:
+    """Check the policy without touching any target."""
+    loaded = load_policy(_config(config))
+    p = loaded.policy
+    out.print(
+        f"[green]Policy valid:[/] {len(p.targets)} target(s), {len(p.owners)} owner(s), "
+        f"{len(p.identities)} identit{'y' if len(p.identities) == 1 else 'ies'} "
+        f"in {len(loaded.files)} file(s)."
+    )
+
+
+@app.command()
+def schema() -> None:
+    """Print the policy's JSON Schema (for editors)."""
+    from lockstep.policy.jsonschema import policy_json_schema
+
+    _emit_json(policy_json_schema())
+
+
+@app.command()
+def plan(
+    config: ConfigOpt = None,
+    state: StateOpt = None,
+    as_json: JsonOpt = False,
+    exit_code: Annotated[
+        bool, typer.Option("--exit-code", help="Exit 2 when there are actions.")
+    ] = False,
+) -> None:
+    """Read every target and show what apply would change, and the findings."""
+    with _workspace(config, state) as ws, ws.observer() as (observer, desired):
+        p = ws.observe(observer, desired)
+        permissions = render.needed_permissions(p.plan, observer.connectors)
+        if as_json:
+            _emit_json(render.plan_json(p.plan, p.findings, permissions))
+        else:
+            render.print_plan(out, p.plan, permissions)
+    if exit_code and p.plan.actions:
+        raise typer.Exit(2)
+
+
+@app.command()
+def apply(
+    config: ConfigOpt = None,
+    state: StateOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")] = False,
+    as_json: JsonOpt = False,
+    allow_mass_change: Annotated[
+        bool, typer.Option("--allow-mass-change", help="Lift the blast-radius guard.")
+    ] = False,
+) -> None:
+    """Compute a fresh plan, execute it, and verify every action."""
+    with _workspace(config, state) as ws, ws.observer() as (observer, desired):
+        p = ws.observe(observer, desired)
+        permissions = render.needed_permissions(p.plan, observer.connectors)
+        if not as_json:
+            render.print_plan(out, p.plan, permissions)
+        if p.plan.blocked and not allow_mass_change:
+            raise CliError(
+                "apply refused: the plan trips the blast-radius guard "
+                "(rules.mass_change_limit); review it and re-run with --allow-mass-change"
+            )
+        if p.plan.actions and not yes:
+            _confirm()
+        console = err if as_json else out
+        results = ws.apply(
+            observer,
+            p.plan,
+            lambda r: console.print(f"  {r.status}: {r.action.op} {r.action.account}", style="dim"),
+        )
+        if as_json:
+            _emit_json(render.results_json(results, p.plan.unreachable))
+        else:
+            render.print_results(out, results)
+    if p.plan.unreachable or any(r.status is not Status.VERIFIED for r in results):
+        raise typer.Exit(1)
+
+
+def _confirm() -> None:
+    if not sys.stdin.isatty():
+        raise CliError("apply needs --yes when there is no terminal to ask on")
+    if not typer.confirm("Apply these changes?", default=False):
+        raise CliError("apply cancelled; nothing changed")
+
+
+@app.command()
+def verify(config: ConfigOpt = None, state: StateOpt = None, as_json: JsonOpt = False) -> None:
+    """Re-read every target and probe every credential lockstep revoked or rotated."""
+    with _workspace(config, state) as ws, ws.observer() as (observer, desired):
+        in_sync, checks = ws.verify(observer, desired)
+    if as_json:
+        _emit_json(render.checks_json(in_sync, checks))
+    else:
+        render.print_checks(out, in_sync, checks)
+    if not in_sync:
+        raise typer.Exit(2)
+
+
+@app.command()
+def findings(
+    config: ConfigOpt = None,
+    state: StateOpt = None,
+    as_json: JsonOpt = False,
+    type_: Annotated[str | None, typer.Option("--type", help="Only this finding type.")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Only this target.")] = None,
+) -> None:
+    """Current findings, read fresh from every target."""
+    with _workspace(config, state) as ws, ws.observer() as (observer, desired):
+        p = ws.observe(observer, desired)
+    selected = [
+        f
+        for f in p.plan.findings
+        if (type_ is None or f.type == type_) and (target is None or f.target == target)
+    ]
+    by_id = {r.id: r for r in p.findings}
+    if as_json:
+        _emit_json({"findings": [render.finding_json(f, by_id.get(f.id)) for f in selected]})
+    elif selected:
+        render.print_findings(out, selected, p.findings)
+    else:
+        out.print("[green]No findings.[/]")
+
+
+@audit_app.command("verify")
+def audit_verify(config: ConfigOpt = None, state: StateOpt = None) -> None:
+    """Check the journal's hash chain."""
+    with _workspace(config, state) as ws:
+        report = ws.journal.verify()
+    if report.ok:
+        out.print(f"[green]Journal intact:[/] {report.entries} entries, hash chain verified.")
+        return
+    raise CliError(f"journal broken at entry {report.first_bad}: {report.reason}")
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option(help="Leave the demo server running.")] = False,
+) -> None:
+    """A narrated, real run against a private PostgreSQL."""
+    from lockstep.demo import run_demo
+
+    run_demo(out, keep=keep)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err.print(secrets.redact(message), markup=False)
+    raise SystemExit(code)
+
+
+def main() -> None:
+    from lockstep.errors import EXPECTED_ERRORS
+
+    try:
+        app()
+    except CliError as exc:
+        _fail(f"error: {exc}", exc.code)
+    except PolicyInvalid as exc:
+        for error in exc.errors:
+            err.print(secrets.redact(str(error)), markup=False, highlight=False)
+        _fail(f"policy invalid: {len(exc.errors)} error(s)", 1)
+    except EXPECTED_ERRORS as exc:
+        if _options.debug:
+            raise
+        _fail(f"error: {exc}", 1)
+    except Exception as exc:  # noqa: BLE001 - the last resort keeps tracebacks off users' screens
+        if _options.debug:
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (re-run with --debug)", 1)

@@ -1,0 +1,166 @@
+"""Executing a plan: intent journaled, effect, credential kept and delivered, verified, result
+journaled. If the journal cannot be written, nothing more is changed (fail closed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from lockstep.connectors.base import (
+    ActionFailed,
+    ConnectorType,
+    Credential,
+    Session,
+    TargetUnreachable,
+)
+from lockstep.credentials.sinks import Delivery, SinkError, deliver
+from lockstep.credentials.vault import StoredCredential, Vault
+from lockstep.engine.verify import Evidence, verify_action
+from lockstep.journal import Journal, JournalError
+from lockstep.model import ISSUING_OPS, REMOVING_OPS, Action, Op, Plan, Policy, Result, Status
+from lockstep.secrets import generate_password, redact
+
+
+def action_fields(action: Action) -> dict[str, Any]:
+    return {
+        "op": str(action.op),
+        "target": action.target,
+        "account": action.account,
+        "entitlement": action.entitlement,
+        "identity": action.identity,
+        "reason": action.reason,
+    }
+
+
+@dataclass
+class Applier:
+    policy: Policy
+    sessions: Mapping[str, Session]
+    connectors: Mapping[str, ConnectorType]
+    journal: Journal
+    vault: Vault
+    clock: Callable[[], datetime]
+    progress: Callable[[Result], None] = lambda result: None
+    _lost: dict[str, str] = field(default_factory=dict)  # targets that went away mid-apply
+
+    def apply(self, plan: Plan) -> list[Result]:
+        results: list[Result] = []
+        journal_down: str | None = None
+        for action in plan.actions:
+            if journal_down is not None:
+                result = Result(action, Status.FAILED, f"not attempted: {journal_down}")
+            else:
+                try:
+                    result = self._one(action)
+                except JournalError as exc:
+                    journal_down = f"journal unavailable, nothing more changed ({exc})"
+                    result = Result(action, Status.FAILED, journal_down)
+            results.append(result)
+            self.progress(result)
+        return results
+
+    def _one(self, action: Action) -> Result:
+        if action.target in self._lost:
+            return Result(action, Status.FAILED, f"not attempted: {self._lost[action.target]}")
+        session = self.sessions.get(action.target)
+        if session is None:
+            return Result(action, Status.FAILED, "not attempted: target unreachable")
+        self.journal.append("intent", action_fields(action))
+        old = self.vault.current(action.target, action.account)
+        secret = generate_password() if action.op in ISSUING_OPS | {Op.SUSPEND_ACCOUNT} else None
+        try:
+            issued = session.execute(action, secret)
+        except TargetUnreachable as exc:
+            self._lost[action.target] = f"target unreachable: {redact(str(exc))}"
+            return self._finish(action, Status.FAILED, self._lost[action.target])
+        except ActionFailed as exc:
+            return self._finish(action, Status.FAILED, redact(str(exc)))
+
+        evidence = Evidence()
+        fingerprint = None
+        if issued is not None:
+            fingerprint = issued.secret.fingerprint()
+            self._keep(action, issued)
+            delivery_error = self._deliver(action, issued)
+            if delivery_error:
+                return self._finish(action, Status.FAILED, delivery_error, fingerprint)
+            evidence = Evidence(issued=issued, refused=self._old(action, old))
+        elif action.op is Op.SUSPEND_ACCOUNT and secret is not None:
+            # The suspension password is kept (encrypted) so that `verify` can keep proving
+            # that even the account's current password no longer opens it.
+            suspended = Credential(action.account, secret)
+            self._keep(action, suspended)
+            evidence = Evidence(refused=[suspended, *self._old(action, old)])
+        elif action.op in REMOVING_OPS:
+            evidence = Evidence(refused=self._old(action, old))
+        window = self.connectors[action.target].propagation_window_s
+        status, detail, checks = verify_action(session, action, evidence, window)
+        return self._finish(action, status, detail, fingerprint, checks)
+
+    @staticmethod
+    def _old(action: Action, old: StoredCredential | None) -> list[Credential]:
+        if old is None or action.op in (Op.CREATE_ACCOUNT, Op.RESTORE_ACCOUNT):
+            return []
+        return [Credential(old.username, old.secret)]
+
+    def _keep(self, action: Action, credential: Credential) -> None:
+        self.vault.put(
+            action.target,
+            action.account,
+            action.identity,
+            credential.username,
+            credential.secret,
+            self.clock(),
+        )
+
+    def _deliver(self, action: Action, credential: Credential) -> str | None:
+        identity = self.policy.identities.get(action.identity or "")
+        sink = identity.credentials.sink if identity is not None else None
+        if sink is None:
+            return None
+        delivery = Delivery(
+            target=action.target,
+            account=action.account,
+            username=credential.username,
+            secret=credential.secret,
+            issued_at=self.clock(),
+            expires_at=None,
+        )
+        try:
+            where = deliver(sink, delivery)
+        except SinkError as exc:
+            return f"credential not delivered: {redact(str(exc))}"
+        self.journal.append(
+            "delivery",
+            {
+                **action_fields(action),
+                "sink": where,
+                "fingerprint": credential.secret.fingerprint(),
+            },
+        )
+        return None
+
+    def _finish(
+        self,
+        action: Action,
+        status: Status,
+        detail: str,
+        fingerprint: str | None = None,
+        checks: tuple[Any, ...] = (),
+    ) -> Result:
+        self.journal.append(
+            "result",
+            {
+                **action_fields(action),
+                "status": str(status),
+                "detail": detail,
+                "fingerprint": fingerprint,
+                "checks": [
+                    {"entitlement": c.entitlement, "expected": c.expected, "actual": c.actual}
+                    for c in checks
+                ],
+            },
+        )
+        return Result(action, status, detail, checks)

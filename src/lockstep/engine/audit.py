@@ -1,0 +1,100 @@
+"""The whole-state check behind ``lockstep verify``: live state against the policy, and every
+credential lockstep took away tried again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from lockstep.connectors.base import Credential, ProbeResult, Session
+from lockstep.credentials.vault import Vault
+from lockstep.engine.verify import Inconclusive, probe_until
+from lockstep.model import Check, Desired, Observation, Policy, RuleAction, Snapshot
+
+
+def state_checks(
+    policy: Policy, desired: Desired, observed: Mapping[str, Observation]
+) -> list[Check]:
+    checks: list[Check] = []
+    for name in sorted(policy.targets):
+        obs = observed.get(name)
+        if not isinstance(obs, Snapshot):
+            error = obs.error if obs is not None else "not read"
+            checks.append(Check(name, "*", None, "readable", f"unreachable: {error}", False))
+            continue
+        wants = desired.for_target(name)
+        for account, want in sorted(wants.items()):
+            actual = obs.accounts.get(account)
+            expected = "enabled" if want.active else "suspended"
+            if actual is None:
+                checks.append(
+                    Check(name, account, None, expected, "absent", expected == "suspended")
+                )
+                continue
+            state = "enabled" if actual.enabled else "suspended"
+            checks.append(Check(name, account, None, expected, state, expected == state))
+            checks.extend(
+                _entitlement_checks(
+                    name, account, want.entitlements, actual.entitlements, want.active
+                )
+            )
+        for account in sorted(set(obs.accounts) - set(wants)):
+            checks.append(_orphan_check(name, account, obs, policy.rules.orphan_accounts))
+    return checks
+
+
+def _entitlement_checks(
+    target: str, account: str, wanted: frozenset[str], held: frozenset[str], active: bool
+) -> Iterable[Check]:
+    for ent in sorted(wanted | held):
+        actual = "granted" if ent in held else "absent"
+        # A suspended account keeps what it was granted, so that fixing the policy restores it;
+        # only what the policy does not grant is drift there.
+        expected = "granted" if ent in wanted else "absent"
+        if not active and ent in wanted:
+            expected = actual
+        yield Check(target, account, ent, expected, actual, expected == actual)
+
+
+def _orphan_check(target: str, account: str, obs: Snapshot, rule: RuleAction) -> Check:
+    actual = obs.accounts[account]
+    state = "suspended" if not actual.enabled else "enabled"
+    expected = {RuleAction.SUSPEND: "suspended", RuleAction.DELETE: "absent"}.get(
+        rule, "declared by an identity"
+    )
+    return Check(target, account, None, expected, f"orphan, {state}", False)
+
+
+def probe_checks(
+    sessions: Mapping[str, Session],
+    vault: Vault,
+    desired: Desired,
+    observed: Mapping[str, Observation],
+    windows: Mapping[str, float],
+) -> list[Check]:
+    """Every credential lockstep retired must still be refused; the current credential of an
+    account that should work must still work, and of one that should not, must not."""
+    checks = []
+    for name, obs in sorted(observed.items()):
+        session = sessions.get(name)
+        if not isinstance(obs, Snapshot) or session is None:
+            continue
+        wants = desired.for_target(name)
+        for account in sorted(set(obs.accounts) | set(wants)):
+            want = wants.get(account)
+            should_work = want is not None and want.active and account in obs.accounts
+            current = vault.current(name, account)
+            tries = [(c, ProbeResult.REFUSED) for c in vault.retired(name, account)]
+            if current is not None:
+                expect = ProbeResult.ACCEPTED if should_work else ProbeResult.REFUSED
+                tries.insert(0, (current, expect))
+            for stored, expect in tries:
+                cred = Credential(stored.username, stored.secret)
+                label = f"credential {stored.fingerprint}"
+                try:
+                    got = str(probe_until(session, cred, expect, windows.get(name, 0.0)))
+                except Inconclusive as exc:
+                    got = f"unknown ({exc})"
+                checks.append(
+                    Check(name, account, None, f"{label} {expect}", f"{label} {got}", got == expect)
+                )
+    return checks

@@ -1,0 +1,65 @@
+"""Reading every target at once, keeping the sessions open for apply and verify."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+
+from lockstep.connectors.base import ConnectorType, Scope, Session, TargetUnreachable
+from lockstep.connectors.registry import connector_type
+from lockstep.model import Desired, Observation, Policy, Snapshot, Target, Unreachable
+from lockstep.secrets import redact
+
+
+class Observer:
+    """Opens one session per target; ``observe`` reads them all, in parallel."""
+
+    def __init__(self, policy: Policy, desired: Desired) -> None:
+        self.policy = policy
+        self.desired = desired
+        self.sessions: dict[str, Session] = {}
+        self.connectors: dict[str, ConnectorType] = {
+            name: connector_type(t.type) for name, t in policy.targets.items()
+        }
+
+    def __enter__(self) -> Observer:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def observe(self) -> dict[str, Observation]:
+        targets = sorted(self.policy.targets.values(), key=lambda t: t.name)
+        if not targets:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
+            return dict(zip([t.name for t in targets], pool.map(self._read, targets), strict=True))
+
+    def _read(self, target: Target) -> Observation:
+        try:
+            session = self.sessions.get(target.name)
+            if session is None:
+                session = self.connectors[target.name].open(target, self._scope(target))
+                self.sessions[target.name] = session
+            snapshot: Snapshot = session.read()
+        except TargetUnreachable as exc:
+            self._drop(target.name)
+            return Unreachable(target.name, redact(str(exc)))
+        return snapshot
+
+    def _scope(self, target: Target) -> Scope:
+        declared = frozenset(
+            account for (tgt, account) in self.desired.accounts if tgt == target.name
+        )
+        return Scope(declared=declared - target.exclude, excluded=target.exclude)
+
+    def _drop(self, name: str) -> None:
+        session = self.sessions.pop(name, None)
+        if session is not None:
+            session.close()
+
+    def close(self) -> None:
+        for name in list(self.sessions):
+            self._drop(name)

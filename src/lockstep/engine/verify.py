@@ -1,0 +1,105 @@
+"""Done means verified: read back after each action, and prove removed credentials refused."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from lockstep.connectors.base import Credential, ProbeResult, Session, TargetUnreachable
+from lockstep.model import Account, Action, Check, Op, Status
+from lockstep.secrets import redact
+
+_FIRST_BACKOFF_S = 0.25
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The credentials an action's verification tries."""
+
+    issued: Credential | None = None  # must be accepted
+    refused: Sequence[Credential] = ()  # must be refused (old ones, the suspension one)
+
+
+class Inconclusive(Exception):
+    """The target could not be asked: the action is unverified, never verified."""
+
+
+def probe_until(
+    session: Session, credential: Credential, want: ProbeResult, window_s: float
+) -> ProbeResult:
+    """Probe, re-probing with backoff while the answer is not ``want`` and the propagation
+    window lasts (some providers keep accepting a deleted key for seconds)."""
+    deadline = time.monotonic() + window_s
+    delay = _FIRST_BACKOFF_S
+    while True:
+        try:
+            result = session.probe(credential)
+        except TargetUnreachable as exc:
+            raise Inconclusive(redact(str(exc))) from exc
+        if result is want or time.monotonic() + delay > deadline:
+            return result
+        time.sleep(delay)
+        delay *= 2
+
+
+def verify_action(
+    session: Session, action: Action, evidence: Evidence, window_s: float
+) -> tuple[Status, str, tuple[Check, ...]]:
+    try:
+        account = session.read_account(action.account)
+        checks = [*_state_checks(action, account)]
+        checks += _probe_checks(session, action, evidence, window_s)
+    except TargetUnreachable as exc:
+        return Status.UNVERIFIED, f"could not read back: {redact(str(exc))}", ()
+    except Inconclusive as exc:
+        return Status.UNVERIFIED, f"could not probe the credential: {exc}", ()
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        detail = "; ".join(f"expected {c.expected}, found {c.actual}" for c in failed)
+        return Status.FAILED, detail, tuple(checks)
+    return Status.VERIFIED, "; ".join(f"{c.expected}" for c in checks), tuple(checks)
+
+
+def _check(action: Action, expected: str, actual: str, entitlement: str | None = None) -> Check:
+    return Check(action.target, action.account, entitlement, expected, actual, expected == actual)
+
+
+def _presence(account: Account | None) -> str:
+    if account is None:
+        return "absent"
+    return "enabled" if account.enabled else "suspended"
+
+
+def _state_checks(action: Action, account: Account | None) -> Iterable[Check]:
+    op = action.op
+    if op is Op.DELETE_ACCOUNT:
+        yield _check(action, "absent", _presence(account))
+        return
+    expected = "suspended" if op in (Op.SUSPEND_ACCOUNT, Op.END_SESSIONS) else "enabled"
+    if op in (Op.GRANT, Op.REVOKE):
+        expected = _presence(account) if account is not None else "present"
+    yield _check(action, expected, _presence(account))
+    if account is None:
+        return
+    if op is Op.GRANT and action.entitlement:
+        held = "granted" if action.entitlement in account.entitlements else "absent"
+        yield _check(action, "granted", held, action.entitlement)
+    if op is Op.REVOKE and action.entitlement:
+        held = "granted" if action.entitlement in account.entitlements else "absent"
+        yield _check(action, "absent", held, action.entitlement)
+    if op in (Op.SUSPEND_ACCOUNT, Op.END_SESSIONS, Op.DELETE_ACCOUNT) and account.sessions >= 0:
+        yield _check(action, "0 open sessions", f"{account.sessions} open sessions")
+
+
+def _probe_checks(
+    session: Session, action: Action, evidence: Evidence, window_s: float
+) -> list[Check]:
+    checks = []
+    if evidence.issued is not None:
+        got = probe_until(session, evidence.issued, ProbeResult.ACCEPTED, window_s)
+        checks.append(_check(action, "new credential accepted", f"new credential {got}"))
+    for old in evidence.refused:
+        got = probe_until(session, old, ProbeResult.REFUSED, window_s)
+        checks.append(_check(action, "old credential refused", f"old credential {got}"))
+    return checks
