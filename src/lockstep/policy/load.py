@@ -242,17 +242,23 @@ class _Builder:
             return None
         self.connectors[name] = connector
         raw = dict(spec.model_extra or {})
+        secret_fields = connector.secret_fields()
+        for key in secret_fields & raw.keys():
+            if isinstance(raw[key], str):
+                value = self._read_secret(raw[key], self._at("targets", name, key))
+                if value is None:
+                    return None
+                raw[key] = value
         el = _Element(self.elements["targets"][name].doc, self.elements["targets"][name].path, raw)
         settings_spec = _validate(connector.settings_model(), el, self.errors)
         if settings_spec is None:
             return None
         settings: dict[str, object] = settings_spec.model_dump()
-        for key in connector.secret_fields():
+        for key in secret_fields:
             value = settings.get(key)
             if isinstance(value, str):
-                settings[key] = self._secret(value, self._at("targets", name, key))
-        if any(v is None for k, v in settings.items() if k in connector.secret_fields()):
-            return None
+                _register_url_password(value)
+                settings[key] = secrets.Secret(value)
         try:
             excluded = frozenset(spec.manage.exclude) | connector.default_excluded(settings)
         except (ValueError, GrammarError) as exc:
@@ -260,17 +266,17 @@ class _Builder:
             return None
         return Target(name, spec.type, spec.environment, excluded, spec.legacy, settings)
 
-    def _secret(self, value: str, where: Location) -> secrets.Secret | None:
-        if value.startswith("file:"):
-            path = Path(value.removeprefix("file:")).expanduser()
-            path = path if path.is_absolute() else self.base_dir / path
-            try:
-                value = path.read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
-                self._error(where, f"cannot read secret file {path}: {exc.strerror}")
-                return None
-        _register_url_password(value)
-        return secrets.Secret(value)
+    def _read_secret(self, value: str, where: Location) -> str | None:
+        """The secret itself: a ``file:PATH`` is read (relative to the policy)."""
+        if not value.startswith("file:"):
+            return value
+        path = Path(value.removeprefix("file:")).expanduser()
+        path = path if path.is_absolute() else self.base_dir / path
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            self._error(where, f"cannot read secret file {path}: {exc.strerror}")
+            return None
 
     def identity(
         self,
