@@ -1,0 +1,3 @@
+from lockstep.cli.app import main
+
+main()
