@@ -1,0 +1,624 @@
+"""AWS IAM: service users with access keys, and roles.
+
+Accounts are ``user/NAME`` and ``role/NAME``. Entitlements are ``policy:ARN`` (a managed
+policy attached) and ``group:NAME`` (group membership; IAM roles cannot join groups). A user's
+credential is an access key pair that AWS mints; a role has no static credential.
+
+IAM has no "disable" switch, so the states lockstep manages are built from what IAM has:
+
+- a user is enabled while it holds an Active access key (keys are what a workload signs
+  with); suspension deletes its keys, restoration mints a new one;
+- a role is enabled unless lockstep's inline deny-all policy ``lockstep-suspended`` is
+  attached; a deny in the role's own policy bites sessions already issued as well as new ones;
+- ending sessions attaches the inline policy AWS documents for "revoke active sessions": deny
+  everything to temporary credentials issued before now (``aws:TokenIssueTime``). Requests
+  signed with a long-term access key carry no such key, so the key itself keeps working.
+
+The admin lockstep acts as is not named in the policy: it is learned from STS at ``open`` and
+never read, reported or touched. docs/aws.md says what the moto emulator does not enforce.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
+
+import boto3  # type: ignore[import-untyped,unused-ignore]
+from botocore import exceptions as aws_errors  # type: ignore[import-untyped,unused-ignore]
+from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lockstep.connectors.base import (
+    ActionFailed,
+    ConnectorError,
+    Credential,
+    GrammarError,
+    ProbeResult,
+    Scope,
+    TargetUnreachable,
+)
+from lockstep.model import Account, Action, Op, Snapshot, Target
+from lockstep.secrets import Secret, redact
+
+AccountKind = Literal["user", "role"]
+EntitlementKind = Literal["policy", "group"]
+
+_NAME = r"[A-Za-z0-9_+=,.@-]"  # IAM's character set for user, role, group and policy names
+_ACCOUNT_RE = re.compile(rf"(user|role)/({_NAME}{{1,64}})")
+_GROUP_RE = re.compile(rf"{_NAME}{{1,128}}")
+# arn:PARTITION:iam::(ACCOUNT|aws):policy/[PATH/]NAME; path segments are printable ASCII
+_POLICY_ARN_RE = re.compile(
+    rf"arn:aws(?:-cn|-us-gov)?:iam::(?:\d{{12}}|aws):policy/(?:[!-.0-~]+/)*{_NAME}{{1,128}}"
+)
+_PATH_RE = re.compile(r"/(?:[!-~]+/)?")
+_MAX_PATH = 512
+
+SUSPENDED_POLICY = "lockstep-suspended"
+REVOKE_SESSIONS_POLICY = "lockstep-revoke-older-sessions"
+MANAGED_TAG = {"Key": "managed-by", "Value": "lockstep"}
+SUSPENDED_TAG = "lockstep-suspended-at"
+SERVICE_LINKED_PATH = "/aws-service-role/"
+
+# Error codes with which AWS refuses a credential: the server answered, so the verdict is sure.
+_REFUSALS = frozenset(
+    {
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "UnrecognizedClientException",
+        "InvalidAccessKeyId",
+        "AuthFailure",
+        "ExpiredToken",
+    }
+)
+
+# Real AWS answers in well under a second; a stuck endpoint must surface as unreachable fast,
+# not after botocore's default 60 s timeouts times its retries.
+_BOTO_CONFIG = Config(
+    connect_timeout=5,
+    read_timeout=5,
+    retries={"max_attempts": 3, "mode": "standard"},
+    user_agent_extra="lockstep",
+)
+
+_CREDENTIALS_HINT = (
+    "admin credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+)
+
+_USER_KEYS_OPS = ("iam:ListAccessKeys", "iam:DeleteAccessKey")
+_PERMISSIONS: Mapping[Op, tuple[str, ...]] = MappingProxyType(
+    {
+        Op.CREATE_ACCOUNT: (
+            "iam:CreateUser",
+            "iam:TagUser",
+            "iam:CreateAccessKey",
+            "iam:CreateRole",
+            "iam:TagRole",
+        ),
+        Op.RESTORE_ACCOUNT: ("iam:CreateAccessKey", "iam:DeleteRolePolicy", "iam:UntagRole"),
+        Op.GRANT: ("iam:AttachUserPolicy", "iam:AttachRolePolicy", "iam:AddUserToGroup"),
+        Op.REVOKE: ("iam:DetachUserPolicy", "iam:DetachRolePolicy", "iam:RemoveUserFromGroup"),
+        Op.ROTATE_CREDENTIAL: ("iam:CreateAccessKey", *_USER_KEYS_OPS),
+        Op.SUSPEND_ACCOUNT: (
+            *_USER_KEYS_OPS,
+            "iam:DeleteLoginProfile",
+            "iam:PutUserPolicy",
+            "iam:PutRolePolicy",
+            "iam:TagRole",
+        ),
+        Op.END_SESSIONS: ("iam:PutUserPolicy", "iam:PutRolePolicy"),
+        Op.DELETE_ACCOUNT: (
+            "iam:ListAttachedUserPolicies",
+            "iam:DetachUserPolicy",
+            "iam:ListGroupsForUser",
+            "iam:RemoveUserFromGroup",
+            *_USER_KEYS_OPS,
+            "iam:ListUserPolicies",
+            "iam:DeleteUserPolicy",
+            "iam:DeleteLoginProfile",
+            "iam:DeleteUser",
+            "iam:ListAttachedRolePolicies",
+            "iam:DetachRolePolicy",
+            "iam:ListRolePolicies",
+            "iam:DeleteRolePolicy",
+            "iam:ListInstanceProfilesForRole",
+            "iam:RemoveRoleFromInstanceProfile",
+            "iam:DeleteRole",
+        ),
+    }
+)
+
+
+# ---------------------------------------------------------------- grammar
+
+
+@dataclass(frozen=True, slots=True)
+class _Ref:
+    kind: AccountKind
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+def _parse_account(name: str) -> _Ref:
+    match = _ACCOUNT_RE.fullmatch(name)
+    if match is None:
+        raise GrammarError(
+            f"AWS account {name!r} must be user/NAME or role/NAME, NAME being 1-64 "
+            "letters, digits or +=,.@_-"
+        )
+    kind: AccountKind = "user" if match[1] == "user" else "role"
+    return _Ref(kind, match[2])
+
+
+def _parse_entitlement(text: str) -> tuple[EntitlementKind, str]:
+    prefix, _, value = text.strip().partition(":")
+    match prefix.lower():
+        case "policy" if _POLICY_ARN_RE.fullmatch(value):
+            return "policy", value
+        case "group" if _GROUP_RE.fullmatch(value):
+            return "group", value
+    raise GrammarError(
+        f"AWS entitlement {text!r} must be policy:arn:aws:iam::(ACCOUNT|aws):policy/[PATH/]NAME "
+        "or group:NAME (NAME being letters, digits or +=,.@_-)"
+    )
+
+
+class AwsSettings(BaseModel):
+    """Target keys. Admin credentials come from boto3's default chain, never the policy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    region: str = Field(min_length=1)
+    endpoint_url: str | None = None
+    path_prefix: str = "/"
+    propagation_window: float = Field(default=10.0, ge=0)
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _iam_path(cls, value: str) -> str:
+        if len(value) > _MAX_PATH or not _PATH_RE.fullmatch(value):
+            raise ValueError("path_prefix must be an IAM path such as / or /services/")
+        return value
+
+
+# ---------------------------------------------------------------- the boto3 boundary
+
+
+def _code(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+
+
+def _message(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Message", ""))
+
+
+@contextmanager
+def _aws_errors(what: str, failure: type[ConnectorError]) -> Iterator[None]:
+    """Turn botocore's exceptions into the connector's, with messages fit to show a user.
+
+    ``failure`` is what an AWS refusal means here: ActionFailed for a change, TargetUnreachable
+    for a read (an unreadable target must yield no verdict). Not reaching AWS is always
+    TargetUnreachable. AWS error texts carry no secret; ``redact`` is the last line anyway.
+    """
+    try:
+        yield
+    except aws_errors.ClientError as exc:
+        raise failure(redact(f"{what}: {_code(exc)}: {_message(exc)}")) from exc
+    except (aws_errors.ParamValidationError, aws_errors.ValidationError) as exc:
+        raise failure(redact(f"{what}: {exc}")) from exc
+    except aws_errors.NoCredentialsError as exc:
+        raise TargetUnreachable(f"{what}: {exc} ({_CREDENTIALS_HINT})") from exc
+    except (aws_errors.ConnectionError, aws_errors.HTTPClientError) as exc:
+        raise TargetUnreachable(redact(f"{what}: cannot reach AWS: {exc}")) from exc
+    except aws_errors.BotoCoreError as exc:  # credentials or configuration that cannot be loaded
+        raise TargetUnreachable(redact(f"{what}: {exc}")) from exc
+
+
+def _absent_is_none(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except aws_errors.ClientError as exc:
+        if _code(exc) == "NoSuchEntity":
+            return None
+        raise
+
+
+# The secret in an XML (query protocol) or a JSON response body.
+_SECRET_IN_BODY = re.compile(r'(<SecretAccessKey>|"SecretAccessKey":\s*")[^<"]*')
+
+
+class _ScrubSecretAccessKeys(logging.Filter):
+    """botocore logs raw response bodies at DEBUG, and CreateAccessKey's holds the new key's
+    secret before lockstep has even seen (and registered) it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_scrub(arg) for arg in record.args)
+        return True
+
+
+def _scrub(value: object) -> object:
+    text = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+    if isinstance(text, str) and "SecretAccessKey" in text:
+        return _SECRET_IN_BODY.sub(r"\1***", text)
+    return value
+
+
+_SCRUBBER = _ScrubSecretAccessKeys()
+
+
+def _deny_all_document() -> str:
+    statement = {"Sid": "LockstepSuspended", "Effect": "Deny", "Action": "*", "Resource": "*"}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def _revoke_older_sessions_document(now: datetime) -> str:
+    statement = {
+        "Sid": "LockstepRevokeOlderSessions",
+        "Effect": "Deny",
+        "Action": "*",
+        "Resource": "*",
+        "Condition": {"DateLessThan": {"aws:TokenIssueTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")}},
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def _trust_account_document(partition: str, account_id: str) -> str:
+    # Trusting the account root delegates to IAM: whoever in the account may sts:AssumeRole it.
+    statement = {
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+        "Action": "sts:AssumeRole",
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def _caller_account(arn: str) -> str | None:
+    """The account name of the principal lockstep acts as, if it is a user or a role."""
+    resource = arn.split(":", 5)[-1]  # user/PATH/NAME, assumed-role/NAME/SESSION or root
+    kind, _, rest = resource.partition("/")
+    if kind == "user":
+        return f"user/{rest.rsplit('/', 1)[-1]}"
+    if kind == "assumed-role":
+        return f"role/{rest.split('/', 1)[0]}"
+    return None
+
+
+# ---------------------------------------------------------------- session
+
+
+class AwsSession:
+    """A live connection to one AWS account's IAM, as the admin from boto3's default chain."""
+
+    def __init__(
+        self,
+        target: str,
+        settings: AwsSettings,
+        scope: Scope,
+        boto: Any,
+        caller: Mapping[str, str],
+    ) -> None:
+        # Per target: the emulator forgets keys at once, real AWS within seconds.
+        self.propagation_window_s = settings.propagation_window
+        self.admin_account = _caller_account(caller["Arn"])
+        self._target = target
+        self._settings = settings
+        self._scope = scope
+        self._boto = boto
+        self._account_id = caller["Account"]
+        self._partition = caller["Arn"].split(":")[1]
+        self._iam = self._client("iam")
+
+    def _client(self, service: str, **credentials: Any) -> Any:
+        return self._boto.client(
+            service, endpoint_url=self._settings.endpoint_url, config=_BOTO_CONFIG, **credentials
+        )
+
+    def _call(self, template: str, ref: _Ref, **kwargs: Any) -> Any:
+        """IAM names its user and role calls alike (attach_user_policy / attach_role_policy,
+        UserName / RoleName): ``template`` is the call with ``{}`` for the kind."""
+        method = getattr(self._iam, template.format(ref.kind))
+        return method(**{f"{ref.kind.capitalize()}Name": ref.name}, **kwargs)
+
+    def _pages(self, template: str, ref: _Ref, key: str) -> list[Any]:
+        paginator = self._iam.get_paginator(template.format(ref.kind))
+        pages = paginator.paginate(**{f"{ref.kind.capitalize()}Name": ref.name})
+        return [item for page in pages for item in page.get(key, [])]
+
+    # ------------------------------------------------------------ reading
+
+    def read(self) -> Snapshot:
+        with _aws_errors(f"read {self._target}", TargetUnreachable):
+            accounts = [*self._read_users(), *self._read_roles()]
+        return Snapshot(self._target, {account.name: account for account in accounts})
+
+    def _authorization_details(self, kind: str, key: str) -> Iterator[dict[str, Any]]:
+        # One paginated call returns every user or role with its policies and groups, where
+        # the per-account List* calls would cost two or three requests per account.
+        paginator = self._iam.get_paginator("get_account_authorization_details")
+        for page in paginator.paginate(Filter=[kind]):
+            yield from page.get(key, [])
+
+    def _read_users(self) -> Iterator[Account]:
+        for user in self._authorization_details("User", "UserDetailList"):
+            ref = _Ref("user", user["UserName"])
+            if self._in_scope(ref, user["Path"]):
+                policies = [p["PolicyArn"] for p in user["AttachedManagedPolicies"]]
+                yield self._user(ref, policies, user["GroupList"])
+
+    def _read_roles(self) -> Iterator[Account]:
+        for role in self._authorization_details("Role", "RoleDetailList"):
+            ref = _Ref("role", role["RoleName"])
+            if self._in_scope(ref, role["Path"]):
+                policies = [p["PolicyArn"] for p in role["AttachedManagedPolicies"]]
+                inline = [p["PolicyName"] for p in role.get("RolePolicyList", [])]
+                yield _role(ref, policies, inline)
+
+    def _in_scope(self, ref: _Ref, path: str) -> bool:
+        name = str(ref)
+        if name in self._scope.excluded or name == self.admin_account:
+            return False
+        if path.startswith(SERVICE_LINKED_PATH):  # owned by an AWS service, not by anyone here
+            return False
+        return name in self._scope.declared or path.startswith(self._settings.path_prefix)
+
+    def _user(self, ref: _Ref, policies: list[str], groups: list[str]) -> Account:
+        # Key status is in no bulk call but the credential report, which can be hours old.
+        keys = self._call("list_access_keys", ref)["AccessKeyMetadata"]
+        enabled = any(key["Status"] == "Active" for key in keys)
+        return Account(str(ref), _entitlements(policies, groups), enabled, sessions=-1)
+
+    def read_account(self, account: str) -> Account | None:
+        ref = _parse_account(account)
+        with _aws_errors(f"read {account}", TargetUnreachable):
+            if _absent_is_none(lambda: self._call("get_{}", ref)) is None:
+                return None
+            policies = [p["PolicyArn"] for p in self._attached(ref)]
+            if ref.kind == "role":
+                return _role(ref, policies, self._pages("list_role_policies", ref, "PolicyNames"))
+            groups = [g["GroupName"] for g in self._pages("list_groups_for_user", ref, "Groups")]
+            return self._user(ref, policies, groups)
+
+    def _attached(self, ref: _Ref) -> list[dict[str, str]]:
+        return self._pages("list_attached_{}_policies", ref, "AttachedPolicies")
+
+    def key_last_used(self, account: str) -> dict[str, datetime | None]:
+        """Each access key of a user with when it last signed a request (None: never), for
+        dormancy findings. Roles have no keys; a missing user has none either."""
+        ref = _parse_account(account)
+        if ref.kind == "role":
+            return {}
+        with _aws_errors(f"read keys of {account}", TargetUnreachable):
+            listed = _absent_is_none(lambda: self._call("list_access_keys", ref))
+            key_ids = [key["AccessKeyId"] for key in listed["AccessKeyMetadata"]] if listed else []
+            return {key_id: self._last_used(key_id) for key_id in key_ids}
+
+    def _last_used(self, key_id: str) -> datetime | None:
+        answer = self._iam.get_access_key_last_used(AccessKeyId=key_id)
+        last: datetime | None = answer["AccessKeyLastUsed"].get("LastUsedDate")
+        return last
+
+    # ------------------------------------------------------------ changing
+
+    def execute(self, action: Action, secret: Secret | None) -> Credential | None:
+        """``secret`` is ignored: AWS mints access keys itself, and roles have none."""
+        ref = self._managed(action.account)
+        with _aws_errors(f"{action.op} {action.account}", ActionFailed):
+            match action.op:
+                case Op.CREATE_ACCOUNT:
+                    return self._create(ref)
+                case Op.RESTORE_ACCOUNT:
+                    return self._restore(ref)
+                case Op.ROTATE_CREDENTIAL:
+                    return self._rotate(ref)
+                case Op.GRANT:
+                    self._grant(ref, _required_entitlement(action))
+                case Op.REVOKE:
+                    self._revoke(ref, _required_entitlement(action))
+                case Op.SUSPEND_ACCOUNT:
+                    self._suspend(ref)
+                case Op.END_SESSIONS:
+                    self._revoke_older_sessions(ref)
+                case Op.DELETE_ACCOUNT:
+                    self._delete(ref)
+        return None
+
+    def _managed(self, account: str) -> _Ref:
+        # Defence in depth: the engine never plans these, and lockstep must never lock itself out.
+        if account == self.admin_account:
+            raise ActionFailed(f"{account} is the identity lockstep acts as: never managed")
+        if account in self._scope.excluded:
+            raise ActionFailed(f"{account} is excluded from management on {self._target}")
+        try:
+            return _parse_account(account)
+        except GrammarError as exc:
+            raise ActionFailed(str(exc)) from exc
+
+    def _create(self, ref: _Ref) -> Credential | None:
+        path = self._settings.path_prefix
+        if ref.kind == "role":
+            trust = _trust_account_document(self._partition, self._account_id)
+            self._iam.create_role(
+                RoleName=ref.name,
+                Path=path,
+                AssumeRolePolicyDocument=trust,
+                Description="Managed by lockstep",
+                Tags=[MANAGED_TAG],
+            )
+            return None
+        self._iam.create_user(UserName=ref.name, Path=path, Tags=[MANAGED_TAG])
+        return self._new_key(ref)
+
+    def _new_key(self, ref: _Ref) -> Credential:
+        key = self._call("create_access_key", ref)["AccessKey"]
+        return Credential(username=key["AccessKeyId"], secret=Secret(key["SecretAccessKey"]))
+
+    def _delete_keys(self, ref: _Ref, keep: str | None = None) -> None:
+        for key in self._call("list_access_keys", ref)["AccessKeyMetadata"]:
+            if key["AccessKeyId"] != keep:
+                self._call("delete_access_key", ref, AccessKeyId=key["AccessKeyId"])
+
+    def _restore(self, ref: _Ref) -> Credential | None:
+        if ref.kind == "user":
+            return self._new_key(ref)
+        # A revoke-older-sessions policy stays: the sessions it ended must stay ended.
+        _absent_is_none(lambda: self._call("delete_role_policy", ref, PolicyName=SUSPENDED_POLICY))
+        self._call("untag_role", ref, TagKeys=[SUSPENDED_TAG])
+        return None
+
+    def _rotate(self, ref: _Ref) -> Credential:
+        if ref.kind == "role":
+            raise ActionFailed(f"rotate_credential {ref}: roles have no static credential")
+        credential = self._new_key(ref)
+        self._delete_keys(ref, keep=credential.username)
+        return credential
+
+    def _grant(self, ref: _Ref, entitlement: str) -> None:
+        kind, value = _parse_entitlement(entitlement)
+        if kind == "group":
+            self._call("add_user_to_group", _user_only(ref, entitlement), GroupName=value)
+        else:
+            self._call("attach_{}_policy", ref, PolicyArn=value)
+
+    def _revoke(self, ref: _Ref, entitlement: str) -> None:
+        kind, value = _parse_entitlement(entitlement)
+        if kind == "group":
+            self._call("remove_user_from_group", _user_only(ref, entitlement), GroupName=value)
+        else:
+            self._call("detach_{}_policy", ref, PolicyArn=value)
+
+    def _suspend(self, ref: _Ref) -> None:
+        if ref.kind == "user":
+            # IAM cannot disable a user: its credentials go (a service user should have no
+            # console password; if it has one it goes too). That does not end temporary
+            # credentials obtained with a key (GetSessionToken: up to 36 h), hence the deny.
+            self._delete_keys(ref)
+            _absent_is_none(lambda: self._call("delete_login_profile", ref))
+            self._revoke_older_sessions(ref)
+            return
+        self._call(
+            "put_role_policy", ref, PolicyName=SUSPENDED_POLICY, PolicyDocument=_deny_all_document()
+        )
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        self._call("tag_role", ref, Tags=[{"Key": SUSPENDED_TAG, "Value": now}])
+
+    def _revoke_older_sessions(self, ref: _Ref) -> None:
+        document = _revoke_older_sessions_document(datetime.now(UTC))
+        self._call("put_{}_policy", ref, PolicyName=REVOKE_SESSIONS_POLICY, PolicyDocument=document)
+
+    def _delete(self, ref: _Ref) -> None:
+        # IAM refuses to delete a principal that still has anything attached (DeleteConflict).
+        for policy in self._attached(ref):
+            self._call("detach_{}_policy", ref, PolicyArn=policy["PolicyArn"])
+        for name in self._pages("list_{}_policies", ref, "PolicyNames"):
+            self._call("delete_{}_policy", ref, PolicyName=name)
+        if ref.kind == "user":
+            for group in self._pages("list_groups_for_user", ref, "Groups"):
+                self._call("remove_user_from_group", ref, GroupName=group["GroupName"])
+            self._delete_keys(ref)
+            _absent_is_none(lambda: self._call("delete_login_profile", ref))
+        else:
+            profiles = self._pages("list_instance_profiles_for_role", ref, "InstanceProfiles")
+            for profile in profiles:
+                self._call(
+                    "remove_role_from_instance_profile",
+                    ref,
+                    InstanceProfileName=profile["InstanceProfileName"],
+                )
+        self._call("delete_{}", ref)
+
+    # ------------------------------------------------------------ probing
+
+    def probe(self, credential: Credential) -> ProbeResult:
+        """Sign sts:GetCallerIdentity with the key pair, as a workload would. AWS answers it
+        for any valid key whatever the policies say, so the answer is about the key alone."""
+        sts = self._client(
+            "sts",
+            aws_access_key_id=credential.username,
+            aws_secret_access_key=credential.secret.reveal(),
+            aws_session_token=None,
+        )
+        try:
+            with _aws_errors(f"probe {credential.username}", TargetUnreachable):
+                try:
+                    sts.get_caller_identity()
+                except aws_errors.ClientError as exc:
+                    if _code(exc) in _REFUSALS:
+                        return ProbeResult.REFUSED
+                    raise
+        finally:
+            sts.close()
+        return ProbeResult.ACCEPTED
+
+    def close(self) -> None:
+        self._iam.close()
+
+
+def _entitlements(policies: list[str], groups: list[str]) -> frozenset[str]:
+    return frozenset([*(f"policy:{arn}" for arn in policies), *(f"group:{g}" for g in groups)])
+
+
+def _role(ref: _Ref, policies: list[str], inline_policies: list[str]) -> Account:
+    enabled = SUSPENDED_POLICY not in inline_policies
+    return Account(str(ref), _entitlements(policies, []), enabled, sessions=-1)
+
+
+def _required_entitlement(action: Action) -> str:
+    if action.entitlement is None:
+        raise ActionFailed(f"{action.op} {action.account}: no entitlement given")
+    return action.entitlement
+
+
+def _user_only(ref: _Ref, entitlement: str) -> _Ref:
+    if ref.kind != "user":
+        raise ActionFailed(f"{entitlement}: IAM roles cannot be members of groups ({ref})")
+    return ref
+
+
+# ---------------------------------------------------------------- connector type
+
+
+class AwsConnectorType:
+    name: ClassVar[str] = "aws"
+    permissions: ClassVar[Mapping[Op, tuple[str, ...]]] = _PERMISSIONS
+    # IAM is eventually consistent: a deleted key can keep working for several seconds.
+    propagation_window_s: ClassVar[float] = 10.0
+
+    def settings_model(self) -> type[BaseModel]:
+        return AwsSettings
+
+    def secret_fields(self) -> frozenset[str]:
+        return frozenset()
+
+    def check_account(self, name: str) -> None:
+        _parse_account(name)
+
+    def parse_entitlement(self, text: str) -> str:
+        kind, value = _parse_entitlement(text)
+        return f"{kind}:{value}"
+
+    def default_excluded(self, settings: Mapping[str, Any]) -> frozenset[str]:
+        # The admin's name is not in the settings: the session learns it from STS and
+        # excludes it itself (AwsSession.admin_account).
+        return frozenset()
+
+    def open(self, target: Target, scope: Scope) -> AwsSession:
+        settings = AwsSettings.model_validate(dict(target.settings))
+        logging.getLogger("botocore.parsers").addFilter(_SCRUBBER)  # idempotent
+        with _aws_errors(f"connect to {target.name}", TargetUnreachable):
+            boto = boto3.session.Session(region_name=settings.region)
+            sts = boto.client("sts", endpoint_url=settings.endpoint_url, config=_BOTO_CONFIG)
+            try:
+                caller = sts.get_caller_identity()
+            finally:
+                sts.close()
+        return AwsSession(target.name, settings, scope, boto, caller)
