@@ -1,0 +1,565 @@
+"""The PostgreSQL connector: roles that can log in are accounts, everything else is granted.
+
+Passwords never travel to the server in clear: the SCRAM verifier is computed client-side
+(libpq's ``PQencryptPasswordConn``), so neither the server log nor an echoed statement can
+show one. Every name goes through ``psycopg.sql.Identifier`` and every value through
+``sql.Literal`` or a bind parameter.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lockstep.connectors import postgres_grammar as grammar
+from lockstep.connectors.base import (
+    ActionFailed,
+    Credential,
+    GrammarError,
+    ProbeResult,
+    Scope,
+    TargetUnreachable,
+)
+from lockstep.model import Account, Action, Op, Snapshot, Target
+from lockstep.secrets import Secret, redact, register
+
+MARKER = "managed by lockstep"
+CONNECT_TIMEOUT_S = 5
+SESSION_END_TIMEOUT_S = 5.0
+# A lock held elsewhere must fail one action, not stall the reconciler.
+_SESSION_SETUP = (
+    "SET TIME ZONE 'UTC'",
+    "SET lock_timeout = '10s'",
+    "SET statement_timeout = '120s'",
+)
+# TLS settings of the admin DSN that a probe must keep to talk to the server the same way.
+_PROBE_TLS_KEYS = ("sslmode", "sslrootcert", "sslcrl", "sslcrldir")
+
+_INVALID_DSN = (
+    "the dsn is not a valid PostgreSQL connection string "
+    "(expected postgresql://USER@HOST:PORT/DB or key=value pairs)"
+)
+
+Conn = psycopg.Connection[TupleRow]
+
+
+class PostgresSettings(BaseModel):
+    # The dsn holds a password: it must not be echoed by a validation error.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    dsn: str
+    probe_host: str | None = None
+    probe_port: int | None = Field(default=None, ge=1, le=65535)
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn_parses(cls, value: str) -> str:
+        if _parse_dsn(value) is None:
+            raise ValueError(_INVALID_DSN)
+        return value
+
+    @field_validator("probe_host")
+    @classmethod
+    def _probe_over_tcp(cls, value: str | None) -> str | None:
+        if value is not None and _is_socket(value):
+            raise ValueError(
+                "probe_host must be a TCP host: probes over a unix socket prove nothing"
+            )
+        return value
+
+
+def _parse_dsn(dsn: str) -> dict[str, Any] | None:
+    """The DSN's parameters, or None. libpq's parse errors quote fragments of the string,
+    which may hold the password, so they are never shown."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return None
+    port = str(params.get("port", "0"))
+    # A '/' in a URL password shifts the rest into the port, which libpq would then quote.
+    if not all(p.isdigit() for p in port.split(",")):
+        return None
+    return params
+
+
+def _is_socket(host: str) -> bool:
+    return host.startswith(("/", "@"))
+
+
+class PostgresConnectorType:
+    name: ClassVar[str] = "postgres"
+    propagation_window_s: ClassVar[float] = 0.0
+    permissions: ClassVar[Mapping[Op, tuple[str, ...]]] = {
+        Op.CREATE_ACCOUNT: ("CREATEROLE",),
+        Op.RESTORE_ACCOUNT: ("CREATEROLE (ADMIN OPTION on the role from PostgreSQL 16)",),
+        Op.GRANT: (
+            "ADMIN OPTION on the granted role (or CREATEROLE before PostgreSQL 16)",
+            "GRANT OPTION on the table, schema or database (or owning it)",
+        ),
+        Op.REVOKE: (
+            "ADMIN OPTION on the granted role (or CREATEROLE before PostgreSQL 16)",
+            "GRANT OPTION on the table, schema or database (or owning it)",
+        ),
+        Op.ROTATE_CREDENTIAL: ("CREATEROLE (ADMIN OPTION on the role from PostgreSQL 16)",),
+        Op.SUSPEND_ACCOUNT: (
+            "CREATEROLE (ADMIN OPTION on the role from PostgreSQL 16)",
+            "pg_signal_backend",
+        ),
+        Op.END_SESSIONS: ("pg_signal_backend",),
+        Op.DELETE_ACCOUNT: (
+            "CREATEROLE (ADMIN OPTION on the role from PostgreSQL 16)",
+            "GRANT OPTION on every object the account holds privileges on",
+            "pg_signal_backend",
+        ),
+    }
+
+    def settings_model(self) -> type[BaseModel]:
+        return PostgresSettings
+
+    def secret_fields(self) -> frozenset[str]:
+        return frozenset({"dsn"})
+
+    def check_account(self, name: str) -> None:
+        grammar.check_account(name)
+
+    def parse_entitlement(self, text: str) -> str:
+        return grammar.parse_entitlement(text)
+
+    def default_excluded(self, settings: Mapping[str, Any]) -> frozenset[str]:
+        dsn = settings.get("dsn")
+        params = _parse_dsn(dsn.reveal() if isinstance(dsn, Secret) else str(dsn or ""))
+        if params is None:
+            # Unparseable: open() fails anyway, and a session always excludes its own user.
+            return frozenset()
+        # libpq's own defaults when the DSN names no user.
+        user = params.get("user") or os.environ.get("PGUSER") or getpass.getuser()
+        return frozenset({str(user)})
+
+    def open(self, target: Target, scope: Scope) -> PostgresSession:
+        dsn = target.settings["dsn"]
+        if not isinstance(dsn, Secret):
+            raise TypeError("the postgres connector expects settings['dsn'] as a Secret")
+        conn = _connect_admin(dsn.reveal(), target.name)
+        try:
+            return PostgresSession(conn, target, scope)
+        except psycopg.Error as exc:
+            message = _one_line(exc)
+            conn.close()
+        raise TargetUnreachable(f"target {target.name}: cannot set up the session: {message}")
+
+
+def _connect_admin(dsn: str, target: str) -> Conn:
+    params = _parse_dsn(dsn)
+    if params is None:
+        raise TargetUnreachable(f"target {target}: {_INVALID_DSN}")
+    if params.get("password"):
+        register(str(params["password"]))
+    try:
+        return psycopg.connect(
+            dsn,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            application_name="lockstep",
+        )
+    except psycopg.Error as exc:
+        message = _one_line(exc)
+    # Raised outside the handler: the driver's error keeps the connection parameters,
+    # password included, and must not ride along as __context__.
+    raise TargetUnreachable(f"cannot connect to target {target}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class _ProbeEndpoint:
+    host: str
+    port: int
+    dbname: str
+    tls: Mapping[str, str]
+
+
+_ROLES = """
+SELECT r.oid, r.rolname, r.rolcanlogin, r.rolvaliduntil
+FROM pg_roles r
+LEFT JOIN pg_shdescription d ON d.objoid = r.oid AND d.classoid = 'pg_authid'::regclass
+WHERE {which}
+"""
+# Declared and excluded names go through IN (subquery) so that they are hashed once, not
+# compared row by row against every role.
+_IN_SCOPE = """
+r.rolname !~ '^pg_' AND r.rolname <> session_user
+AND r.rolname NOT IN (SELECT unnest(%(excluded)s::text[]))
+AND (r.rolcanlogin OR d.description = %(marker)s
+     OR r.rolname IN (SELECT unnest(%(declared)s::text[])))
+"""
+_NAMED = "r.rolname = %(name)s"
+# psycopg cannot load infinite or year-10000 timestamps: from 9999 on an expiry is "never",
+# and -infinity is "long ago".
+_ACCOUNTS = """
+WITH acct AS ({roles})
+SELECT a.rolname,
+       a.rolcanlogin AND (a.rolvaliduntil IS NULL OR a.rolvaliduntil > now()),
+       CASE WHEN a.rolvaliduntil IS NULL OR a.rolvaliduntil >= '9999-12-31 00:00+00' THEN NULL
+            ELSE greatest(a.rolvaliduntil, '0001-01-01 00:00+00') END,
+       coalesce(s.n, 0)
+FROM acct a
+LEFT JOIN (SELECT usesysid, count(*) AS n FROM pg_stat_activity GROUP BY usesysid) s
+       ON s.usesysid = a.oid
+"""
+# An owner's implicit privileges are ownership, not grants: they are left out whether or
+# not the ACL spells them out. Grants to PUBLIC (grantee 0) match no account.
+_GRANTS = """
+WITH acct AS ({roles})
+SELECT a.rolname, g.kind, g.privilege, g.ns, g.obj
+FROM (
+    SELECT m.member AS grantee, 'role' AS kind, NULL AS privilege, NULL AS ns, o.rolname AS obj
+    FROM pg_auth_members m JOIN pg_roles o ON o.oid = m.roleid
+  UNION ALL
+    SELECT p.grantee, 'table', p.privilege_type, n.nspname, c.relname
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    CROSS JOIN LATERAL aclexplode(c.relacl) p
+    WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND p.grantee <> c.relowner
+  UNION ALL
+    SELECT p.grantee, 'schema', p.privilege_type, NULL, n.nspname
+    FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) p
+    WHERE p.grantee <> n.nspowner
+  UNION ALL
+    SELECT p.grantee, 'database', p.privilege_type, NULL, d.datname
+    FROM pg_database d CROSS JOIN LATERAL aclexplode(d.datacl) p
+    WHERE p.grantee <> d.datdba
+) g
+JOIN acct a ON a.oid = g.grantee
+"""
+_OWNED = """
+SELECT CASE WHEN s.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+            THEN (SELECT o.type || ' ' || o.identity
+                  FROM pg_identify_object(s.classid, s.objid, s.objsubid) o)
+            ELSE 'an object in database ' || quote_ident(d.datname) END
+FROM pg_shdepend s LEFT JOIN pg_database d ON d.oid = s.dbid
+WHERE s.refclassid = 'pg_authid'::regclass AND s.refobjid = %s AND s.deptype = 'o'
+"""
+_TERMINATE = """
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE usesysid = %s AND pid <> pg_backend_pid()
+"""
+
+
+class PostgresSession:
+    """One autocommit admin connection to one target."""
+
+    def __init__(self, conn: Conn, target: Target, scope: Scope) -> None:
+        self._conn = conn
+        self._target = target.name
+        self._scope = scope
+        for statement in _SESSION_SETUP:
+            conn.execute(statement)
+        # Catalog reads run in one REPEATABLE READ transaction: one consistent snapshot.
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        row = conn.execute("SELECT session_user, current_database()").fetchone()
+        assert row is not None
+        self._admin: str = row[0]
+        self._probe = self._probe_endpoint(target, dbname=row[1])
+
+    def _probe_endpoint(self, target: Target, dbname: str) -> _ProbeEndpoint:
+        host = target.settings.get("probe_host") or self._conn.info.host
+        port = target.settings.get("probe_port") or self._conn.info.port
+        parameters = self._conn.info.get_parameters()
+        tls = {k: parameters[k] for k in _PROBE_TLS_KEYS if k in parameters}
+        return _ProbeEndpoint(str(host), int(str(port)), dbname, tls)
+
+    # ------------------------------------------------------------ reading
+
+    def read(self) -> Snapshot:
+        params = {
+            "excluded": sorted(self._scope.excluded),
+            "declared": sorted(self._scope.declared),
+            "marker": MARKER,
+        }
+        return Snapshot(self._target, self._read(sql.SQL(_IN_SCOPE), params))
+
+    def read_account(self, account: str) -> Account | None:
+        return self._read(sql.SQL(_NAMED), {"name": account}).get(account)
+
+    def _read(self, which: sql.Composable, params: Mapping[str, object]) -> dict[str, Account]:
+        roles = sql.SQL(_ROLES).format(which=which)
+        try:
+            with self._conn.transaction():
+                accounts = self._conn.execute(sql.SQL(_ACCOUNTS).format(roles=roles), params)
+                account_rows = accounts.fetchall()
+                grant_rows = self._conn.execute(sql.SQL(_GRANTS).format(roles=roles), params)
+                held = _entitlements(grant_rows.fetchall())
+        except psycopg.Error as exc:
+            raise self._unreachable("cannot read", exc) from None
+        return {
+            name: Account(name, frozenset(held[name]), enabled, sessions, valid_until)
+            for name, enabled, valid_until, sessions in account_rows
+        }
+
+    # ------------------------------------------------------------ acting
+
+    def execute(self, action: Action, secret: Secret | None) -> Credential | None:
+        self._guard(action.account)
+        try:
+            return self._dispatch(action, secret)
+        except GrammarError as exc:
+            raise ActionFailed(f"{_describe(action)}: {exc}") from None
+        except psycopg.Error as exc:
+            if self._conn.broken or self._conn.closed:
+                raise self._unreachable(
+                    f"lost the connection during {_describe(action)}", exc
+                ) from None
+            raise ActionFailed(f"{_describe(action)}: {_one_line(exc)}") from None
+
+    def _dispatch(self, action: Action, secret: Secret | None) -> Credential | None:
+        name = action.account
+        match action.op:
+            case Op.CREATE_ACCOUNT:
+                return self._create(name, _needed(secret, action))
+            case Op.GRANT | Op.REVOKE:
+                self._conn.execute(_privilege_sql(action.op, _entitlement(action), name))
+            case Op.SUSPEND_ACCOUNT:
+                self._suspend(name, secret)
+            case Op.RESTORE_ACCOUNT:
+                return self._restore(name, _needed(secret, action))
+            case Op.ROTATE_CREDENTIAL:
+                return self._rotate(name, _needed(secret, action))
+            case Op.END_SESSIONS:
+                self._end_sessions(name, self._role_oid(name))
+            case Op.DELETE_ACCOUNT:
+                self._delete(name)
+            case _:
+                raise ActionFailed(f"{_describe(action)}: not an operation postgres supports")
+        return None
+
+    def _guard(self, account: str) -> None:
+        """The admin, excluded and reserved roles are never touched, whatever the plan says."""
+        if account == self._admin or account in self._scope.excluded or account.startswith("pg_"):
+            raise ActionFailed(f"{account!r} is excluded from management on {self._target}")
+
+    def _create(self, name: str, secret: Secret) -> Credential:
+        role = sql.Identifier(name)
+        with self._conn.transaction():
+            self._conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    role, self._verifier(name, secret)
+                )
+            )
+            self._mark(role)
+        return Credential(username=name, secret=secret)
+
+    def _suspend(self, name: str, secret: Secret | None) -> None:
+        role = sql.Identifier(name)
+        # Without a replacement secret, no password at all is just as unusable.
+        password = sql.NULL if secret is None else self._verifier(name, secret)
+        with self._conn.transaction():
+            self._conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN PASSWORD {}").format(role, password))
+            self._mark(role)
+        # NOLOGIN stops new logins only: sessions already open must be ended too.
+        self._end_sessions(name, self._role_oid(name))
+
+    def _restore(self, name: str, secret: Secret) -> Credential:
+        role = sql.Identifier(name)
+        with self._conn.transaction():
+            self._conn.execute(
+                sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
+                    role, self._verifier(name, secret)
+                )
+            )
+            # An expired VALID UNTIL would keep the restored account unusable; a future one
+            # is someone's deliberate limit and stays.
+            expired = self._conn.execute(
+                "SELECT rolvaliduntil <= now() FROM pg_roles WHERE rolname = %s", (name,)
+            ).fetchone()
+            if expired is not None and expired[0]:
+                self._conn.execute(sql.SQL("ALTER ROLE {} VALID UNTIL 'infinity'").format(role))
+        return Credential(username=name, secret=secret)
+
+    def _rotate(self, name: str, secret: Secret) -> Credential:
+        self._conn.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(name), self._verifier(name, secret)
+            )
+        )
+        return Credential(username=name, secret=secret)
+
+    def _delete(self, name: str) -> None:
+        oid = self._role_oid(name)
+        owned = [row[0] for row in self._conn.execute(_OWNED, (oid,)).fetchall()]
+        if owned:
+            listed = ", ".join(owned[:3]) + (", ..." if len(owned) > 3 else "")
+            raise ActionFailed(
+                f"delete_account {name!r}: the role owns {len(owned)} object(s) ({listed}); "
+                "lockstep never drops or reassigns objects: reassign them, then delete"
+            )
+        account = self.read_account(name)
+        held = sorted(account.entitlements) if account else []
+        # One transaction: a DROP that fails leaves the role exactly as it was.
+        with self._conn.transaction():
+            for text in held:
+                self._conn.execute(_privilege_sql(Op.REVOKE, grammar.parse(text), name))
+            self._conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+        # DROP ROLE leaves open sessions running as a role that no longer exists.
+        self._end_sessions(name, oid)
+
+    def _mark(self, role: sql.Identifier) -> None:
+        self._conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(role, sql.Literal(MARKER)))
+
+    def _verifier(self, name: str, secret: Secret) -> sql.Literal:
+        """The password as the server stores it (SCRAM by default), never the password."""
+        hashed = self._conn.pgconn.encrypt_password(secret.reveal().encode(), name.encode(), None)
+        return sql.Literal(hashed.decode("ascii"))
+
+    def _role_oid(self, name: str) -> int:
+        row = self._conn.execute("SELECT oid FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+        if row is None:
+            raise ActionFailed(f"role {name!r} does not exist on {self._target}")
+        return int(row[0])
+
+    def _end_sessions(self, name: str, oid: int) -> None:
+        deadline = time.monotonic() + SESSION_END_TIMEOUT_S
+        while True:
+            row = self._conn.execute(_TERMINATE, (oid,)).fetchone()
+            if row is None or row[0] == 0:
+                return
+            if time.monotonic() >= deadline:
+                raise ActionFailed(
+                    f"{row[0]} session(s) of {name!r} still open after {SESSION_END_TIMEOUT_S:g}s "
+                    "(does the admin have pg_signal_backend?)"
+                )
+            time.sleep(0.05)
+
+    # ------------------------------------------------------------ probing
+
+    def probe(self, credential: Credential) -> ProbeResult:
+        endpoint = self._probe
+        if _is_socket(endpoint.host):
+            raise TargetUnreachable(
+                f"target {self._target}: the dsn connects over a unix socket; probes need TCP "
+                "(a socket with trust authentication accepts any password): set probe_host"
+            )
+        try:
+            with psycopg.connect(
+                make_conninfo("", **endpoint.tls),
+                host=endpoint.host,
+                port=endpoint.port,
+                dbname=endpoint.dbname,
+                user=credential.username,
+                password=credential.secret.reveal(),
+                connect_timeout=CONNECT_TIMEOUT_S,
+                application_name="lockstep-probe",
+            ):
+                return ProbeResult.ACCEPTED
+        except psycopg.Error as exc:
+            message = _one_line(exc)
+        verdict = _auth_verdict(message)
+        if verdict is None:
+            # Outside the handler, as in _connect_admin: the driver error holds the password.
+            raise TargetUnreachable(
+                f"probe of {credential.username!r} on {self._target}: {message}"
+            )
+        return verdict
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _unreachable(self, doing: str, exc: psycopg.Error) -> TargetUnreachable:
+        return TargetUnreachable(f"target {self._target}: {doing}: {_one_line(exc)}")
+
+
+def _entitlements(rows: list[TupleRow]) -> defaultdict[str, set[str]]:
+    held: defaultdict[str, set[str]] = defaultdict(set)
+    # Many accounts hold the same few grants: render each distinct one once.
+    rendered: dict[tuple[Any, ...], str | None] = {}
+    for account, *grant in rows:
+        key = tuple(grant)
+        if key not in rendered:
+            rendered[key] = _render(*key)
+        text = rendered[key]
+        if text is not None:
+            held[account].add(text)
+    return held
+
+
+def _render(kind: str, privilege: str | None, namespace: str | None, name: str) -> str | None:
+    """A catalog row as the grammar writes it, so a converged target re-plans to nothing."""
+    parsed = grammar.Kind(kind)
+    if parsed is grammar.Kind.ROLE:
+        return str(grammar.Entitlement(parsed, None, (name,)))
+    # Privileges newer than the grammar (PostgreSQL 17's MAINTAIN) cannot be expressed.
+    if privilege not in grammar.PRIVILEGES[parsed]:
+        return None
+    names = (str(namespace), name) if parsed is grammar.Kind.TABLE else (name,)
+    return str(grammar.Entitlement(parsed, privilege, names))
+
+
+def _privilege_sql(op: Op, entitlement: grammar.Entitlement, account: str) -> sql.Composed:
+    grant = op is Op.GRANT
+    grantee = sql.Identifier(account)
+    if entitlement.kind is grammar.Kind.ROLE:
+        template = "GRANT {} TO {}" if grant else "REVOKE {} FROM {}"
+        return sql.SQL(template).format(sql.Identifier(entitlement.names[0]), grantee)
+    template = "GRANT {} ON {} {} TO {}" if grant else "REVOKE {} ON {} {} FROM {}"
+    # The privilege and kind words come from the grammar's fixed lists, never from input.
+    return sql.SQL(template).format(
+        sql.SQL(str(entitlement.privilege)),
+        sql.SQL(entitlement.kind.upper()),
+        sql.Identifier(*entitlement.names),
+        grantee,
+    )
+
+
+def _entitlement(action: Action) -> grammar.Entitlement:
+    if action.entitlement is None:
+        raise ActionFailed(f"{_describe(action)}: no entitlement given")
+    return grammar.parse(action.entitlement)
+
+
+def _needed(secret: Secret | None, action: Action) -> Secret:
+    if secret is None:
+        raise ActionFailed(f"{_describe(action)}: needs a new secret and none was given")
+    return secret
+
+
+def _describe(action: Action) -> str:
+    text = f"{action.op} {action.account!r}"
+    return f"{text} {action.entitlement!r}" if action.entitlement else text
+
+
+# Server messages (after "FATAL:") that settle a probe. Refusals come before a session
+# starts; the accepted ones are raised only after the password was checked and the role
+# allowed to log in, so the credential itself works.
+_REFUSALS = re.compile(
+    r'password authentication failed for user |role ".*" is not permitted to log in'
+    r'|role ".*" does not exist|pg_hba\.conf rejects connection|no pg_hba\.conf entry'
+)
+_POST_AUTH = re.compile(
+    r'database ".*" does not exist|permission denied for database '
+    r"|too many connections for role "
+)
+_FATAL = re.compile(r"FATAL:\s+(.*)")
+
+
+def _auth_verdict(message: str) -> ProbeResult | None:
+    fatal = _FATAL.search(message)
+    if fatal is None:
+        return None
+    if _REFUSALS.match(fatal[1]):
+        return ProbeResult.REFUSED
+    if _POST_AUTH.match(fatal[1]):
+        return ProbeResult.ACCEPTED
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    return redact(" ".join(str(exc).split()))
