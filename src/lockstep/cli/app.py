@@ -259,7 +259,7 @@ def main() -> None:
         if _options.debug:
             raise
         _fail(f"error: {exc}", 1)
-    except Exception as exc:  # noqa: BLE001 - the last resort keeps tracebacks off users' screens
+    except Exception as exc:
         if _options.debug:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (re-run with --debug)", 1)

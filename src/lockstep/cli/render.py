@@ -164,51 +164,38 @@ def print_findings(
     if not findings:
         return
     by_id = {r.id: r for r in records}
-    table = Table(title=f"{len(findings)} finding(s)", title_justify="left", show_lines=False)
-    for column in ("id", "type", "severity", "target", "account", "entitlement", "owasp"):
-        table.add_column(column)
-    if records:
-        table.add_column("first seen")
-        table.add_column("status")
+    console.print(f"\n[bold]{len(findings)} finding(s):[/]")
     for f in findings:
-        row = [
-            f.id,
-            str(f.type),
-            Text(str(f.severity), style=_SEVERITY_STYLE.get(str(f.severity), "")),
-            f.target,
-            f.account or "",
-            f.entitlement or "",
-            ",".join(KINDS[f.type].owasp_nhi),
-        ]
+        line = Text("  ")
+        line.append(f"{f.severity:<8}", style=_SEVERITY_STYLE.get(str(f.severity), ""))
+        line.append(f" {f.type}", style="bold")
+        line.append(f"  {f.target}/{f.account or '*'}")
+        if f.entitlement:
+            line.append(f"  {f.entitlement}")
+        owasp = ",".join(KINDS[f.type].owasp_nhi)
+        line.append(f"  [{owasp or '-'} {','.join(KINDS[f.type].nist_csf)}] {f.id}", style="dim")
         rec = by_id.get(f.id)
-        if records:
-            row += [
-                rec.first_seen.strftime("%Y-%m-%d %H:%M") if rec else "",
-                rec.status if rec else "",
-            ]
-        table.add_row(*row)
-    console.print(table)
+        if rec is not None:
+            line.append(f" {rec.status} since {rec.first_seen:%Y-%m-%d %H:%M}", style="dim")
+        console.print(line)
 
 
 def print_results(console: Console, results: Sequence[Result]) -> None:
     if not results:
         console.print("[green]Nothing to do.[/]")
         return
-    table = Table(title="Apply results", title_justify="left")
-    for column in ("status", "op", "target", "account", "entitlement", "detail"):
-        table.add_column(column, overflow="fold")
+    console.print("\n[bold]Results:[/]")
     for r in results:
-        table.add_row(
-            Text(str(r.status), style=_STATUS_STYLE[r.status]),
-            str(r.action.op),
-            r.action.target,
-            r.action.account,
-            r.action.entitlement or "",
-            r.detail,
-        )
-    console.print(table)
+        line = Text("  ")
+        line.append(f"{r.status:<10}", style=_STATUS_STYLE[r.status])
+        line.append(f" {r.action.op} {r.action.target}/{r.action.account}")
+        if r.action.entitlement:
+            line.append(f"  {r.action.entitlement}")
+        line.append(f"  ({r.detail})", style="dim")
+        console.print(line)
     verified = sum(r.status is Status.VERIFIED for r in results)
-    console.print(f"{verified} of {len(results)} action(s) verified.")
+    style = "green" if verified == len(results) else "bold red"
+    console.print(f"[{style}]{verified} of {len(results)} action(s) verified.[/]")
 
 
 def print_checks(console: Console, in_sync: bool, checks: Sequence[Check]) -> None:

@@ -92,7 +92,9 @@ class Applier:
             # that even the account's current password no longer opens it.
             suspended = Credential(action.account, secret)
             self._keep(action, suspended)
-            evidence = Evidence(refused=[suspended, *self._old(action, old)])
+            evidence = Evidence(
+                refused=[("suspension password", suspended), *self._old(action, old)]
+            )
         elif action.op in REMOVING_OPS:
             evidence = Evidence(refused=self._old(action, old))
         window = self.connectors[action.target].propagation_window_s
@@ -100,10 +102,10 @@ class Applier:
         return self._finish(action, status, detail, fingerprint, checks)
 
     @staticmethod
-    def _old(action: Action, old: StoredCredential | None) -> list[Credential]:
+    def _old(action: Action, old: StoredCredential | None) -> list[tuple[str, Credential]]:
         if old is None or action.op in (Op.CREATE_ACCOUNT, Op.RESTORE_ACCOUNT):
             return []
-        return [Credential(old.username, old.secret)]
+        return [("previous credential", Credential(old.username, old.secret))]
 
     def _keep(self, action: Action, credential: Credential) -> None:
         self.vault.put(

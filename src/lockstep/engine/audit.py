@@ -56,12 +56,15 @@ def _entitlement_checks(
 
 
 def _orphan_check(target: str, account: str, obs: Snapshot, rule: RuleAction) -> Check:
+    """An orphan is drift unless the rule says suspend and it is suspended with no session
+    left: then the target is exactly as the policy says it should be."""
     actual = obs.accounts[account]
-    state = "suspended" if not actual.enabled else "enabled"
+    idle = actual.sessions <= 0
+    state = "suspended" if not actual.enabled and idle else "enabled"
     expected = {RuleAction.SUSPEND: "suspended", RuleAction.DELETE: "absent"}.get(
         rule, "declared by an identity"
     )
-    return Check(target, account, None, expected, f"orphan, {state}", False)
+    return Check(target, account, None, f"orphan {expected}", f"orphan {state}", expected == state)
 
 
 def probe_checks(

@@ -18,7 +18,7 @@ class Evidence:
     """The credentials an action's verification tries."""
 
     issued: Credential | None = None  # must be accepted
-    refused: Sequence[Credential] = ()  # must be refused (old ones, the suspension one)
+    refused: Sequence[tuple[str, Credential]] = ()  # (what it is, credential): must be refused
 
 
 class Inconclusive(Exception):
@@ -99,7 +99,7 @@ def _probe_checks(
     if evidence.issued is not None:
         got = probe_until(session, evidence.issued, ProbeResult.ACCEPTED, window_s)
         checks.append(_check(action, "new credential accepted", f"new credential {got}"))
-    for old in evidence.refused:
+    for label, old in evidence.refused:
         got = probe_until(session, old, ProbeResult.REFUSED, window_s)
-        checks.append(_check(action, "old credential refused", f"old credential {got}"))
+        checks.append(_check(action, f"{label} refused", f"{label} {got}"))
     return checks

@@ -1,0 +1,377 @@
+"""End to end: the ``lockstep`` command against a real PostgreSQL, as a user drives it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from lockstep import localpg
+
+POLICY = """\
+version: 1
+targets:
+  orders-db:
+    type: postgres
+    dsn: ${ORDERS_DB_DSN}
+    environment: prod
+owners:
+  payments-team:
+    contacts: [alice@example.com]
+    status: active
+  reporting-team:
+    contacts: [bob@example.com]
+    status: REPORTING_STATUS
+identities:
+  payments-api:
+    owner: payments-team
+    purpose: Serve the payments API
+    environment: prod
+    access:
+      - target: orders-db
+        account: payments_api
+        entitlements:
+          - role:app_readonly
+          - SELECT on table public.orders
+          - USAGE on schema billing
+          - CONNECT on database orders
+    credentials:
+      sink: file:SECRETS/payments-api.json
+  reporting-job:
+    owner: reporting-team
+    purpose: Nightly report
+    environment: prod
+    access:
+      - target: orders-db
+        account: reporting_job
+        entitlements: [SELECT on table public.orders]
+    credentials:
+      sink: file:SECRETS/reporting-job.json
+rules:
+  orphan_accounts: ORPHAN_RULE
+"""
+
+
+class Lockstep:
+    """Runs the CLI in a project directory and remembers everything it printed."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.env = env
+        self.outputs: list[str] = []
+
+    def write_policy(self, reporting_status: str = "active", orphan_rule: str = "report") -> None:
+        text = (
+            POLICY.replace("REPORTING_STATUS", reporting_status)
+            .replace("ORPHAN_RULE", orphan_rule)
+            .replace("SECRETS", str(self.workdir / "secrets"))
+        )
+        (self.workdir / "lockstep.yaml").write_text(text)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lockstep", *args],
+            cwd=self.workdir,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "lockstep", *args],
+            cwd=self.workdir,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        self.outputs += [proc.stdout, proc.stderr]
+        assert "Traceback" not in proc.stderr, proc.stderr
+        return proc
+
+    def json(self, *args: str) -> dict:
+        proc = self(*args, "--json")
+        return json.loads(proc.stdout)
+
+    def secret(self, identity: str) -> dict:
+        return json.loads((self.workdir / "secrets" / f"{identity}.json").read_text())
+
+
+@pytest.fixture
+def db(pg: localpg.LocalPostgres):
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE orders")
+        conn.execute("CREATE ROLE app_readonly NOLOGIN")
+    with psycopg.connect(pg.dsn("orders"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.orders (id int PRIMARY KEY)")
+        conn.execute("CREATE SCHEMA billing")
+    return pg
+
+
+@pytest.fixture
+def lockstep(db: localpg.LocalPostgres, tmp_path: Path) -> Lockstep:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKSTEP_")}
+    env["ORDERS_DB_DSN"] = db.dsn("orders")
+    cli = Lockstep(tmp_path, env)
+    cli.write_policy()
+    return cli
+
+
+def admin(pg: localpg.LocalPostgres) -> psycopg.Connection:
+    return psycopg.connect(pg.dsn("orders"), autocommit=True)
+
+
+def login(pg: localpg.LocalPostgres, user: str, password: str) -> psycopg.Connection:
+    return psycopg.connect(
+        host="127.0.0.1", port=pg.port, dbname="orders", user=user, password=password
+    )
+
+
+def refused(pg: localpg.LocalPostgres, user: str, password: str) -> bool:
+    try:
+        login(pg, user, password).close()
+    except psycopg.OperationalError as exc:
+        return "authentication failed" in str(exc) or "not permitted to log in" in str(exc)
+    return False
+
+
+def ops(plan: dict) -> list[tuple]:
+    return [(a["op"], a["account"], a["entitlement"]) for a in plan["actions"]]
+
+
+def assert_no_secret_leaked(cli: Lockstep, pg: localpg.LocalPostgres, *passwords: str) -> None:
+    state = (cli.workdir / ".lockstep" / "state.db").read_bytes()
+    text = "\n".join(cli.outputs)
+    for secret in (pg.password.reveal(), *passwords):
+        assert secret not in text
+        assert secret.encode() not in state
+
+
+def test_plan_apply_converges_and_verifies(lockstep: Lockstep, db):
+    plan = lockstep.json("plan")
+    assert ops(plan)[0] == ("create_account", "payments_api", None)
+    assert ("grant", "payments_api", "CONNECT on database orders") in ops(plan)
+    assert lockstep("plan", "--exit-code").returncode == 2
+
+    applied = lockstep("apply", "--yes", "--json")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    results = json.loads(applied.stdout)["results"]
+    assert results and {r["status"] for r in results} == {"verified"}
+
+    assert lockstep.json("plan")["actions"] == []
+    assert lockstep("plan", "--exit-code").returncode == 0
+    verified = lockstep("verify", "--json")
+    assert verified.returncode == 0 and json.loads(verified.stdout)["in_sync"] is True
+
+    secret = lockstep.secret("payments-api")
+    assert secret["account"] == "payments_api" and secret["target"] == "orders-db"
+    mode = (lockstep.workdir / "secrets" / "payments-api.json").stat().st_mode & 0o777
+    assert mode == 0o600
+    with login(db, "payments_api", secret["password"]) as conn:
+        assert conn.execute("SELECT count(*) FROM public.orders").fetchone() == (0,)
+    assert_no_secret_leaked(lockstep, db, secret["password"])
+
+
+def test_out_of_band_drift_is_found_revoked_and_verified(lockstep: Lockstep, db):
+    lockstep("apply", "--yes")
+    with admin(db) as conn:
+        conn.execute("GRANT DELETE ON public.orders TO payments_api")
+        conn.execute("CREATE ROLE legacy_batch LOGIN PASSWORD 'legacy-pw-123'")
+
+    plan = lockstep.json("plan")
+    assert ops(plan) == [("revoke", "payments_api", "DELETE on table public.orders")]
+    types = {(f["type"], f["account"]) for f in plan["findings"]}
+    assert ("excess_entitlement", "payments_api") in types
+    assert ("orphan_account", "legacy_batch") in types
+    orphan = next(f for f in plan["findings"] if f["type"] == "orphan_account")
+    assert orphan["owasp_nhi"] == ["NHI1"] and orphan["nist_csf"] == ["PR.AA-05"]
+    assert orphan["first_seen"] and orphan["status"] == "open"
+    assert lockstep("verify").returncode == 2
+
+    lockstep.write_policy(orphan_rule="suspend")
+    assert lockstep("apply", "--yes").returncode == 0
+    assert lockstep.json("plan")["actions"] == []
+    assert refused(db, "legacy_batch", "legacy-pw-123")
+    findings = lockstep.json("findings")["findings"]
+    assert [f["type"] for f in findings] == ["orphan_account"]  # suspended, still undeclared
+
+
+def test_a_departed_owner_suspends_the_account_and_its_old_password_is_refused(
+    lockstep: Lockstep, db
+):
+    lockstep("apply", "--yes")
+    old = lockstep.secret("reporting-job")["password"]
+    session = login(db, "reporting_job", old)
+
+    lockstep.write_policy(reporting_status="departed")
+    applied = lockstep.json("apply", "--yes")
+    [result] = applied["results"]
+    assert (result["op"], result["account"], result["status"]) == (
+        "suspend_account",
+        "reporting_job",
+        "verified",
+    )
+    assert refused(db, "reporting_job", old)
+    with pytest.raises(psycopg.OperationalError):
+        session.execute("SELECT 1")
+    with admin(db) as conn:  # suspended, not deleted: fixing the policy restores it
+        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname='reporting_job'").fetchone()
+    assert lockstep("verify").returncode == 0
+
+    lockstep.write_policy(reporting_status="active")
+    assert lockstep("apply", "--yes").returncode == 0
+    new = lockstep.secret("reporting-job")["password"]
+    assert new != old
+    login(db, "reporting_job", new).close()
+    assert_no_secret_leaked(lockstep, db, old, new)
+
+
+def test_the_journal_is_verified_and_tampering_is_named(lockstep: Lockstep):
+    lockstep("apply", "--yes")
+    ok = lockstep("audit", "verify")
+    assert ok.returncode == 0 and "intact" in ok.stdout
+    with sqlite3.connect(lockstep.workdir / ".lockstep" / "state.db") as conn:
+        conn.execute(
+            "UPDATE journal SET payload = replace(payload, 'payments_api', 'x') WHERE seq = 3"
+        )
+    broken = lockstep("audit", "verify")
+    assert broken.returncode == 1
+    assert "entry 3" in broken.stderr
+
+
+def test_an_unreachable_target_is_never_reported_clean(lockstep: Lockstep):
+    lockstep.env["ORDERS_DB_DSN"] = f"postgresql://nobody:pw-x9@127.0.0.1:{localpg.free_port()}/x"
+    plan = lockstep.json("plan")
+    assert plan["actions"] == []
+    assert plan["unreachable"] == ["orders-db"]
+    assert [f["type"] for f in plan["findings"]] == ["target_unreachable"]
+    human = lockstep("plan")
+    assert "unreachable" in human.stdout and "No changes. Every target" not in human.stdout
+    assert lockstep("verify").returncode == 2
+    assert lockstep("apply", "--yes").returncode == 1
+    assert "pw-x9" not in "\n".join(lockstep.outputs)
+
+
+def test_apply_changes_nothing_when_the_journal_cannot_be_written(lockstep: Lockstep, db):
+    lockstep("plan")  # creates the state store
+    with sqlite3.connect(lockstep.workdir / ".lockstep" / "state.db") as conn:
+        conn.execute(
+            "CREATE TRIGGER no_journal BEFORE INSERT ON journal "
+            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+    proc = lockstep("apply", "--yes")
+    assert proc.returncode == 1
+    with admin(db) as conn:
+        assert (
+            conn.execute("SELECT 1 FROM pg_roles WHERE rolname='payments_api'").fetchone() is None
+        )
+
+
+def test_apply_without_yes_and_without_a_terminal_refuses(lockstep: Lockstep, db):
+    proc = lockstep("apply")
+    assert proc.returncode == 1 and "--yes" in proc.stderr
+    with admin(db) as conn:
+        assert (
+            conn.execute("SELECT 1 FROM pg_roles WHERE rolname='payments_api'").fetchone() is None
+        )
+
+
+def test_the_blast_radius_guard_stops_a_mass_suspension(lockstep: Lockstep, db):
+    with admin(db) as conn:
+        for i in range(6):
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(f"ghost{i}")))
+    lockstep.write_policy(orphan_rule="suspend")
+    stopped = lockstep("apply", "--yes")
+    assert stopped.returncode == 1 and "--allow-mass-change" in stopped.stderr
+    with admin(db) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'ghost%' AND rolcanlogin"
+        ).fetchone() == (6,)
+    assert lockstep("apply", "--yes", "--allow-mass-change").returncode == 0
+
+
+def test_hostile_account_names_are_managed_exactly(lockstep: Lockstep, db):
+    names = ['a"b', "x; DROP ROLE app_readonly; --", "Robert'); --", "søren-ü", "n" * 63]
+    body = "".join(
+        f"  hostile{i}:\n    owner: payments-team\n    purpose: test\n    access:\n"
+        f"      - target: orders-db\n        account: '{n.replace(chr(39), chr(39) * 2)}'\n"
+        f"        entitlements: [role:app_readonly]\n"
+        for i, n in enumerate(names)
+    )
+    policy = (lockstep.workdir / "lockstep.yaml").read_text()
+    (lockstep.workdir / "lockstep.yaml").write_text(
+        policy.replace("identities:\n", "identities:\n" + body)
+    )
+    assert lockstep("apply", "--yes").returncode == 0
+    assert lockstep.json("plan")["actions"] == []
+    with admin(db) as conn:
+        have = {r for (r,) in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+    assert set(names) <= have and "app_readonly" in have
+
+
+def test_a_crash_mid_apply_is_repaired_by_the_next_pass(lockstep: Lockstep, db):
+    proc = lockstep.popen("apply", "--yes")
+    journal = lockstep.workdir / ".lockstep" / "state.db"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if journal.exists():
+            try:
+                with sqlite3.connect(journal) as conn:
+                    count = conn.execute(
+                        "SELECT count(*) FROM journal WHERE kind='result'"
+                    ).fetchone()[0]
+            except sqlite3.OperationalError:
+                count = 0
+            if count >= 2:
+                break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert lockstep("apply", "--yes").returncode == 0
+    assert lockstep.json("plan")["actions"] == []
+    assert lockstep("audit", "verify").returncode == 0
+
+
+def test_state_can_live_in_postgresql(lockstep: Lockstep, db):
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE lockstep_state")
+    lockstep.env["LOCKSTEP_STATE"] = db.dsn("lockstep_state")
+    assert lockstep("apply", "--yes").returncode == 0
+    assert lockstep("audit", "verify").returncode == 0
+    with psycopg.connect(db.dsn("lockstep_state")) as conn:
+        assert conn.execute("SELECT count(*) FROM journal").fetchone()[0] > 0
+
+
+def test_validate_reports_file_and_line(tmp_path: Path):
+    bad = tmp_path / "lockstep.yaml"
+    bad.write_text(
+        textwrap.dedent("""\
+        version: 1
+        owners:
+          team: {}
+        identities:
+          api:
+            owner: nobody
+            purpose: x
+    """)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "lockstep", "validate"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 1
+    assert f"{bad.name}:6: unknown owner 'nobody'" in proc.stderr
+    assert "Traceback" not in proc.stderr
