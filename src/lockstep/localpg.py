@@ -31,7 +31,9 @@ def _bin_dir() -> Path:
     explicit = os.environ.get("LOCKSTEP_PG_BIN")
     if explicit:
         return Path(explicit)
-    system = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: p.parent.parent.name)
+    system = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: p.parent.parent.name
+    )
     if system:
         return system[-1].parent
     try:
@@ -101,8 +103,18 @@ class LocalPostgres:
     def stop(self) -> None:
         prefix, _, _ = _as_user_prefix()
         subprocess.run(
-            [*prefix, str(self.bin_dir / "pg_ctl"), "-D", str(self.directory / "data"),
-             "-m", "immediate", "-w", "-t", "20", "stop"],
+            [
+                *prefix,
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.directory / "data"),
+                "-m",
+                "immediate",
+                "-w",
+                "-t",
+                "20",
+                "stop",
+            ],
             capture_output=True,
             check=False,
         )
@@ -135,9 +147,25 @@ def start(directory: Path | None = None, superuser: str = "lockstep_admin") -> L
         os.chown(pwfile, uid, -1)
     data = base / "data"
     try:
-        _run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", superuser,
-              f"--pwfile={pwfile}", "-A", "scram-sha-256", "--auth-local=trust",
-              "-E", "UTF8", "--locale=C", "--no-sync"], base / "initdb.log")
+        _run(
+            [
+                *prefix,
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                superuser,
+                f"--pwfile={pwfile}",
+                "-A",
+                "scram-sha-256",
+                "--auth-local=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            base / "initdb.log",
+        )
     finally:
         pwfile.unlink(missing_ok=True)
     port = free_port()
@@ -145,8 +173,23 @@ def start(directory: Path | None = None, superuser: str = "lockstep_admin") -> L
         f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
-    _run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(base / "postgres.log"),
-          "-w", "-t", "30", "-o", options, "start"], base / "pg_ctl.log")
+    _run(
+        [
+            *prefix,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(base / "postgres.log"),
+            "-w",
+            "-t",
+            "30",
+            "-o",
+            options,
+            "start",
+        ],
+        base / "pg_ctl.log",
+    )
     server = LocalPostgres(base, port, superuser, password, bin_dir, owned)
     _wait_ready(server)
     return server

@@ -236,7 +236,13 @@ class Finding:
     def id(self) -> str:
         """Stable across passes, so a finding keeps its history while it stays true."""
         key = "\x1f".join(
-            (self.type, self.target, self.account or "", self.entitlement or "", self.identity or "")
+            (
+                self.type,
+                self.target,
+                self.account or "",
+                self.entitlement or "",
+                self.identity or "",
+            )
         )
         return "F-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
