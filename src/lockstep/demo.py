@@ -71,8 +71,8 @@ rules:
 """
 
 
-def run_demo(console: Console, keep: bool = False) -> None:
-    work = Path(tempfile.mkdtemp(prefix="lockstep-demo-"))
+def run_demo(console: Console, keep: bool = False, workdir: Path | None = None) -> None:
+    work = workdir or Path(tempfile.mkdtemp(prefix="lockstep-demo-"))
     console.print(Panel.fit("Lockstep demo: governance and enforcement in lockstep", style="bold"))
     _step(console, "Starting a private PostgreSQL on 127.0.0.1 (passwords checked over TCP)")
     server = localpg.start(work / "pg")

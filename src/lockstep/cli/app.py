@@ -232,11 +232,14 @@ def audit_verify(config: ConfigOpt = None, state: StateOpt = None) -> None:
 @app.command()
 def demo(
     keep: Annotated[bool, typer.Option(help="Leave the demo server running.")] = False,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Where the demo keeps its files (default: a temp dir).")
+    ] = None,
 ) -> None:
     """A narrated, real run against a private PostgreSQL."""
     from lockstep.demo import run_demo
 
-    run_demo(out, keep=keep)
+    run_demo(out, keep=keep, workdir=workdir)
 
 
 def _fail(message: str, code: int) -> NoReturn:
