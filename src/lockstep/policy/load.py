@@ -245,20 +245,20 @@ class _Builder:
         secret_fields = connector.secret_fields()
         for key in secret_fields & raw.keys():
             if isinstance(raw[key], str):
-                value = self._read_secret(raw[key], self._at("targets", name, key))
-                if value is None:
+                revealed = self._read_secret(raw[key], self._at("targets", name, key))
+                if revealed is None:
                     return None
-                raw[key] = value
+                raw[key] = revealed
         el = _Element(self.elements["targets"][name].doc, self.elements["targets"][name].path, raw)
         settings_spec = _validate(connector.settings_model(), el, self.errors)
         if settings_spec is None:
             return None
         settings: dict[str, object] = settings_spec.model_dump()
         for key in secret_fields:
-            value = settings.get(key)
-            if isinstance(value, str):
-                _register_url_password(value)
-                settings[key] = secrets.Secret(value)
+            plain = settings.get(key)
+            if isinstance(plain, str):
+                _register_url_password(plain)
+                settings[key] = secrets.Secret(plain)
         try:
             excluded = frozenset(spec.manage.exclude) | connector.default_excluded(settings)
         except (ValueError, GrammarError) as exc:
