@@ -1,0 +1,1 @@
+"""Credentials lockstep issues: kept encrypted in the vault, delivered through sinks."""

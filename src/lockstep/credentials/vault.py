@@ -1,0 +1,246 @@
+"""Credentials lockstep issued, kept encrypted at rest (Fernet: AES-128-CBC with HMAC-SHA256).
+
+A rotated credential is not deleted at once: it stays, retired and encrypted, so that
+verification can prove the target now refuses it. ``purge_retired`` drops what is no
+longer needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import ColumnElement, Row, and_, delete, insert, select, update
+
+from lockstep.secrets import Secret
+from lockstep.store import Store
+from lockstep.store.tables import credentials
+
+KEY_ENV = "LOCKSTEP_KEY"
+KEY_FILE = "key"
+_CURRENT = "current"
+_RETIRED = "retired"
+
+
+class VaultError(Exception):
+    """The key or a stored credential cannot be used. The message holds no secret."""
+
+
+@dataclass(frozen=True)
+class StoredCredential:
+    target: str
+    account: str
+    identity: str | None
+    username: str
+    secret: Secret
+    fingerprint: str
+    issued_at: datetime
+    expires_at: datetime | None
+
+
+def load_key(state_dir: Path) -> bytes:
+    """The vault key: ``LOCKSTEP_KEY`` if set, else ``state_dir/key``, created on first use."""
+    from_env = os.environ.get(KEY_ENV)
+    if from_env is not None:
+        return _checked(from_env.strip().encode(), f"{KEY_ENV} is not a valid Fernet key")
+    path = state_dir / KEY_FILE
+    try:
+        return _read_key_file(path)
+    except FileNotFoundError:
+        return _create_key_file(path)
+
+
+def _checked(key: bytes, problem: str) -> bytes:
+    try:
+        Fernet(key)
+    except ValueError:
+        raise VaultError(
+            f"{problem} (expected 32 url-safe base64-encoded bytes, as made by "
+            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key())'`)"
+        ) from None
+    return key
+
+
+def _read_key_file(path: Path) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise VaultError(f"cannot read the key file {path}: {exc.strerror}") from None
+    try:
+        _check_key_file(path, os.fstat(fd))
+        # A key is 45 bytes; one read of a regular file returns all of it.
+        key = os.read(fd, 4096).strip()
+    finally:
+        os.close(fd)
+    return _checked(key, f"the key file {path} does not hold a valid Fernet key")
+
+
+def _check_key_file(path: Path, info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise VaultError(f"the key file {path} is not a regular file")
+    if info.st_mode & 0o077:
+        raise VaultError(
+            f"the key file {path} is accessible to group or others "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod 600 {path}"
+        )
+
+
+def _create_key_file(path: Path) -> bytes:
+    """Write a new key under a temporary name, then link it into place.
+
+    The file is 0600 from its creation, and linking fails if another process won the race,
+    so nobody ever reads a half-written key: the loser discards its key and reads the file.
+    """
+    key = Fernet.generate_key()
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(temp, flags, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return _read_key_file(path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise VaultError(f"cannot create the key file {path}: {exc.strerror}") from None
+    finally:
+        temp.unlink(missing_ok=True)
+    return key
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Vault:
+    def __init__(self, store: Store, key: bytes) -> None:
+        self._store = store
+        self._fernet = Fernet(_checked(key, "the vault key is not a valid Fernet key"))
+
+    def put(
+        self,
+        target: str,
+        account: str,
+        identity: str | None,
+        username: str,
+        secret: Secret,
+        issued_at: datetime,
+        expires_at: datetime | None = None,
+    ) -> StoredCredential:
+        """Store a new current credential; the previous current one becomes retired."""
+        ciphertext = self._fernet.encrypt(_sealed(target, account, username, secret))
+        stored = StoredCredential(
+            target, account, identity, username, secret, secret.fingerprint(), issued_at, expires_at
+        )
+        with self._store.writing(lock=credentials) as conn:
+            conn.execute(
+                update(credentials)
+                .where(_for(target, account), credentials.c.status == _CURRENT)
+                .values(status=_RETIRED)
+            )
+            conn.execute(
+                insert(credentials).values(
+                    target=target,
+                    account=account,
+                    identity=identity,
+                    username=username,
+                    ciphertext=ciphertext.decode(),
+                    fingerprint=stored.fingerprint,
+                    issued_at=issued_at,
+                    expires_at=expires_at,
+                    status=_CURRENT,
+                    created_at=datetime.now(UTC),
+                )
+            )
+        return stored
+
+    def current(self, target: str, account: str) -> StoredCredential | None:
+        rows = self._select(target, account, _CURRENT)
+        return self._open(rows[0]) if rows else None
+
+    def retired(self, target: str, account: str) -> list[StoredCredential]:
+        """Retired credentials of one account, newest first."""
+        return [self._open(row) for row in self._select(target, account, _RETIRED)]
+
+    def purge_retired(self, target: str, account: str, keep: int = 1) -> int:
+        """Delete all but the ``keep`` newest retired credentials; returns how many went."""
+        if keep < 0:
+            raise ValueError("keep must be 0 or more")
+        with self._store.writing(lock=credentials) as conn:
+            kept = (
+                select(credentials.c.id)
+                .where(_for(target, account), credentials.c.status == _RETIRED)
+                .order_by(credentials.c.id.desc())
+                .limit(keep)
+            )
+            result = conn.execute(
+                delete(credentials).where(
+                    _for(target, account),
+                    credentials.c.status == _RETIRED,
+                    credentials.c.id.not_in(kept.scalar_subquery()),
+                )
+            )
+        return result.rowcount
+
+    def _select(self, target: str, account: str, status: str) -> list[Row[Any]]:
+        with self._store.reading() as conn:
+            return list(
+                conn.execute(
+                    select(credentials)
+                    .where(_for(target, account), credentials.c.status == status)
+                    .order_by(credentials.c.id.desc())
+                ).all()
+            )
+
+    def _open(self, row: Row[Any]) -> StoredCredential:
+        where = f"{row.target}/{row.account}"
+        try:
+            sealed = json.loads(self._fernet.decrypt(row.ciphertext.encode()))
+        except InvalidToken:
+            raise VaultError(
+                f"cannot decrypt the stored credential of {where}: LOCKSTEP_KEY does not "
+                "match the key it was encrypted with (or the ciphertext was altered)"
+            ) from None
+        # The ciphertext names its account: a ciphertext copied onto another row is caught.
+        if [sealed["target"], sealed["account"], sealed["username"]] != [
+            row.target,
+            row.account,
+            row.username,
+        ]:
+            raise VaultError(f"the stored credential of {where} was encrypted for another account")
+        return StoredCredential(
+            row.target,
+            row.account,
+            row.identity,
+            row.username,
+            Secret(sealed["secret"]),
+            row.fingerprint,
+            row.issued_at,
+            row.expires_at,
+        )
+
+
+def _sealed(target: str, account: str, username: str, secret: Secret) -> bytes:
+    plain = {"target": target, "account": account, "username": username, "secret": secret.reveal()}
+    return json.dumps(plain).encode()
+
+
+def _for(target: str, account: str) -> ColumnElement[bool]:
+    return and_(credentials.c.target == target, credentials.c.account == account)

@@ -1,0 +1,126 @@
+"""The state store's tables, as SQLAlchemy Core.
+
+The schema itself is created by the Alembic migrations in ``migrations/versions``; these
+definitions are how the code reads and writes it and must stay in step with the migrations.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend.
+
+    SQLite has no time zone type and hands back naive values: they are stored as UTC, so
+    they are read back as UTC. A naive value on the way in is refused rather than guessed.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: the state store keeps aware UTC times only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+journal = Table(
+    "journal",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# One row (id 1): the seq and hash of the last entry, written in the same transaction as the
+# entry. A chain alone cannot tell a truncated tail from a short journal; this row can.
+journal_head = Table(
+    "journal_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)
+
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("target", Text, nullable=False),
+    Column("account", Text, nullable=False),
+    Column("identity", Text, nullable=True),
+    Column("username", Text, nullable=False),
+    Column("ciphertext", Text, nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("status", String(10), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("status IN ('current', 'retired')", name="status"),
+    Index(None, "target", "account", "status"),
+    # At most one current credential per account, whatever a concurrent writer does.
+    Index(
+        "uq_credentials_current",
+        "target",
+        "account",
+        unique=True,
+        sqlite_where=text("status = 'current'"),
+        postgresql_where=text("status = 'current'"),
+    ),
+)
+
+findings = Table(
+    "findings",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("type", String(40), nullable=False),
+    Column("severity", String(20), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("account", Text, nullable=True),
+    Column("entitlement", Text, nullable=True),
+    Column("identity", Text, nullable=True),
+    Column("detail", Text, nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("status", String(10), nullable=False),
+    CheckConstraint("status IN ('open', 'resolved')", name="status"),
+    Index(None, "status", "target"),
+)
