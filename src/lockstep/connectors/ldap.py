@@ -1,0 +1,598 @@
+"""LDAP directories (OpenLDAP with the ppolicy overlay), through ldap3.
+
+An account is the entry ``uid=NAME,<accounts_dn>``: lockstep creates it there, binds as it
+to probe, and reads every entry directly under ``accounts_dn`` whose RDN is a ``uid``. The
+entitlement ``group:CN`` is membership in the groupOfNames ``cn=CN,<groups_dn>``.
+
+Suspension sets ppolicy's ``pwdAccountLockedTime: 000001010000Z`` (locked until unlocked)
+and replaces the password with one nobody holds. The lock only binds where a password policy
+applies to the entry (``olcPPolicyDefault`` or ``pwdPolicySubentry``); the new password
+refuses the old credential either way. Names and values from the policy always reach the
+server escaped (RFC 4514 for DNs, RFC 4515 for filters), whatever characters they hold.
+
+Besides the per-operation rights in ``permissions``, the bind DN must read both subtrees
+(including whether userPassword and pwdAccountLockedTime are set: an account whose password
+it cannot see reads as disabled) without a size limit, or reads fail as unreachable.
+
+A session is one ldap3 connection and is used from one thread at a time.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+from urllib.parse import urlsplit
+
+import ldap3  # type: ignore[import-untyped, unused-ignore]
+from ldap3.core import exceptions as ldap_errors  # type: ignore[import-untyped, unused-ignore]
+from ldap3.core import results
+from ldap3.utils.conv import escape_filter_chars  # type: ignore[import-untyped, unused-ignore]
+from ldap3.utils.dn import escape_rdn, parse_dn  # type: ignore[import-untyped, unused-ignore]
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lockstep.connectors.base import (
+    ActionFailed,
+    ConnectorError,
+    Credential,
+    GrammarError,
+    ProbeResult,
+    Scope,
+    TargetUnreachable,
+)
+from lockstep.model import Account, Action, Op, Snapshot, Target
+from lockstep.secrets import Secret, redact
+
+TIMEOUT_S: Final = 5  # seconds; ldap3 packs it into a socket option that takes whole seconds
+PAGE_SIZE: Final = 500
+MAX_NAME_LENGTH: Final = 256
+# ppolicy's "locked until an administrator unlocks it" value (draft-behera, section 5.3.3).
+PERMANENT_LOCK: Final = "000001010000Z"
+MANAGED_MARKER: Final = "managed by lockstep"
+ENTITLEMENT_FORM: Final = "group:CN (membership in the groupOfNames cn=CN under groups_dn)"
+
+_PAGED_RESULTS_OID: Final = "1.2.840.113556.1.4.319"
+_GROUPS_FILTER: Final = "(objectClass=groupOfNames)"
+_LOCK: Final = "pwdAccountLockedTime"
+_PASSWORD: Final = "userPassword"  # noqa: S105 - the attribute's name
+# The server is there but cannot serve us now: no conclusion may be drawn, as when it is down.
+_UNAVAILABLE: Final = frozenset({results.RESULT_BUSY, results.RESULT_UNAVAILABLE})
+_HINTS: Final = {
+    results.RESULT_SIZE_LIMIT_EXCEEDED: "the directory limits what the bind DN may read; "
+    "lift it for that DN (OpenLDAP: olcLimits: dn.exact=BIND_DN size=unlimited)",
+}
+
+# A DN compared the way the directory compares it: a tuple of RDNs, each a set of
+# (attribute type, folded value).
+_NormalDn = tuple[frozenset[tuple[str, str]], ...]
+
+
+class LdapSettings(BaseModel):
+    """The target keys of ``type: ldap``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    bind_dn: str
+    bind_password: str = Field(min_length=1)
+    accounts_dn: str
+    groups_dn: str
+
+    @field_validator("url")
+    @classmethod
+    def _ldap_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        try:
+            _ = parts.port  # urlsplit checks the port only when asked for it
+        except ValueError as exc:
+            raise ValueError(f"invalid port in {value!r}") from exc
+        if parts.scheme not in {"ldap", "ldaps"} or not parts.hostname:
+            raise ValueError(f"expected ldap://HOST[:PORT] or ldaps://HOST[:PORT], got {value!r}")
+        return value
+
+    @field_validator("bind_dn", "accounts_dn", "groups_dn")
+    @classmethod
+    def _dn(cls, value: str) -> str:
+        try:
+            _rdns(value)
+        except ldap_errors.LDAPInvalidDnError as exc:
+            raise ValueError(f"invalid DN {value!r}: {exc}") from exc
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    url: str
+    bind_dn: str
+    bind_password: Secret
+    accounts_dn: str
+    groups_dn: str
+
+    @classmethod
+    def of(cls, target: Target) -> _Settings:
+        values = target.settings
+        password = values["bind_password"]
+        if not isinstance(password, Secret):
+            raise TypeError("bind_password must reach the connector as a Secret")
+        return cls(
+            url=str(values["url"]),
+            bind_dn=str(values["bind_dn"]),
+            bind_password=password,
+            accounts_dn=str(values["accounts_dn"]),
+            groups_dn=str(values["groups_dn"]),
+        )
+
+
+# ---------------------------------------------------------------- DNs and names
+
+_DN_ESCAPE = re.compile(r"\\([0-9A-Fa-f]{2})|\\(.)|([^\\]+)", re.DOTALL)
+
+
+def _unescape(value: str) -> str:
+    """An attribute value from its RFC 4514 string form; hex escapes may spell out the
+    bytes of one UTF-8 character, so the value is rebuilt as bytes first."""
+    raw = bytearray()
+    for hex_pair, escaped, plain in _DN_ESCAPE.findall(value):
+        raw += bytes([int(hex_pair, 16)]) if hex_pair else (escaped or plain).encode()
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise ldap_errors.LDAPInvalidDnError(f"value is not UTF-8: {value!r}") from exc
+
+
+def _rdns(dn: str) -> list[list[tuple[str, str]]]:
+    """The RDNs of ``dn``, each a list of (lower-case attribute type, unescaped value)."""
+    rdns: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    for attribute_type, value, separator in parse_dn(dn):
+        current.append((str(attribute_type).lower(), _unescape(str(value))))
+        if separator != "+":  # "+" joins the AVAs of a multi-valued RDN
+            rdns.append(current)
+            current = []
+    return rdns
+
+
+def _fold(value: str) -> str:
+    """What uid, cn, ou and dc values are compared by (caseIgnoreMatch with insignificant
+    space handling, RFC 4518): so " Svc " names the same entry as "svc"."""
+    return re.sub(" +", " ", value.strip(" ")).casefold()
+
+
+def _normal(rdns: list[list[tuple[str, str]]]) -> _NormalDn:
+    return tuple(frozenset((kind, _fold(value)) for kind, value in rdn) for rdn in rdns)
+
+
+def _normal_dn(dn: str) -> _NormalDn:
+    return _normal(_rdns(dn))
+
+
+def _leaf_value(dn: str, attribute: str) -> str | None:
+    """The value of a single-valued RDN of type ``attribute`` (``uid=svc,...`` -> ``svc``)."""
+    first = _rdns(dn)[0]
+    if len(first) == 1 and first[0][0] == attribute:
+        return first[0][1]
+    return None
+
+
+def _parse_group(text: str) -> str | None:
+    prefix, colon, cn = text.partition(":")
+    if colon and prefix.lower() == "group" and cn.strip(" ") and "\x00" not in cn:
+        return cn
+    return None
+
+
+# ---------------------------------------------------------------- the connector type
+
+
+class LdapConnectorType:
+    name: ClassVar[str] = "ldap"
+    permissions: ClassVar[Mapping[Op, tuple[str, ...]]] = {
+        Op.CREATE_ACCOUNT: ("add entries (account, simpleSecurityObject) under accounts_dn",),
+        Op.RESTORE_ACCOUNT: (
+            "write userPassword on accounts_dn entries",
+            "manage pwdAccountLockedTime (ppolicy) on accounts_dn entries",
+        ),
+        Op.GRANT: ("write member on groupOfNames entries under groups_dn",),
+        Op.REVOKE: ("write member on groupOfNames entries under groups_dn",),
+        Op.ROTATE_CREDENTIAL: ("write userPassword on accounts_dn entries",),
+        Op.SUSPEND_ACCOUNT: (
+            "write userPassword on accounts_dn entries",
+            "manage pwdAccountLockedTime (ppolicy) on accounts_dn entries",
+        ),
+        # LDAP keeps no sessions lockstep could end: nothing to be allowed.
+        Op.END_SESSIONS: (),
+        Op.DELETE_ACCOUNT: (
+            "write member on groupOfNames entries under groups_dn",
+            "delete entries under accounts_dn",
+        ),
+    }
+    # A directory answers from what it stores: a removed password fails the next bind.
+    propagation_window_s: ClassVar[float] = 0.0
+
+    def settings_model(self) -> type[BaseModel]:
+        return LdapSettings
+
+    def secret_fields(self) -> frozenset[str]:
+        return frozenset({"bind_password"})
+
+    def check_account(self, name: str) -> None:
+        if not _fold(name):
+            # LDAP matching ignores leading and trailing spaces: a blank uid is an empty one.
+            raise GrammarError("an LDAP account name (uid) must not be empty or blank")
+        if "\x00" in name:
+            raise GrammarError(f"an LDAP account name (uid) must not contain NUL: {name!r}")
+        if len(name) > MAX_NAME_LENGTH:
+            raise GrammarError(
+                f"an LDAP account name (uid) is at most {MAX_NAME_LENGTH} characters, "
+                f"got {len(name)}"
+            )
+
+    def parse_entitlement(self, text: str) -> str:
+        cn = _parse_group(text)
+        if cn is None:
+            raise GrammarError(f"{text!r} is not an LDAP entitlement; expected {ENTITLEMENT_FORM}")
+        return f"group:{cn}"
+
+    def default_excluded(self, settings: Mapping[str, Any]) -> frozenset[str]:
+        bind, accounts = _rdns(str(settings["bind_dn"])), _rdns(str(settings["accounts_dn"]))
+        leaf = bind[0]
+        directly_under = len(bind) == len(accounts) + 1 and _normal(bind[1:]) == _normal(accounts)
+        if directly_under and len(leaf) == 1 and leaf[0][0] == "uid":
+            return frozenset({leaf[0][1]})
+        return frozenset()
+
+    def open(self, target: Target, scope: Scope) -> LdapSession:
+        settings = _Settings.of(target)
+        where = f"{target.name}: {settings.url}"
+        try:
+            conn = _connection(settings.url, settings.bind_dn, settings.bind_password)
+            bound = conn.bind()
+        except ldap_errors.LDAPException as exc:
+            raise TargetUnreachable(redact(f"{where}: cannot connect: {exc}")) from exc
+        if not bound:
+            result = conn.result
+            raise TargetUnreachable(
+                redact(f"{where}: bind as {settings.bind_dn} failed: {result['description']}")
+            )
+        return LdapSession(target.name, settings, scope, conn)
+
+
+def _connection(url: str, user: str, password: Secret) -> Any:
+    server = ldap3.Server(
+        url,
+        get_info=ldap3.NONE,
+        connect_timeout=TIMEOUT_S,
+        tls=ldap3.Tls(validate=ssl.CERT_REQUIRED),  # ldap3 accepts any certificate by default
+    )
+    return ldap3.Connection(
+        server,
+        user=user,
+        password=password.reveal(),
+        receive_timeout=TIMEOUT_S,
+        # ldap3 would re-bind to whatever server a referral names, with these credentials.
+        auto_referrals=False,
+        # So that an attribute's presence can be read without its values (see _account).
+        return_empty_attributes=False,
+        raise_exceptions=False,
+    )
+
+
+# ---------------------------------------------------------------- sessions
+
+
+Handler = Callable[[Action, Secret | None], Credential | None]
+
+
+class LdapSession:
+    def __init__(self, target: str, settings: _Settings, scope: Scope, conn: Any) -> None:
+        self._target = target
+        self._settings = settings
+        self._conn = conn
+        # Compared as the directory compares uids, so that "Admin" excludes uid=admin too.
+        self._excluded = frozenset(_fold(name) for name in scope.excluded)
+        self._handlers: dict[Op, Handler] = {
+            Op.CREATE_ACCOUNT: self._create,
+            Op.RESTORE_ACCOUNT: self._restore,
+            Op.GRANT: self._grant,
+            Op.REVOKE: self._revoke,
+            Op.ROTATE_CREDENTIAL: self._rotate,
+            Op.SUSPEND_ACCOUNT: self._suspend,
+            Op.END_SESSIONS: self._end_sessions,
+            Op.DELETE_ACCOUNT: self._delete,
+        }
+
+    # ------------------------------------------------------------ reading
+
+    def read(self) -> Snapshot:
+        with self._ldap_errors(TargetUnreachable):
+            memberships = self._memberships(_GROUPS_FILTER)
+            entries = self._accounts(self._settings.accounts_dn, ldap3.LEVEL, absent_ok=False)
+            found = (self._account(entry, memberships) for entry in entries)
+            accounts = {a.name: a for a in found if a is not None and not self._is_excluded(a.name)}
+        return Snapshot(self._target, accounts)
+
+    def read_account(self, account: str) -> Account | None:
+        """The account read fresh; None when it does not exist or is excluded (never read)."""
+        if self._is_excluded(account):
+            return None
+        dn = self._account_dn(account)
+        with self._ldap_errors(TargetUnreachable):
+            entries = self._accounts(dn, ldap3.BASE, absent_ok=True)
+            if not entries:
+                return None
+            member_filter = f"(&{_GROUPS_FILTER}(member={escape_filter_chars(dn)}))"
+            return self._account(entries[0], self._memberships(member_filter))
+
+    def _accounts(self, base: str, scope: str, *, absent_ok: bool) -> list[dict[str, Any]]:
+        # types_only: whether userPassword is set is all we need; its hash stays on the server.
+        attributes = [_PASSWORD, _LOCK]
+        return self._search(
+            base, scope, "(uid=*)", attributes, types_only=True, absent_ok=absent_ok
+        )
+
+    def _account(
+        self, entry: dict[str, Any], memberships: Mapping[_NormalDn, set[str]]
+    ) -> Account | None:
+        name = _leaf_value(entry["dn"], "uid")
+        if name is None:  # not uid=NAME,accounts_dn: lockstep could neither bind as nor manage it
+            return None
+        present = entry["raw_attributes"]
+        groups = memberships.get(_normal_dn(entry["dn"]), set())
+        return Account(
+            name=name,
+            entitlements=frozenset(f"group:{cn}" for cn in groups),
+            enabled=_PASSWORD in present and _LOCK not in present,
+            sessions=-1,  # binds are per operation: LDAP cannot tell who is "logged in"
+        )
+
+    def _memberships(self, group_filter: str) -> dict[_NormalDn, set[str]]:
+        """The CNs of the groups matching ``group_filter``, by the normalised DN of each
+        member. A placeholder member (see _remove_member) is a group, never an account, so it
+        drops out when accounts are looked up here."""
+        found: dict[_NormalDn, set[str]] = {}
+        for group in self._search(self._settings.groups_dn, ldap3.LEVEL, group_filter, ["member"]):
+            cn = _leaf_value(group["dn"], "cn")
+            if cn is None:  # not cn=CN,groups_dn: no entitlement can name it
+                continue
+            for member in group["attributes"].get("member", []):
+                found.setdefault(_normal_dn(member), set()).add(cn)
+        return found
+
+    def _search(
+        self,
+        base: str,
+        scope: str,
+        search_filter: str,
+        attributes: list[str],
+        *,
+        types_only: bool = False,
+        absent_ok: bool = False,
+        failure: type[ConnectorError] = TargetUnreachable,
+    ) -> list[dict[str, Any]]:
+        """Every entry, page by page; none when ``absent_ok`` and ``base`` does not exist.
+        Anything short of a complete answer raises: a partial read (a size limit, say) would
+        look like accounts and memberships gone."""
+        tolerated = frozenset({results.RESULT_NO_SUCH_OBJECT} if absent_ok else ())
+        entries: list[dict[str, Any]] = []
+        cookie: bytes | None = None
+        while True:
+            self._conn.search(
+                base,
+                search_filter,
+                search_scope=scope,
+                attributes=attributes,
+                types_only=types_only,
+                paged_size=PAGE_SIZE,
+                paged_cookie=cookie,
+            )
+            code = self._check(f"search {base}", failure, tolerated)
+            if code == results.RESULT_NO_SUCH_OBJECT:
+                return []
+            entries += [e for e in self._conn.response if e["type"] == "searchResEntry"]
+            control = self._conn.result.get("controls", {}).get(_PAGED_RESULTS_OID, {})
+            cookie = control.get("value", {}).get("cookie")
+            if not cookie:
+                return entries
+
+    # ------------------------------------------------------------ changing
+
+    def execute(self, action: Action, secret: Secret | None) -> Credential | None:
+        if self._is_excluded(action.account):
+            raise ActionFailed(f"{self._target}: {action.account!r} is excluded from management")
+        with self._ldap_errors(ActionFailed):
+            return self._handlers[action.op](action, secret)
+
+    def _create(self, action: Action, secret: Secret | None) -> Credential:
+        password = _required(secret, action)
+        attributes = {
+            "uid": action.account,
+            _PASSWORD: password.reveal(),
+            "description": MANAGED_MARKER,
+        }
+        dn = self._account_dn(action.account)
+        # The password goes in clear: ppolicy (olcPPolicyHashCleartext) hashes it on arrival.
+        self._conn.add(dn, ["account", "simpleSecurityObject"], attributes)
+        self._check(f"add {dn}")
+        return Credential(action.account, password)
+
+    def _grant(self, action: Action, secret: Secret | None) -> None:
+        group, dn = self._group_dn(action), self._account_dn(action.account)
+        # A member value for a DN nobody holds would pass to whoever creates that DN later.
+        self._presence(action, dn)
+        self._conn.modify(group, {"member": [(ldap3.MODIFY_ADD, [dn])]})
+        code = self._check(
+            f"add member to {group}",
+            tolerated=frozenset(
+                {results.RESULT_ATTRIBUTE_OR_VALUE_EXISTS, results.RESULT_NO_SUCH_OBJECT}
+            ),
+        )
+        if code == results.RESULT_NO_SUCH_OBJECT:
+            raise ActionFailed(
+                f"{self._target}: group {group} does not exist (lockstep does not create groups)"
+            )
+
+    def _revoke(self, action: Action, secret: Secret | None) -> None:
+        self._remove_member(self._group_dn(action), self._account_dn(action.account))
+
+    def _remove_member(self, group: str, member: str) -> None:
+        self._conn.modify(group, {"member": [(ldap3.MODIFY_DELETE, [member])]})
+        doing = f"remove member from {group}"
+        violation = results.RESULT_OBJECT_CLASS_VIOLATION
+        tolerated = frozenset({results.RESULT_NO_SUCH_ATTRIBUTE, violation})
+        if self._check(doing, tolerated=tolerated) != violation:
+            return
+        # groupOfNames must keep a member, so the last one is swapped, in one atomic modify,
+        # for the group's own DN. Its own DN, rather than a made-up "cn=placeholder" DN,
+        # because it always exists (referential-integrity checks accept it) and nobody can
+        # later create an entry at that DN and inherit the membership. It grants nothing, and
+        # reads ignore it: it is not an account.
+        swap = [(ldap3.MODIFY_ADD, [group]), (ldap3.MODIFY_DELETE, [member])]
+        self._conn.modify(group, {"member": swap})
+        self._check(doing)
+
+    def _suspend(self, action: Action, secret: Secret | None) -> None:
+        dn = self._account_dn(action.account)
+        # Two modifies, password first: ppolicy drops pwdAccountLockedTime whenever the
+        # password of a locked entry changes, so a lock set in the same modify (or before)
+        # would not survive a second suspension. In between, the password is one nobody holds.
+        self._replace_password(dn, _required(secret, action))
+        self._conn.modify(dn, {_LOCK: [(ldap3.MODIFY_REPLACE, [PERMANENT_LOCK])]})
+        self._check(f"lock {dn}")
+
+    def _restore(self, action: Action, secret: Secret | None) -> Credential:
+        dn, password = self._account_dn(action.account), _required(secret, action)
+        self._replace_password(dn, password)
+        # ppolicy has just unlocked it; unlocking explicitly as well keeps this right on a
+        # directory that does not. Replacing with nothing is a no-op when there is no lock.
+        self._conn.modify(dn, {_LOCK: [(ldap3.MODIFY_REPLACE, [])]})
+        self._check(f"unlock {dn}")
+        return Credential(action.account, password)
+
+    def _rotate(self, action: Action, secret: Secret | None) -> Credential:
+        dn, password = self._account_dn(action.account), _required(secret, action)
+        # Under ppolicy a new password unlocks a locked entry: rotating a suspended account
+        # would quietly restore it. Restoring is a decision of its own.
+        if _LOCK in self._presence(action, dn):
+            raise ActionFailed(
+                f"{self._target}: {action.account!r} is suspended (locked); rotating its "
+                "password would unlock it, restore it instead"
+            )
+        self._replace_password(dn, password)
+        return Credential(action.account, password)
+
+    def _end_sessions(self, action: Action, secret: Secret | None) -> None:
+        """Nothing to do: an LDAP bind authenticates one connection, and the directory checks
+        the password and lock again at every bind, so once suspended no new bind succeeds. A
+        connection bound earlier is not tracked by LDAP and cannot be closed from here."""
+
+    def _delete(self, action: Action, secret: Secret | None) -> None:
+        dn = self._account_dn(action.account)
+        # Memberships first: a member value outlives its entry and would hand the groups to
+        # whatever is created under that DN next.
+        member_filter = f"(&{_GROUPS_FILTER}(member={escape_filter_chars(dn)}))"
+        groups = self._search(
+            self._settings.groups_dn, ldap3.LEVEL, member_filter, [], failure=ActionFailed
+        )
+        for group in groups:
+            self._remove_member(group["dn"], dn)
+        self._conn.delete(dn)
+        self._check(f"delete {dn}")
+
+    def _presence(self, action: Action, dn: str) -> Any:
+        """Which of userPassword and pwdAccountLockedTime the account has (names, no values);
+        ActionFailed when there is no such account."""
+        entries = self._search(
+            dn,
+            ldap3.BASE,
+            "(objectClass=*)",
+            [_PASSWORD, _LOCK],
+            types_only=True,
+            absent_ok=True,
+            failure=ActionFailed,
+        )
+        if not entries:
+            raise ActionFailed(f"{self._target}: account {action.account!r} does not exist")
+        return entries[0]["raw_attributes"]
+
+    def _replace_password(self, dn: str, password: Secret) -> None:
+        self._conn.modify(dn, {_PASSWORD: [(ldap3.MODIFY_REPLACE, [password.reveal()])]})
+        self._check(f"set the password of {dn}")
+
+    # ------------------------------------------------------------ probing
+
+    def probe(self, credential: Credential) -> ProbeResult:
+        dn = self._account_dn(credential.username)
+        with self._ldap_errors(TargetUnreachable):
+            conn = _connection(self._settings.url, dn, credential.secret)
+            try:
+                if conn.bind():
+                    return ProbeResult.ACCEPTED
+                result = conn.result
+            finally:
+                conn.unbind()
+        # ppolicy answers a locked account with invalidCredentials too.
+        if result["result"] == results.RESULT_INVALID_CREDENTIALS:
+            return ProbeResult.REFUSED
+        raise TargetUnreachable(
+            redact(f"{self._target}: probing {dn} got {result['description']}: no conclusion")
+        )
+
+    def close(self) -> None:
+        with suppress(ldap_errors.LDAPException):  # already gone: nothing left to release
+            self._conn.unbind()
+
+    # ------------------------------------------------------------ helpers
+
+    def _is_excluded(self, account: str) -> bool:
+        return _fold(account) in self._excluded
+
+    def _account_dn(self, account: str) -> str:
+        return f"uid={escape_rdn(account)},{self._settings.accounts_dn}"
+
+    def _group_dn(self, action: Action) -> str:
+        cn = _parse_group(action.entitlement or "")
+        if cn is None:
+            raise ActionFailed(f"{self._target}: {action.entitlement!r} is not {ENTITLEMENT_FORM}")
+        return f"cn={escape_rdn(cn)},{self._settings.groups_dn}"
+
+    def _check(
+        self,
+        doing: str,
+        failure: type[ConnectorError] = ActionFailed,
+        tolerated: frozenset[int] = frozenset(),
+    ) -> int:
+        """The result code of the last operation when it succeeded or is ``tolerated``;
+        raises otherwise, with the server's words (which never echo a password)."""
+        result = self._conn.result
+        code = int(result["result"])
+        if code == results.RESULT_SUCCESS or code in tolerated:
+            return code
+        detail = f"{doing}: {result['description']}"
+        if result.get("message"):
+            detail += f" ({result['message']})"
+        if code in _HINTS:
+            detail += f": {_HINTS[code]}"
+        raise (TargetUnreachable if code in _UNAVAILABLE else failure)(self._say(detail))
+
+    @contextmanager
+    def _ldap_errors(self, failure: type[ConnectorError]) -> Iterator[None]:
+        """ldap3's exceptions as lockstep's: a lost connection means nothing can be
+        concluded; anything else ldap3 raises is ``failure``."""
+        try:
+            yield
+        except ldap_errors.LDAPCommunicationError as exc:
+            raise TargetUnreachable(self._say(f"connection lost: {exc}")) from exc
+        except ldap_errors.LDAPException as exc:
+            raise failure(self._say(f"{type(exc).__name__}: {exc}")) from exc
+
+    def _say(self, detail: str) -> str:
+        return redact(f"{self._target}: {detail}")
+
+
+def _required(secret: Secret | None, action: Action) -> Secret:
+    if secret is None:
+        raise ActionFailed(f"{action.op} of {action.account!r} needs a new secret")
+    return secret
