@@ -1,0 +1,603 @@
+"""The Redis ACL connector against a real, private redis-server (no mocks).
+
+Effects are proven the way Redis itself decides them: logging in over the network (probe),
+``ACL DRYRUN`` for what a user may run, and connections that stay open or get closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from lockstep.connectors.base import (
+    ActionFailed,
+    ConnectorError,
+    Credential,
+    GrammarError,
+    ProbeResult,
+    Scope,
+    TargetUnreachable,
+)
+from lockstep.connectors.redis import (
+    MARKER_PREFIX,
+    RULES_KEY,
+    RedisConnectorType,
+    RedisSession,
+)
+from lockstep.localpg import free_port
+from lockstep.model import Action, Op, Target
+from lockstep.secrets import Secret, generate_password
+
+if TYPE_CHECKING:
+    from services.redis_server import LocalRedis
+
+# The redis_server and redis_target fixtures. Registered, not imported: pytest must load the
+# module itself, first.
+pytest_plugins = ("services.redis_server",)
+
+CT = RedisConnectorType()
+NOBODY = Scope(declared=frozenset(), excluded=frozenset())
+
+
+def open_session(target: Target, scope: Scope = NOBODY) -> RedisSession:
+    session = CT.open(target, scope)
+    assert isinstance(session, RedisSession)
+    return session
+
+
+@pytest.fixture
+def session(redis_target: Target) -> Iterator[RedisSession]:
+    s = open_session(redis_target)
+    yield s
+    s.close()
+
+
+def act(
+    session: RedisSession,
+    op: Op,
+    account: str = "svc",
+    entitlement: str | None = None,
+    secret: Secret | None = None,
+) -> Credential | None:
+    return session.execute(Action(op, "cache", account, entitlement), secret)
+
+
+def create(session: RedisSession, account: str = "svc") -> Secret:
+    password = generate_password()
+    assert act(session, Op.CREATE_ACCOUNT, account, secret=password) == Credential(
+        account, password
+    )
+    return password
+
+
+def grant(session: RedisSession, *rules: str, account: str = "svc") -> None:
+    for rule in rules:
+        act(session, Op.GRANT, account, CT.parse_entitlement(rule))
+
+
+def held(session: RedisSession, account: str = "svc") -> frozenset[str]:
+    """What the account holds, after checking that the full read and the single read agree."""
+    one = session.read_account(account)
+    assert one is not None
+    assert session.read().accounts[account] == one
+    return one.entitlements
+
+
+def probe(session: RedisSession, password: Secret, account: str = "svc") -> ProbeResult:
+    return session.probe(Credential(account, password))
+
+
+def login(server: LocalRedis, account: str, password: Secret) -> redis.Connection:
+    connection = redis.Connection(
+        host=server.host,
+        port=server.port,
+        username=account,
+        password=password.reveal(),
+        protocol=2,
+        retry=Retry(NoBackoff(), 0),
+    )
+    connection.connect()
+    return connection
+
+
+def still_open(connection: redis.Connection) -> bool:
+    try:
+        connection.send_command("PING")
+        connection.read_response()
+    except redis.exceptions.ResponseError:
+        return True  # NOPERM: refused, but by a server still talking on this connection
+    except redis.exceptions.ConnectionError:
+        return False
+    return True
+
+
+def sessions_of(session: RedisSession, account: str = "svc") -> int:
+    found = session.read_account(account)
+    assert found is not None
+    return found.sessions
+
+
+# ---------------------------------------------------------------- reading and creating
+
+
+def test_a_server_without_users_reads_empty(session: RedisSession) -> None:
+    snapshot = session.read()
+    assert snapshot.target == "cache"
+    assert snapshot.accounts == {}  # neither default nor the admin is ever read
+
+
+def test_a_created_account_logs_in_and_holds_nothing(session: RedisSession) -> None:
+    password = create(session)
+    account = session.read().accounts["svc"]
+    assert account.entitlements == frozenset()
+    assert account.enabled
+    assert account.sessions == 0
+    assert probe(session, password) is ProbeResult.ACCEPTED
+    assert probe(session, generate_password()) is ProbeResult.REFUSED
+    assert not session.dryrun("svc", "GET", "k")
+
+
+def test_a_user_without_a_password_is_not_enabled(
+    session: RedisSession, redis_server: LocalRedis
+) -> None:
+    with redis_server.admin() as admin:
+        admin.execute_command("ACL", "SETUSER", "open_door", "on", "nopass", "+get")
+        admin.execute_command("ACL", "SETUSER", "no_password", "on", "+get")
+    accounts = session.read().accounts
+    assert not accounts["open_door"].enabled  # anyone may log in: no credential to manage
+    assert not accounts["no_password"].enabled
+    assert accounts["open_door"].entitlements == {"+get"}
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "~orders:*",
+        "%R~ro:*",
+        "%W~wo:*",
+        "%RW~rw:*",
+        "~*",
+        "&events:*",
+        "&*",
+        "+GET",
+        "+config|get",
+        "+@read",
+        "+@all",
+        "-flushall",
+        "-config|set",
+        "-@dangerous",
+    ],
+)
+def test_each_rule_kind_reads_back_in_canonical_form(session: RedisSession, rule: str) -> None:
+    create(session)
+    grant(session, rule)
+    assert held(session) == {CT.parse_entitlement(rule)}
+    grant(session, rule)  # idempotent
+    assert held(session) == {CT.parse_entitlement(rule)}
+
+
+POLICY = (
+    "~orders:*",
+    "%R~ro:*",
+    "&events:*",
+    "+@read",
+    "+@write",
+    "+@hash",
+    "-@dangerous",
+    "+config|get",
+    "+ping",
+)
+
+
+def test_a_whole_set_reads_back_exactly_whatever_acl_list_shows(
+    session: RedisSession, redis_target: Target
+) -> None:
+    create(session)
+    grant(session, *POLICY)
+    desired = {CT.parse_entitlement(r) for r in POLICY}
+    assert held(session) == desired
+    # A fresh session (no memory of the grants) reads the same: it all comes from Redis.
+    other = open_session(redis_target)
+    assert other.read().accounts["svc"].entitlements == desired
+    other.close()
+    assert session.dryrun("svc", "GET", "orders:1")
+    assert session.dryrun("svc", "HSET", "orders:1", "f", "v")
+    assert session.dryrun("svc", "GET", "ro:1")
+    assert not session.dryrun("svc", "SET", "ro:1", "v")
+    assert not session.dryrun("svc", "GET", "other:1")
+    assert not session.dryrun("svc", "FLUSHALL")
+    assert not session.dryrun("svc", "KEYS", "*")
+    assert session.dryrun("svc", "CONFIG", "GET", "maxmemory")  # specific beats -@dangerous
+    assert not session.dryrun("svc", "CONFIG", "SET", "maxmemory", "1")
+
+
+def test_the_order_of_grants_does_not_matter(session: RedisSession) -> None:
+    create(session, "forward")
+    create(session, "backward")
+    rules = ("+@all", "-@dangerous", "+flushall", "+get", "-get", "~*")
+    grant(session, *rules, account="forward")
+    grant(session, *reversed(rules), account="backward")
+    assert held(session, "forward") == held(session, "backward") == set(rules)
+    for account in ("forward", "backward"):
+        assert session.dryrun(account, "FLUSHALL")  # a command beats its category
+        assert not session.dryrun(account, "KEYS", "*")
+        assert not session.dryrun(account, "GET", "k")  # a denial beats a grant
+        assert session.dryrun(account, "SET", "k", "v")
+
+
+def test_rules_set_by_hand_read_back_as_a_set_that_reproduces_them(
+    session: RedisSession, redis_server: LocalRedis
+) -> None:
+    create(session, "by_hand")
+    with redis_server.admin() as admin:
+        admin.execute_command(
+            "ACL", "SETUSER", "by_hand", "~a:*", "+@hash", "+@read", "-hgetall", "-@dangerous"
+        )
+        create(session, "copy")
+        grant(session, *held(session, "by_hand"), account="copy")
+        original, copy = (admin.execute_command("ACL", "GETUSER", u) for u in ("by_hand", "copy"))
+    assert held(session, "copy") == held(session, "by_hand")
+    for field in ("keys", "channels", "commands", "selectors"):
+        assert original[field] == copy[field]
+
+
+# ---------------------------------------------------------------- revoking
+
+
+def test_revoking_one_key_pattern_keeps_the_others_and_the_password(
+    session: RedisSession,
+) -> None:
+    password = create(session)
+    grant(session, "~orders:*", "~carts:*", "+get", "+set")
+    act(session, Op.REVOKE, entitlement="~orders:*")
+    assert held(session) == {"~carts:*", "+get", "+set"}
+    assert not session.dryrun("svc", "GET", "orders:1")
+    assert session.dryrun("svc", "GET", "carts:1")
+    assert probe(session, password) is ProbeResult.ACCEPTED
+    assert session.read().accounts["svc"].enabled
+
+    act(session, Op.REVOKE, entitlement="+set")
+    assert held(session) == {"~carts:*", "+get"}
+    assert not session.dryrun("svc", "SET", "carts:1", "v")
+    assert probe(session, password) is ProbeResult.ACCEPTED
+
+
+def test_revoking_a_denial_or_a_category_restores_or_removes_its_effect(
+    session: RedisSession,
+) -> None:
+    create(session)
+    grant(session, *POLICY)
+    act(session, Op.REVOKE, entitlement="-@dangerous")
+    assert session.dryrun("svc", "FLUSHALL")
+    act(session, Op.REVOKE, entitlement="+@write")
+    assert not session.dryrun("svc", "SET", "orders:1", "v")
+    assert session.dryrun("svc", "HSET", "orders:1", "f", "v")  # +@hash still held
+    expected = {CT.parse_entitlement(r) for r in POLICY} - {"-@dangerous", "+@write"}
+    assert held(session) == expected
+
+
+def test_revoking_what_is_not_held_changes_nothing(session: RedisSession) -> None:
+    create(session)
+    grant(session, "~a:*", "+get")
+    act(session, Op.REVOKE, entitlement="+set")
+    assert held(session) == {"~a:*", "+get"}
+
+
+# ---------------------------------------------------------------- credentials and sessions
+
+
+def test_suspend_kills_open_connections_and_refuses_old_and_new_passwords(
+    session: RedisSession, redis_server: LocalRedis
+) -> None:
+    password = create(session)
+    grant(session, "~a:*", "+get")
+    connection = login(redis_server, "svc", password)
+    assert still_open(connection)
+    assert sessions_of(session) == 1
+
+    nobody_holds = generate_password()
+    assert act(session, Op.SUSPEND_ACCOUNT, secret=nobody_holds) is None
+
+    assert not still_open(connection)
+    assert probe(session, password) is ProbeResult.REFUSED
+    assert probe(session, nobody_holds) is ProbeResult.REFUSED
+    account = session.read().accounts["svc"]
+    assert not account.enabled
+    assert account.sessions == 0
+    assert account.entitlements == {"~a:*", "+get"}  # suspension deletes nothing
+
+
+def test_restore_accepts_only_the_new_credential(session: RedisSession) -> None:
+    password = create(session)
+    act(session, Op.SUSPEND_ACCOUNT, secret=generate_password())
+    fresh = generate_password()
+    assert act(session, Op.RESTORE_ACCOUNT, secret=fresh) == Credential("svc", fresh)
+    assert probe(session, fresh) is ProbeResult.ACCEPTED
+    assert probe(session, password) is ProbeResult.REFUSED
+    assert session.read().accounts["svc"].enabled
+
+
+def test_rotation_refuses_the_old_password_and_accepts_the_new(session: RedisSession) -> None:
+    old = create(session)
+    grant(session, "~a:*")
+    new = generate_password()
+    assert act(session, Op.ROTATE_CREDENTIAL, secret=new) == Credential("svc", new)
+    assert probe(session, old) is ProbeResult.REFUSED
+    assert probe(session, new) is ProbeResult.ACCEPTED
+    assert held(session) == {"~a:*"}
+
+
+def test_end_sessions_closes_connections_and_keeps_the_account(
+    session: RedisSession, redis_server: LocalRedis
+) -> None:
+    password = create(session)
+    connections = [login(redis_server, "svc", password) for _ in range(2)]
+    assert sessions_of(session) == 2
+    act(session, Op.END_SESSIONS)
+    assert sessions_of(session) == 0
+    assert not any(still_open(c) for c in connections)
+    assert probe(session, password) is ProbeResult.ACCEPTED
+
+
+def test_delete_removes_the_user_its_connections_and_its_record(
+    session: RedisSession, redis_server: LocalRedis
+) -> None:
+    password = create(session)
+    grant(session, "~a:*")
+    connection = login(redis_server, "svc", password)
+    act(session, Op.DELETE_ACCOUNT)
+    assert session.read_account("svc") is None
+    assert "svc" not in session.read().accounts
+    assert probe(session, password) is ProbeResult.REFUSED
+    assert not still_open(connection)
+    with redis_server.admin() as admin:
+        assert not admin.hexists(RULES_KEY, "svc")
+
+
+@pytest.mark.parametrize(
+    ("op", "entitlement"),
+    [
+        (Op.GRANT, "+get"),
+        (Op.REVOKE, "+get"),
+        (Op.SUSPEND_ACCOUNT, None),
+        (Op.RESTORE_ACCOUNT, None),
+        (Op.ROTATE_CREDENTIAL, None),
+        (Op.END_SESSIONS, None),
+    ],
+)
+def test_changing_a_missing_account_fails_and_never_creates_it(
+    session: RedisSession, op: Op, entitlement: str | None
+) -> None:
+    with pytest.raises(ActionFailed):
+        act(session, op, "ghost", entitlement, generate_password())
+    assert session.read_account("ghost") is None
+
+
+# ---------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize(
+    "smuggled",
+    ["~a ~b", "~a\t+@all", "+get >pw", "on", "nopass", "allkeys", "+@all\n", "resetpass", "-@all"],
+)
+def test_smuggled_rules_are_refused_and_change_nothing(
+    session: RedisSession, smuggled: str
+) -> None:
+    password = create(session)
+    grant(session, "~a:*", "+get")
+    with pytest.raises(GrammarError):
+        CT.parse_entitlement(smuggled)
+    with pytest.raises(ActionFailed):
+        act(session, Op.GRANT, entitlement=smuggled)
+    assert held(session) == {"~a:*", "+get"}
+    assert probe(session, password) is ProbeResult.ACCEPTED
+    assert not session.dryrun("svc", "SET", "a:1", "v")
+    assert not session.dryrun("svc", "GET", "b:1")
+
+
+# Names lockstep would never create, but which Redis accepts from someone else.
+HOSTILE_NAMES = ['q"x;', "a;b", "é", ">pw", "(x", "#x", "~k", "svc*", "a=b"]
+
+
+def test_hostile_names_made_by_hand_are_read_and_handled_verbatim(
+    session: RedisSession, redis_server: LocalRedis
+) -> None:
+    with redis_server.admin() as admin:
+        for name in HOSTILE_NAMES:
+            admin.execute_command("ACL", "SETUSER", name, "on", ">pw-" + str(len(name)), "+get")
+    create(session, "svc")
+    # Odd but valid: names are never parsed as rules or options.
+    create(session, "on")
+    create(session, "-svc")
+    assert set(session.read().accounts) == {*HOSTILE_NAMES, "svc", "on", "-svc"}
+    for name in HOSTILE_NAMES:
+        with pytest.raises(GrammarError):
+            CT.check_account(name)
+        assert held(session, name) == {"+get"}
+        act(session, Op.SUSPEND_ACCOUNT, name, secret=generate_password())
+        assert not session.read().accounts[name].enabled
+        act(session, Op.DELETE_ACCOUNT, name)
+    assert set(session.read().accounts) == {"svc", "on", "-svc"}
+    assert all(a.enabled for a in session.read().accounts.values())
+
+
+def test_a_name_that_is_not_utf8_is_shown_escaped_never_hidden(
+    session: RedisSession, redis_server: LocalRedis
+) -> None:
+    with redis_server.admin() as admin:
+        admin.execute_command("ACL", "SETUSER", b"bad\xff", "on", ">pw-bad", "+get")
+    account = session.read().accounts["bad\\xff"]
+    assert account.enabled
+    assert account.entitlements == {"+get"}
+    with pytest.raises(ActionFailed):  # the escaped name is not the user's real name
+        act(session, Op.ROTATE_CREDENTIAL, "bad\\xff", secret=generate_password())
+
+
+def test_default_and_the_admin_are_never_read_or_touched(
+    redis_target: Target, redis_server: LocalRedis
+) -> None:
+    session = open_session(redis_target, Scope(frozenset(), frozenset({"svc"})))
+    with redis_server.admin() as admin:
+        admin.execute_command("ACL", "SETUSER", "svc", "on", ">pw-svc")
+    create(session, "other")
+    assert set(session.read().accounts) == {"other"}
+    for name in ("default", redis_server.admin_user, "svc"):
+        with pytest.raises(ActionFailed, match="excluded"):
+            act(session, Op.DELETE_ACCOUNT, name)
+    assert CT.default_excluded(redis_target.settings) == {"default", redis_server.admin_user}
+    with redis_server.admin() as admin:
+        assert admin.execute_command("ACL", "WHOAMI") == redis_server.admin_user
+        assert "svc" in admin.acl_users()
+    session.close()
+
+
+# ---------------------------------------------------------------- what lockstep cannot express
+
+
+def test_selectors_made_by_hand_read_back_opaque_are_kept_and_can_be_revoked(
+    session: RedisSession, redis_server: LocalRedis
+) -> None:
+    create(session)
+    with redis_server.admin() as admin:
+        admin.execute_command("ACL", "SETUSER", "svc", "(~sel:* +get)")
+    selector = "(~sel:* resetchannels -@all +get)"
+    assert held(session) == {selector}
+    grant(session, "~orders:*", "+set")
+    assert held(session) == {selector, "~orders:*", "+set"}
+    assert session.dryrun("svc", "GET", "sel:1")
+    act(session, Op.REVOKE, entitlement=selector)
+    assert held(session) == {"~orders:*", "+set"}
+    assert not session.dryrun("svc", "GET", "sel:1")
+    assert session.dryrun("svc", "SET", "orders:1", "v")
+
+
+def test_rules_no_set_can_express_are_flagged_never_in_sync(
+    session: RedisSession, redis_server: LocalRedis
+) -> None:
+    create(session)
+    with redis_server.admin() as admin:
+        # A key pattern that is not UTF-8: no entitlement can be written that way.
+        admin.execute_command("ACL", "SETUSER", "svc", b"~\xffkey", "+get")
+    found = held(session)
+    [marker] = [e for e in found if e.startswith(MARKER_PREFIX)]
+    assert found == {"+get", marker}
+    assert "\\xffkey" in marker
+    assert marker.isprintable()
+    with pytest.raises(GrammarError):
+        CT.parse_entitlement(marker)  # no policy can hold it: always excess
+    with pytest.raises(ActionFailed, match="cannot express"):
+        act(session, Op.GRANT, entitlement="+set")
+    act(session, Op.REVOKE, entitlement=marker)
+    assert held(session) == {"+get"}
+
+
+def test_forged_or_broken_records_never_claim_access(
+    session: RedisSession, redis_server: LocalRedis
+) -> None:
+    create(session)
+    grant(session, "~a:*", "+get")
+    with redis_server.admin() as admin:
+        for forged in ('["~*", "+@all"]', '["on", ">pw", "+get", "~a:*"]', "{", '{"x": 1}'):
+            admin.hset(RULES_KEY, "svc", forged)
+            assert held(session) == {"~a:*", "+get"}
+        admin.delete(RULES_KEY)
+        admin.set(RULES_KEY, "not a hash")
+        assert held(session) == {"~a:*", "+get"}
+        with pytest.raises(ActionFailed, match="WRONGTYPE"):
+            grant(session, "+set")
+        assert held(session) == {"~a:*", "+get", "+set"}  # applied; only the record failed
+
+
+def test_the_listed_admin_permissions_are_enough(
+    redis_target: Target, redis_server: LocalRedis
+) -> None:
+    needed = sorted({p for perms in CT.permissions.values() for p in perms})
+    password = generate_password()
+    with redis_server.admin() as admin:
+        admin.execute_command(
+            "ACL", "SETUSER", "least", "reset", "on", ">" + password.reveal(), *needed
+        )
+    url = f"redis://least:{password.reveal()}@{redis_server.host}:{redis_server.port}/0"
+    target = Target("cache", "redis", None, frozenset(), False, {"url": Secret(url)})
+    session = open_session(target)
+    create(session)
+    grant(session, *POLICY)
+    act(session, Op.REVOKE, entitlement="+@write")
+    act(session, Op.ROTATE_CREDENTIAL, secret=generate_password())
+    act(session, Op.SUSPEND_ACCOUNT, secret=generate_password())
+    act(session, Op.RESTORE_ACCOUNT, secret=generate_password())
+    act(session, Op.END_SESSIONS)
+    # This session's admin excludes itself; the suite's admin is an account like any other.
+    assert set(session.read().accounts) == {"svc", redis_server.admin_user}
+    act(session, Op.DELETE_ACCOUNT)
+    assert set(session.read().accounts) == {redis_server.admin_user}
+    session.close()
+
+
+# ---------------------------------------------------------------- unreachable and secrets
+
+
+def test_a_closed_port_is_unreachable_not_empty(redis_server: LocalRedis) -> None:
+    password = redis_server.password.reveal()
+    url = f"redis://{redis_server.admin_user}:{password}@127.0.0.1:{free_port()}/0"
+    target = Target("cache", "redis", None, frozenset(), False, {"url": Secret(url)})
+    with pytest.raises(TargetUnreachable) as caught:
+        CT.open(target, NOBODY)
+    assert password not in str(caught.value)
+
+
+def test_a_wrong_admin_password_is_unreachable(redis_server: LocalRedis) -> None:
+    url = f"redis://{redis_server.admin_user}:wrong-{free_port()}@127.0.0.1:{redis_server.port}/0"
+    target = Target("cache", "redis", None, frozenset(), False, {"url": Secret(url)})
+    with pytest.raises(TargetUnreachable):
+        CT.open(target, NOBODY)
+
+
+def test_a_server_that_goes_away_is_unreachable_for_every_call(redis_server: LocalRedis) -> None:
+    from services.redis_server import start  # by now pytest has loaded it as a plugin
+
+    server = start()  # a second server, of our own (redis_server: skip where none can start)
+    target = Target("cache", "redis", None, frozenset(), False, {"url": Secret(server.url())})
+    session = open_session(target)
+    password = create(session)
+    server.stop()
+    calls = [
+        session.read,
+        lambda: session.read_account("svc"),
+        lambda: session.probe(Credential("svc", password)),
+        lambda: act(session, Op.ROTATE_CREDENTIAL, secret=generate_password()),
+    ]
+    for call in calls:
+        with pytest.raises(TargetUnreachable) as caught:
+            call()
+        assert server.password.reveal() not in str(caught.value)
+        assert password.reveal() not in str(caught.value)
+    session.close()
+
+
+def test_no_generated_password_appears_in_any_error(session: RedisSession) -> None:
+    create(session)
+    failures: list[tuple[Secret, ConnectorError]] = []
+    attempts = [
+        (Op.CREATE_ACCOUNT, "bad name"),  # Redis refuses spaces in user names
+        (Op.CREATE_ACCOUNT, "nul\x00name"),
+        (Op.ROTATE_CREDENTIAL, "ghost"),
+        (Op.RESTORE_ACCOUNT, "ghost"),
+        (Op.SUSPEND_ACCOUNT, "ghost"),
+    ]
+    for op, account in attempts:
+        secret = generate_password()
+        with pytest.raises(ConnectorError) as caught:
+            act(session, op, account, secret=secret)
+        failures.append((secret, caught.value))
+    for secret, error in failures:
+        chain: BaseException | None = error
+        while chain is not None:  # nor in anything a --debug traceback would show
+            assert secret.reveal() not in str(chain)
+            assert secret.reveal() not in repr(chain)
+            chain = chain.__cause__ or chain.__context__

@@ -1,0 +1,169 @@
+"""A private, throw-away redis-server on 127.0.0.1, and the pytest fixtures built on it.
+
+The admin is a dedicated ACL user, as in a real deployment; ``default`` is disabled. Its
+password reaches the server only as a SHA-256 hash in a 0600 config file: never on the
+command line, where ``ps`` would show it.
+
+Use the fixtures from a test module with ``pytest_plugins = ("services.redis_server",)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from conftest import unavailable
+from lockstep.localpg import free_port
+from lockstep.model import Target
+from lockstep.secrets import Secret, generate_password
+
+ADMIN_USER = "lockstep_admin"
+
+
+class LocalRedisError(RuntimeError):
+    pass
+
+
+@dataclass
+class LocalRedis:
+    """A running server. ``url()`` holds the admin password: treat it as a secret."""
+
+    directory: Path
+    port: int
+    admin_user: str
+    password: Secret
+    process: subprocess.Popen[bytes]
+    host: str = "127.0.0.1"
+
+    def url(self) -> str:
+        return f"redis://{self.admin_user}:{self.password.reveal()}@{self.host}:{self.port}/0"
+
+    def admin(self) -> redis.Redis:
+        # Tests make users whose names are not UTF-8; cleaning up must still name them exactly.
+        return redis.Redis.from_url(
+            self.url(), decode_responses=True, encoding_errors="surrogateescape"
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _binary() -> str:
+    found = os.environ.get("LOCKSTEP_REDIS_SERVER") or shutil.which("redis-server")
+    if not found:
+        raise LocalRedisError("no redis-server binary (apt-get install redis-server)")
+    return found
+
+
+def _config(directory: Path, port: int, password: Secret) -> str:
+    digest = hashlib.sha256(password.reveal().encode()).hexdigest()
+    return "\n".join(
+        [
+            "bind 127.0.0.1",
+            f"port {port}",
+            f"dir {directory}",
+            f"unixsocket {directory / 'redis.sock'}",
+            "unixsocketperm 700",
+            'save ""',
+            "appendonly no",
+            "daemonize no",
+            f"logfile {directory / 'redis.log'}",
+            "user default off resetpass",
+            f"user {ADMIN_USER} on #{digest} ~* &* +@all",
+            "",
+        ]
+    )
+
+
+def start() -> LocalRedis:
+    """Start a server; returns once the admin can run commands on it."""
+    binary = _binary()
+    directory = Path(tempfile.mkdtemp(prefix="lockstep-redis-"))
+    port = free_port()
+    password = generate_password()
+    config = directory / "redis.conf"
+    config.touch(mode=0o600)
+    config.write_text(_config(directory, port, password))
+    process = subprocess.Popen(
+        [binary, str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = LocalRedis(directory, port, ADMIN_USER, password, process)
+    try:
+        _wait_ready(server)
+    except LocalRedisError:
+        server.process.kill()
+        raise
+    return server
+
+
+def _wait_ready(server: LocalRedis, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise LocalRedisError(
+                f"redis-server exited with {server.process.returncode}; "
+                f"see {server.directory / 'redis.log'}"
+            )
+        try:
+            with server.admin() as client:
+                client.ping()
+            return
+        except redis.exceptions.ConnectionError:
+            time.sleep(0.05)
+    raise LocalRedisError(f"redis-server did not answer within {timeout_s}s")
+
+
+def reset(server: LocalRedis) -> None:
+    """Delete every ACL user but ``default`` and the admin (which drops their connections),
+    and every key."""
+    with server.admin() as client:
+        users = [u for u in client.acl_users() if u not in {"default", server.admin_user}]
+        if users:
+            client.acl_deluser(*users)
+        client.flushall()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[LocalRedis]:
+    try:
+        server = start()
+    except LocalRedisError as exc:
+        unavailable(str(exc))
+        raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_target(redis_server: LocalRedis) -> Iterator[Target]:
+    """A lockstep target on the shared server, free of test users before and after."""
+    reset(redis_server)
+    yield Target(
+        name="cache",
+        type="redis",
+        environment=None,
+        exclude=frozenset(),
+        legacy=False,
+        settings={"url": Secret(redis_server.url())},
+    )
+    reset(redis_server)
