@@ -19,7 +19,18 @@ from sqlalchemy import inspect, text
 from lockstep.localpg import LocalPostgres
 from lockstep.store import Store, StoreError
 
-TABLES = {"alembic_version", "journal", "journal_head", "credentials", "findings"}
+TABLES = {
+    "alembic_version",
+    "journal",
+    "journal_head",
+    "credentials",
+    "findings",
+    "usage",
+    "leases",
+    "target_leases",
+    "heartbeats",
+}
+NEWEST = "0002"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -50,7 +61,7 @@ def schema(store: Store) -> tuple[set[str], str, tuple[object, ...]]:
 def test_open_creates_every_table_at_the_newest_revision(store: Store) -> None:
     tables, version, head = schema(store)
     assert tables >= TABLES
-    assert version == "0001"
+    assert version == NEWEST
     assert head == (1, 0, "0" * 64)
 
 
@@ -161,4 +172,4 @@ def test_processes_opening_a_new_store_at_once_all_succeed(state_url: str) -> No
     assert [p.returncode for p in procs] == [0] * 6, errors
     with Store.open(state_url) as store:
         _tables, version, head = schema(store)
-    assert (version, head) == ("0001", (1, 0, "0" * 64))
+    assert (version, head) == (NEWEST, (1, 0, "0" * 64))

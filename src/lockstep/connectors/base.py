@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -45,6 +46,8 @@ class Credential:
 
     username: str
     secret: Secret
+    # A session token that goes with the key pair (AWS STS credentials); None elsewhere.
+    token: Secret | None = None
 
 
 class ProbeResult(StrEnum):
@@ -128,4 +131,81 @@ class ConnectorType(Protocol):
 
     def open(self, target: Target, scope: Scope) -> Session:
         """Connect; raise TargetUnreachable when the target cannot be reached."""
+        ...
+
+
+# ---------------------------------------------------------------- optional capabilities
+# A session offers these when its target can. The core asks ``isinstance(session, X)``: it
+# branches on what a target can do, never on what kind of target it is.
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Use of an account (``entitlement`` None) or of one entitlement, seen at ``last_used``."""
+
+    account: str
+    last_used: datetime
+    entitlement: str | None = None
+    source: str = ""  # where it was seen, e.g. "pg_stat_activity", "pwdLastSuccess"
+
+
+@runtime_checkable
+class ObservesUsage(Protocol):
+    def observe_usage(self) -> list[Usage]:
+        """What real use is observable now (cheap enough to run every pass). Raises
+        TargetUnreachable."""
+        ...
+
+
+@runtime_checkable
+class HoldsTwoCredentials(Protocol):
+    """A target that accepts two credentials for one account at once (AWS keeps two access
+    keys, a Redis ACL user several passwords) rotates with zero downtime: add the new one,
+    deliver it, prove it works, then retire the old one and prove it refused."""
+
+    def add_credential(self, account: str, secret: Secret | None) -> Credential:
+        """A new working credential alongside the current ones."""
+        ...
+
+    def retire_credential(self, account: str, credential: Credential) -> None:
+        """Remove one credential, leaving the others working."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseAccount:
+    """A per-lease account found in a target (by lockstep's lease name prefix)."""
+
+    name: str
+    expires_at: datetime | None  # as the target itself enforces it, when it can
+
+
+@runtime_checkable
+class IssuesLeases(Protocol):
+    """Short-lived credentials: one account per lease, holding an identity's entitlements,
+    expiring natively where the target can (PostgreSQL VALID UNTIL) so that expiry holds
+    even while lockstep is down."""
+
+    def issue_lease(
+        self,
+        lease_account: str,
+        template: str,
+        entitlements: frozenset[str],
+        secret: Secret,
+        expires_at: datetime,
+    ) -> Credential:
+        """Create ``lease_account`` (``template`` is the identity's declared account, for
+        targets that derive the lease from it, such as an AWS role) and return its
+        credential."""
+        ...
+
+    def renew_lease(self, lease_account: str, expires_at: datetime) -> None: ...
+
+    def revoke_lease(self, lease_account: str) -> None:
+        """Remove the lease account and end its sessions."""
+        ...
+
+    def list_leases(self, prefix: str) -> list[LeaseAccount]:
+        """Every lease account in the target, found by name prefix, so that leases whose
+        record was lost are still reaped."""
         ...

@@ -120,7 +120,62 @@ findings = Table(
     Column("detail", Text, nullable=False),
     Column("first_seen", UTCDateTime, nullable=False),
     Column("last_seen", UTCDateTime, nullable=False),
-    Column("status", String(10), nullable=False),
-    CheckConstraint("status IN ('open', 'resolved')", name="status"),
+    Column("status", String(12), nullable=False),
+    Column("remediated_at", UTCDateTime, nullable=True),
+    Column("verified_at", UTCDateTime, nullable=True),
+    Column("accepted_by", Text, nullable=True),
+    Column("accepted_reason", Text, nullable=True),
+    Column("accepted_until", UTCDateTime, nullable=True),
+    CheckConstraint(
+        "status IN ('open', 'remediated', 'verified', 'accepted', 'resolved')", name="status"
+    ),
     Index(None, "status", "target"),
+)
+
+# The last time use of an account (entitlement '') or of one entitlement was seen.
+usage = Table(
+    "usage",
+    metadata,
+    Column("target", Text, primary_key=True),
+    Column("account", Text, primary_key=True),
+    Column("entitlement", Text, primary_key=True),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("source", Text, nullable=False),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("identity", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("account", Text, nullable=False),
+    Column("username", Text, nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("workload", Text, nullable=True),
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("max_expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("status", String(12), nullable=False),
+    CheckConstraint("status IN ('active', 'revoked', 'expired', 'failed')", name="status"),
+    Index(None, "status", "expires_at"),
+    Index(None, "identity", "target"),
+)
+
+# Scale-out: the `lockstep run` process that reconciles a target, until its lease expires.
+target_leases = Table(
+    "target_leases",
+    metadata,
+    Column("target", Text, primary_key=True),
+    Column("holder", Text, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+heartbeats = Table(
+    "heartbeats",
+    metadata,
+    Column("instance", Text, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("passes", BigInteger, nullable=False),
 )
