@@ -580,6 +580,29 @@ def test_a_server_that_goes_away_is_unreachable_for_every_call(redis_server: Loc
     session.close()
 
 
+def test_changes_survive_a_reload_of_the_acl_file(redis_server: LocalRedis) -> None:
+    from services.redis_server import start  # by now pytest has loaded it as a plugin
+
+    server = start(aclfile=True)  # redis_server: skip where none can start
+    target = Target("cache", "redis", None, frozenset(), False, {"url": Secret(server.url())})
+    session = open_session(target)
+    try:
+        old = generate_password()
+        with server.admin() as admin:  # a user already in the file, with its password
+            admin.execute_command("ACL", "SETUSER", "svc", "on", ">" + old.reveal())
+            admin.execute_command("ACL", "SAVE")
+        grant(session, "~a:*", "+get")
+        act(session, Op.SUSPEND_ACCOUNT, secret=generate_password())
+        with server.admin() as admin:
+            admin.execute_command("ACL", "LOAD")  # what a restart does with the users
+        assert probe(session, old) is ProbeResult.REFUSED
+        assert not session.read().accounts["svc"].enabled
+        assert held(session) == {"~a:*", "+get"}
+    finally:
+        session.close()
+        server.stop()
+
+
 def test_no_generated_password_appears_in_any_error(session: RedisSession) -> None:
     create(session)
     failures: list[tuple[Secret, ConnectorError]] = []

@@ -72,8 +72,18 @@ def _binary() -> str:
     return found
 
 
-def _config(directory: Path, port: int, password: Secret) -> str:
+def _users(password: Secret) -> list[str]:
     digest = hashlib.sha256(password.reveal().encode()).hexdigest()
+    return ["user default off resetpass", f"user {ADMIN_USER} on #{digest} ~* &* +@all"]
+
+
+def _config(directory: Path, port: int, password: Secret, aclfile: bool) -> str:
+    if aclfile:
+        acl = directory / "users.acl"
+        acl.touch(mode=0o600)
+        acl.write_text("\n".join([*_users(password), ""]))
+    # Redis refuses users in both places; an ACL file is where ACL SAVE writes.
+    users = [f"aclfile {directory / 'users.acl'}"] if aclfile else _users(password)
     return "\n".join(
         [
             "bind 127.0.0.1",
@@ -85,22 +95,22 @@ def _config(directory: Path, port: int, password: Secret) -> str:
             "appendonly no",
             "daemonize no",
             f"logfile {directory / 'redis.log'}",
-            "user default off resetpass",
-            f"user {ADMIN_USER} on #{digest} ~* &* +@all",
+            *users,
             "",
         ]
     )
 
 
-def start() -> LocalRedis:
-    """Start a server; returns once the admin can run commands on it."""
+def start(aclfile: bool = False) -> LocalRedis:
+    """Start a server; returns once the admin can run commands on it. With ``aclfile`` the
+    users live in ``users.acl`` in the server's directory (else in its config file)."""
     binary = _binary()
     directory = Path(tempfile.mkdtemp(prefix="lockstep-redis-"))
     port = free_port()
     password = generate_password()
     config = directory / "redis.conf"
     config.touch(mode=0o600)
-    config.write_text(_config(directory, port, password))
+    config.write_text(_config(directory, port, password, aclfile))
     process = subprocess.Popen(
         [binary, str(config)],
         stdin=subprocess.DEVNULL,

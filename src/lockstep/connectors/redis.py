@@ -30,6 +30,11 @@ from its expressible rules; other changes to that user are refused until then, r
 silently dropping what lockstep cannot express. Selectors ``(...)`` set outside lockstep read
 back as one opaque entitlement each: they are kept when other rules change and can be revoked,
 but not granted.
+
+Every ACL change is saved with ``ACL SAVE`` when the server keeps its users in an ACL file, so
+a restart cannot bring back what lockstep removed. A server that defines users in redis.conf
+instead loses runtime ACL changes on restart (lockstep does not rewrite its configuration):
+the next read then shows the drift, and the next apply repairs it.
 """
 
 from __future__ import annotations
@@ -93,6 +98,7 @@ _READ = (
     "+acl|setuser", "+acl|deluser", f"~{RULES_KEY}",
 )  # fmt: skip
 _RECORD = ("+hset", "+hdel")
+_SAVE = ("+acl|save",)
 
 
 # ---------------------------------------------------------------- grammar (no server)
@@ -453,9 +459,15 @@ class RedisSession:
     # ------------------------------------------------------------ changing
 
     def execute(self, action: Action, secret: Secret | None) -> Credential | None:
+        if action.account in self._excluded:
+            raise ActionFailed(f"{action.account!r} is excluded from management on {self._target}")
+        credential = self._carry_out(action, secret)
+        if action.op is not Op.END_SESSIONS:
+            self._save_acl()
+        return credential
+
+    def _carry_out(self, action: Action, secret: Secret | None) -> Credential | None:
         name = action.account
-        if name in self._excluded:
-            raise ActionFailed(f"{name!r} is excluded from management on {self._target}")
         match action.op:
             case Op.CREATE_ACCOUNT:
                 return self._create(name, _required(secret, action))
@@ -520,6 +532,15 @@ class RedisSession:
             raise ActionFailed(f"no ACL user {name!r} on {self._target}")
         self._setuser(name, *flags, "resetpass", ">" + secret.reveal(), secret=secret)
         return Credential(name, secret)
+
+    def _save_acl(self) -> None:
+        # ACL changes live in memory until saved: unsaved, a restart would restore the users
+        # (and passwords) of the ACL file.
+        try:
+            self._command("ACL SAVE", "ACL", "SAVE")
+        except ActionFailed as exc:
+            if "not configured to use an ACL file" not in str(exc):
+                raise
 
     def _kill(self, name: str) -> None:
         self._command(f"CLIENT KILL USER {name!r}", "CLIENT", "KILL", "USER", name)
@@ -606,14 +627,14 @@ class RedisSettings(BaseModel):
 class RedisConnectorType:
     name: ClassVar[str] = "redis"
     permissions: ClassVar[Mapping[Op, tuple[str, ...]]] = {
-        Op.CREATE_ACCOUNT: (*_READ, *_RECORD),
-        Op.RESTORE_ACCOUNT: _READ,
-        Op.GRANT: (*_READ, *_RECORD),
-        Op.REVOKE: (*_READ, *_RECORD),
-        Op.ROTATE_CREDENTIAL: _READ,
-        Op.SUSPEND_ACCOUNT: (*_READ, "+client|kill"),
+        Op.CREATE_ACCOUNT: (*_READ, *_RECORD, *_SAVE),
+        Op.RESTORE_ACCOUNT: (*_READ, *_SAVE),
+        Op.GRANT: (*_READ, *_RECORD, *_SAVE),
+        Op.REVOKE: (*_READ, *_RECORD, *_SAVE),
+        Op.ROTATE_CREDENTIAL: (*_READ, *_SAVE),
+        Op.SUSPEND_ACCOUNT: (*_READ, "+client|kill", *_SAVE),
         Op.END_SESSIONS: (*_READ, "+client|kill"),
-        Op.DELETE_ACCOUNT: (*_READ, *_RECORD),
+        Op.DELETE_ACCOUNT: (*_READ, *_RECORD, *_SAVE),
     }
     propagation_window_s: ClassVar[float] = 0.0
 
