@@ -34,6 +34,15 @@ REMOVING_OPS = frozenset({Op.SUSPEND_ACCOUNT, Op.DELETE_ACCOUNT, Op.ROTATE_CREDE
 ISSUING_OPS = frozenset({Op.CREATE_ACCOUNT, Op.RESTORE_ACCOUNT, Op.ROTATE_CREDENTIAL})
 
 
+# Accounts lockstep creates for short-lived leases carry this prefix, so that the lease
+# reaper finds them even when a lease's record was lost, and orphan detection leaves them be.
+LEASE_PREFIX = "lockstep_lease_"
+
+DEFAULT_INTERVAL_S = 30
+LEGACY_INTERVAL_S = 10  # targets that cannot revoke on events are checked more often
+LEGACY_MAX_CREDENTIAL_AGE_S = 7 * 86400  # ... and their credentials live shorter
+
+
 class RuleAction(StrEnum):
     REPORT = "report"
     SUSPEND = "suspend"
@@ -97,6 +106,8 @@ class Target:
     # Connector-specific keys, already validated by the connector's settings model.
     # Secret-bearing values are ``Secret`` instances and never render in clear.
     settings: Mapping[str, object]
+    interval_s: int = DEFAULT_INTERVAL_S  # how often `lockstep run` reconciles it
+    max_credential_age_s: int | None = None  # rotation forced on every credential issued here
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +129,18 @@ class Access:
 class CredentialPolicy:
     rotate_every_s: int | None = None
     sink: str | None = None
+    lease_ttl_s: int | None = None
+    lease_max_ttl_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """The only workload that may obtain an identity's short-lived credentials."""
+
+    issuer: str
+    subject: str
+    audience: str
+    claims: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +151,7 @@ class Identity:
     environment: str | None
     access: tuple[Access, ...]
     credentials: CredentialPolicy = CredentialPolicy()
+    workload: Workload | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +161,7 @@ class Rules:
     ownerless_identities: RuleAction = RuleAction.SUSPEND
     mass_change_limit: float = 0.20  # share of managed accounts
     mass_change_floor: int = 5  # never stop a plan that touches this many or fewer
+    dormant_after_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -305,3 +305,48 @@ def test_plans_are_deterministic_and_never_touch_what_the_rules_protect(specs, a
         if action.op is Op.REVOKE and rules.excess_entitlements is RuleAction.REPORT:
             d = desired_state(p, NOW).accounts[("db", action.account)]
             assert action.entitlement in d.expired
+
+
+def test_an_identity_holding_access_in_another_environment_is_reported():
+    ident = replace(identity("api", "u", []), environment="dev")
+    plan = plan_for(policy([ident]), snap(acct("u")))
+    [f] = plan.findings
+    assert f.type is FindingType.ENVIRONMENT_CROSSING and "dev" in f.detail
+
+
+def test_one_account_declared_by_two_identities_is_a_shared_account():
+    p = policy([identity("api", "u", ["role:a"]), identity("batch", "u", ["role:b"])])
+    plan = plan_for(p, snap(acct("u", ["role:a", "role:b"])))
+    assert plan.actions == ()
+    assert sorted((f.type, f.identity) for f in plan.findings) == [
+        (FindingType.SHARED_ACCOUNT, "api"),
+        (FindingType.SHARED_ACCOUNT, "batch"),
+    ]
+
+
+def test_an_account_unused_for_longer_than_dormant_after_is_dormant():
+    p = policy([identity("api", "u", [])], rules=Rules(dormant_after_s=30 * 86400))
+    d = desired_state(p, NOW)
+    observed = {"db": snap(acct("u"))}
+    recent = make_plan(p, d, observed, NOW, last_used={("db", "u"): NOW - timedelta(days=29)})
+    old = make_plan(p, d, observed, NOW, last_used={("db", "u"): NOW - timedelta(days=31)})
+    assert recent.findings == ()
+    assert [f.type for f in old.findings] == [FindingType.DORMANT_IDENTITY]
+
+
+def test_lease_accounts_are_left_to_the_lease_reaper():
+    plan = plan_for(
+        policy([], rules=Rules(orphan_accounts=RuleAction.DELETE)),
+        snap(acct("lockstep_lease_0123abcd")),
+    )
+    assert plan.actions == () and plan.findings == ()
+
+
+def test_a_legacy_target_rotates_every_credential_lockstep_issued_on_its_shorter_clock():
+    p = policy([identity("api", "u", [])])
+    legacy = replace(p.targets["db"], legacy=True, max_credential_age_s=7 * 86400)
+    p = replace(p, targets={"db": legacy})
+    plan = make_plan(
+        p, desired_state(p, NOW), {"db": snap(acct("u"))}, NOW, {("db", "u"): NOW - timedelta(8)}
+    )
+    assert ops(plan) == [("rotate_credential", "u", None)]

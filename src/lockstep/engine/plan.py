@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from lockstep.engine.catalog import KINDS
 from lockstep.model import (
+    LEASE_PREFIX,
     Account,
     Action,
     Desired,
@@ -49,9 +50,12 @@ def make_plan(
     observed: Mapping[str, Observation],
     now: datetime,
     issued: Mapping[Key, datetime] | None = None,
+    last_used: Mapping[Key, datetime] | None = None,
 ) -> Plan:
-    """``issued`` holds when lockstep last issued each account's credential (for rotation)."""
+    """``issued``: when lockstep last issued each account's credential (for rotation).
+    ``last_used``: when each account was last seen in use, or first seen at all (dormancy)."""
     issued = issued or {}
+    last_used = last_used or {}
     by_target: dict[str, dict[str, DesiredAccount]] = defaultdict(dict)
     for (target, account), want in desired.accounts.items():
         by_target[target][account] = want
@@ -69,19 +73,19 @@ def make_plan(
             continue
         managed += len(obs.accounts)
         wants = by_target.get(name, {})
+        max_age = policy.targets[name].max_credential_age_s
         for account, want in wants.items():
-            rotate_every = _rotation_period(policy, want)
+            rotate_every = _rotation_period(policy, want, max_age)
+            actual = obs.accounts.get(account)
             actions_, findings_ = _declared(
-                want,
-                obs.accounts.get(account),
-                policy,
-                now,
-                issued.get((name, account)),
-                rotate_every,
+                want, actual, policy, now, issued.get((name, account)), rotate_every
             )
             actions.extend(actions_)
             findings.extend(findings_)
+            findings.extend(_posture(policy, want, actual, last_used.get((name, account)), now))
         for account, actual in obs.accounts.items():
+            if account.startswith(LEASE_PREFIX):
+                continue  # the lease reaper's, not an orphan
             if account not in wants:
                 actions.extend(_orphan(name, actual, policy.rules.orphan_accounts))
                 findings.append(
@@ -99,13 +103,61 @@ def make_plan(
     )
 
 
-def _rotation_period(policy: Policy, want: DesiredAccount) -> int | None:
+def _rotation_period(
+    policy: Policy, want: DesiredAccount, target_max_age_s: int | None
+) -> int | None:
     periods = [
         p
         for name in want.identities
         if (p := policy.identities[name].credentials.rotate_every_s) is not None
     ]
+    if target_max_age_s is not None:
+        periods.append(target_max_age_s)
     return min(periods) if periods else None
+
+
+def _posture(
+    policy: Policy,
+    want: DesiredAccount,
+    actual: Account | None,
+    last_used: datetime | None,
+    now: datetime,
+) -> Iterator[Finding]:
+    """Findings that need no action of lockstep's but a decision of the owner's."""
+    target = policy.targets[want.target]
+    for name in want.identities:
+        env = policy.identities[name].environment
+        if env is not None and target.environment is not None and env != target.environment:
+            yield finding(
+                FindingType.ENVIRONMENT_CROSSING,
+                want.target,
+                account=want.account,
+                identity=name,
+                detail=f"identity of {env} holds access on a target of {target.environment}",
+            )
+    if len(want.identities) > 1:
+        for name in want.identities:
+            yield finding(
+                FindingType.SHARED_ACCOUNT,
+                want.target,
+                account=want.account,
+                identity=name,
+                detail=f"declared by {len(want.identities)} identities: "
+                + ", ".join(want.identities),
+            )
+    dormant_after = policy.rules.dormant_after_s
+    if dormant_after is None or actual is None or not actual.enabled or last_used is None:
+        return
+    if last_used + timedelta(seconds=dormant_after) <= now:
+        for name in want.identities:
+            yield finding(
+                FindingType.DORMANT_IDENTITY,
+                want.target,
+                account=want.account,
+                identity=name,
+                detail=f"not seen in use since {last_used:%Y-%m-%dT%H:%M:%SZ}; "
+                f"dormant after {format_duration(dormant_after)}",
+            )
 
 
 def _declared(

@@ -23,6 +23,9 @@ from lockstep import secrets
 from lockstep.connectors.base import ConnectorType, GrammarError
 from lockstep.connectors.registry import UnknownConnector, connector_type
 from lockstep.model import (
+    DEFAULT_INTERVAL_S,
+    LEGACY_INTERVAL_S,
+    LEGACY_MAX_CREDENTIAL_AGE_S,
     Access,
     CredentialPolicy,
     Identity,
@@ -32,6 +35,7 @@ from lockstep.model import (
     RuleAction,
     Rules,
     Target,
+    Workload,
 )
 from lockstep.policy.documents import Document, PathKey, load_documents
 from lockstep.policy.errors import PolicyError, PolicyInvalid
@@ -264,7 +268,11 @@ class _Builder:
         except (ValueError, GrammarError) as exc:
             self._error(self._at("targets", name), f"cannot read the admin account: {exc}")
             return None
-        return Target(name, spec.type, spec.environment, excluded, spec.legacy, settings)
+        interval = spec.interval or (LEGACY_INTERVAL_S if spec.legacy else DEFAULT_INTERVAL_S)
+        max_age = spec.max_credential_age or (LEGACY_MAX_CREDENTIAL_AGE_S if spec.legacy else None)
+        return Target(
+            name, spec.type, spec.environment, excluded, spec.legacy, settings, interval, max_age
+        )
 
     def _read_secret(self, value: str, where: Location) -> str | None:
         """The secret itself: a ``file:PATH`` is read (relative to the policy)."""
@@ -304,7 +312,13 @@ class _Builder:
             purpose=spec.purpose,
             environment=spec.environment,
             access=access,
-            credentials=CredentialPolicy(spec.credentials.rotate_every, sink),
+            credentials=CredentialPolicy(
+                spec.credentials.rotate_every,
+                sink,
+                spec.credentials.lease_ttl,
+                spec.credentials.lease_max_ttl,
+            ),
+            workload=_workload(spec),
         )
 
     def _access(
@@ -378,10 +392,16 @@ def _known(names: Mapping[str, object]) -> str:
     return f" (known: {', '.join(sorted(names))})" if names else " (none defined)"
 
 
+def _workload(spec: IdentitySpec) -> Workload | None:
+    w = spec.workload
+    return None if w is None else Workload(w.issuer, w.subject, w.audience, dict(w.claims))
+
+
 def _rules(spec: RulesSpec) -> Rules:
     return Rules(
         orphan_accounts=RuleAction(spec.orphan_accounts),
         excess_entitlements=RuleAction(spec.excess_entitlements),
         ownerless_identities=RuleAction(spec.ownerless_identities),
         mass_change_limit=spec.mass_change_limit,
+        dormant_after_s=spec.dormant_after,
     )

@@ -69,7 +69,13 @@ class TargetSpec(BaseModel):
     environment: Name | None = None
     manage: ManageSpec = Field(default_factory=ManageSpec)
     legacy: bool = Field(
-        default=False, description="Cannot revoke on events: compensating controls"
+        default=False, description="Cannot revoke on events: shorter credentials, more checks"
+    )
+    interval: Duration | None = Field(
+        default=None, description="How often `lockstep run` reconciles it (30s; legacy 10s)"
+    )
+    max_credential_age: Duration | None = Field(
+        default=None, description="Every credential issued here is rotated this often (legacy 7d)"
     )
 
 
@@ -88,6 +94,15 @@ class AccessSpec(_Strict):
 class CredentialsSpec(_Strict):
     rotate_every: Duration | None = None
     sink: Annotated[str, Field(min_length=1)] | None = None
+    lease_ttl: Duration | None = None
+    lease_max_ttl: Duration | None = None
+
+
+class WorkloadSpec(_Strict):
+    issuer: Annotated[str, Field(min_length=1)]
+    subject: Annotated[str, Field(min_length=1)]
+    audience: Annotated[str, Field(min_length=1)]
+    claims: dict[str, str] = Field(default_factory=dict)
 
 
 class IdentitySpec(_Strict):
@@ -96,6 +111,7 @@ class IdentitySpec(_Strict):
     environment: Name | None = None
     access: list[AccessSpec] = Field(default_factory=list)
     credentials: CredentialsSpec = Field(default_factory=CredentialsSpec)
+    workload: WorkloadSpec | None = None
 
 
 class RulesSpec(_Strict):
@@ -103,6 +119,7 @@ class RulesSpec(_Strict):
     excess_entitlements: Literal["revoke", "report"] = "revoke"
     ownerless_identities: Literal["suspend", "report"] = "suspend"
     mass_change_limit: Share = Field(default=0.20, description="e.g. 20%")
+    dormant_after: Duration | None = None
 
 
 class PolicySpec(_Strict):
