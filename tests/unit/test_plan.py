@@ -39,7 +39,7 @@ def target(name: str = "db") -> Target:
 def policy(
     identities: list[Identity],
     owners: dict[str, OwnerStatus] | None = None,
-    rules: Rules = Rules(),
+    rules: Rules | None = None,
     targets: tuple[str, ...] = ("db",),
 ) -> Policy:
     owners = owners or {"team": OwnerStatus.ACTIVE}
@@ -47,7 +47,7 @@ def policy(
         targets={t: target(t) for t in targets},
         owners={n: Owner(n, (), s) for n, s in owners.items()},
         identities={i.name: i for i in identities},
-        rules=rules,
+        rules=rules or Rules(),
     )
 
 
