@@ -28,6 +28,7 @@ TABLES = {
     "usage",
     "leases",
     "target_leases",
+    "target_passes",
     "heartbeats",
 }
 NEWEST = "0002"

@@ -209,3 +209,13 @@ class IssuesLeases(Protocol):
         """Every lease account in the target, found by name prefix, so that leases whose
         record was lost are still reaped."""
         ...
+
+
+@runtime_checkable
+class WatchesChanges(Protocol):
+    """A cheap token that changes whenever anything a read would report changes, so that
+    the service can notice out-of-band drift within a second without reading everything."""
+
+    def change_token(self) -> str:
+        """Raises TargetUnreachable."""
+        ...

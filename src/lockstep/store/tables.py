@@ -172,6 +172,14 @@ target_leases = Table(
     Column("expires_at", UTCDateTime, nullable=False),
 )
 
+# When each target was last read in full (an open finding's last-seen time).
+target_passes = Table(
+    "target_passes",
+    metadata,
+    Column("target", Text, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+)
+
 heartbeats = Table(
     "heartbeats",
     metadata,

@@ -75,6 +75,14 @@ def upgrade() -> None:
         sa.Column("expires_at", _utc(), nullable=False),
         sa.PrimaryKeyConstraint("target", name="pk_target_leases"),
     )
+    # When each target was last read in full: an open finding's last-seen time, without a
+    # write per finding per pass.
+    op.create_table(
+        "target_passes",
+        sa.Column("target", sa.Text(), nullable=False),
+        sa.Column("at", _utc(), nullable=False),
+        sa.PrimaryKeyConstraint("target", name="pk_target_passes"),
+    )
     op.create_table(
         "heartbeats",
         sa.Column("instance", sa.Text(), nullable=False),
