@@ -242,6 +242,9 @@ def demo(
     run_demo(out, keep=keep, workdir=workdir)
 
 
+# Command modules: each registers its commands on `app` (one import and one call per module).
+
+
 def _fail(message: str, code: int) -> NoReturn:
     err.print(secrets.redact(message), markup=False)
     raise SystemExit(code)
