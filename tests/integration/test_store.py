@@ -30,8 +30,9 @@ TABLES = {
     "target_leases",
     "target_passes",
     "heartbeats",
+    "identity_states",
 }
-NEWEST = "0002"
+NEWEST = "0003"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -12,6 +12,7 @@ from lockstep.connectors.base import (
     ActionFailed,
     ConnectorType,
     Credential,
+    HoldsTwoCredentials,
     Session,
     TargetUnreachable,
 )
@@ -69,15 +70,19 @@ class Applier:
             return Result(action, Status.FAILED, "not attempted: target unreachable")
         self.journal.append("intent", action_fields(action))
         old = self.vault.current(action.target, action.account)
-        secret = generate_password() if action.op in ISSUING_OPS | {Op.SUSPEND_ACCOUNT} else None
         try:
-            issued = session.execute(action, secret)
+            if action.op is Op.ROTATE_CREDENTIAL:
+                return self._rotate(session, action, old)
+            return self._change(session, action, old)
         except TargetUnreachable as exc:
             self._lost[action.target] = f"target unreachable: {redact(str(exc))}"
             return self._finish(action, Status.FAILED, self._lost[action.target])
         except ActionFailed as exc:
             return self._finish(action, Status.FAILED, redact(str(exc)))
 
+    def _change(self, session: Session, action: Action, old: StoredCredential | None) -> Result:
+        secret = generate_password() if action.op in ISSUING_OPS | {Op.SUSPEND_ACCOUNT} else None
+        issued = session.execute(action, secret)
         evidence = Evidence()
         fingerprint = None
         if issued is not None:
@@ -97,9 +102,69 @@ class Applier:
             )
         elif action.op in REMOVING_OPS:
             evidence = Evidence(refused=self._old(action, old))
-        window = self.connectors[action.target].propagation_window_s
-        status, detail, checks = verify_action(session, action, evidence, window)
+        status, detail, checks = verify_action(session, action, evidence, self._window(action))
         return self._finish(action, status, detail, fingerprint, checks)
+
+    def _rotate(self, session: Session, action: Action, old: StoredCredential | None) -> Result:
+        """Rotation never leaves the workload without a working secret.
+
+        Where the target holds two credentials at once: add the new one, deliver it, prove it
+        works, then retire the old one and prove it refused. Where it holds one (a PostgreSQL
+        role's password), the change is immediate; if delivery then fails, the previous
+        credential is put back, so the workload keeps the one it has.
+        """
+        previous = self._old(action, old)
+        # Zero downtime needs to know which credential to retire: one lockstep never issued
+        # is replaced outright instead (the target then keeps only the new one).
+        if isinstance(session, HoldsTwoCredentials) and previous:
+            new = session.add_credential(action.account, generate_password())
+            delivery_error = self._deliver(action, new)
+            if delivery_error:
+                session.retire_credential(action.account, new)
+                return self._finish(action, Status.FAILED, f"{delivery_error}; old kept")
+            accepted = Evidence(issued=new)
+            status, detail, checks = verify_action(session, action, accepted, self._window(action))
+            if status is not Status.VERIFIED:
+                return self._finish(action, status, f"{detail}; old kept", None, checks)
+            for _, cred in previous:
+                session.retire_credential(action.account, cred)
+            self._keep(action, new)
+            evidence = Evidence(issued=new, refused=previous)
+        else:
+            new = self._issue(session, action)
+            delivery_error = self._deliver(action, new)
+            if delivery_error:
+                return self._finish(
+                    action, Status.FAILED, self._roll_back(session, action, old, delivery_error)
+                )
+            self._keep(action, new)
+            evidence = Evidence(issued=new, refused=previous)
+        status, detail, checks = verify_action(session, action, evidence, self._window(action))
+        return self._finish(action, status, detail, new.secret.fingerprint(), checks)
+
+    @staticmethod
+    def _issue(session: Session, action: Action) -> Credential:
+        issued = session.execute(action, generate_password())
+        if issued is None:
+            raise ActionFailed(f"{action.op} returned no credential")
+        return issued
+
+    def _roll_back(
+        self, session: Session, action: Action, old: StoredCredential | None, why: str
+    ) -> str:
+        if old is None:
+            return f"{why}; the previous credential is unknown to lockstep and cannot be restored"
+        session.execute(action, old.secret)
+        return f"{why}; previous credential restored"
+
+    def _window(self, action: Action) -> float:
+        """How long a removed credential may still work: the connector's default, unless the
+        target sets ``propagation_window`` (an AWS account may need longer)."""
+        target = self.policy.targets[action.target]
+        configured = target.settings.get("propagation_window")
+        if isinstance(configured, int | float):
+            return float(configured)
+        return self.connectors[action.target].propagation_window_s
 
     @staticmethod
     def _old(action: Action, old: StoredCredential | None) -> list[tuple[str, Credential]]:

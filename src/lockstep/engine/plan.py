@@ -51,11 +51,15 @@ def make_plan(
     now: datetime,
     issued: Mapping[Key, datetime] | None = None,
     last_used: Mapping[Key, datetime] | None = None,
+    rotate_now: Mapping[Key, str] | None = None,
 ) -> Plan:
     """``issued``: when lockstep last issued each account's credential (for rotation).
-    ``last_used``: when each account was last seen in use, or first seen at all (dormancy)."""
+    ``last_used``: when each account was last seen in use, or first seen at all (dormancy).
+    ``rotate_now``: accounts whose credential an event (owner or environment changed) makes
+    rotate now, with the reason."""
     issued = issued or {}
     last_used = last_used or {}
+    rotate_now = rotate_now or {}
     by_target: dict[str, dict[str, DesiredAccount]] = defaultdict(dict)
     for (target, account), want in desired.accounts.items():
         by_target[target][account] = want
@@ -80,6 +84,12 @@ def make_plan(
             actions_, findings_ = _declared(
                 want, actual, policy, now, issued.get((name, account)), rotate_every
             )
+            event = rotate_now.get((name, account))
+            already = any(a.op is Op.ROTATE_CREDENTIAL for a in actions_)
+            if event and actual is not None and actual.enabled and want.active and not already:
+                actions_.append(
+                    Action(Op.ROTATE_CREDENTIAL, name, account, None, want.identities[0], event)
+                )
             actions.extend(actions_)
             findings.extend(findings_)
             findings.extend(_posture(policy, want, actual, last_used.get((name, account)), now))

@@ -187,3 +187,14 @@ heartbeats = Table(
     Column("at", UTCDateTime, nullable=False),
     Column("passes", BigInteger, nullable=False),
 )
+
+# The owner and environment lockstep last enforced for each identity: a change is an event
+# that rotates the identity's credentials.
+identity_states = Table(
+    "identity_states",
+    metadata,
+    Column("identity", Text, primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("environment", Text, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
