@@ -5,7 +5,7 @@ the pure core knows nothing of it."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,8 +18,20 @@ from lockstep.engine.desired import desired_state
 from lockstep.engine.observe import Observer
 from lockstep.engine.plan import make_plan
 from lockstep.findings_ledger import FindingLedger, FindingRecord
+from lockstep.identity_states import IdentityStates
 from lockstep.journal import Journal
-from lockstep.model import Check, Desired, Observation, Plan, Policy, Result, Snapshot
+from lockstep.model import (
+    Action,
+    Check,
+    Desired,
+    Observation,
+    Op,
+    Plan,
+    Policy,
+    Result,
+    Snapshot,
+    Status,
+)
 from lockstep.policy import LoadedPolicy, load_policy
 from lockstep.store import Store
 
@@ -84,11 +96,37 @@ class Workspace:
             for key in desired.accounts
             if (cred := self.vault.current(*key)) is not None
         }
-        plan = make_plan(self.policy, desired, observed, now, issued)
+        plan = make_plan(
+            self.policy, desired, observed, now, issued, rotate_now=self._rotation_events()
+        )
         findings = self.ledger.record(
             plan.findings, [n for n in observed if isinstance(observed[n], Snapshot)], now
         )
         return Pass(desired, observed, plan, findings)
+
+    def _rotation_events(self) -> dict[tuple[str, str], str]:
+        changed = IdentityStates(self.store).changed(self.policy.identities)
+        return {
+            (access.target, access.account): reason
+            for name, reason in changed.items()
+            for access in self.policy.identities[name].access
+        }
+
+    def _settle_identity_states(self, plan: Plan, results: list[Result]) -> None:
+        """Remember what was enforced, except for identities whose rotation did not happen
+        (a failed rotation or an unreadable target): their event stays pending."""
+        pending = {
+            r.action.identity
+            for r in results
+            if r.action.op is Op.ROTATE_CREDENTIAL and r.status is not Status.VERIFIED
+        }
+        unread = set(plan.unreachable)
+        settled = {
+            name: identity
+            for name, identity in self.policy.identities.items()
+            if name not in pending and not any(a.target in unread for a in identity.access)
+        }
+        IdentityStates(self.store).save(settled, self.clock())
 
     @contextmanager
     def observer(self) -> Iterator[tuple[Observer, Desired]]:
@@ -119,7 +157,43 @@ class Workspace:
         results = applier.apply(plan)
         for key in {(r.action.target, r.action.account) for r in results}:
             self.vault.purge_retired(*key, keep=3)
+        self._settle_identity_states(plan, results)
         return results
+
+    def rotation_plan(
+        self, observed: Mapping[str, Observation], identity: str, target: str | None, reason: str
+    ) -> Plan:
+        """Rotate now every credential of ``identity`` (on ``target`` only, if given) held by
+        an account that exists and is enabled."""
+        if identity not in self.policy.identities:
+            raise LookupError(f"unknown identity {identity!r}")
+        accesses = [
+            a
+            for a in self.policy.identities[identity].access
+            if target is None or a.target == target
+        ]
+        if not accesses:
+            where = f" on target {target!r}" if target else ""
+            raise LookupError(f"identity {identity!r} has no access{where}")
+        actions = []
+        for access in accesses:
+            obs = observed.get(access.target)
+            account = obs.accounts.get(access.account) if isinstance(obs, Snapshot) else None
+            if account is not None and account.enabled:
+                actions.append(
+                    Action(
+                        Op.ROTATE_CREDENTIAL,
+                        access.target,
+                        access.account,
+                        None,
+                        identity,
+                        f"requested: {reason}",
+                    )
+                )
+        unreachable = tuple(
+            a.target for a in accesses if not isinstance(observed.get(a.target), Snapshot)
+        )
+        return Plan(tuple(actions), (), unreachable)
 
     def verify(self, observer: Observer, desired: Desired) -> tuple[bool, list[Check]]:
         observed = observer.observe()

@@ -375,3 +375,70 @@ def test_validate_reports_file_and_line(tmp_path: Path):
     assert proc.returncode == 1
     assert f"{bad.name}:6: unknown owner 'nobody'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_rotate_delivers_a_working_password_and_proves_the_old_one_refused(lockstep: Lockstep, db):
+    lockstep("apply", "--yes")
+    old = lockstep.secret("payments-api")["password"]
+    rotated = lockstep.json("rotate", "payments-api", "--reason", "leaked")
+    [result] = rotated["results"]
+    assert (result["op"], result["status"]) == ("rotate_credential", "verified")
+    new = lockstep.secret("payments-api")["password"]
+    assert new != old
+    assert refused(db, "payments_api", old)
+    login(db, "payments_api", new).close()
+    assert lockstep("rotate", "nobody").returncode == 1
+    assert_no_secret_leaked(lockstep, db, old, new)
+
+
+def test_a_changed_owner_rotates_the_identitys_credential(lockstep: Lockstep, db):
+    lockstep("apply", "--yes")
+    old = lockstep.secret("payments-api")["password"]
+    policy = (lockstep.workdir / "lockstep.yaml").read_text()
+    (lockstep.workdir / "lockstep.yaml").write_text(
+        policy.replace(
+            "  payments-api:\n    owner: payments-team",
+            "  payments-api:\n    owner: reporting-team",
+        )
+    )
+    plan = lockstep.json("plan")
+    assert ops(plan) == [("rotate_credential", "payments_api", None)]
+    assert "owner changed" in plan["actions"][0]["reason"]
+    assert lockstep("apply", "--yes").returncode == 0
+    assert refused(db, "payments_api", old)
+    assert lockstep.json("plan")["actions"] == []
+
+
+def test_a_failed_delivery_leaves_the_workload_its_working_password(lockstep: Lockstep, db):
+    lockstep("apply", "--yes")
+    old = lockstep.secret("payments-api")["password"]
+    sink = lockstep.workdir / "secrets" / "payments-api.json"
+    blocked = lockstep.workdir / "secrets-blocked"
+    blocked.write_text("a file where the sink's directory should be")
+    policy = (lockstep.workdir / "lockstep.yaml").read_text()
+    (lockstep.workdir / "lockstep.yaml").write_text(
+        policy.replace(f"file:{sink}", f"file:{blocked}/payments-api.json")
+    )
+    rotated = lockstep.json("rotate", "payments-api")
+    [result] = rotated["results"]
+    assert result["status"] == "failed" and "previous credential restored" in result["detail"]
+    login(db, "payments_api", old).close()
+
+
+def test_a_credential_older_than_rotate_every_is_rotated(lockstep: Lockstep, db):
+    policy = (lockstep.workdir / "lockstep.yaml").read_text()
+    (lockstep.workdir / "lockstep.yaml").write_text(
+        policy.replace(
+            "    credentials:\n      sink: file:",
+            "    credentials:\n      rotate_every: 1s\n      sink: file:",
+            1,
+        )
+    )
+    lockstep("apply", "--yes")
+    old = lockstep.secret("payments-api")["password"]
+    time.sleep(1.1)
+    plan = lockstep.json("plan")
+    assert ("rotate_credential", "payments_api", None) in ops(plan)
+    assert any(f["type"] == "stale_credential" for f in plan["findings"])
+    assert lockstep("apply", "--yes").returncode == 0
+    assert refused(db, "payments_api", old)

@@ -218,6 +218,36 @@ def findings(
         out.print("[green]No findings.[/]")
 
 
+@app.command()
+def rotate(
+    identity: Annotated[str, typer.Argument(help="The identity whose credentials rotate.")],
+    target: Annotated[str | None, typer.Option("--target", help="Only on this target.")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the journal.")] = "manual",
+    config: ConfigOpt = None,
+    state: StateOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rotate now: the new credential delivered and working, the old one refused."""
+    with _workspace(config, state) as ws, ws.observer() as (observer, _):
+        observed = observer.observe()
+        try:
+            plan = ws.rotation_plan(observed, identity, target, reason)
+        except LookupError as exc:
+            raise CliError(str(exc.args[0])) from None
+        ws.journal.append(
+            "rotation_requested", {"identity": identity, "target": target, "reason": reason}
+        )
+        results = ws.apply(observer, plan, lambda r: None)
+    if as_json:
+        _emit_json(render.results_json(results, plan.unreachable))
+    else:
+        for name in plan.unreachable:
+            err.print(f"target {name} is unreachable: its credential was not rotated")
+        render.print_results(out, results)
+    if plan.unreachable or not results or any(r.status is not Status.VERIFIED for r in results):
+        raise typer.Exit(1)
+
+
 @audit_app.command("verify")
 def audit_verify(config: ConfigOpt = None, state: StateOpt = None) -> None:
     """Check the journal's hash chain."""
