@@ -19,6 +19,7 @@ from rich.console import Console
 
 from lockstep import secrets
 from lockstep.cli import render
+from lockstep.engine.enforcement import enforcement
 from lockstep.model import Status
 from lockstep.policy import DEFAULT_FILE, PolicyInvalid, load_policy
 from lockstep.workspace import Workspace
@@ -128,10 +129,12 @@ def plan(
     with _workspace(config, state) as ws, ws.observer() as (observer, desired):
         p = ws.observe(observer, desired)
         permissions = render.needed_permissions(p.plan, observer.connectors)
+        report = enforcement(ws.policy, p.plan)
         if as_json:
-            _emit_json(render.plan_json(p.plan, p.findings, permissions))
+            _emit_json(render.plan_json(p.plan, p.findings, permissions, report))
         else:
             render.print_plan(out, p.plan, permissions)
+            render.print_enforcement(out, report)
     if exit_code and p.plan.actions:
         raise typer.Exit(2)
 
@@ -165,10 +168,12 @@ def apply(
             p.plan,
             lambda r: console.print(f"  {r.status}: {r.action.op} {r.action.account}", style="dim"),
         )
+        report = enforcement(ws.policy, p.plan, results)
         if as_json:
-            _emit_json(render.results_json(results, p.plan.unreachable))
+            _emit_json(render.results_json(results, p.plan.unreachable, report))
         else:
             render.print_results(out, results)
+            render.print_enforcement(out, report)
     if p.plan.unreachable or any(r.status is not Status.VERIFIED for r in results):
         raise typer.Exit(1)
 

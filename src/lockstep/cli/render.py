@@ -11,6 +11,7 @@ from rich.text import Text
 
 from lockstep.connectors.base import ConnectorType
 from lockstep.engine.catalog import KINDS
+from lockstep.engine.enforcement import Enforcement, IdentityEnforcement
 from lockstep.findings_ledger import FindingRecord
 from lockstep.model import Check, Finding, Op, Plan, Result, Status
 
@@ -55,11 +56,31 @@ def needed_permissions(plan: Plan, connectors: Mapping[str, ConnectorType]) -> d
     return {target: sorted(perms) for target, perms in sorted(needed.items())}
 
 
+def enforcement_json(report: Mapping[str, IdentityEnforcement]) -> dict[str, Any]:
+    return {
+        name: {"status": str(e.status), "targets": list(e.targets), "lagging": list(e.lagging)}
+        for name, e in report.items()
+    }
+
+
+def print_enforcement(console: Console, report: Mapping[str, IdentityEnforcement]) -> None:
+    for e in report.values():
+        if e.status in (Enforcement.PARTIAL, Enforcement.UNKNOWN):
+            console.print(
+                f"[bold yellow]! identity {e.identity} is {e.status}: not in step on "
+                f"{', '.join(e.lagging)}; retried on the next pass[/]"
+            )
+
+
 def plan_json(
-    plan: Plan, records: Sequence[FindingRecord], permissions: Mapping[str, list[str]]
+    plan: Plan,
+    records: Sequence[FindingRecord],
+    permissions: Mapping[str, list[str]],
+    report: Mapping[str, IdentityEnforcement],
 ) -> dict[str, Any]:
     by_id = {r.id: r for r in records}
     return {
+        "identities": enforcement_json(report),
         "actions": [
             {
                 "op": str(a.op),
@@ -78,8 +99,13 @@ def plan_json(
     }
 
 
-def results_json(results: Sequence[Result], unreachable: Sequence[str]) -> dict[str, Any]:
+def results_json(
+    results: Sequence[Result],
+    unreachable: Sequence[str],
+    report: Mapping[str, IdentityEnforcement] | None = None,
+) -> dict[str, Any]:
     return {
+        "identities": enforcement_json(report or {}),
         "results": [
             {
                 "op": str(r.action.op),
