@@ -195,3 +195,20 @@ def test_several_targets_need_target_in_the_sink_path(tmp_path):
 
 def yaml_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def test_lockstep_schema_prints_a_json_schema_with_every_connectors_keys():
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "lockstep", "schema"], capture_output=True, text=True, check=True
+    )
+    schema = json.loads(proc.stdout)
+    assert schema["$schema"].endswith("2020-12/schema")
+    variants = schema["properties"]["targets"]["additionalProperties"]["oneOf"]
+    kinds = {v["properties"]["type"]["const"]: v for v in variants}
+    assert {"postgres", "ldap", "redis", "aws"} <= set(kinds)
+    assert "dsn" in kinds["postgres"]["required"]
+    assert "identities" in schema["properties"]
