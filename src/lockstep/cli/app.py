@@ -199,31 +199,6 @@ def verify(config: ConfigOpt = None, state: StateOpt = None, as_json: JsonOpt = 
 
 
 @app.command()
-def findings(
-    config: ConfigOpt = None,
-    state: StateOpt = None,
-    as_json: JsonOpt = False,
-    type_: Annotated[str | None, typer.Option("--type", help="Only this finding type.")] = None,
-    target: Annotated[str | None, typer.Option("--target", help="Only this target.")] = None,
-) -> None:
-    """Current findings, read fresh from every target."""
-    with _workspace(config, state) as ws, ws.observer() as (observer, desired):
-        p = ws.observe(observer, desired)
-    selected = [
-        f
-        for f in p.plan.findings
-        if (type_ is None or f.type == type_) and (target is None or f.target == target)
-    ]
-    by_id = {r.id: r for r in p.findings}
-    if as_json:
-        _emit_json({"findings": [render.finding_json(f, by_id.get(f.id)) for f in selected]})
-    elif selected:
-        render.print_findings(out, selected, p.findings)
-    else:
-        out.print("[green]No findings.[/]")
-
-
-@app.command()
 def rotate(
     identity: Annotated[str, typer.Argument(help="The identity whose credentials rotate.")],
     target: Annotated[str | None, typer.Option("--target", help="Only on this target.")] = None,
@@ -278,6 +253,9 @@ def demo(
 
 
 # Command modules: each registers its commands on `app` (one import and one call per module).
+from lockstep.cli import findings as findings_commands  # noqa: E402
+
+findings_commands.register(app)
 
 
 def _fail(message: str, code: int) -> NoReturn:

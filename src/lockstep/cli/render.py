@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -235,3 +236,106 @@ def print_checks(console: Console, in_sync: bool, checks: Sequence[Check]) -> No
         console.print(table)
     verdict = "[green]In sync[/]" if in_sync else "[bold red]Not in sync[/]"
     console.print(f"{verdict}: {len(checks) - len(failed)} of {len(checks)} checks passed.")
+
+
+_LIFECYCLE_STYLE = {
+    "open": "bold yellow",
+    "remediated": "cyan",
+    "accepted": "magenta",
+    "verified": "green",
+    "resolved": "green",
+}
+_SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+
+
+def finding_record_sort_key(record: FindingRecord) -> tuple[int, str, str, str, str]:
+    f = record.finding
+    return (
+        _SEVERITY_ORDER.get(str(f.severity), len(_SEVERITY_ORDER)),
+        f.target,
+        str(f.type),
+        f.account or "",
+        f.entitlement or "",
+    )
+
+
+def finding_record_json(record: FindingRecord, owner: str | None) -> dict[str, Any]:
+    """The contract's finding keys, plus its lifecycle and the owner answerable for it."""
+    return {
+        **finding_json(record.finding, record),
+        "owner": owner,
+        "remediated_at": _iso(record.remediated_at),
+        "verified_at": _iso(record.verified_at),
+        "accepted_by": record.accepted_by,
+        "accepted_reason": record.accepted_reason,
+        "accepted_until": _iso(record.accepted_until),
+    }
+
+
+def print_finding_records(
+    console: Console,
+    records: Sequence[FindingRecord],
+    owners: Mapping[str, str | None],
+    statuses: Sequence[str] | None,
+) -> None:
+    """``owners``: each finding id's owner; ``statuses``: the filter shown (None: all)."""
+    which = ", ".join(statuses) if statuses is not None else "any status"
+    if not records:
+        console.print(f"[green]No findings[/] ({which}).")
+        return
+    console.print(f"[bold]{len(records)} finding(s)[/] ({which}):")
+    for r in records:
+        f = r.finding
+        line = Text("  ")
+        line.append(f"{f.severity:<8}", style=_SEVERITY_STYLE.get(str(f.severity), ""))
+        line.append(f" {f.type}", style="bold")
+        line.append(f"  {f.target}/{f.account or '*'}")
+        if f.entitlement:
+            line.append(f"  {f.entitlement}")
+        owasp = ",".join(KINDS[f.type].owasp_nhi)
+        line.append(f"  [{owasp or '-'} {','.join(KINDS[f.type].nist_csf)}] {r.id}", style="dim")
+        console.print(line)
+        console.print(_lifecycle_line(r, owners.get(r.id)))
+        if r.accepted_until is not None:
+            console.print(
+                Text(
+                    f"           accepted by {r.accepted_by} until "
+                    f"{r.accepted_until:%Y-%m-%d %H:%M}: {r.accepted_reason}",
+                    style="magenta",
+                )
+            )
+
+
+def print_acceptance(console: Console, record: FindingRecord) -> None:
+    f = record.finding
+    what = f"{f.type} {f.target}/{f.account or '*'}"
+    if f.entitlement:
+        what += f" {f.entitlement}"
+    line = Text("Accepted ", style="bold magenta")
+    line.append(f"{record.id} ({what})")
+    line.append(f" until {record.accepted_until:%Y-%m-%d %H:%M} UTC, by {record.accepted_by}: ")
+    line.append(record.accepted_reason or "")
+    console.print(line)
+    console.print(
+        "[dim]It stays accepted while seen until then, and reopens if still seen after.[/]"
+    )
+
+
+def _lifecycle_line(record: FindingRecord, owner: str | None) -> Text:
+    line = Text("           ")
+    line.append(record.status, style=_LIFECYCLE_STYLE.get(record.status, ""))
+    line.append(
+        f"  first seen {record.first_seen:%Y-%m-%d %H:%M}"
+        f"  last seen {record.last_seen:%Y-%m-%d %H:%M}",
+        style="dim",
+    )
+    if record.remediated_at is not None:
+        line.append(f"  remediated {record.remediated_at:%Y-%m-%d %H:%M}", style="dim")
+    if record.verified_at is not None:
+        line.append(f"  verified {record.verified_at:%Y-%m-%d %H:%M}", style="dim")
+    line.append(f"  owner {owner or '(none)'}", style="dim")
+    return line
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
