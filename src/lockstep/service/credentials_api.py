@@ -1,14 +1,253 @@
 """``POST /v1/credentials``: a workload trades a JWT from a trusted issuer for a lease.
 
-The service mounts ``router`` and provides what it needs on ``app.state`` (or overrides the
-dependency functions below through ``app.dependency_overrides``):
+The workload presents ``Authorization: Bearer <JWT>`` and asks for one identity's
+credential on one target. The token must be bound to that identity alone (see
+``lockstep.workload``); then the lease is issued, proven to work, journaled, and returned
+once. Every refusal is journaled as ``workload_refused`` with its reason and what the token
+claims to be (issuer, subject, key id), never the token.
+
+Wiring: the service mounts ``router`` and provides, on ``app.state`` (or by overriding
+``get_leases`` / ``get_workloads`` through ``app.dependency_overrides``):
 
 - ``app.state.leases``: a ``lockstep.leases.LeaseManager``
 - ``app.state.workloads``: a ``lockstep.workload.WorkloadVerifier``
+- ``app.state.journal``: the ``lockstep.journal.Journal`` refusals are recorded in
+
+Endpoints are synchronous: FastAPI runs them in its thread pool, and the lease manager is
+safe to share between threads.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Annotated, TypeVar
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from lockstep.journal import Journal, JournalError
+from lockstep.leases import Lease, LeaseError, LeaseManager
+from lockstep.policy.durations import parse_duration
+from lockstep.workload import TokenInfo, VerifiedWorkload, WorkloadRefused, WorkloadVerifier
 
 router = APIRouter()
+
+_BEARER = "bearer "
+_T = TypeVar("_T")
+
+
+def get_leases(request: Request) -> LeaseManager:
+    return _state(request, "leases", LeaseManager)
+
+
+def get_workloads(request: Request) -> WorkloadVerifier:
+    return _state(request, "workloads", WorkloadVerifier)
+
+
+def get_journal(request: Request) -> Journal:
+    return _state(request, "journal", Journal)
+
+
+def _state(request: Request, name: str, kind: type[_T]) -> _T:
+    value = getattr(request.app.state, name, None)
+    if not isinstance(value, kind):
+        raise HTTPException(HTTPStatus.SERVICE_UNAVAILABLE, "short-lived credentials are off")
+    return value
+
+
+class CredentialRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    identity: Annotated[str, Field(min_length=1, max_length=200)]
+    target: Annotated[str, Field(min_length=1, max_length=200)]
+    ttl: Annotated[str | None, Field(description="e.g. 15m; default: the identity's")] = None
+
+
+class CredentialResponse(BaseModel):
+    lease_id: str
+    username: str
+    password: str
+    expires_at: datetime
+    identity: str
+    target: str
+    session_token: str | None = None
+
+
+class _Refusal(Exception):
+    def __init__(self, status: HTTPStatus, reason: str, token: TokenInfo) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.token = token
+
+
+@router.post(
+    "/v1/credentials",
+    status_code=HTTPStatus.CREATED,
+    response_model=CredentialResponse,
+    responses={401: {}, 403: {}, 422: {}, 503: {}},
+)
+def issue_credential(
+    body: CredentialRequest,
+    leases: Annotated[LeaseManager, Depends(get_leases)],
+    workloads: Annotated[WorkloadVerifier, Depends(get_workloads)],
+    journal: Annotated[Journal, Depends(get_journal)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> CredentialResponse | JSONResponse:
+    try:
+        workload = _authenticate(workloads, authorization, body.identity)
+        ttl_s = _ttl(body.ttl, workload)
+    except _Refusal as refusal:
+        return _refuse(journal, refusal, body.identity, body.target)
+    try:
+        lease, credential = leases.issue(body.identity, body.target, ttl_s, str(workload))
+    except LeaseError as exc:
+        return _error(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
+    except JournalError as exc:
+        return _error(HTTPStatus.SERVICE_UNAVAILABLE, f"nothing issued: {exc}")
+    token = credential.token.reveal() if credential.token is not None else None
+    return _response(lease, credential.secret.reveal(), token)
+
+
+class RenewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ttl: Annotated[str | None, Field(description="e.g. 15m; default: the identity's")] = None
+
+
+class LeaseResponse(BaseModel):
+    lease_id: str
+    status: str
+    expires_at: datetime
+    detail: str = ""
+
+
+@router.post(
+    "/v1/credentials/{lease_id}/renew",
+    response_model=LeaseResponse,
+    responses={401: {}, 403: {}, 404: {}, 422: {}, 503: {}},
+)
+def renew_credential(
+    lease_id: str,
+    body: RenewRequest,
+    leases: Annotated[LeaseManager, Depends(get_leases)],
+    workloads: Annotated[WorkloadVerifier, Depends(get_workloads)],
+    journal: Annotated[Journal, Depends(get_journal)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> LeaseResponse | JSONResponse:
+    """Extend the caller's own lease, never past its maximum lifetime."""
+    lease = _own_lease(leases, lease_id)
+    if isinstance(lease, JSONResponse):
+        return lease
+    try:
+        workload = _authenticate(workloads, authorization, lease.identity)
+        ttl_s = _ttl(body.ttl, workload)
+    except _Refusal as refusal:
+        return _refuse(journal, refusal, lease.identity, lease.target)
+    try:
+        renewed = leases.renew(lease.id, ttl_s)
+    except LeaseError as exc:
+        return _error(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
+    except JournalError as exc:
+        return _error(HTTPStatus.SERVICE_UNAVAILABLE, f"not renewed: {exc}")
+    return LeaseResponse(lease_id=renewed.id, status=renewed.status, expires_at=renewed.expires_at)
+
+
+@router.delete(
+    "/v1/credentials/{lease_id}",
+    response_model=LeaseResponse,
+    responses={401: {}, 403: {}, 404: {}, 503: {}},
+)
+def release_credential(
+    lease_id: str,
+    leases: Annotated[LeaseManager, Depends(get_leases)],
+    workloads: Annotated[WorkloadVerifier, Depends(get_workloads)],
+    journal: Annotated[Journal, Depends(get_journal)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> LeaseResponse | JSONResponse:
+    """End the caller's own lease now; 200 only once its credential was proven refused."""
+    lease = _own_lease(leases, lease_id)
+    if isinstance(lease, JSONResponse):
+        return lease
+    try:
+        _authenticate(workloads, authorization, lease.identity)
+    except _Refusal as refusal:
+        return _refuse(journal, refusal, lease.identity, lease.target)
+    try:
+        ended = leases.revoke(lease.id)
+    except JournalError as exc:
+        return _error(HTTPStatus.SERVICE_UNAVAILABLE, f"not revoked: {exc}")
+    if not ended.verified:
+        return _error(HTTPStatus.SERVICE_UNAVAILABLE, f"revocation not proven: {ended.detail}")
+    return LeaseResponse(
+        lease_id=lease.id, status=ended.status, expires_at=lease.expires_at, detail=ended.detail
+    )
+
+
+def _own_lease(leases: LeaseManager, lease_id: str) -> Lease | JSONResponse:
+    try:
+        return leases.get(lease_id)
+    except LeaseError as exc:
+        return _error(HTTPStatus.NOT_FOUND, str(exc))
+
+
+def _authenticate(
+    workloads: WorkloadVerifier, authorization: str | None, identity: str
+) -> VerifiedWorkload:
+    if authorization is None or not authorization.lower().startswith(_BEARER):
+        raise _Refusal(
+            HTTPStatus.UNAUTHORIZED, "a workload token is required: Bearer <JWT>", TokenInfo()
+        )
+    try:
+        return workloads.verify(authorization[len(_BEARER) :].strip(), identity)
+    except WorkloadRefused as exc:
+        raise _Refusal(exc.status, exc.reason, exc.token) from None
+
+
+def _ttl(text: str | None, workload: VerifiedWorkload) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        info = TokenInfo(workload.issuer, workload.subject)
+        raise _Refusal(HTTPStatus.UNPROCESSABLE_ENTITY, f"ttl: {exc}", info) from None
+
+
+def _refuse(journal: Journal, refusal: _Refusal, identity: str, target: str) -> JSONResponse:
+    try:
+        journal.append(
+            "workload_refused",
+            {
+                "identity": identity,
+                "target": target,
+                "status": int(refusal.status),
+                "reason": refusal.reason,
+                **refusal.token.fields(),
+            },
+        )
+    except JournalError as exc:
+        # Still refused: an unrecorded refusal is better than an unrecorded grant.
+        return _error(HTTPStatus.SERVICE_UNAVAILABLE, f"{refusal.reason} (not journaled: {exc})")
+    return _error(refusal.status, refusal.reason)
+
+
+def _error(status: HTTPStatus, message: str) -> JSONResponse:
+    headers = {}
+    if status is HTTPStatus.UNAUTHORIZED:
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _response(lease: Lease, password: str, session_token: str | None) -> CredentialResponse:
+    return CredentialResponse(
+        lease_id=lease.id,
+        username=lease.username,
+        password=password,
+        expires_at=lease.expires_at.astimezone(UTC),
+        identity=lease.identity,
+        target=lease.target,
+        session_token=session_token,
+    )

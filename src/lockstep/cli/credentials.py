@@ -1,0 +1,222 @@
+"""Short-lived credentials from the command line: ``issue``, ``renew``, ``revoke``, ``leases``
+and ``reap``. Registered on the main app by ``lockstep.cli.app``, which is imported first.
+
+``issue`` is the one command that prints a secret: handing the new credential to its caller
+is its whole purpose. It writes the credential to stdout only, once, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lockstep.cli.app import (
+    CliError,
+    ConfigOpt,
+    JsonOpt,
+    StateOpt,
+    _emit_json,
+    _workspace,
+    err,
+    out,
+)
+from lockstep.lease_sessions import TargetSessions
+from lockstep.leases import Ended, Lease, LeaseError, LeaseManager, LeaseStatus
+from lockstep.policy.durations import parse_duration
+
+TtlOpt = Annotated[
+    str | None,
+    typer.Option("--ttl", help="How long the lease lives, e.g. 15m (default: the identity's)."),
+]
+
+
+@contextmanager
+def _leases(config: Path | None, state: str | None) -> Iterator[LeaseManager]:
+    with _workspace(config, state) as ws:
+        sessions = TargetSessions(ws.policy)
+        try:
+            yield LeaseManager(ws.policy, ws.store, ws.journal, ws.vault, sessions, ws.clock)
+        except LeaseError as exc:
+            raise CliError(str(exc)) from None
+        finally:
+            sessions.close()
+
+
+def _seconds(ttl: str | None) -> int | None:
+    if ttl is None:
+        return None
+    try:
+        return parse_duration(ttl)
+    except ValueError as exc:
+        raise CliError(f"--ttl: {exc}") from None
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def issue(
+    identity: Annotated[str, typer.Argument(help="The identity the lease acts as.")],
+    target: Annotated[str, typer.Option("--target", help="The target to log in to.")],
+    ttl: TtlOpt = None,
+    config: ConfigOpt = None,
+    state: StateOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue a short-lived credential (a lease), proven to work before it is shown."""
+    with _leases(config, state) as manager:
+        lease, credential = manager.issue(identity, target, _seconds(ttl))
+    document: dict[str, Any] = {
+        "lease_id": lease.id,
+        "username": credential.username,
+        "password": credential.secret.reveal(),
+        "expires_at": _iso(lease.expires_at),
+        "identity": lease.identity,
+        "target": lease.target,
+    }
+    if credential.token is not None:
+        document["session_token"] = credential.token.reveal()
+    # Not through the redactor, which would mask the very credential asked for.
+    if as_json:
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        sys.stdout.write("".join(f"{key}: {value}\n" for key, value in document.items()))
+
+
+def renew(
+    lease_id: Annotated[str, typer.Argument(help="The lease to extend.")],
+    ttl: TtlOpt = None,
+    config: ConfigOpt = None,
+    state: StateOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Extend a lease from now, never past its maximum lifetime."""
+    with _leases(config, state) as manager:
+        lease = manager.renew(lease_id, _seconds(ttl))
+    if as_json:
+        _emit_json(_lease_json(lease))
+    else:
+        out.print(f"Lease {lease.id} now expires at {_iso(lease.expires_at)}.")
+
+
+def revoke(
+    lease_id: Annotated[str | None, typer.Argument(help="The lease to end.")] = None,
+    identity: Annotated[
+        str | None, typer.Option("--identity", help="Every lease of this identity.")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Every lease on this target.")
+    ] = None,
+    prefix: Annotated[
+        str | None, typer.Option("--prefix", help="Every lease whose id starts so.")
+    ] = None,
+    config: ConfigOpt = None,
+    state: StateOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """End leases now and prove their credentials refused (exit 1 unless every one is)."""
+    if lease_id is not None and (identity or target or prefix):
+        raise CliError("give a lease id, or --identity/--target/--prefix, not both")
+    with _leases(config, state) as manager:
+        if lease_id is not None:
+            ended = [manager.revoke(lease_id)]
+        else:
+            ended = manager.revoke_where(identity=identity, target=target, prefix=prefix)
+    _report(ended, {}, as_json)
+    if not all(e.verified for e in ended):
+        raise typer.Exit(1)
+
+
+def reap(config: ConfigOpt = None, state: StateOpt = None, as_json: JsonOpt = False) -> None:
+    """End every lease past its expiry and every lease account without a live record
+    (exit 1 unless every one was proven refused and every target could be read)."""
+    with _leases(config, state) as manager:
+        report = manager.reap()
+    _report(report.ended, report.unreachable, as_json)
+    if not report.verified:
+        raise typer.Exit(1)
+
+
+def leases(
+    identity: Annotated[str | None, typer.Option("--identity", help="Only this identity.")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Only this target.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only active, revoked, expired or failed.")
+    ] = None,
+    config: ConfigOpt = None,
+    state: StateOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The leases lockstep has issued (never their credentials)."""
+    try:
+        wanted = LeaseStatus(status) if status is not None else None
+    except ValueError:
+        raise CliError(f"--status {status!r}: expected one of {_statuses()}") from None
+    with _leases(config, state) as manager:
+        found = manager.list(identity=identity, target=target, status=wanted)
+    if as_json:
+        _emit_json({"leases": [_lease_json(lease) for lease in found]})
+        return
+    if not found:
+        out.print("No leases.")
+    for lease in found:
+        out.print(
+            f"{lease.id}  {lease.status:<8} {lease.identity} on {lease.target} as "
+            f"{lease.username}  expires {_iso(lease.expires_at)}",
+            markup=False,
+        )
+
+
+def _statuses() -> str:
+    return ", ".join(s.value for s in LeaseStatus)
+
+
+def _lease_json(lease: Lease) -> dict[str, Any]:
+    return {
+        key: _iso(value) if isinstance(value, datetime) else value
+        for key, value in lease.fields().items()
+    }
+
+
+def _report(ended: Sequence[Ended], unreachable: dict[str, str], as_json: bool) -> None:
+    if as_json:
+        _emit_json(
+            {
+                "ended": [
+                    {
+                        "lease_id": e.lease_id,
+                        "target": e.target,
+                        "account": e.account,
+                        "status": str(e.status),
+                        "detail": e.detail,
+                    }
+                    for e in ended
+                ],
+                "unreachable": unreachable,
+            }
+        )
+        return
+    if not ended and not unreachable:
+        out.print("Nothing to end.")
+    for e in ended:
+        console = out if e.verified else err
+        console.print(
+            f"{e.status}: {e.lease_id or e.account} on {e.target}: {e.detail}", markup=False
+        )
+    for name, why in sorted(unreachable.items()):
+        err.print(f"target {name} could not be read: {why}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(issue)
+    app.command()(renew)
+    app.command()(revoke)
+    app.command()(leases)
+    app.command()(reap)

@@ -1,0 +1,497 @@
+"""Leases: short-lived credentials, one account per lease, that end on time even when
+lockstep is down.
+
+Each lease is an account named ``LEASE_PREFIX`` + the lease id, holding the identity's
+entitlements on one target and expiring natively where the target can (PostgreSQL
+``VALID UNTIL``). Every issue, renewal and revocation journals its intent before touching the
+target and its result after, with the credential's fingerprint, never the credential.
+
+A lease counts as issued only once its credential has logged in, and as revoked or expired
+only once the target refused it. The credential is kept encrypted in the vault while the
+lease lives, so that revoking it, in this process or another, can prove exactly that; it is
+deleted once the proof is in. The reaper ends every lease past its expiry and every lease
+account it finds by prefix without a live record (a record lost in a crash).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets as _random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, insert, select, update
+
+from lockstep.connectors.base import (
+    ConnectorError,
+    Credential,
+    IssuesLeases,
+    ProbeResult,
+    Session,
+)
+from lockstep.credentials.vault import Vault
+from lockstep.engine.desired import desired_state
+from lockstep.engine.verify import Inconclusive, probe_until
+from lockstep.journal import Journal
+from lockstep.lease_sessions import TargetSessions
+from lockstep.model import LEASE_PREFIX, Policy
+from lockstep.secrets import Secret, generate_password, redact
+from lockstep.store import Store
+from lockstep.store.tables import credentials, leases
+
+DEFAULT_TTL_S = 3600  # an identity's lease lifetime unless credentials.lease_ttl says otherwise
+DEFAULT_MAX_TTL_S = 86400  # ... and the longest a lease may live, renewals included
+_ID_BYTES = 8  # 64 random bits: LEASE_PREFIX + 16 hex digits = 31 characters, within every
+# target's limit (PostgreSQL's is 63 bytes)
+_EXPIRY_TOLERANCE = timedelta(seconds=1)  # targets may store expiry at a coarser precision
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class LeaseStatus(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"  # ended on request, credential proven refused
+    EXPIRED = "expired"  # ended by expiry, credential proven refused
+    FAILED = "failed"  # issue or revocation not proven: the reaper tries again
+
+
+class LeaseError(Exception):
+    """A lease that cannot be issued, renewed or found. One clear line, never a secret."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    id: str
+    identity: str
+    target: str
+    account: str  # the lease's own account in the target
+    username: str  # what the workload logs in as (the access key id on AWS)
+    fingerprint: str
+    workload: str | None  # the workload that obtained it, None when issued from the CLI
+    issued_at: datetime
+    expires_at: datetime
+    max_expires_at: datetime
+    revoked_at: datetime | None
+    status: LeaseStatus
+
+    def fields(self) -> dict[str, Any]:
+        """The lease as journaled and shown: every field, none of them secret."""
+        return {
+            "lease_id": self.id,
+            "identity": self.identity,
+            "target": self.target,
+            "account": self.account,
+            "username": self.username,
+            "fingerprint": self.fingerprint,
+            "workload": self.workload,
+            "issued_at": self.issued_at,
+            "expires_at": self.expires_at,
+            "max_expires_at": self.max_expires_at,
+            "revoked_at": self.revoked_at,
+            "status": str(self.status),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """What ending one lease (or one lease account without a record) came to."""
+
+    target: str
+    account: str
+    status: LeaseStatus  # revoked or expired when proven, failed otherwise
+    detail: str
+    lease_id: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.status in (LeaseStatus.REVOKED, LeaseStatus.EXPIRED)
+
+
+@dataclass
+class ReapReport:
+    ended: list[Ended] = field(default_factory=list)
+    unreachable: dict[str, str] = field(default_factory=dict)  # target -> why
+
+    @property
+    def verified(self) -> bool:
+        return not self.unreachable and all(e.verified for e in self.ended)
+
+
+class _Unproven(Exception):
+    pass
+
+
+class LeaseManager:
+    """Issues, renews and ends leases. Safe to share between threads."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        store: Store,
+        journal: Journal,
+        vault: Vault,
+        sessions: TargetSessions,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._policy = policy
+        self._store = store
+        self._journal = journal
+        self._vault = vault
+        self._sessions = sessions
+        self._clock = clock
+
+    # ------------------------------------------------------------ issuing
+
+    def issue(
+        self, identity: str, target: str, ttl_s: int | None = None, workload: str | None = None
+    ) -> tuple[Lease, Credential]:
+        """A new lease whose credential has been proven to work. Raises LeaseError."""
+        now = self._clock()
+        template, entitlements, ttl, max_ttl = self._terms(identity, target, ttl_s, now)
+        lease_id = _random.token_hex(_ID_BYTES)
+        secret = generate_password()
+        lease = Lease(
+            id=lease_id,
+            identity=identity,
+            target=target,
+            account=LEASE_PREFIX + lease_id,
+            username=LEASE_PREFIX + lease_id,
+            fingerprint=secret.fingerprint(),
+            workload=workload,
+            issued_at=now,
+            expires_at=now + timedelta(seconds=ttl),
+            max_expires_at=now + timedelta(seconds=max_ttl),
+            revoked_at=None,
+            status=LeaseStatus.ACTIVE,
+        )
+        try:
+            with self._sessions.session(target) as session:
+                lease, credential = self._create(session, lease, template, entitlements, secret)
+        except (ConnectorError, _Unproven) as exc:
+            detail = redact(str(exc))
+            if self._recorded(lease.id):
+                self._fail(lease, detail)
+            raise LeaseError(f"lease on {target} for {identity} not issued: {detail}") from None
+        self._journal.append("lease_issued", lease.fields())
+        return lease, credential
+
+    def _create(
+        self,
+        session: Session,
+        lease: Lease,
+        template: str,
+        entitlements: frozenset[str],
+        secret: Secret,
+    ) -> tuple[Lease, Credential]:
+        leasing = _leasing(session, lease.target)
+        self._journal.append("lease_intent", {"op": "issue", **lease.fields()})
+        # Recorded before the account exists, so that the reaper never mistakes a lease
+        # being issued for one whose record was lost.
+        self._insert(lease)
+        credential = leasing.issue_lease(
+            lease.account, template, entitlements, secret, lease.expires_at
+        )
+        made = replace(
+            lease, username=credential.username, fingerprint=credential.secret.fingerprint()
+        )
+        if made != lease:  # the target minted its own credential (AWS)
+            self._update(made.id, username=made.username, fingerprint=made.fingerprint)
+        self._prove_works(session, credential, lease.target)
+        self._keep(made, credential)
+        return made, credential
+
+    def _terms(
+        self, identity: str, target: str, ttl_s: int | None, now: datetime
+    ) -> tuple[str, frozenset[str], int, int]:
+        """The identity's declared account and live entitlements on ``target``, and the
+        lease's lifetime and longest lifetime."""
+        ident = self._policy.identities.get(identity)
+        if ident is None:
+            raise LeaseError(f"unknown identity {identity!r}")
+        if target not in self._policy.targets:
+            raise LeaseError(f"unknown target {target!r}")
+        accounts = [a.account for a in ident.access if a.target == target]
+        if not accounts:
+            raise LeaseError(f"identity {identity!r} has no access on target {target!r}")
+        want = desired_state(self._policy, now).accounts[(target, accounts[0])]
+        if not want.active:
+            raise LeaseError(
+                f"identity {identity!r} may not use target {target!r} now: {want.suspend_reason}"
+            )
+        policy = ident.credentials
+        max_ttl = policy.lease_max_ttl_s or DEFAULT_MAX_TTL_S
+        ttl = ttl_s if ttl_s is not None else min(policy.lease_ttl_s or DEFAULT_TTL_S, max_ttl)
+        if ttl <= 0:
+            raise LeaseError("a lease's ttl must be at least 1s")
+        if ttl > max_ttl:
+            raise LeaseError(
+                f"ttl {ttl}s is longer than identity {identity!r} allows "
+                f"(credentials.lease_max_ttl: {max_ttl}s)"
+            )
+        return accounts[0], want.entitlements, ttl, max_ttl
+
+    def _prove_works(self, session: Session, credential: Credential, target: str) -> None:
+        window = self._sessions.propagation_window_s(target)
+        try:
+            got = probe_until(session, credential, ProbeResult.ACCEPTED, window)
+        except Inconclusive as exc:
+            raise _Unproven(f"the new credential could not be tried: {exc}") from None
+        if got is not ProbeResult.ACCEPTED:
+            raise _Unproven("the target refused the new credential")
+
+    def _fail(self, lease: Lease, detail: str) -> None:
+        """An issue that did not complete: its account, if it was made, is removed and
+        proven unusable; failing that the lease stays failed and the reaper tries again."""
+        self._journal.append("lease_failed", {**lease.fields(), "op": "issue", "detail": detail})
+        self._end(lease, LeaseStatus.REVOKED)
+
+    # ------------------------------------------------------------ renewing
+
+    def renew(self, lease_id: str, ttl_s: int | None = None) -> Lease:
+        """Extend an active lease by ``ttl_s`` from now (default: the identity's lease ttl),
+        never past the lease's maximum. Raises LeaseError."""
+        lease = self.get(lease_id)
+        now = self._clock()
+        if lease.status is not LeaseStatus.ACTIVE:
+            raise LeaseError(f"lease {lease_id} has ended ({lease.status}); issue a new one")
+        if lease.expires_at <= now:
+            raise LeaseError(f"lease {lease_id} has expired; issue a new one")
+        ident = self._policy.identities.get(lease.identity)
+        default = (ident.credentials.lease_ttl_s if ident else None) or DEFAULT_TTL_S
+        ttl = ttl_s if ttl_s is not None else default
+        if ttl <= 0:
+            raise LeaseError("a lease's ttl must be at least 1s")
+        expires_at = min(now + timedelta(seconds=ttl), lease.max_expires_at)
+        renewed = replace(lease, expires_at=expires_at)
+        self._journal.append("lease_intent", {"op": "renew", **renewed.fields()})
+        try:
+            with self._sessions.session(lease.target) as session:
+                leasing = _leasing(session, lease.target)
+                leasing.renew_lease(lease.account, expires_at)
+                _check_native_expiry(leasing, lease.account, expires_at)
+        except (ConnectorError, _Unproven) as exc:
+            detail = redact(str(exc))
+            self._journal.append(
+                "lease_failed", {**lease.fields(), "op": "renew", "detail": detail}
+            )
+            raise LeaseError(f"lease {lease_id} not renewed: {detail}") from None
+        self._update(lease_id, expires_at=expires_at)
+        self._journal.append("lease_renewed", renewed.fields())
+        return renewed
+
+    # ------------------------------------------------------------ ending
+
+    def revoke(self, lease_id: str) -> Ended:
+        """End a lease now and prove its credential refused."""
+        lease = self.get(lease_id)
+        if lease.status in (LeaseStatus.REVOKED, LeaseStatus.EXPIRED):
+            return Ended(lease.target, lease.account, lease.status, "already ended", lease.id)
+        return self._end(lease, LeaseStatus.REVOKED)
+
+    def revoke_where(
+        self, identity: str | None = None, target: str | None = None, prefix: str | None = None
+    ) -> list[Ended]:
+        """End every live or failed lease of ``identity``, on ``target``, or whose id starts
+        with ``prefix`` (all that are given must match)."""
+        if identity is None and target is None and not prefix:
+            raise LeaseError("name an identity, a target or a lease id prefix to revoke")
+        selected = [
+            lease
+            for lease in self.list(identity=identity, target=target)
+            if lease.status in (LeaseStatus.ACTIVE, LeaseStatus.FAILED)
+            and lease.id.startswith(prefix or "")
+        ]
+        return [self._end(lease, LeaseStatus.REVOKED) for lease in selected]
+
+    def reap(self, now: datetime | None = None) -> ReapReport:
+        """End every active lease past its expiry, then every lease account in a reachable
+        target that has no live record (lost in a crash, or left by a failed revocation)."""
+        now = now or self._clock()
+        report = ReapReport()
+        for lease in self.list(status=LeaseStatus.ACTIVE):
+            if lease.expires_at <= now:
+                report.ended.append(self._end(lease, LeaseStatus.EXPIRED))
+        for target in sorted(self._policy.targets):
+            self._reap_target(target, now, report)
+        return report
+
+    def _reap_target(self, target: str, now: datetime, report: ReapReport) -> None:
+        try:
+            with self._sessions.session(target) as session:
+                if not isinstance(session, IssuesLeases):
+                    return
+                found = session.list_leases(LEASE_PREFIX)
+        except ConnectorError as exc:
+            report.unreachable[target] = redact(str(exc))
+            return
+        # Records are read after the accounts were listed: an account that a concurrent
+        # issue is creating already has its record, and is left alone.
+        records = {lease.account: lease for lease in self.list(target=target)}
+        tried = {e.account for e in report.ended if e.target == target}
+        for account in sorted(a.name for a in found if a.name not in tried):
+            lease = records.get(account)
+            if lease is None:
+                report.ended.append(self._end_lost(target, account))
+            elif lease.status is not LeaseStatus.ACTIVE or lease.expires_at <= now:
+                ended = LeaseStatus.EXPIRED if lease.expires_at <= now else LeaseStatus.REVOKED
+                report.ended.append(self._end(lease, ended))
+
+    def _end(self, lease: Lease, final: LeaseStatus) -> Ended:
+        op = "revoke" if final is LeaseStatus.REVOKED else "expire"
+        self._journal.append("lease_intent", {"op": op, **lease.fields()})
+        try:
+            proof = self._remove(lease.target, lease.account)
+        except (ConnectorError, _Unproven) as exc:
+            detail = redact(str(exc))
+            self._update(lease.id, status=LeaseStatus.FAILED)
+            self._journal.append("lease_failed", {**lease.fields(), "op": op, "detail": detail})
+            return Ended(lease.target, lease.account, LeaseStatus.FAILED, detail, lease.id)
+        now = self._clock()
+        self._update(lease.id, status=final, revoked_at=now)
+        self._forget(lease.target, lease.account)
+        ended = replace(lease, status=final, revoked_at=now)
+        self._journal.append(f"lease_{final}", {**ended.fields(), "proof": proof})
+        return Ended(lease.target, lease.account, final, proof, lease.id)
+
+    def _end_lost(self, target: str, account: str) -> Ended:
+        where = {"target": target, "account": account, "reason": "no lease record"}
+        self._journal.append("lease_intent", {"op": "reap", **where})
+        try:
+            proof = self._remove(target, account)
+        except (ConnectorError, _Unproven) as exc:
+            detail = redact(str(exc))
+            self._journal.append("lease_failed", {"op": "reap", **where, "detail": detail})
+            return Ended(target, account, LeaseStatus.FAILED, detail)
+        self._forget(target, account)
+        self._journal.append("lease_reaped", {**where, "proof": proof})
+        return Ended(target, account, LeaseStatus.REVOKED, proof)
+
+    def _remove(self, target: str, account: str) -> str:
+        """Remove a lease account and prove it can no longer be used; returns the proof."""
+        with self._sessions.session(target) as session:
+            leasing = _leasing(session, target)
+            leasing.revoke_lease(account)
+            credential = self._stored(target, account)
+            if credential is None:
+                # Nothing to try (the issue never got that far): absence is the proof.
+                if any(a.name == account for a in leasing.list_leases(account)):
+                    raise _Unproven(f"lease account {account} is still present")
+                return "lease account absent"
+            window = self._sessions.propagation_window_s(target)
+            try:
+                got = probe_until(session, credential, ProbeResult.REFUSED, window)
+            except Inconclusive as exc:
+                raise _Unproven(f"the credential could not be tried: {exc}") from None
+            if got is not ProbeResult.REFUSED:
+                raise _Unproven(f"the credential is still accepted after {window:g}s")
+            return f"credential {credential.secret.fingerprint()} refused"
+
+    # ------------------------------------------------------------ records
+
+    def get(self, lease_id: str) -> Lease:
+        with self._store.reading() as conn:
+            row = conn.execute(select(leases).where(leases.c.id == lease_id)).one_or_none()
+        if row is None:
+            raise LeaseError(f"no lease {lease_id!r}")
+        return _lease(row)
+
+    def list(
+        self,
+        identity: str | None = None,
+        target: str | None = None,
+        status: LeaseStatus | None = None,
+    ) -> list[Lease]:
+        query = select(leases).order_by(leases.c.issued_at, leases.c.id)
+        if identity is not None:
+            query = query.where(leases.c.identity == identity)
+        if target is not None:
+            query = query.where(leases.c.target == target)
+        if status is not None:
+            query = query.where(leases.c.status == str(status))
+        with self._store.reading() as conn:
+            return [_lease(row) for row in conn.execute(query).all()]
+
+    def _recorded(self, lease_id: str) -> bool:
+        with self._store.reading() as conn:
+            found = conn.execute(select(leases.c.id).where(leases.c.id == lease_id)).first()
+        return found is not None
+
+    def _insert(self, lease: Lease) -> None:
+        values = lease.fields()
+        values["id"] = values.pop("lease_id")
+        with self._store.writing(lock=leases) as conn:
+            conn.execute(insert(leases).values(**values))
+
+    def _update(self, lease_id: str, **values: object) -> None:
+        values = {k: str(v) if isinstance(v, LeaseStatus) else v for k, v in values.items()}
+        with self._store.writing(lock=leases) as conn:
+            conn.execute(update(leases).where(leases.c.id == lease_id).values(**values))
+
+    def _keep(self, lease: Lease, credential: Credential) -> None:
+        # A session token (AWS STS) is needed to try the credential, so it is kept with it.
+        parts = [credential.secret.reveal()]
+        if credential.token is not None:
+            parts.append(credential.token.reveal())
+        self._vault.put(
+            lease.target,
+            lease.account,
+            lease.identity,
+            credential.username,
+            Secret(json.dumps(parts)),
+            lease.issued_at,
+            lease.expires_at,
+        )
+
+    def _stored(self, target: str, account: str) -> Credential | None:
+        stored = self._vault.current(target, account)
+        if stored is None:
+            return None
+        parts: Sequence[str] = json.loads(stored.secret.reveal())
+        token = Secret(parts[1]) if len(parts) > 1 else None
+        return Credential(stored.username, Secret(parts[0]), token)
+
+    def _forget(self, target: str, account: str) -> None:
+        """The credential of an ended lease is of no further use: delete it."""
+        with self._store.writing(lock=credentials) as conn:
+            conn.execute(
+                delete(credentials).where(
+                    and_(credentials.c.target == target, credentials.c.account == account)
+                )
+            )
+
+
+def _leasing(session: Session, target: str) -> IssuesLeases:
+    if not isinstance(session, IssuesLeases):
+        raise LeaseError(f"target {target!r} cannot issue short-lived credentials")
+    return session
+
+
+def _check_native_expiry(leasing: IssuesLeases, account: str, expires_at: datetime) -> None:
+    found = [a for a in leasing.list_leases(account) if a.name == account]
+    if not found:
+        raise _Unproven(f"lease account {account} is missing")
+    native = found[0].expires_at
+    if native is not None and abs(native - expires_at) > _EXPIRY_TOLERANCE:
+        raise _Unproven(f"the target reports expiry {native.isoformat()}, not the new one")
+
+
+def _lease(row: Row[Any]) -> Lease:
+    return Lease(
+        id=row.id,
+        identity=row.identity,
+        target=row.target,
+        account=row.account,
+        username=row.username,
+        fingerprint=row.fingerprint,
+        workload=row.workload,
+        issued_at=row.issued_at,
+        expires_at=row.expires_at,
+        max_expires_at=row.max_expires_at,
+        revoked_at=row.revoked_at,
+        status=LeaseStatus(row.status),
+    )
