@@ -24,7 +24,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -35,14 +35,18 @@ from botocore import exceptions as aws_errors  # type: ignore[import-untyped,unu
 from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lockstep.connectors import aws_leases
+from lockstep.connectors.aws_usage import key_last_used, roles_usage, users_usage
 from lockstep.connectors.base import (
     ActionFailed,
     ConnectorError,
     Credential,
     GrammarError,
+    LeaseAccount,
     ProbeResult,
     Scope,
     TargetUnreachable,
+    Usage,
 )
 from lockstep.model import Account, Action, Op, Snapshot, Target
 from lockstep.secrets import Secret, redact
@@ -93,6 +97,7 @@ _CREDENTIALS_HINT = (
 )
 
 _USER_KEYS_OPS = ("iam:ListAccessKeys", "iam:DeleteAccessKey")
+_MAX_KEYS_PER_USER = 2
 _PERMISSIONS: Mapping[Op, tuple[str, ...]] = MappingProxyType(
     {
         Op.CREATE_ACCOUNT: (
@@ -232,13 +237,20 @@ def _absent_is_none(call: Callable[[], Any]) -> Any:
         raise
 
 
-# The secret in an XML (query protocol) or a JSON response body.
-_SECRET_IN_BODY = re.compile(r'(<SecretAccessKey>|"SecretAccessKey":\s*")[^<"]*')
+# The secrets in an XML (query protocol) or a JSON response body.
+_SECRET_FIELDS = ("SecretAccessKey", "SessionToken")
+_SECRET_IN_BODY = re.compile(
+    r'(<(?:SecretAccessKey|SessionToken)>|"(?:SecretAccessKey|SessionToken)":\s*")[^<"]*'
+)
+# Where botocore logs secrets at DEBUG: response bodies (parsers), and the session token a
+# request is signed with (endpoint: the request's headers; auth: the canonical request).
+_LOGGERS_WITH_SECRETS = ("botocore.parsers", "botocore.endpoint", "botocore.auth")
 
 
-class _ScrubSecretAccessKeys(logging.Filter):
-    """botocore logs raw response bodies at DEBUG, and CreateAccessKey's holds the new key's
-    secret before lockstep has even seen (and registered) it."""
+class _ScrubSecrets(logging.Filter):
+    """CreateAccessKey's and AssumeRole's response bodies hold new secrets before lockstep has
+    even seen (and registered) them: those are masked by field name. A token lockstep already
+    holds as a ``Secret`` is masked wherever it appears."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
@@ -247,13 +259,14 @@ class _ScrubSecretAccessKeys(logging.Filter):
 
 
 def _scrub(value: object) -> object:
-    text = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
-    if isinstance(text, str) and "SecretAccessKey" in text:
-        return _SECRET_IN_BODY.sub(r"\1***", text)
-    return value
+    text = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+    cleaned = redact(text)
+    if any(field in cleaned for field in _SECRET_FIELDS):
+        cleaned = _SECRET_IN_BODY.sub(r"\1***", cleaned)
+    return value if cleaned == text else cleaned
 
 
-_SCRUBBER = _ScrubSecretAccessKeys()
+_SCRUBBER = _ScrubSecrets()
 
 
 def _deny_all_document() -> str:
@@ -316,6 +329,8 @@ class AwsSession:
         self._boto = boto
         self._account_id = caller["Account"]
         self._partition = caller["Arn"].split(":")[1]
+        # AWS caps sessions that a role session assumes (role chaining) at one hour.
+        self._chained = ":assumed-role/" in caller["Arn"]
         self._iam = self._client("iam")
 
     def _client(self, service: str, **credentials: Any) -> Any:
@@ -400,12 +415,25 @@ class AwsSession:
         with _aws_errors(f"read keys of {account}", TargetUnreachable):
             listed = _absent_is_none(lambda: self._call("list_access_keys", ref))
             key_ids = [key["AccessKeyId"] for key in listed["AccessKeyMetadata"]] if listed else []
-            return {key_id: self._last_used(key_id) for key_id in key_ids}
+            return {key_id: key_last_used(self._iam, key_id) for key_id in key_ids}
 
-    def _last_used(self, key_id: str) -> datetime | None:
-        answer = self._iam.get_access_key_last_used(AccessKeyId=key_id)
-        last: datetime | None = answer["AccessKeyLastUsed"].get("LastUsedDate")
-        return last
+    def observe_usage(self) -> list[Usage]:
+        """When each in-scope user's keys and each in-scope role were last used (aws_usage.py
+        says what it costs)."""
+        with _aws_errors(f"observe usage on {self._target}", TargetUnreachable):
+            pages = self._iam.get_paginator("list_users").paginate()
+            users = [
+                (f"user/{user['UserName']}", user["UserName"])
+                for page in pages
+                for user in page["Users"]
+                if self._in_scope(_Ref("user", user["UserName"]), user["Path"])
+            ]
+            roles = [
+                (f"role/{role['RoleName']}", role)
+                for role in self._authorization_details("Role", "RoleDetailList")
+                if self._in_scope(_Ref("role", role["RoleName"]), role["Path"])
+            ]
+            return [*users_usage(self._iam, users), *roles_usage(roles)]
 
     # ------------------------------------------------------------ changing
 
@@ -482,6 +510,50 @@ class AwsSession:
         self._delete_keys(ref, keep=credential.username)
         return credential
 
+    # ------------------------------------------------------------ two keys at once
+
+    def add_credential(self, account: str, secret: Secret | None) -> Credential:
+        """A second access key while the first keeps working. ``secret`` is ignored: AWS mints
+        keys. A user already holding two (AWS's limit) fails, naming them: which one goes is
+        the operator's call, never lockstep's."""
+        ref = self._user_with_keys(account, "add_credential")
+        with _aws_errors(f"add_credential {account}", ActionFailed):
+            keys = self._call("list_access_keys", ref)["AccessKeyMetadata"]
+            if len(keys) >= _MAX_KEYS_PER_USER:
+                held = ", ".join(
+                    f"{key['AccessKeyId']} ({key['Status']}, created {key['CreateDate']:%Y-%m-%d})"
+                    for key in sorted(keys, key=lambda key: key["CreateDate"])
+                )
+                raise ActionFailed(
+                    f"add_credential {account}: it already holds two access keys, AWS's limit: "
+                    f"{held}; delete the one that must go first (lockstep never picks one)"
+                )
+            return self._new_key(ref)
+
+    def retire_credential(self, account: str, credential: Credential) -> None:
+        """Delete exactly that access key, and only while another Active key remains: retiring
+        the last one would cut the user off, which is suspension's job."""
+        ref = self._user_with_keys(account, "retire_credential")
+        what = f"retire_credential {account} {credential.username}"
+        with _aws_errors(what, ActionFailed):
+            keys = self._call("list_access_keys", ref)["AccessKeyMetadata"]
+            key_ids = {key["AccessKeyId"] for key in keys}
+            others = [k for k in keys if k["AccessKeyId"] != credential.username]
+            if credential.username not in key_ids:
+                raise ActionFailed(f"{what}: not an access key of {account}")
+            if not any(key["Status"] == "Active" for key in others):
+                raise ActionFailed(
+                    f"{what}: it is the last Active key of {account}; add one first, or "
+                    "suspend the account"
+                )
+            self._call("delete_access_key", ref, AccessKeyId=credential.username)
+
+    def _user_with_keys(self, account: str, what: str) -> _Ref:
+        ref = self._managed(account)
+        if ref.kind == "role":
+            raise ActionFailed(f"{what} {account}: roles have no static credential")
+        return ref
+
     def _grant(self, ref: _Ref, entitlement: str) -> None:
         kind, value = _parse_entitlement(entitlement)
         if kind == "group":
@@ -536,28 +608,91 @@ class AwsSession:
                 )
         self._call("delete_{}", ref)
 
+    # ------------------------------------------------------------ leases (aws_leases.py)
+
+    def issue_lease(
+        self,
+        lease_account: str,
+        template: str,
+        entitlements: frozenset[str],
+        secret: Secret,
+        expires_at: datetime,
+    ) -> Credential:
+        """An STS session of the role ``template`` named ``lease_account``, ending at
+        ``expires_at`` (15 minutes at least) and holding only ``entitlements``. ``secret`` is
+        ignored: STS mints the credential, whose ``token`` is the session token."""
+        ref = self._managed(template)
+        if ref.kind == "user":
+            raise ActionFailed(
+                f"lease on {template}: leases on AWS are role sessions; declare a role "
+                "(role/NAME) for this identity"
+            )
+        what = f"issue lease {lease_account} on {template}"
+        with closing(self._client("sts")) as sts, _aws_errors(what, ActionFailed):
+            lease = aws_leases.LeaseRequest(str(ref), lease_account, entitlements, expires_at)
+            return aws_leases.issue(self._iam, sts, lease, datetime.now(UTC), self._chained)
+
+    def renew_lease(self, lease_account: str, expires_at: datetime) -> None:
+        raise ActionFailed(
+            f"renew lease {lease_account}: AWS STS credentials cannot be extended; issue a new "
+            "lease (the old one ends at its own expiry, or revoke it)"
+        )
+
+    def revoke_lease(self, lease_account: str) -> None:
+        """Deny everything to that one session: STS cannot end a session, but a deny in its
+        role's policy applies to it at once (after IAM's propagation delay)."""
+        with _aws_errors(f"revoke lease {lease_account}", ActionFailed):
+            aws_leases.revoke(self._iam, lease_account, self._lease_roles())
+
+    def list_leases(self, prefix: str) -> list[LeaseAccount]:
+        """Leases issued here and not revoked, found by their markers: STS sessions themselves
+        cannot be listed."""
+        with _aws_errors(f"list leases on {self._target}", TargetUnreachable):
+            return aws_leases.live_leases(prefix, self._lease_roles())
+
+    def _lease_roles(self) -> list[dict[str, Any]]:
+        # Every role but excluded ones: a role that left the policy keeps its leases' markers.
+        return [
+            role
+            for role in self._authorization_details("Role", "RoleDetailList")
+            if f"role/{role['RoleName']}" not in self._scope.excluded
+        ]
+
     # ------------------------------------------------------------ probing
 
     def probe(self, credential: Credential) -> ProbeResult:
-        """Sign sts:GetCallerIdentity with the key pair, as a workload would. AWS answers it
-        for any valid key whatever the policies say, so the answer is about the key alone."""
-        sts = self._client(
-            "sts",
+        """Sign sts:GetCallerIdentity with the credential, as a workload would. AWS answers it
+        for any valid key whatever the policies say, so for an access key the answer is about
+        the key alone. A role session (a lease) passes it even once revoked, since a revoked
+        lease is denied by policy, not invalidated: it must also read its own role
+        (iam:GetRole), which its lease marker allows while the lease lives and denies once
+        revoked."""
+        with _aws_errors(f"probe {credential.username}", TargetUnreachable):
+            caller = self._signed(credential, "sts", lambda sts: sts.get_caller_identity())
+            if caller is None:
+                return ProbeResult.REFUSED
+            account = _caller_account(caller["Arn"])
+            if credential.token is None or account is None or not account.startswith("role/"):
+                return ProbeResult.ACCEPTED
+            role_name = account.removeprefix("role/")
+            read = self._signed(credential, "iam", lambda iam: iam.get_role(RoleName=role_name))
+        return ProbeResult.REFUSED if read is None else ProbeResult.ACCEPTED
+
+    def _signed(self, credential: Credential, service: str, call: Callable[[Any], Any]) -> Any:
+        """``call`` on a client signed with ``credential``; None when AWS refused it."""
+        client = self._client(
+            service,
             aws_access_key_id=credential.username,
             aws_secret_access_key=credential.secret.reveal(),
-            aws_session_token=None,
+            aws_session_token=credential.token.reveal() if credential.token else None,
         )
-        try:
-            with _aws_errors(f"probe {credential.username}", TargetUnreachable):
-                try:
-                    sts.get_caller_identity()
-                except aws_errors.ClientError as exc:
-                    if _code(exc) in _REFUSALS:
-                        return ProbeResult.REFUSED
-                    raise
-        finally:
-            sts.close()
-        return ProbeResult.ACCEPTED
+        with closing(client):
+            try:
+                return call(client)
+            except aws_errors.ClientError as exc:
+                if _code(exc) in _REFUSALS:
+                    return None
+                raise
 
     def close(self) -> None:
         self._iam.close()
@@ -613,7 +748,8 @@ class AwsConnectorType:
 
     def open(self, target: Target, scope: Scope) -> AwsSession:
         settings = AwsSettings.model_validate(dict(target.settings))
-        logging.getLogger("botocore.parsers").addFilter(_SCRUBBER)  # idempotent
+        for name in _LOGGERS_WITH_SECRETS:
+            logging.getLogger(name).addFilter(_SCRUBBER)  # idempotent
         with _aws_errors(f"connect to {target.name}", TargetUnreachable):
             boto = boto3.session.Session(region_name=settings.region)
             sts = boto.client("sts", endpoint_url=settings.endpoint_url, config=_BOTO_CONFIG)
