@@ -122,9 +122,10 @@ def insert_missing(conn: Connection, into: Table, rows: Sequence[Mapping[str, An
 
 
 def _insert(conn: Connection, into: Table) -> postgresql.Insert | sqlite.Insert:
+    # Drivers report no row count for an INSERT unless asked to keep it.
     if conn.dialect.name == "postgresql":
-        return postgresql.insert(into)
-    return sqlite.insert(into)
+        return postgresql.insert(into).execution_options(preserve_rowcount=True)
+    return sqlite.insert(into).execution_options(preserve_rowcount=True)
 
 
 def _latest(usages: Iterable[Usage], now: datetime) -> dict[Key, tuple[datetime, str]]:
