@@ -226,9 +226,20 @@ class DesiredAccount:
 @dataclass(frozen=True, slots=True)
 class Desired:
     accounts: Mapping[tuple[str, str], DesiredAccount]  # (target, account)
+    # The same accounts grouped by target, built once: the plan and the audit walk the
+    # targets one by one, and filtering every account for each target costs targets x accounts.
+    _by_target: Mapping[str, Mapping[str, DesiredAccount]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        by_target: dict[str, dict[str, DesiredAccount]] = {}
+        for (target, account), want in self.accounts.items():
+            by_target.setdefault(target, {})[account] = want
+        object.__setattr__(self, "_by_target", by_target)
 
     def for_target(self, target: str) -> dict[str, DesiredAccount]:
-        return {acct: d for (tgt, acct), d in self.accounts.items() if tgt == target}
+        return dict(self._by_target.get(target, {}))
 
 
 # ---------------------------------------------------------------- plan

@@ -7,7 +7,6 @@ yields one ``target_unreachable`` finding and nothing else: no action, no verdic
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 
@@ -60,10 +59,6 @@ def make_plan(
     issued = issued or {}
     last_used = last_used or {}
     rotate_now = rotate_now or {}
-    by_target: dict[str, dict[str, DesiredAccount]] = defaultdict(dict)
-    for (target, account), want in desired.accounts.items():
-        by_target[target][account] = want
-
     actions: list[Action] = []
     findings: list[Finding] = []
     unreachable: list[str] = []
@@ -76,7 +71,7 @@ def make_plan(
             findings.append(finding(FindingType.TARGET_UNREACHABLE, name, detail=error))
             continue
         managed += len(obs.accounts)
-        wants = by_target.get(name, {})
+        wants = desired.for_target(name)
         max_age = policy.targets[name].max_credential_age_s
         for account, want in wants.items():
             rotate_every = _rotation_period(policy, want, max_age)
@@ -85,8 +80,13 @@ def make_plan(
                 want, actual, policy, now, issued.get((name, account)), rotate_every
             )
             event = rotate_now.get((name, account))
-            already = any(a.op is Op.ROTATE_CREDENTIAL for a in actions_)
-            if event and actual is not None and actual.enabled and want.active and not already:
+            if (
+                event
+                and actual is not None
+                and actual.enabled
+                and want.active
+                and not any(a.op is Op.ROTATE_CREDENTIAL for a in actions_)
+            ):
                 actions_.append(
                     Action(Op.ROTATE_CREDENTIAL, name, account, None, want.identities[0], event)
                 )
@@ -211,11 +211,11 @@ def _declared(
                 act(Op.GRANT, "granted by the policy", ent)
         return actions, findings
 
-    held = actual.entitlements
-    for ent in sorted(held & want.expired):
+    expired, excess, missing = _differences(actual.entitlements, want)
+    for ent in expired:
         report(FindingType.EXPIRED_ACCESS, "access expired; revoked whatever the rules say", ent)
         act(Op.REVOKE, "access expired", ent)
-    for ent in sorted(held - want.entitlements - want.expired):
+    for ent in excess:
         report(
             FindingType.EXCESS_ENTITLEMENT,
             f"not granted by the policy; rule: {policy.rules.excess_entitlements}",
@@ -227,7 +227,7 @@ def _declared(
     if want.active:
         if not actual.enabled:
             act(Op.RESTORE_ACCOUNT, "suspended, but the policy grants it access")
-        for ent in sorted(want.entitlements - held):
+        for ent in missing:
             report(
                 FindingType.MISSING_ENTITLEMENT, "granted by the policy, absent in the target", ent
             )
@@ -243,6 +243,21 @@ def _declared(
     elif actual.sessions > 0:
         act(Op.END_SESSIONS, "suspended, but sessions are still open")
     return actions, findings
+
+
+def _differences(
+    held: frozenset[str], want: DesiredAccount
+) -> tuple[list[str], list[str], list[str]]:
+    """What the account holds past expiry, holds beyond its grants, and lacks; each sorted."""
+    if held == want.entitlements:
+        # Most accounts are in step; desired_state keeps expired disjoint from granted, so
+        # all three are empty and one comparison stands for three set differences.
+        return [], [], []
+    return (
+        sorted(held & want.expired),
+        sorted(held - want.entitlements - want.expired),
+        sorted(want.entitlements - held),
+    )
 
 
 def _rotation(
