@@ -135,7 +135,7 @@ def test_a_naive_time_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("sink", "message"),
     [
-        ("aws-secrets:payments/api", "not supported yet"),
+        ("aws-secrets:payments api", "not a secret name"),
         ("vault:secret/x", "unknown sink 'vault'"),
         ("/run/secrets/x.json", "unknown sink"),
         ("file:", "needs a file path"),

@@ -5,6 +5,17 @@ reader sees the old credential or the new one, never half of either, and the fil
 from its creation. When the file already exists with another owner (lockstep running as
 root, the workload as itself), the new file keeps that owner, so rotating does not lock the
 workload out of its own credential.
+
+``aws-secrets:NAME`` (a secret name or ARN) stores the same JSON in AWS Secrets Manager the
+way a rotation does: the new version is staged ``AWSPENDING``, then ``AWSCURRENT`` moves to
+it (the old version becomes ``AWSPREVIOUS``), and the move is read back. A reader asking for
+``AWSCURRENT`` sees the old credential or the new one, never a half-delivered state; if any
+step fails, ``AWSCURRENT`` still holds the old credential. The client comes from the
+standard AWS environment (credentials or profile, ``AWS_REGION`` or ``AWS_DEFAULT_REGION``,
+``AWS_ENDPOINT_URL``); an ARN names its own region. A missing secret is created.
+
+Either way, a failed delivery raises ``SinkError`` and the caller must not retire the old
+credential: the workload is never left without a working secret.
 """
 
 from __future__ import annotations
@@ -19,6 +30,13 @@ from pathlib import Path
 from lockstep.secrets import Secret
 
 _TARGET = "{target}"
+_FILE = "file"
+_AWS_SECRETS = "aws-secrets"
+# Secrets Manager's own rule for names, and the shape of a secret's ARN.
+_SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
+_SECRET_ARN = re.compile(
+    r"arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+"
+)
 # A target name becomes a file name: nothing that could climb out of the directory or
 # hide the file, and nothing that two different names could both turn into.
 _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
@@ -42,10 +60,10 @@ class Delivery:
 def check_sink(sink: str) -> None:
     """Check a sink's syntax without writing anything (for ``lockstep validate``)."""
     scheme, _, rest = sink.partition(":")
-    if scheme == "file":
+    if scheme == _FILE:
         _check_file_template(rest)
-    elif scheme == "aws-secrets":
-        raise SinkError("aws-secrets sinks are not supported yet; use file:PATH")
+    elif scheme == _AWS_SECRETS:
+        _check_secret_template(rest)
     else:
         raise SinkError(f"unknown sink {scheme!r}: expected file:PATH or aws-secrets:NAME")
 
@@ -55,17 +73,26 @@ def sink_location(sink: str, target: str) -> str:
     check_sink(sink)
     if _TARGET in sink and not _SAFE_COMPONENT.fullmatch(target):
         raise SinkError(
-            f"target name {target!r} cannot be used in a file name: letters, digits, '.', "
-            "'_' and '-' only, not starting with '.'"
+            f"target name {target!r} cannot be used in a file name or a secret name: "
+            "letters, digits, '.', '_' and '-' only, not starting with '.'"
         )
     return sink.replace(_TARGET, target)
 
 
 def deliver(sink: str, delivery: Delivery) -> str:
-    """Write the credential to its sink; returns the location (never the secret)."""
+    """Store the credential in its sink; returns the location (never the secret)."""
     location = sink_location(sink, delivery.target)
-    path = Path(location.removeprefix("file:"))
-    document = {
+    scheme, _, where = location.partition(":")
+    content = json.dumps(_document(delivery), indent=2) + "\n"
+    if scheme == _AWS_SECRETS:
+        _put_secret(where, content)
+    else:
+        _write_file(Path(where), content.encode())
+    return location
+
+
+def _document(delivery: Delivery) -> dict[str, str | None]:
+    return {
         "target": delivery.target,
         "account": delivery.account,
         "username": delivery.username,
@@ -73,13 +100,33 @@ def deliver(sink: str, delivery: Delivery) -> str:
         "issued_at": _iso(delivery.issued_at),
         "expires_at": None if delivery.expires_at is None else _iso(delivery.expires_at),
     }
-    content = (json.dumps(document, indent=2) + "\n").encode()
+
+
+def _write_file(path: Path, content: bytes) -> None:
     try:
         _make_private_dirs(path.parent)
         _replace_atomically(path, content)
     except OSError as exc:
         raise SinkError(f"cannot write the credential to {path}: {exc.strerror}") from None
-    return location
+
+
+def _check_secret_template(name: str) -> None:
+    filled = name.replace(_TARGET, "t")
+    if not (_SECRET_NAME.fullmatch(filled) or _SECRET_ARN.fullmatch(filled)):
+        unknown = [p for p in _PLACEHOLDER.findall(name) if p != _TARGET]
+        if unknown:
+            raise SinkError(f"unknown placeholder {unknown[0]} in a secret name: only {_TARGET}")
+        raise SinkError(
+            f"aws-secrets:{name} is not a secret name (1-512 of letters, digits and "
+            "/_+=.@-) nor a secret ARN"
+        )
+
+
+def _put_secret(name: str, content: str) -> None:
+    from lockstep.credentials import aws_secrets
+
+    arn = _SECRET_ARN.fullmatch(name)
+    aws_secrets.put_current(name, content, region=arn.group("region") if arn else None)
 
 
 def _check_file_template(template: str) -> None:
