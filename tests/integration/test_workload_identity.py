@@ -1,0 +1,538 @@
+"""Workload identity: a workload obtains a lease from ``POST /v1/credentials`` by presenting a
+JWT from a trusted issuer, bound to that identity alone. Every refusal is one clear error,
+and is journaled without the token.
+
+The issuer is real: a local HTTP server publishing OIDC discovery and a JWKS of keys the tests
+generate. The lease is real too: an ACL user on a private Redis server.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jwt
+import pytest
+import redis
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from lockstep.journal import Entry
+from lockstep.lease_sessions import TargetSessions
+from lockstep.leases import LeaseManager
+from lockstep.model import Identity, Workload
+from lockstep.service.credentials_api import router
+from lockstep.workload import (
+    KeySets,
+    KeySourceError,
+    WorkloadRefused,
+    WorkloadVerifier,
+    parse_key_source,
+)
+from lockstep.workspace import Workspace
+
+if TYPE_CHECKING:
+    from services.redis_server import LocalRedis
+
+pytest_plugins = ("services.redis_server",)
+
+PAYMENTS = "spiffe://example.org/ns/payments/sa/api"
+REPORTING = "spiffe://example.org/ns/reporting/sa/job"
+AUDIENCE = "lockstep"
+
+POLICY = """\
+version: 1
+targets:
+  cache:
+    type: redis
+    url: ${CACHE_URL}
+owners:
+  team:
+    contacts: [team@example.com]
+identities:
+  payments-api:
+    owner: team
+    purpose: Serve payments
+    access:
+      - target: cache
+        account: payments_api
+        entitlements: ["~orders:*", "+get", "+ping"]
+    credentials:
+      lease_ttl: 10m
+      lease_max_ttl: 1h
+    workload:
+      issuer: ISSUER
+      subject: PAYMENTS
+      audience: lockstep
+      claims: {env: prod}
+  reporting-job:
+    owner: team
+    purpose: Nightly report
+    access:
+      - target: cache
+        account: reporting_job
+        entitlements: ["~reports:*", "+get"]
+    workload:
+      issuer: ISSUER
+      subject: REPORTING
+      audience: lockstep
+  partner-feed:
+    owner: team
+    purpose: A partner's feed, vouched for by the partner's own issuer
+    access:
+      - target: cache
+        account: partner_feed
+        entitlements: ["~feed:*", "+get"]
+    workload:
+      issuer: PARTNER
+      subject: PAYMENTS
+      audience: lockstep
+"""
+
+
+# ---------------------------------------------------------------- a local OIDC issuer
+
+
+@dataclass
+class SigningKey:
+    kid: str
+    alg: str
+    private: Any
+
+    def jwk(self) -> dict[str, Any]:
+        algorithm = jwt.get_algorithm_by_name(self.alg)
+        public: dict[str, Any] = json.loads(algorithm.to_jwk(self.private.public_key()))
+        return {**public, "kid": self.kid, "use": "sig", "alg": self.alg}
+
+
+def new_key(alg: str, kid: str) -> SigningKey:
+    private: Any
+    if alg == "RS256":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    elif alg == "ES256":
+        private = ec.generate_private_key(ec.SECP256R1())
+    else:
+        private = ed25519.Ed25519PrivateKey.generate()
+    return SigningKey(kid, alg, private)
+
+
+@dataclass
+class Issuer:
+    """An OIDC issuer on 127.0.0.1 that publishes discovery and its keys."""
+
+    keys: list[SigningKey]
+    url: str = ""
+    discovery_issuer: str | None = None  # what discovery claims; the real URL by default
+    fetches: int = 0
+    server: ThreadingHTTPServer | None = field(default=None, repr=False)
+
+    def start(self) -> Issuer:
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/.well-known/openid-configuration":
+                    body = {
+                        "issuer": issuer.discovery_issuer or issuer.url,
+                        "jwks_uri": issuer.url + "/jwks.json",
+                    }
+                elif self.path == "/jwks.json":
+                    issuer.fetches += 1
+                    body = {"keys": [k.jwk() for k in issuer.keys]}
+                else:
+                    self.send_error(404)
+                    return
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+    def token(
+        self,
+        subject: str = PAYMENTS,
+        key: SigningKey | None = None,
+        headers: dict[str, Any] | None = None,
+        **claims: Any,
+    ) -> str:
+        key = key or self.keys[0]
+        now = int(time.time())
+        body = {
+            "iss": self.url,
+            "sub": subject,
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": now + 300,
+            "env": "prod",
+            **claims,
+        }
+        body = {k: v for k, v in body.items() if v is not None}
+        return jwt.encode(
+            body, key.private, algorithm=key.alg, headers={"kid": key.kid, **(headers or {})}
+        )
+
+
+@pytest.fixture
+def issuer() -> Iterator[Issuer]:
+    started = Issuer(
+        [new_key("RS256", "rsa-1"), new_key("ES256", "ec-1"), new_key("EdDSA", "ed-1")]
+    )
+    yield started.start()
+    started.stop()
+
+
+@pytest.fixture
+def partner() -> Iterator[Issuer]:
+    started = Issuer([new_key("ES256", "partner-1")])
+    yield started.start()
+    started.stop()
+
+
+# ---------------------------------------------------------------- the service
+
+
+@dataclass
+class Service:
+    client: TestClient
+    workspace: Workspace
+    state_db: Path
+
+    def request(self, token: str | None, identity: str = "payments-api", **body: Any) -> Any:
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        return self.client.post(
+            "/v1/credentials",
+            json={"identity": identity, "target": "cache", **body},
+            headers=headers,
+        )
+
+    def journal(self, kind: str) -> list[Entry]:
+        return [e for e in self.workspace.journal.entries() if e.kind == kind]
+
+
+@pytest.fixture
+def service(
+    tmp_path: Path,
+    issuer: Issuer,
+    partner: Issuer,
+    redis_server: LocalRedis,
+    redis_target: object,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Service]:
+    monkeypatch.setenv("CACHE_URL", redis_server.url())
+    monkeypatch.delenv("LOCKSTEP_STATE", raising=False)
+    policy = (
+        POLICY.replace("PARTNER", partner.url)
+        .replace("ISSUER", issuer.url)
+        .replace("REPORTING", REPORTING)
+        .replace("PAYMENTS", PAYMENTS)
+    )
+    (tmp_path / "lockstep.yaml").write_text(policy)
+    with Workspace.open(tmp_path / "lockstep.yaml") as ws:
+        sessions = TargetSessions(ws.policy)
+        app = FastAPI()
+        app.include_router(router)
+        app.state.leases = LeaseManager(ws.policy, ws.store, ws.journal, ws.vault, sessions)
+        app.state.workloads = WorkloadVerifier(ws.policy.identities, KeySets())
+        app.state.journal = ws.journal
+        with TestClient(app) as client:
+            yield Service(client, ws, tmp_path / ".lockstep" / "state.db")
+        sessions.close()
+
+
+def redis_login(server: LocalRedis, username: str, password: str) -> redis.Redis:
+    return redis.Redis(
+        host="127.0.0.1", port=server.port, username=username, password=password, protocol=2
+    )
+
+
+# ---------------------------------------------------------------- accepted
+
+
+def test_a_bound_workload_gets_a_working_lease(
+    service: Service, issuer: Issuer, redis_server: LocalRedis
+) -> None:
+    token = issuer.token()
+    answer = service.request(token)
+    assert answer.status_code == HTTPStatus.CREATED, answer.text
+    lease = answer.json()
+    assert {"lease_id", "username", "password", "expires_at"} <= set(lease)
+    with redis_login(redis_server, lease["username"], lease["password"]) as client:
+        assert client.ping()
+
+    [issued] = service.journal("lease_issued")
+    assert issued.payload["lease_id"] == lease["lease_id"]
+    assert issued.payload["workload"] == PAYMENTS
+    state = service.state_db.read_bytes()
+    assert token.encode() not in state
+    assert lease["password"].encode() not in state
+
+
+@pytest.mark.parametrize("kid", ["rsa-1", "ec-1", "ed-1"])
+def test_rs256_es256_and_eddsa_are_accepted(service: Service, issuer: Issuer, kid: str) -> None:
+    key = next(k for k in issuer.keys if k.kid == kid)
+    assert service.request(issuer.token(key=key)).status_code == HTTPStatus.CREATED
+
+
+def test_the_lease_lives_as_long_as_the_identity_allows(service: Service, issuer: Issuer) -> None:
+    answer = service.request(issuer.token(), ttl="2h")
+    assert answer.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert "lease_max_ttl" in answer.json()["error"]
+    assert service.request(issuer.token(), ttl="5m").status_code == HTTPStatus.CREATED
+
+
+def test_keys_can_come_from_a_jwks_file(tmp_path: Path, issuer: Issuer) -> None:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [k.jwk() for k in issuer.keys]}))
+    verifier = WorkloadVerifier(_identities(issuer.url), KeySets({issuer.url: f"file:{path}"}))
+    issuer.stop()  # nothing is fetched
+    assert verifier.verify(issuer.token(), "payments-api").subject == PAYMENTS
+
+
+def test_a_workload_renews_and_releases_its_own_lease(
+    service: Service, issuer: Issuer, redis_server: LocalRedis
+) -> None:
+    lease = service.request(issuer.token()).json()
+    auth = {"Authorization": f"Bearer {issuer.token()}"}
+    renewed = service.client.post(
+        f"/v1/credentials/{lease['lease_id']}/renew", json={"ttl": "30m"}, headers=auth
+    )
+    assert renewed.status_code == HTTPStatus.OK, renewed.text
+    assert renewed.json()["expires_at"] > lease["expires_at"]
+
+    released = service.client.delete(f"/v1/credentials/{lease['lease_id']}", headers=auth)
+    assert released.status_code == HTTPStatus.OK, released.text
+    assert released.json()["status"] == "revoked"
+    with (
+        pytest.raises(redis.exceptions.AuthenticationError),
+        redis_login(redis_server, lease["username"], lease["password"]) as client,
+    ):
+        client.ping()
+
+
+def test_another_workload_cannot_release_a_lease(service: Service, issuer: Issuer) -> None:
+    lease = service.request(issuer.token()).json()
+    other = {"Authorization": f"Bearer {issuer.token(subject=REPORTING)}"}
+    answer = service.client.delete(f"/v1/credentials/{lease['lease_id']}", headers=other)
+    assert answer.status_code == HTTPStatus.FORBIDDEN
+
+
+# ---------------------------------------------------------------- refused
+
+
+def assert_refused(
+    service: Service, answer: Any, status: HTTPStatus, reason: str, token: str | None
+) -> None:
+    assert answer.status_code == status, answer.text
+    assert reason in answer.json()["error"]
+    [refusal] = service.journal("workload_refused")
+    assert reason in refusal.payload["reason"]
+    assert refusal.payload["identity"] == "payments-api"
+    assert service.journal("lease_intent") == []
+    if token is not None:
+        assert token.encode() not in service.state_db.read_bytes()
+        assert token not in answer.text
+
+
+def test_an_expired_token_is_refused(service: Service, issuer: Issuer) -> None:
+    token = issuer.token(exp=int(time.time()) - 120)
+    answer = service.request(token)
+    assert_refused(service, answer, HTTPStatus.UNAUTHORIZED, "expired", token)
+    [refusal] = service.journal("workload_refused")
+    assert refusal.payload["iss"] == issuer.url
+    assert refusal.payload["sub"] == PAYMENTS
+    assert refusal.payload["kid"] == "rsa-1"
+
+
+def test_a_token_for_another_audience_is_refused(service: Service, issuer: Issuer) -> None:
+    token = issuer.token(aud="some-other-service")
+    assert_refused(service, service.request(token), HTTPStatus.UNAUTHORIZED, "audience", token)
+
+
+def test_a_token_from_an_untrusted_issuer_is_refused(service: Service, issuer: Issuer) -> None:
+    stranger = Issuer([new_key("RS256", "rsa-1")]).start()
+    try:
+        token = stranger.token()
+        answer = service.request(token)
+    finally:
+        stranger.stop()
+    assert_refused(service, answer, HTTPStatus.UNAUTHORIZED, "not trusted", token)
+
+
+def test_a_token_claiming_a_trusted_issuer_but_signed_by_another_key_is_refused(
+    service: Service, issuer: Issuer
+) -> None:
+    forger = new_key("RS256", "rsa-1")  # same kid, different key
+    token = issuer.token(key=forger)
+    assert_refused(service, service.request(token), HTTPStatus.UNAUTHORIZED, "signature", token)
+
+
+def test_a_token_from_another_trusted_issuer_is_refused_for_this_identity(
+    service: Service, partner: Issuer
+) -> None:
+    token = partner.token()  # same subject, but the partner's issuer vouches for partner-feed
+    assert_refused(service, service.request(token), HTTPStatus.FORBIDDEN, "wrong issuer", token)
+
+
+def test_alg_none_is_refused(service: Service, issuer: Issuer) -> None:
+    signed = issuer.token()
+    header = _b64({"alg": "none", "typ": "JWT", "kid": "rsa-1"})
+    token = f"{header}.{signed.split('.')[1]}."
+    assert_refused(service, service.request(token), HTTPStatus.UNAUTHORIZED, "'none'", token)
+
+
+def test_an_hmac_token_keyed_with_the_public_key_is_refused(
+    service: Service, issuer: Issuer
+) -> None:
+    public = (
+        issuer.keys[0]
+        .private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    header = _b64({"alg": "HS256", "typ": "JWT", "kid": "rsa-1"})
+    payload = issuer.token().split(".")[1]
+    algorithm = jwt.get_algorithm_by_name("HS256")
+    signature = algorithm.sign(f"{header}.{payload}".encode(), public)
+    token = f"{header}.{payload}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+    assert_refused(service, service.request(token), HTTPStatus.UNAUTHORIZED, "'HS256'", token)
+
+
+def test_an_unknown_kid_is_refused(service: Service, issuer: Issuer) -> None:
+    token = issuer.token(key=new_key("RS256", "rotated-away"))
+    assert_refused(service, service.request(token), HTTPStatus.UNAUTHORIZED, "unknown kid", token)
+
+
+def test_a_token_bound_to_another_identity_is_refused(service: Service, issuer: Issuer) -> None:
+    token = issuer.token(subject=REPORTING)
+    answer = service.request(token)
+    assert_refused(service, answer, HTTPStatus.FORBIDDEN, "not the workload bound", token)
+    assert service.request(token, identity="reporting-job").status_code == HTTPStatus.CREATED
+
+
+def test_a_required_claim_with_another_value_is_refused(service: Service, issuer: Issuer) -> None:
+    token = issuer.token(env="dev")
+    assert_refused(service, service.request(token), HTTPStatus.FORBIDDEN, "claim 'env'", token)
+
+
+def test_a_token_without_an_expiry_is_refused(service: Service, issuer: Issuer) -> None:
+    token = issuer.token(exp=None)
+    assert_refused(service, service.request(token), HTTPStatus.UNAUTHORIZED, "'exp'", token)
+
+
+def test_a_token_not_valid_yet_is_refused(service: Service, issuer: Issuer) -> None:
+    token = issuer.token(nbf=int(time.time()) + 600)
+    assert_refused(service, service.request(token), HTTPStatus.UNAUTHORIZED, "not valid yet", token)
+
+
+def test_a_request_without_a_token_is_refused(service: Service) -> None:
+    assert_refused(
+        service, service.request(None), HTTPStatus.UNAUTHORIZED, "token is required", None
+    )
+
+
+def test_garbage_for_a_token_is_refused(service: Service) -> None:
+    token = "not-a-jwt"
+    assert_refused(service, service.request(token), HTTPStatus.UNAUTHORIZED, "not a JWT", token)
+
+
+def test_an_identity_without_a_binding_is_refused(issuer: Issuer) -> None:
+    identities = _identities(issuer.url)
+    identities["batch"] = Identity("batch", "team", "x", None, ())
+    verifier = WorkloadVerifier(identities, KeySets())
+    with pytest.raises(WorkloadRefused, match="no workload binding") as refused:
+        verifier.verify(issuer.token(), "batch")
+    assert refused.value.status == HTTPStatus.FORBIDDEN
+
+
+def test_a_token_that_two_identities_accept_is_refused(issuer: Issuer) -> None:
+    identities = _identities(issuer.url)
+    twin = identities["payments-api"]
+    identities["payments-twin"] = Identity(
+        "payments-twin", "team", "x", None, (), workload=twin.workload
+    )
+    verifier = WorkloadVerifier(identities, KeySets())
+    with pytest.raises(WorkloadRefused, match="several identities"):
+        verifier.verify(issuer.token(), "payments-api")
+
+
+def test_a_discovery_document_for_another_issuer_is_not_used(issuer: Issuer) -> None:
+    issuer.discovery_issuer = "https://evil.example"
+    verifier = WorkloadVerifier(_identities(issuer.url), KeySets())
+    with pytest.raises(WorkloadRefused, match="not that of issuer") as refused:
+        verifier.verify(issuer.token(), "payments-api")
+    assert refused.value.status == HTTPStatus.SERVICE_UNAVAILABLE
+    assert issuer.fetches == 0
+
+
+def test_an_issuer_that_cannot_be_reached_refuses_every_token(issuer: Issuer) -> None:
+    verifier = WorkloadVerifier(_identities(issuer.url), KeySets())
+    token = issuer.token()
+    issuer.stop()
+    with pytest.raises(WorkloadRefused, match="discovery") as refused:
+        verifier.verify(token, "payments-api")
+    assert refused.value.status == HTTPStatus.SERVICE_UNAVAILABLE
+
+
+def test_keys_are_fetched_once_and_cached(issuer: Issuer) -> None:
+    verifier = WorkloadVerifier(_identities(issuer.url), KeySets())
+    for key in issuer.keys:
+        verifier.verify(issuer.token(key=key), "payments-api")
+    assert issuer.fetches == 1
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "https://issuer.example",
+        "=https://keys.example/jwks.json",
+        "https://issuer.example=http://keys.example/jwks.json",
+        "https://issuer.example=ftp://keys.example/jwks.json",
+    ],
+)
+def test_key_sources_must_be_complete_and_fetched_securely(option: str) -> None:
+    with pytest.raises(KeySourceError):
+        parse_key_source(option)
+
+
+@pytest.mark.parametrize(
+    ("option", "source"),
+    [
+        ("https://issuer.example=https://keys.example/jwks.json", "https://keys.example/jwks.json"),
+        ("https://issuer.example=file:/etc/lockstep/jwks.json", "file:/etc/lockstep/jwks.json"),
+        ("http://127.0.0.1:8080=http://127.0.0.1:8080/keys", "http://127.0.0.1:8080/keys"),
+    ],
+)
+def test_key_sources_name_an_issuer_and_where_its_keys_are(option: str, source: str) -> None:
+    assert parse_key_source(option)[1] == source
+
+
+def _identities(issuer_url: str) -> dict[str, Identity]:
+    binding = Workload(issuer_url, PAYMENTS, AUDIENCE, {"env": "prod"})
+    return {"payments-api": Identity("payments-api", "team", "x", None, (), workload=binding)}
+
+
+def _b64(header: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
