@@ -112,9 +112,11 @@ class Workspace:
             for access in self.policy.identities[name].access
         }
 
-    def _settle_identity_states(self, plan: Plan, results: list[Result]) -> None:
+    def settle_identity_states(self, plan: Plan, results: list[Result]) -> None:
         """Remember what was enforced, except for identities whose rotation did not happen
-        (a failed rotation or an unreadable target): their event stays pending."""
+        (a failed rotation or an unreadable target), and, in a workspace narrowed to some
+        targets (the service's per-target passes), identities with access beyond them:
+        their event stays pending until a pass covers all of their targets."""
         pending = {
             r.action.identity
             for r in results
@@ -124,7 +126,10 @@ class Workspace:
         settled = {
             name: identity
             for name, identity in self.policy.identities.items()
-            if name not in pending and not any(a.target in unread for a in identity.access)
+            if name not in pending
+            and not any(
+                a.target in unread or a.target not in self.policy.targets for a in identity.access
+            )
         }
         IdentityStates(self.store).save(settled, self.clock())
 
@@ -157,7 +162,7 @@ class Workspace:
         results = applier.apply(plan)
         for key in {(r.action.target, r.action.account) for r in results}:
             self.vault.purge_retired(*key, keep=3)
-        self._settle_identity_states(plan, results)
+        self.settle_identity_states(plan, results)
         return results
 
     def rotation_plan(
