@@ -323,9 +323,14 @@ def test_renewing_a_lease_is_refused_because_sts_cannot_extend_a_session(
         session.renew_lease(LEASE, datetime.now(UTC) + timedelta(hours=1))
 
 
-def test_revoking_a_lease_never_issued_here_fails(session: AwsSession, role: str) -> None:
-    with pytest.raises(ActionFailed, match="has no marker on any role"):
-        session.revoke_lease(LEASE_PREFIX + "unknown")
+def test_revoking_a_lease_whose_issue_failed_early_changes_nothing(
+    session: AwsSession, role: str, admin: Any
+) -> None:
+    with pytest.raises(ActionFailed):
+        issue(session, role, ttl=timedelta(minutes=1))  # refused before any marker or session
+    session.revoke_lease(LEASE)  # what the lease manager does after a failed issue
+    assert inline_policies(admin) == {}
+    assert session.list_leases(LEASE_PREFIX) == []
 
 
 def test_markers_of_long_expired_leases_are_deleted_when_the_role_issues_again(

@@ -16,6 +16,10 @@ IAM has no "disable" switch, so the states lockstep manages are built from what 
 
 The admin lockstep acts as is not named in the policy: it is learned from STS at ``open`` and
 never read, reported or touched. docs/aws.md says what the moto emulator does not enforce.
+
+Sessions offer three optional capabilities: two access keys at once (zero-downtime rotation),
+observed use of keys and roles (aws_usage.py) and leases as STS role sessions (aws_leases.py).
+They do not watch changes: IAM has no cheap change token.
 """
 
 from __future__ import annotations
