@@ -13,8 +13,10 @@ import os
 import re
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
 import psycopg
@@ -24,18 +26,23 @@ from psycopg.rows import TupleRow
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lockstep.connectors import postgres_grammar as grammar
+from lockstep.connectors import postgres_leases as leases
+from lockstep.connectors import postgres_usage as usage
 from lockstep.connectors.base import (
     ActionFailed,
     Credential,
     GrammarError,
+    LeaseAccount,
     ProbeResult,
     Scope,
     TargetUnreachable,
+    Usage,
 )
 from lockstep.model import Account, Action, Op, Snapshot, Target
 from lockstep.secrets import Secret, redact, register
 
 MARKER = "managed by lockstep"
+PROBE_APPLICATION = "lockstep-probe"
 CONNECT_TIMEOUT_S = 5
 SESSION_END_TIMEOUT_S = 5.0
 # A lock held elsewhere must fail one action, not stall the reconciler.
@@ -62,6 +69,10 @@ class PostgresSettings(BaseModel):
     dsn: str
     probe_host: str | None = None
     probe_port: int | None = Field(default=None, ge=1, le=65535)
+    # PBKDF2 rounds in lease verifiers: they dominate the cost of issuing a lease, and fewer
+    # keep a 24+ character random secret just as unguessable; but pgjdbc refuses fewer
+    # than 4096.
+    lease_scram_iterations: int = Field(default=leases.DEFAULT_SCRAM_ITERATIONS, ge=1)
 
     @field_validator("dsn")
     @classmethod
@@ -270,6 +281,8 @@ class PostgresSession:
         assert row is not None
         self._admin: str = row[0]
         self._probe = self._probe_endpoint(target, dbname=row[1])
+        iterations = target.settings.get("lease_scram_iterations")
+        self._scram_iterations = int(str(iterations or leases.DEFAULT_SCRAM_ITERATIONS))
 
     def _probe_endpoint(self, target: Target, dbname: str) -> _ProbeEndpoint:
         host = target.settings.get("probe_host") or self._conn.info.host
@@ -281,12 +294,14 @@ class PostgresSession:
     # ------------------------------------------------------------ reading
 
     def read(self) -> Snapshot:
-        params = {
+        return Snapshot(self._target, self._read(sql.SQL(_IN_SCOPE), self._scope_params()))
+
+    def _scope_params(self) -> dict[str, object]:
+        return {
             "excluded": sorted(self._scope.excluded),
             "declared": sorted(self._scope.declared),
             "marker": MARKER,
         }
-        return Snapshot(self._target, self._read(sql.SQL(_IN_SCOPE), params))
 
     def read_account(self, account: str) -> Account | None:
         return self._read(sql.SQL(_NAMED), {"name": account}).get(account)
@@ -397,9 +412,9 @@ class PostgresSession:
         oid = self._role_oid(name)
         owned = [row[0] for row in self._conn.execute(_OWNED, (oid,)).fetchall()]
         if owned:
-            listed = ", ".join(owned[:3]) + (", ..." if len(owned) > 3 else "")
             raise ActionFailed(
-                f"delete_account {name!r}: the role owns {len(owned)} object(s) ({listed}); "
+                f"delete_account {name!r}: the role owns {len(owned)} object(s) "
+                f"({_first(owned)}); "
                 "lockstep never drops or reassigns objects: reassign them, then delete"
             )
         account = self.read_account(name)
@@ -439,6 +454,146 @@ class PostgresSession:
                 )
             time.sleep(0.05)
 
+    # ------------------------------------------------------------ watching and usage
+
+    def change_token(self) -> str:
+        try:
+            summary = self._conn.execute(usage.CATALOG_SUMMARY).fetchone()
+        except psycopg.Error as exc:
+            raise self._unreachable("cannot compute the change token", exc) from None
+        assert summary is not None
+        return usage.token(summary)
+
+    def observe_usage(self) -> list[Usage]:
+        roles = sql.SQL(_ROLES).format(which=sql.SQL(_IN_SCOPE))
+        params = {**self._scope_params(), "probe": PROBE_APPLICATION}
+        try:
+            rows = self._conn.execute(sql.SQL(usage.USAGE).format(roles=roles), params).fetchall()
+        except psycopg.Error as exc:
+            raise self._unreachable("cannot read pg_stat_activity", exc) from None
+        hidden = sorted(name for name, _, unseen in rows if unseen)
+        if hidden:
+            # An account whose sessions cannot be dated must not look dormant.
+            raise TargetUnreachable(
+                f"target {self._target}: cannot see when {len(hidden)} account(s) "
+                f"({_first(hidden)}) "
+                "last used their sessions: grant the admin pg_read_all_stats"
+            )
+        return [Usage(name, last_used, source="pg_stat_activity") for name, last_used, _ in rows]
+
+    # ------------------------------------------------------------ leases
+
+    def issue_lease(
+        self,
+        lease_account: str,
+        template: str,
+        entitlements: frozenset[str],
+        secret: Secret,
+        expires_at: datetime,
+    ) -> Credential:
+        """One LOGIN role expiring at ``expires_at``, holding ``entitlements``; the
+        template is not needed: a PostgreSQL lease is built from the entitlements alone."""
+        name = lease_account
+        doing = f"issue_lease {name!r}"
+        self._check_lease(name, doing)
+        try:
+            grants = [
+                _privilege_sql(Op.GRANT, grammar.parse(e), name) for e in sorted(entitlements)
+            ]
+            verifier = leases.scram_verifier(secret, self._scram_iterations)
+            statements = leases.issue_statements(name, verifier, expires_at, grants)
+        except GrammarError as exc:
+            raise ActionFailed(f"{doing}: {exc}") from None
+        with self._acting(doing):
+            self._conn.execute(statements, prepare=False)
+        return Credential(username=name, secret=secret)
+
+    def renew_lease(self, lease_account: str, expires_at: datetime) -> None:
+        """A new VALID UNTIL; a lease already past its own cannot be renewed."""
+        doing = f"renew_lease {lease_account!r}"
+        self._check_lease(lease_account, doing)
+        try:
+            until = leases.valid_until(expires_at)
+        except GrammarError as exc:
+            raise ActionFailed(f"{doing}: {exc}") from None
+        with self._acting(doing):
+            self._conn.execute(leases.renew_statement(lease_account, until, self._conn))
+
+    def revoke_lease(self, lease_account: str) -> None:
+        """No new logins, no open sessions, then no role. A lease already gone is revoked."""
+        name = lease_account
+        doing = f"revoke_lease {name!r}"
+        self._check_lease(name, doing)
+        with self._acting(doing):
+            oid = self._disable(name)
+            if oid is None:
+                return
+            self._end_sessions(name, oid)
+            # Nothing can log in as the lease now, so nothing new can come to be owned.
+            owned = [row[0] for row in self._conn.execute(_OWNED, (oid,)).fetchall()]
+            if owned:
+                raise ActionFailed(
+                    f"{doing}: the lease role owns {len(owned)} object(s) ({_first(owned)}); "
+                    "it can no longer log in and its sessions are ended, but lockstep never "
+                    "drops or reassigns objects: reassign them, then revoke again"
+                )
+            self._drop_lease(name)
+            # A login that passed authentication just before NOLOGIN may have started since.
+            self._end_sessions(name, oid)
+
+    def _disable(self, name: str) -> int | None:
+        """NOLOGIN now, committed; the role's oid, or None when there is no such role."""
+        try:
+            cursor = self._conn.execute(leases.disable_statements(name), prepare=False)
+        except psycopg.errors.UndefinedObject:
+            return None
+        cursor.nextset()
+        row = cursor.fetchone()
+        return None if row is None else int(row[0])
+
+    def _drop_lease(self, name: str) -> None:
+        """Revoke what the lease holds on objects and drop it, in one transaction. DROP ROLE
+        ends memberships by itself."""
+        grants = sql.SQL(_GRANTS).format(roles=sql.SQL(_ROLES).format(which=sql.SQL(_NAMED)))
+        held = _entitlements(self._conn.execute(grants, {"name": name}).fetchall())[name]
+        on_objects = [grammar.parse(text) for text in sorted(held)]
+        revokes = [
+            _privilege_sql(Op.REVOKE, entitlement, name)
+            for entitlement in on_objects
+            if entitlement.kind is not grammar.Kind.ROLE
+        ]
+        self._conn.execute(leases.drop_statements(name, revokes), prepare=False)
+
+    def list_leases(self, prefix: str) -> list[LeaseAccount]:
+        try:
+            leases.check_prefix(prefix)
+        except GrammarError as exc:
+            raise ActionFailed(str(exc)) from None
+        params = {"prefix": prefix, "excluded": sorted(self._scope.excluded)}
+        try:
+            rows = self._conn.execute(leases.LIST, params).fetchall()
+        except psycopg.Error as exc:
+            raise self._unreachable("cannot list leases", exc) from None
+        return [LeaseAccount(name, expires_at) for name, expires_at in rows]
+
+    def _check_lease(self, name: str, doing: str) -> None:
+        try:
+            leases.check_name(name)
+        except GrammarError as exc:
+            raise ActionFailed(f"{doing}: {exc}") from None
+        self._guard(name)
+
+    @contextmanager
+    def _acting(self, doing: str) -> Iterator[None]:
+        """Driver errors as the connector reports them: a lost connection makes the target
+        unreachable, anything else fails this one action."""
+        try:
+            yield
+        except psycopg.Error as exc:
+            if self._conn.broken or self._conn.closed:
+                raise self._unreachable(f"lost the connection during {doing}", exc) from None
+            raise ActionFailed(f"{doing}: {_one_line(exc)}") from None
+
     # ------------------------------------------------------------ probing
 
     def probe(self, credential: Credential) -> ProbeResult:
@@ -457,7 +612,7 @@ class PostgresSession:
                 user=credential.username,
                 password=credential.secret.reveal(),
                 connect_timeout=CONNECT_TIMEOUT_S,
-                application_name="lockstep-probe",
+                application_name=PROBE_APPLICATION,
             ):
                 return ProbeResult.ACCEPTED
         except psycopg.Error as exc:
@@ -529,6 +684,10 @@ def _needed(secret: Secret | None, action: Action) -> Secret:
     if secret is None:
         raise ActionFailed(f"{_describe(action)}: needs a new secret and none was given")
     return secret
+
+
+def _first(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
 def _describe(action: Action) -> str:

@@ -1,0 +1,141 @@
+"""Leases on PostgreSQL: one LOGIN role per lease, expiring natively with VALID UNTIL.
+
+The server itself refuses a lease role after its VALID UNTIL, so expiry holds while lockstep
+is down; lockstep only drops expired roles later to keep the catalog small. Issuing one
+lease is one round trip: the verifier is computed here and every statement travels in a
+single simple-protocol message, which PostgreSQL runs as one implicit transaction, so a
+grant that fails leaves no half-made lease behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from lockstep.connectors import postgres_grammar as grammar
+from lockstep.connectors.base import GrammarError
+from lockstep.model import LEASE_PREFIX
+from lockstep.secrets import Secret
+
+LEASE_MARKER = "managed by lockstep: lease"
+# RFC 7677's floor, and what PostgreSQL itself uses; pgjdbc's SCRAM library refuses fewer.
+DEFAULT_SCRAM_ITERATIONS = 4096
+# Lease secrets are machine-generated: a short one would make a leaked verifier guessable
+# whatever the iteration count.
+MIN_SECRET_LENGTH = 24
+_SALT_BYTES = 16  # as PostgreSQL's own verifiers
+# SASLprep (RFC 4013) leaves printable ASCII unchanged, so the verifier of such a password
+# needs no normalisation to match what a client computes at login.
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
+
+# Every role by lease prefix; expiries as the session's account read renders them.
+LIST = """
+SELECT rolname,
+       CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil >= '9999-12-31 00:00+00' THEN NULL
+            ELSE greatest(rolvaliduntil, '0001-01-01 00:00+00') END
+FROM pg_roles
+WHERE starts_with(rolname, %(prefix)s) AND rolname <> session_user
+  AND rolname NOT IN (SELECT unnest(%(excluded)s::text[]))
+ORDER BY rolname
+"""
+# An expired lease stays expired: renewing it would bring a dead password back to life.
+# A DO block, so that the check and the change are one statement.
+_RENEW = """
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {name}) THEN
+    RAISE EXCEPTION 'role % does not exist', {name};
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {name} AND rolvaliduntil > now()) THEN
+    RAISE EXCEPTION 'the lease has expired and cannot be renewed';
+  END IF;
+  EXECUTE format('ALTER ROLE %I VALID UNTIL %L', {name}, {until});
+END
+"""
+
+
+def check_name(name: str) -> None:
+    """A lease account must carry lockstep's lease prefix and be a storable role name."""
+    if not name.startswith(LEASE_PREFIX) or name == LEASE_PREFIX:
+        raise GrammarError(
+            f"lease account {name!r}: lease accounts are named {LEASE_PREFIX}<id>, "
+            "so that the reaper finds them even when their record is lost"
+        )
+    grammar.check_account(name)
+
+
+def check_prefix(prefix: str) -> None:
+    """Listing by a shorter prefix would report, and let the reaper drop, ordinary roles."""
+    if not prefix.startswith(LEASE_PREFIX):
+        raise GrammarError(f"lease prefix {prefix!r} must start with {LEASE_PREFIX!r}")
+
+
+def valid_until(expires_at: datetime) -> sql.Literal:
+    """The expiry as VALID UNTIL takes it: a string constant, in UTC."""
+    if expires_at.tzinfo is None or expires_at.utcoffset() is None:
+        raise GrammarError(f"lease expiry {expires_at.isoformat()} has no time zone")
+    return sql.Literal(expires_at.astimezone(UTC).isoformat())
+
+
+def scram_verifier(secret: Secret, iterations: int) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``secret`` (RFC 5802, RFC 7677).
+
+    Computed here rather than with libpq's ``PQencryptPasswordConn``, which first asks the
+    server for ``password_encryption`` (a round trip) and hashes about three times slower.
+    """
+    password = secret.reveal()
+    if len(password) < MIN_SECRET_LENGTH or not _PRINTABLE_ASCII.fullmatch(password):
+        raise GrammarError(
+            f"a lease secret must be at least {MIN_SECRET_LENGTH} printable ASCII characters"
+        )
+    salt = secrets.token_bytes(_SALT_BYTES)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode("ascii"), salt, iterations)
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+    return f"SCRAM-SHA-256${iterations}:{_b64(salt)}${_b64(stored_key)}:{_b64(server_key)}"
+
+
+def issue_statements(
+    name: str, verifier: str, expires_at: datetime, grants: Iterable[sql.Composable]
+) -> sql.Composed:
+    """Every statement of one lease, to be sent as a single message (one transaction)."""
+    role = sql.Identifier(name)
+    create = sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} VALID UNTIL {}").format(
+        role, sql.Literal(verifier), valid_until(expires_at)
+    )
+    comment = sql.SQL("COMMENT ON ROLE {} IS {}").format(role, sql.Literal(LEASE_MARKER))
+    return sql.SQL("; ").join([create, comment, *grants])
+
+
+def renew_statement(name: str, until: sql.Literal, conn: psycopg.Connection[Any]) -> sql.Composed:
+    # The body is itself a string constant: every value in it is quoted twice, by
+    # sql.Literal inside the body and again around the whole body.
+    body = sql.SQL(_RENEW).format(name=sql.Literal(name), until=until).as_string(conn)
+    return sql.SQL("DO {}").format(sql.Literal(body))
+
+
+def disable_statements(name: str) -> sql.Composed:
+    """NOLOGIN, committed at once, then the role's oid as the second result."""
+    return sql.SQL("ALTER ROLE {} NOLOGIN; SELECT oid FROM pg_roles WHERE rolname = {}").format(
+        sql.Identifier(name), sql.Literal(name)
+    )
+
+
+def drop_statements(name: str, revokes: Iterable[sql.Composable]) -> sql.Composed:
+    """Revoke what the role holds on objects and drop it, as one message: one transaction.
+    DROP ROLE ends memberships by itself."""
+    drop = sql.SQL("DROP ROLE {}").format(sql.Identifier(name))
+    return sql.SQL("; ").join([*revokes, drop])
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
