@@ -2,9 +2,11 @@
 
 The directory has ``ou=people`` (accounts), ``ou=groups`` and a default password policy that
 hashes cleartext passwords and honours ``pwdAccountLockedTime``, as a production directory
-managed by lockstep would. The admin is the database's rootDN, so ACLs and size limits never
-get in the way of the fixtures; the ACLs themselves mirror a usual deployment (a password is
-only good for binding). ``CONFIG_ADMIN_DN``, with the same password, may change cn=config.
+managed by lockstep would. It records each entry's last successful bind (``olcLastBind``:
+``pwdLastSuccess``) and runs syncprov, which keeps the suffix's ``contextCSN``. The admin is
+the database's rootDN, so ACLs and size limits never get in the way of the fixtures; the ACLs
+themselves mirror a usual deployment (a password is only good for binding).
+``CONFIG_ADMIN_DN``, with the same password, may change cn=config.
 
 ``slapd_server`` starts one server per test session; ``ldap_target`` hands each test a
 lockstep ``Target`` pointing at it and empties ``ou=people`` and ``ou=groups`` around the
@@ -115,10 +117,24 @@ def _ssha(password: str) -> str:
 
 
 def _config_ldif(
-    directory: Path, modules: Path, schemas: Path, rootpw_hash: str, default_policy: bool
+    directory: Path,
+    modules: Path,
+    schemas: Path,
+    rootpw_hash: str,
+    default_policy: bool,
+    syncprov: bool,
 ) -> str:
     # Without a default policy, ppolicy still hashes passwords but enforces no lock.
     policy = f"olcPPolicyDefault: cn=default,ou=policies,{SUFFIX}\n" if default_policy else ""
+    sync_module = "olcModuleLoad: syncprov\n" if syncprov else ""
+    sync_overlay = (
+        "\ndn: olcOverlay={1}syncprov,olcDatabase={1}mdb,cn=config\n"
+        "objectClass: olcOverlayConfig\n"
+        "objectClass: olcSyncProvConfig\n"
+        "olcOverlay: {1}syncprov\n"
+        if syncprov
+        else ""
+    )
     includes = "".join(
         f"include: file://{schemas}/{name}.ldif\n"
         for name in ("core", "cosine", "inetorgperson", "nis")
@@ -136,7 +152,7 @@ cn: module{{0}}
 olcModulePath: {modules}
 olcModuleLoad: back_mdb
 olcModuleLoad: ppolicy
-
+{sync_module}
 dn: cn=schema,cn=config
 objectClass: olcSchemaConfig
 cn: schema
@@ -165,6 +181,8 @@ olcDbMaxSize: 67108864
 olcDbNoSync: TRUE
 olcDbIndex: objectClass eq
 olcDbIndex: uid,member eq
+olcDbIndex: entryCSN eq
+olcLastBind: TRUE
 olcAccess: {{0}}to attrs=userPassword by self write by anonymous auth by * none
 olcAccess: {{1}}to * by self read by users read by * none
 
@@ -174,7 +192,7 @@ objectClass: olcPPolicyConfig
 olcOverlay: {{0}}ppolicy
 {policy}olcPPolicyHashCleartext: TRUE
 olcPPolicyUseLockout: TRUE
-"""
+{sync_overlay}"""
 
 
 _BASE_LDIF = f"""\
@@ -238,17 +256,21 @@ def _wait_ready(server: LocalSlapd, timeout_s: float = 30.0) -> None:
     raise SlapdUnavailable(f"slapd did not answer within {timeout_s}s")
 
 
-def start(*, default_policy: bool = True) -> LocalSlapd:
+def start(*, default_policy: bool = True, syncprov: bool = True) -> LocalSlapd:
     """Configure and start a slapd; returns once the admin can bind. ``default_policy=False``
-    leaves entries without a password policy, as in a directory that never set one."""
+    leaves entries without a password policy, as in a directory that never set one;
+    ``syncprov=False`` leaves the suffix without ``contextCSN``, as in a directory that does
+    not replicate."""
     slapd, slapadd = _executable("slapd"), _executable("slapadd")
-    modules = _find(("back_mdb.la", "ppolicy.la"), _MODULE_DIRS, "slapd modules")
+    wanted = ("back_mdb.la", "ppolicy.la", *(("syncprov.la",) if syncprov else ()))
+    modules = _find(wanted, _MODULE_DIRS, "slapd modules")
     schemas = _find(("core.ldif", "cosine.ldif"), _SCHEMA_DIRS, "LDAP schema")
     directory = Path(tempfile.mkdtemp(prefix="lockstep-slapd-"))
     (directory / "slapd.d").mkdir()
     (directory / "db").mkdir()
     password = generate_password()
-    config = _config_ldif(directory, modules, schemas, _ssha(password.reveal()), default_policy)
+    rootpw_hash = _ssha(password.reveal())
+    config = _config_ldif(directory, modules, schemas, rootpw_hash, default_policy, syncprov)
     _slapadd(slapadd, directory, "0", config)
     _slapadd(slapadd, directory, "1", _BASE_LDIF)
     port = free_port()
@@ -324,10 +346,10 @@ def reset_directory(server: LocalSlapd) -> None:
 
 
 @contextmanager
-def private_server(*, default_policy: bool = True) -> Iterator[LocalSlapd]:
+def private_server(*, default_policy: bool = True, syncprov: bool = True) -> Iterator[LocalSlapd]:
     """A server of one's own, at the baseline, for a test that stops or reconfigures it."""
     try:
-        server = start(default_policy=default_policy)
+        server = start(default_policy=default_policy, syncprov=syncprov)
     except SlapdUnavailable as exc:
         unavailable(str(exc))
         raise

@@ -14,16 +14,17 @@ Besides the per-operation rights in ``permissions``, the bind DN must read both 
 (including whether userPassword and pwdAccountLockedTime are set: an account whose password
 it cannot see reads as disabled) without a size limit, or reads fail as unreachable.
 
+Sessions also offer optional capabilities (see ``connectors.base``), each in its own module:
+the last bind of each account and a change token (``ldap_observe``), and zero-downtime
+rotation with two userPassword values (``ldap_passwords``). LDAP has no leases: a directory
+entry cannot expire by itself, so lockstep issues none here.
+
 A session is one ldap3 connection and is used from one thread at a time.
 """
 
 from __future__ import annotations
 
-import re
-import ssl
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
@@ -31,43 +32,40 @@ import ldap3  # type: ignore[import-untyped, unused-ignore]
 from ldap3.core import exceptions as ldap_errors  # type: ignore[import-untyped, unused-ignore]
 from ldap3.core import results
 from ldap3.utils.conv import escape_filter_chars  # type: ignore[import-untyped, unused-ignore]
-from ldap3.utils.dn import escape_rdn, parse_dn  # type: ignore[import-untyped, unused-ignore]
+from ldap3.utils.dn import escape_rdn  # type: ignore[import-untyped, unused-ignore]
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lockstep.connectors.base import (
     ActionFailed,
-    ConnectorError,
     Credential,
     GrammarError,
     ProbeResult,
     Scope,
     TargetUnreachable,
 )
+from lockstep.connectors.ldap_directory import (
+    GROUPS_FILTER,
+    LOCK,
+    PASSWORD,
+    DirectorySettings,
+    NormalDn,
+    connection,
+    fold,
+    leaf_value,
+    normal,
+    normal_dn,
+    rdns,
+)
+from lockstep.connectors.ldap_observe import LdapObserver
+from lockstep.connectors.ldap_passwords import LdapPasswords
 from lockstep.model import Account, Action, Op, Snapshot, Target
 from lockstep.secrets import Secret, redact
 
-TIMEOUT_S: Final = 5  # seconds; ldap3 packs it into a socket option that takes whole seconds
-PAGE_SIZE: Final = 500
 MAX_NAME_LENGTH: Final = 256
 # ppolicy's "locked until an administrator unlocks it" value (draft-behera, section 5.3.3).
 PERMANENT_LOCK: Final = "000001010000Z"
 MANAGED_MARKER: Final = "managed by lockstep"
 ENTITLEMENT_FORM: Final = "group:CN (membership in the groupOfNames cn=CN under groups_dn)"
-
-_PAGED_RESULTS_OID: Final = "1.2.840.113556.1.4.319"
-_GROUPS_FILTER: Final = "(objectClass=groupOfNames)"
-_LOCK: Final = "pwdAccountLockedTime"
-_PASSWORD: Final = "userPassword"  # noqa: S105 - the attribute's name
-# The server is there but cannot serve us now: no conclusion may be drawn, as when it is down.
-_UNAVAILABLE: Final = frozenset({results.RESULT_BUSY, results.RESULT_UNAVAILABLE})
-_HINTS: Final = {
-    results.RESULT_SIZE_LIMIT_EXCEEDED: "the directory limits what the bind DN may read; "
-    "lift it for that DN (OpenLDAP: olcLimits: dn.exact=BIND_DN size=unlimited)",
-}
-
-# A DN compared the way the directory compares it: a tuple of RDNs, each a set of
-# (attribute type, folded value).
-_NormalDn = tuple[frozenset[tuple[str, str]], ...]
 
 
 class LdapSettings(BaseModel):
@@ -97,84 +95,10 @@ class LdapSettings(BaseModel):
     @classmethod
     def _dn(cls, value: str) -> str:
         try:
-            _rdns(value)
+            rdns(value)
         except ldap_errors.LDAPInvalidDnError as exc:
             raise ValueError(f"invalid DN {value!r}: {exc}") from exc
         return value
-
-
-@dataclass(frozen=True, slots=True)
-class _Settings:
-    url: str
-    bind_dn: str
-    bind_password: Secret
-    accounts_dn: str
-    groups_dn: str
-
-    @classmethod
-    def of(cls, target: Target) -> _Settings:
-        values = target.settings
-        password = values["bind_password"]
-        if not isinstance(password, Secret):
-            raise TypeError("bind_password must reach the connector as a Secret")
-        return cls(
-            url=str(values["url"]),
-            bind_dn=str(values["bind_dn"]),
-            bind_password=password,
-            accounts_dn=str(values["accounts_dn"]),
-            groups_dn=str(values["groups_dn"]),
-        )
-
-
-# ---------------------------------------------------------------- DNs and names
-
-_DN_ESCAPE = re.compile(r"\\([0-9A-Fa-f]{2})|\\(.)|([^\\]+)", re.DOTALL)
-
-
-def _unescape(value: str) -> str:
-    """An attribute value from its RFC 4514 string form; hex escapes may spell out the
-    bytes of one UTF-8 character, so the value is rebuilt as bytes first."""
-    raw = bytearray()
-    for hex_pair, escaped, plain in _DN_ESCAPE.findall(value):
-        raw += bytes([int(hex_pair, 16)]) if hex_pair else (escaped or plain).encode()
-    try:
-        return raw.decode()
-    except UnicodeDecodeError as exc:
-        raise ldap_errors.LDAPInvalidDnError(f"value is not UTF-8: {value!r}") from exc
-
-
-def _rdns(dn: str) -> list[list[tuple[str, str]]]:
-    """The RDNs of ``dn``, each a list of (lower-case attribute type, unescaped value)."""
-    rdns: list[list[tuple[str, str]]] = []
-    current: list[tuple[str, str]] = []
-    for attribute_type, value, separator in parse_dn(dn):
-        current.append((str(attribute_type).lower(), _unescape(str(value))))
-        if separator != "+":  # "+" joins the AVAs of a multi-valued RDN
-            rdns.append(current)
-            current = []
-    return rdns
-
-
-def _fold(value: str) -> str:
-    """What uid, cn, ou and dc values are compared by (caseIgnoreMatch with insignificant
-    space handling, RFC 4518): so " Svc " names the same entry as "svc"."""
-    return re.sub(" +", " ", value.strip(" ")).casefold()
-
-
-def _normal(rdns: list[list[tuple[str, str]]]) -> _NormalDn:
-    return tuple(frozenset((kind, _fold(value)) for kind, value in rdn) for rdn in rdns)
-
-
-def _normal_dn(dn: str) -> _NormalDn:
-    return _normal(_rdns(dn))
-
-
-def _leaf_value(dn: str, attribute: str) -> str | None:
-    """The value of a single-valued RDN of type ``attribute`` (``uid=svc,...`` -> ``svc``)."""
-    first = _rdns(dn)[0]
-    if len(first) == 1 and first[0][0] == attribute:
-        return first[0][1]
-    return None
 
 
 def _parse_group(text: str) -> str | None:
@@ -197,7 +121,8 @@ class LdapConnectorType:
         ),
         Op.GRANT: ("write member on groupOfNames entries under groups_dn",),
         Op.REVOKE: ("write member on groupOfNames entries under groups_dn",),
-        Op.ROTATE_CREDENTIAL: ("write userPassword on accounts_dn entries",),
+        # Rotation adds a value and retires the old one by its stored hash (ldap_passwords).
+        Op.ROTATE_CREDENTIAL: ("read and write userPassword on accounts_dn entries",),
         Op.SUSPEND_ACCOUNT: (
             "write userPassword on accounts_dn entries",
             "manage pwdAccountLockedTime (ppolicy) on accounts_dn entries",
@@ -209,6 +134,19 @@ class LdapConnectorType:
             "delete entries under accounts_dn",
         ),
     }
+    # What each optional capability of the sessions needs, by the capability's name.
+    capability_permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "ObservesUsage": (
+            "read pwdLastSuccess (olcLastBind: TRUE) or authTimestamp (lastbind overlay) "
+            "on accounts_dn entries",
+        ),
+        "WatchesChanges": (
+            "read entryCSN of the groupOfNames entries under groups_dn",
+            "read contextCSN of the suffix holding accounts_dn and groups_dn (syncprov; "
+            "optional: without it every token lists both subtrees)",
+        ),
+        "HoldsTwoCredentials": ("read and write userPassword on accounts_dn entries",),
+    }
     # A directory answers from what it stores: a removed password fails the next bind.
     propagation_window_s: ClassVar[float] = 0.0
 
@@ -219,7 +157,7 @@ class LdapConnectorType:
         return frozenset({"bind_password"})
 
     def check_account(self, name: str) -> None:
-        if not _fold(name):
+        if not fold(name):
             # LDAP matching ignores leading and trailing spaces: a blank uid is an empty one.
             raise GrammarError("an LDAP account name (uid) must not be empty or blank")
         if "\x00" in name:
@@ -237,18 +175,18 @@ class LdapConnectorType:
         return f"group:{cn}"
 
     def default_excluded(self, settings: Mapping[str, Any]) -> frozenset[str]:
-        bind, accounts = _rdns(str(settings["bind_dn"])), _rdns(str(settings["accounts_dn"]))
+        bind, accounts = rdns(str(settings["bind_dn"])), rdns(str(settings["accounts_dn"]))
         leaf = bind[0]
-        directly_under = len(bind) == len(accounts) + 1 and _normal(bind[1:]) == _normal(accounts)
+        directly_under = len(bind) == len(accounts) + 1 and normal(bind[1:]) == normal(accounts)
         if directly_under and len(leaf) == 1 and leaf[0][0] == "uid":
             return frozenset({leaf[0][1]})
         return frozenset()
 
     def open(self, target: Target, scope: Scope) -> LdapSession:
-        settings = _Settings.of(target)
+        settings = DirectorySettings.of(target)
         where = f"{target.name}: {settings.url}"
         try:
-            conn = _connection(settings.url, settings.bind_dn, settings.bind_password)
+            conn = connection(settings.url, settings.bind_dn, settings.bind_password)
             bound = conn.bind()
         except ldap_errors.LDAPException as exc:
             raise TargetUnreachable(redact(f"{where}: cannot connect: {exc}")) from exc
@@ -260,39 +198,17 @@ class LdapConnectorType:
         return LdapSession(target.name, settings, scope, conn)
 
 
-def _connection(url: str, user: str, password: Secret) -> Any:
-    server = ldap3.Server(
-        url,
-        get_info=ldap3.NONE,
-        connect_timeout=TIMEOUT_S,
-        tls=ldap3.Tls(validate=ssl.CERT_REQUIRED),  # ldap3 accepts any certificate by default
-    )
-    return ldap3.Connection(
-        server,
-        user=user,
-        password=password.reveal(),
-        receive_timeout=TIMEOUT_S,
-        # ldap3 would re-bind to whatever server a referral names, with these credentials.
-        auto_referrals=False,
-        # So that an attribute's presence can be read without its values (see _account).
-        return_empty_attributes=False,
-        raise_exceptions=False,
-    )
-
-
 # ---------------------------------------------------------------- sessions
 
 
 Handler = Callable[[Action, Secret | None], Credential | None]
 
 
-class LdapSession:
-    def __init__(self, target: str, settings: _Settings, scope: Scope, conn: Any) -> None:
-        self._target = target
-        self._settings = settings
-        self._conn = conn
-        # Compared as the directory compares uids, so that "Admin" excludes uid=admin too.
-        self._excluded = frozenset(_fold(name) for name in scope.excluded)
+class LdapSession(LdapObserver, LdapPasswords):
+    """One target's accounts and groups; the optional capabilities come from the mixins."""
+
+    def __init__(self, target: str, settings: DirectorySettings, scope: Scope, conn: Any) -> None:
+        super().__init__(target, settings, scope, conn)
         self._handlers: dict[Op, Handler] = {
             Op.CREATE_ACCOUNT: self._create,
             Op.RESTORE_ACCOUNT: self._restore,
@@ -308,7 +224,7 @@ class LdapSession:
 
     def read(self) -> Snapshot:
         with self._ldap_errors(TargetUnreachable):
-            memberships = self._memberships(_GROUPS_FILTER)
+            memberships = self._memberships(GROUPS_FILTER)
             entries = self._accounts(self._settings.accounts_dn, ldap3.LEVEL, absent_ok=False)
             found = (self._account(entry, memberships) for entry in entries)
             accounts = {a.name: a for a in found if a is not None and not self._is_excluded(a.name)}
@@ -323,79 +239,43 @@ class LdapSession:
             entries = self._accounts(dn, ldap3.BASE, absent_ok=True)
             if not entries:
                 return None
-            member_filter = f"(&{_GROUPS_FILTER}(member={escape_filter_chars(dn)}))"
+            member_filter = f"(&{GROUPS_FILTER}(member={escape_filter_chars(dn)}))"
             return self._account(entries[0], self._memberships(member_filter))
 
     def _accounts(self, base: str, scope: str, *, absent_ok: bool) -> list[dict[str, Any]]:
         # types_only: whether userPassword is set is all we need; its hash stays on the server.
-        attributes = [_PASSWORD, _LOCK]
+        attributes = [PASSWORD, LOCK]
         return self._search(
             base, scope, "(uid=*)", attributes, types_only=True, absent_ok=absent_ok
         )
 
     def _account(
-        self, entry: dict[str, Any], memberships: Mapping[_NormalDn, set[str]]
+        self, entry: dict[str, Any], memberships: Mapping[NormalDn, set[str]]
     ) -> Account | None:
-        name = _leaf_value(entry["dn"], "uid")
+        name = leaf_value(entry["dn"], "uid")
         if name is None:  # not uid=NAME,accounts_dn: lockstep could neither bind as nor manage it
             return None
         present = entry["raw_attributes"]
-        groups = memberships.get(_normal_dn(entry["dn"]), set())
+        groups = memberships.get(normal_dn(entry["dn"]), set())
         return Account(
             name=name,
             entitlements=frozenset(f"group:{cn}" for cn in groups),
-            enabled=_PASSWORD in present and _LOCK not in present,
+            enabled=PASSWORD in present and LOCK not in present,
             sessions=-1,  # binds are per operation: LDAP cannot tell who is "logged in"
         )
 
-    def _memberships(self, group_filter: str) -> dict[_NormalDn, set[str]]:
+    def _memberships(self, group_filter: str) -> dict[NormalDn, set[str]]:
         """The CNs of the groups matching ``group_filter``, by the normalised DN of each
         member. A placeholder member (see _remove_member) is a group, never an account, so it
         drops out when accounts are looked up here."""
-        found: dict[_NormalDn, set[str]] = {}
+        found: dict[NormalDn, set[str]] = {}
         for group in self._search(self._settings.groups_dn, ldap3.LEVEL, group_filter, ["member"]):
-            cn = _leaf_value(group["dn"], "cn")
+            cn = leaf_value(group["dn"], "cn")
             if cn is None:  # not cn=CN,groups_dn: no entitlement can name it
                 continue
             for member in group["attributes"].get("member", []):
-                found.setdefault(_normal_dn(member), set()).add(cn)
+                found.setdefault(normal_dn(member), set()).add(cn)
         return found
-
-    def _search(
-        self,
-        base: str,
-        scope: str,
-        search_filter: str,
-        attributes: list[str],
-        *,
-        types_only: bool = False,
-        absent_ok: bool = False,
-        failure: type[ConnectorError] = TargetUnreachable,
-    ) -> list[dict[str, Any]]:
-        """Every entry, page by page; none when ``absent_ok`` and ``base`` does not exist.
-        Anything short of a complete answer raises: a partial read (a size limit, say) would
-        look like accounts and memberships gone."""
-        tolerated = frozenset({results.RESULT_NO_SUCH_OBJECT} if absent_ok else ())
-        entries: list[dict[str, Any]] = []
-        cookie: bytes | None = None
-        while True:
-            self._conn.search(
-                base,
-                search_filter,
-                search_scope=scope,
-                attributes=attributes,
-                types_only=types_only,
-                paged_size=PAGE_SIZE,
-                paged_cookie=cookie,
-            )
-            code = self._check(f"search {base}", failure, tolerated)
-            if code == results.RESULT_NO_SUCH_OBJECT:
-                return []
-            entries += [e for e in self._conn.response if e["type"] == "searchResEntry"]
-            control = self._conn.result.get("controls", {}).get(_PAGED_RESULTS_OID, {})
-            cookie = control.get("value", {}).get("cookie")
-            if not cookie:
-                return entries
 
     # ------------------------------------------------------------ changing
 
@@ -409,7 +289,7 @@ class LdapSession:
         password = _required(secret, action)
         attributes = {
             "uid": action.account,
-            _PASSWORD: password.reveal(),
+            PASSWORD: password.reveal(),
             "description": MANAGED_MARKER,
         }
         dn = self._account_dn(action.account)
@@ -421,7 +301,7 @@ class LdapSession:
     def _grant(self, action: Action, secret: Secret | None) -> None:
         group, dn = self._group_dn(action), self._account_dn(action.account)
         # A member value for a DN nobody holds would pass to whoever creates that DN later.
-        self._presence(action, dn)
+        self._presence(action.account, dn)
         self._conn.modify(group, {"member": [(ldap3.MODIFY_ADD, [dn])]})
         code = self._check(
             f"add member to {group}",
@@ -459,7 +339,7 @@ class LdapSession:
         # password of a locked entry changes, so a lock set in the same modify (or before)
         # would not survive a second suspension. In between, the password is one nobody holds.
         self._replace_password(dn, _required(secret, action))
-        self._conn.modify(dn, {_LOCK: [(ldap3.MODIFY_REPLACE, [PERMANENT_LOCK])]})
+        self._conn.modify(dn, {LOCK: [(ldap3.MODIFY_REPLACE, [PERMANENT_LOCK])]})
         self._check(f"lock {dn}")
 
     def _restore(self, action: Action, secret: Secret | None) -> Credential:
@@ -467,7 +347,7 @@ class LdapSession:
         self._replace_password(dn, password)
         # ppolicy has just unlocked it; unlocking explicitly as well keeps this right on a
         # directory that does not. Replacing with nothing is a no-op when there is no lock.
-        self._conn.modify(dn, {_LOCK: [(ldap3.MODIFY_REPLACE, [])]})
+        self._conn.modify(dn, {LOCK: [(ldap3.MODIFY_REPLACE, [])]})
         self._check(f"unlock {dn}")
         return Credential(action.account, password)
 
@@ -475,7 +355,7 @@ class LdapSession:
         dn, password = self._account_dn(action.account), _required(secret, action)
         # Under ppolicy a new password unlocks a locked entry: rotating a suspended account
         # would quietly restore it. Restoring is a decision of its own.
-        if _LOCK in self._presence(action, dn):
+        if LOCK in self._presence(action.account, dn):
             raise ActionFailed(
                 f"{self._target}: {action.account!r} is suspended (locked); rotating its "
                 "password would unlock it, restore it instead"
@@ -492,7 +372,7 @@ class LdapSession:
         dn = self._account_dn(action.account)
         # Memberships first: a member value outlives its entry and would hand the groups to
         # whatever is created under that DN next.
-        member_filter = f"(&{_GROUPS_FILTER}(member={escape_filter_chars(dn)}))"
+        member_filter = f"(&{GROUPS_FILTER}(member={escape_filter_chars(dn)}))"
         groups = self._search(
             self._settings.groups_dn, ldap3.LEVEL, member_filter, [], failure=ActionFailed
         )
@@ -501,24 +381,8 @@ class LdapSession:
         self._conn.delete(dn)
         self._check(f"delete {dn}")
 
-    def _presence(self, action: Action, dn: str) -> Any:
-        """Which of userPassword and pwdAccountLockedTime the account has (names, no values);
-        ActionFailed when there is no such account."""
-        entries = self._search(
-            dn,
-            ldap3.BASE,
-            "(objectClass=*)",
-            [_PASSWORD, _LOCK],
-            types_only=True,
-            absent_ok=True,
-            failure=ActionFailed,
-        )
-        if not entries:
-            raise ActionFailed(f"{self._target}: account {action.account!r} does not exist")
-        return entries[0]["raw_attributes"]
-
     def _replace_password(self, dn: str, password: Secret) -> None:
-        self._conn.modify(dn, {_PASSWORD: [(ldap3.MODIFY_REPLACE, [password.reveal()])]})
+        self._conn.modify(dn, {PASSWORD: [(ldap3.MODIFY_REPLACE, [password.reveal()])]})
         self._check(f"set the password of {dn}")
 
     # ------------------------------------------------------------ probing
@@ -526,7 +390,7 @@ class LdapSession:
     def probe(self, credential: Credential) -> ProbeResult:
         dn = self._account_dn(credential.username)
         with self._ldap_errors(TargetUnreachable):
-            conn = _connection(self._settings.url, dn, credential.secret)
+            conn = connection(self._settings.url, dn, credential.secret)
             try:
                 if conn.bind():
                     return ProbeResult.ACCEPTED
@@ -540,56 +404,13 @@ class LdapSession:
             redact(f"{self._target}: probing {dn} got {result['description']}: no conclusion")
         )
 
-    def close(self) -> None:
-        with suppress(ldap_errors.LDAPException):  # already gone: nothing left to release
-            self._conn.unbind()
-
     # ------------------------------------------------------------ helpers
-
-    def _is_excluded(self, account: str) -> bool:
-        return _fold(account) in self._excluded
-
-    def _account_dn(self, account: str) -> str:
-        return f"uid={escape_rdn(account)},{self._settings.accounts_dn}"
 
     def _group_dn(self, action: Action) -> str:
         cn = _parse_group(action.entitlement or "")
         if cn is None:
             raise ActionFailed(f"{self._target}: {action.entitlement!r} is not {ENTITLEMENT_FORM}")
         return f"cn={escape_rdn(cn)},{self._settings.groups_dn}"
-
-    def _check(
-        self,
-        doing: str,
-        failure: type[ConnectorError] = ActionFailed,
-        tolerated: frozenset[int] = frozenset(),
-    ) -> int:
-        """The result code of the last operation when it succeeded or is ``tolerated``;
-        raises otherwise, with the server's words (which never echo a password)."""
-        result = self._conn.result
-        code = int(result["result"])
-        if code == results.RESULT_SUCCESS or code in tolerated:
-            return code
-        detail = f"{doing}: {result['description']}"
-        if result.get("message"):
-            detail += f" ({result['message']})"
-        if code in _HINTS:
-            detail += f": {_HINTS[code]}"
-        raise (TargetUnreachable if code in _UNAVAILABLE else failure)(self._say(detail))
-
-    @contextmanager
-    def _ldap_errors(self, failure: type[ConnectorError]) -> Iterator[None]:
-        """ldap3's exceptions as lockstep's: a lost connection means nothing can be
-        concluded; anything else ldap3 raises is ``failure``."""
-        try:
-            yield
-        except ldap_errors.LDAPCommunicationError as exc:
-            raise TargetUnreachable(self._say(f"connection lost: {exc}")) from exc
-        except ldap_errors.LDAPException as exc:
-            raise failure(self._say(f"{type(exc).__name__}: {exc}")) from exc
-
-    def _say(self, detail: str) -> str:
-        return redact(f"{self._target}: {detail}")
 
 
 def _required(secret: Secret | None, action: Action) -> Secret:
