@@ -31,7 +31,13 @@ class TargetSessions:
         self._lock = threading.Lock()
 
     def propagation_window_s(self, target: str) -> float:
-        return connector_type(self._policy.targets[target].type).propagation_window_s
+        """How long a removed credential may still work: the connector's default, unless the
+        target sets ``propagation_window`` (an AWS account may need longer)."""
+        spec = self._policy.targets[target]
+        configured = spec.settings.get("propagation_window")
+        if isinstance(configured, int | float):
+            return float(configured)
+        return connector_type(spec.type).propagation_window_s
 
     @contextmanager
     def session(self, target: str) -> Iterator[Session]:

@@ -1,0 +1,618 @@
+"""Leases: short-lived credentials, one account per lease, issued only once they log in and
+ended only once the target refuses them, on real PostgreSQL, Redis and (emulated) AWS."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import delete
+
+from lockstep import localpg
+from lockstep.connectors.base import Credential
+from lockstep.lease_sessions import TargetSessions
+from lockstep.leases import (
+    DEFAULT_MAX_TTL_S,
+    DEFAULT_TTL_S,
+    LeaseError,
+    LeaseManager,
+    LeaseStatus,
+)
+from lockstep.localpg import free_port
+from lockstep.model import LEASE_PREFIX
+from lockstep.store.tables import leases as leases_table
+from lockstep.workspace import Workspace
+
+if TYPE_CHECKING:
+    from services.moto_server import MotoServer
+    from services.redis_server import LocalRedis
+
+pytest_plugins = ("services.redis_server", "services.moto_server")
+
+PG_POLICY = """\
+version: 1
+targets:
+  orders-db:
+    type: postgres
+    dsn: ${ORDERS_DB_DSN}
+owners:
+  payments-team:
+    contacts: [alice@example.com]
+    status: OWNER_STATUS
+identities:
+  payments-api:
+    owner: payments-team
+    purpose: Serve the payments API
+    access:
+      - target: orders-db
+        account: payments_api
+        entitlements:
+          - role:app_readonly
+          - SELECT on table public.orders
+          - CONNECT on database orders
+    credentials:
+      lease_ttl: 10m
+      lease_max_ttl: 1h
+  reporting-job:
+    owner: payments-team
+    purpose: Nightly report
+    access:
+      - target: orders-db
+        account: reporting_job
+        entitlements: [SELECT on table public.orders, CONNECT on database orders]
+  broken-job:
+    owner: payments-team
+    purpose: Wants a table that does not exist
+    access:
+      - target: orders-db
+        account: broken_job
+        entitlements: [SELECT on table public.missing]
+"""
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture
+def db(pg: localpg.LocalPostgres) -> localpg.LocalPostgres:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE orders")
+        conn.execute("CREATE ROLE app_readonly NOLOGIN")
+    with psycopg.connect(pg.dsn("orders"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.orders (id int PRIMARY KEY)")
+    return pg
+
+
+@dataclass
+class Project:
+    """A lockstep project directory: its policy, environment and state."""
+
+    workdir: Path
+    env: dict[str, str]
+
+    @property
+    def state_db(self) -> Path:
+        return self.workdir / ".lockstep" / "state.db"
+
+    def write(self, policy: str) -> None:
+        (self.workdir / "lockstep.yaml").write_text(policy)
+
+    @contextmanager
+    def manager(self, clock: Callable[[], datetime] | None = None) -> Iterator[LeaseManager]:
+        saved = dict(os.environ)
+        os.environ.update(self.env)
+        try:
+            with Workspace.open(self.workdir / "lockstep.yaml") as ws:
+                sessions = TargetSessions(ws.policy)
+                try:
+                    yield LeaseManager(
+                        ws.policy, ws.store, ws.journal, ws.vault, sessions, clock or ws.clock
+                    )
+                finally:
+                    sessions.close()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "lockstep", *args],
+            cwd=self.workdir,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "Traceback" not in proc.stderr, proc.stderr
+        return proc
+
+    def journal(self, kind: str | None = None) -> list[dict[str, Any]]:
+        with sqlite3.connect(self.state_db) as conn:
+            rows = conn.execute("SELECT kind, payload FROM journal ORDER BY seq").fetchall()
+        return [{"kind": k, **json.loads(p)} for k, p in rows if kind is None or k == kind]
+
+
+@pytest.fixture
+def project(db: localpg.LocalPostgres, tmp_path: Path) -> Project:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKSTEP_")}
+    env["ORDERS_DB_DSN"] = db.dsn("orders")
+    project = Project(tmp_path, env)
+    project.write(PG_POLICY.replace("OWNER_STATUS", "active"))
+    return project
+
+
+def pg_login(pg: localpg.LocalPostgres, user: str, password: str) -> psycopg.Connection:
+    return psycopg.connect(
+        host="127.0.0.1", port=pg.port, dbname="orders", user=user, password=password
+    )
+
+
+def pg_refused(pg: localpg.LocalPostgres, user: str, password: str) -> bool:
+    try:
+        pg_login(pg, user, password).close()
+    except psycopg.OperationalError as exc:
+        text = str(exc)
+        return any(
+            reason in text
+            for reason in ("authentication failed", "not permitted to log in", "does not exist")
+        )
+    return False
+
+
+def pg_role(pg: localpg.LocalPostgres, name: str) -> tuple[Any, ...] | None:
+    with psycopg.connect(pg.dsn("orders"), autocommit=True) as conn:
+        return conn.execute(
+            "SELECT rolcanlogin, rolvaliduntil FROM pg_roles WHERE rolname = %s", (name,)
+        ).fetchone()
+
+
+def lease_roles(pg: localpg.LocalPostgres) -> list[str]:
+    with psycopg.connect(pg.dsn("orders"), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname LIKE %s ORDER BY 1", (LEASE_PREFIX + "%",)
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def assert_nothing_secret_in(project: Project, *secrets: str, texts: tuple[str, ...] = ()) -> None:
+    state = project.state_db.read_bytes()
+    for secret in secrets:
+        assert secret.encode() not in state
+        for text in texts:
+            assert secret not in text
+
+
+# ------------------------------------------------ PostgreSQL: the CLI, as users drive it
+
+
+def test_issue_prints_a_credential_that_works_holds_the_entitlements_and_expires_natively(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    proc = project.cli("issue", "payments-api", "--target", "orders-db", "--ttl", "15m", "--json")
+    assert proc.returncode == 0, proc.stderr
+    lease = json.loads(proc.stdout)
+    assert {"lease_id", "username", "password", "expires_at"} <= set(lease)
+    assert lease["username"] == LEASE_PREFIX + lease["lease_id"]
+
+    with pg_login(db, lease["username"], lease["password"]) as conn:
+        assert conn.execute("SELECT count(*) FROM public.orders").fetchone() == (0,)
+        assert conn.execute("SELECT pg_has_role('app_readonly', 'member')").fetchone() == (True,)
+    can_login, valid_until = pg_role(db, lease["username"]) or (None, None)
+    assert can_login is True
+    expires = datetime.fromisoformat(lease["expires_at"].replace("Z", "+00:00"))
+    assert abs(valid_until - expires) < timedelta(seconds=1)
+    assert timedelta(minutes=14) < expires - datetime.now(UTC) <= timedelta(minutes=15)
+
+
+def test_issue_and_revoke_journal_intent_and_result_with_a_fingerprint_never_the_secret(
+    project: Project,
+) -> None:
+    lease = json.loads(
+        project.cli("issue", "payments-api", "--target", "orders-db", "--json").stdout
+    )
+    revoked = project.cli("revoke", lease["lease_id"])
+    kinds = [e["kind"] for e in project.journal() if e["kind"].startswith("lease_")]
+    assert kinds == ["lease_intent", "lease_issued", "lease_intent", "lease_revoked"]
+    [issued] = project.journal("lease_issued")
+    assert issued["fingerprint"].startswith("sha256:") and issued["lease_id"] == lease["lease_id"]
+    assert project.journal("lease_intent")[0]["op"] == "issue"
+    assert project.journal("lease_intent")[1]["op"] == "revoke"
+    assert_nothing_secret_in(project, lease["password"], texts=(revoked.stdout, revoked.stderr))
+    assert project.cli("audit", "verify").returncode == 0
+
+
+def test_revoke_exits_0_once_the_credential_is_refused_and_open_sessions_are_ended(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    lease = json.loads(
+        project.cli("issue", "payments-api", "--target", "orders-db", "--json").stdout
+    )
+    session = pg_login(db, lease["username"], lease["password"])
+
+    proc = project.cli("revoke", lease["lease_id"], "--json")
+    assert proc.returncode == 0, proc.stderr
+    [ended] = json.loads(proc.stdout)["ended"]
+    assert ended["status"] == "revoked" and "refused" in ended["detail"]
+    assert pg_refused(db, lease["username"], lease["password"])
+    assert pg_role(db, lease["username"]) is None
+    with pytest.raises(psycopg.OperationalError):
+        session.execute("SELECT 1")
+    assert project.cli("revoke", lease["lease_id"]).returncode == 0  # already revoked
+
+
+def test_revoke_exits_1_when_the_refusal_cannot_be_proven_and_succeeds_later(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    lease = json.loads(
+        project.cli("issue", "payments-api", "--target", "orders-db", "--json").stdout
+    )
+    working_dsn = project.env["ORDERS_DB_DSN"]
+    project.env["ORDERS_DB_DSN"] = f"postgresql://nobody:pw-x9@127.0.0.1:{free_port()}/orders"
+    failed = project.cli("revoke", lease["lease_id"])
+    assert failed.returncode == 1
+    assert "failed" in failed.stderr and "pw-x9" not in failed.stderr
+    assert project.journal("lease_failed")[-1]["op"] == "revoke"
+    listed = json.loads(project.cli("leases", "--json").stdout)["leases"]
+    assert [entry["status"] for entry in listed] == ["failed"]
+
+    project.env["ORDERS_DB_DSN"] = working_dsn
+    assert project.cli("revoke", lease["lease_id"]).returncode == 0
+    assert pg_refused(db, lease["username"], lease["password"])
+
+
+def test_a_ttl_above_the_identitys_maximum_is_refused_and_nothing_is_made(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    proc = project.cli("issue", "payments-api", "--target", "orders-db", "--ttl", "2h", "--json")
+    assert proc.returncode == 1
+    assert "lease_max_ttl" in proc.stderr and proc.stdout == ""
+    assert lease_roles(db) == []
+
+
+def test_the_ttl_defaults_to_the_identitys_and_else_to_an_hour(project: Project) -> None:
+    with project.manager() as manager:
+        lease, _ = manager.issue("payments-api", "orders-db")
+        assert lease.expires_at - lease.issued_at == timedelta(minutes=10)
+        assert lease.max_expires_at - lease.issued_at == timedelta(hours=1)
+        lease, _ = manager.issue("reporting-job", "orders-db")
+        assert lease.expires_at - lease.issued_at == timedelta(seconds=DEFAULT_TTL_S)
+        assert lease.max_expires_at - lease.issued_at == timedelta(seconds=DEFAULT_MAX_TTL_S)
+
+
+def test_renew_extends_the_native_expiry_but_never_past_the_maximum(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    lease = json.loads(
+        project.cli("issue", "payments-api", "--target", "orders-db", "--json").stdout
+    )
+    renewed = json.loads(project.cli("renew", lease["lease_id"], "--ttl", "30m", "--json").stdout)
+    _, valid_until = pg_role(db, lease["username"]) or (None, None)
+    expires = datetime.fromisoformat(renewed["expires_at"].replace("Z", "+00:00"))
+    assert abs(valid_until - expires) < timedelta(seconds=1)
+    assert renewed["expires_at"] > lease["expires_at"]
+
+    capped = json.loads(project.cli("renew", lease["lease_id"], "--ttl", "5h", "--json").stdout)
+    assert capped["expires_at"] == capped["max_expires_at"]
+    assert [e["kind"] for e in project.journal() if e["kind"] == "lease_renewed"] == [
+        "lease_renewed",
+        "lease_renewed",
+    ]
+
+
+def test_leases_lists_what_was_issued_without_any_secret(project: Project) -> None:
+    lease = json.loads(
+        project.cli("issue", "payments-api", "--target", "orders-db", "--json").stdout
+    )
+    listed = project.cli("leases", "--json")
+    [entry] = json.loads(listed.stdout)["leases"]
+    assert entry["lease_id"] == lease["lease_id"] and entry["status"] == "active"
+    assert lease["password"] not in listed.stdout
+    human = project.cli("leases")
+    assert lease["lease_id"] in human.stdout and lease["password"] not in human.stdout
+
+
+# ------------------------------------------------ PostgreSQL: the lease manager
+
+
+def test_revoke_by_identity_by_target_and_by_prefix_each_prove_refusal(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    with project.manager() as manager:
+        pay = [manager.issue("payments-api", "orders-db") for _ in range(2)]
+        rep = manager.issue("reporting-job", "orders-db")
+
+        by_identity = manager.revoke_where(identity="payments-api")
+        assert sorted(e.lease_id or "" for e in by_identity) == sorted(lease.id for lease, _ in pay)
+        assert all(e.verified for e in by_identity)
+        for _, credential in pay:
+            assert pg_refused(db, credential.username, credential.secret.reveal())
+        assert not pg_refused(db, rep[1].username, rep[1].secret.reveal())
+
+        more = manager.issue("reporting-job", "orders-db")
+        by_prefix = manager.revoke_where(prefix=more[0].id[:12])
+        assert [e.lease_id for e in by_prefix] == [more[0].id] and by_prefix[0].verified
+
+        by_target = manager.revoke_where(target="orders-db")
+        assert [e.lease_id for e in by_target] == [rep[0].id] and by_target[0].verified
+        assert lease_roles(db) == []
+        with pytest.raises(LeaseError, match="name an identity"):
+            manager.revoke_where()
+
+
+def test_the_reaper_ends_leases_past_expiry_and_marks_them_expired_after_proof(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    with project.manager() as manager:
+        old, old_credential = manager.issue("payments-api", "orders-db")
+        young, young_credential = manager.issue("payments-api", "orders-db", ttl_s=3600)
+        report = manager.reap(now=old.expires_at + timedelta(seconds=1))
+        assert report.verified and [e.lease_id for e in report.ended] == [old.id]
+        assert manager.get(old.id).status is LeaseStatus.EXPIRED
+        assert manager.get(young.id).status is LeaseStatus.ACTIVE
+    assert pg_refused(db, old_credential.username, old_credential.secret.reveal())
+    assert not pg_refused(db, young_credential.username, young_credential.secret.reveal())
+
+
+def test_expiry_holds_while_lockstep_is_not_running(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    with project.manager() as manager:
+        _, credential = manager.issue("payments-api", "orders-db", ttl_s=1)
+    time.sleep(1.5)
+    assert pg_refused(db, credential.username, credential.secret.reveal())
+
+
+def test_the_reaper_removes_lease_accounts_whose_record_was_lost(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    with project.manager() as manager:
+        lost, credential = manager.issue("payments-api", "orders-db")
+        kept, _ = manager.issue("payments-api", "orders-db")
+        with Workspace.open(project.workdir / "lockstep.yaml") as ws, ws.store.engine.begin() as c:
+            c.execute(delete(leases_table).where(leases_table.c.id == lost.id))
+        report = manager.reap()
+    assert report.verified
+    assert [(e.account, e.status) for e in report.ended] == [(lost.account, LeaseStatus.REVOKED)]
+    assert pg_refused(db, credential.username, credential.secret.reveal())
+    assert lease_roles(db) == [kept.account]
+    [reaped] = project.journal("lease_reaped")
+    assert reaped["account"] == lost.account and reaped["reason"] == "no lease record"
+
+
+def test_the_reaper_finds_a_lease_account_left_by_a_crash_before_its_record(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    orphan = LEASE_PREFIX + "deadbeefdeadbeef"
+    with psycopg.connect(db.dsn("orders"), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE \"{orphan}\" LOGIN PASSWORD 'left-behind-pw'")
+    with project.manager() as manager:
+        report = manager.reap()
+    assert report.verified and [e.account for e in report.ended] == [orphan]
+    assert lease_roles(db) == []
+
+
+def test_a_lease_that_cannot_be_made_leaves_no_account_and_says_why(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    with project.manager() as manager, pytest.raises(LeaseError, match="not issued") as caught:
+        manager.issue("broken-job", "orders-db")
+    assert "public.missing" in str(caught.value)
+    assert lease_roles(db) == []
+    assert project.journal("lease_failed")[0]["op"] == "issue"
+
+
+@pytest.mark.parametrize(
+    ("identity", "target", "message"),
+    [
+        ("nobody", "orders-db", "unknown identity"),
+        ("payments-api", "nowhere", "unknown target"),
+    ],
+)
+def test_a_lease_for_an_unknown_identity_or_target_is_refused(
+    project: Project, identity: str, target: str, message: str
+) -> None:
+    with project.manager() as manager, pytest.raises(LeaseError, match=message):
+        manager.issue(identity, target)
+    assert project.journal("lease_intent") == []
+
+
+def test_an_identity_whose_owner_departed_gets_no_lease(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    project.write(PG_POLICY.replace("OWNER_STATUS", "departed"))
+    with project.manager() as manager, pytest.raises(LeaseError, match="owner departed"):
+        manager.issue("payments-api", "orders-db")
+    assert lease_roles(db) == []
+
+
+def test_leases_issued_from_many_threads_at_once_all_work(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    issued: list[Credential] = []
+    errors: list[BaseException] = []
+
+    def issue_some(manager: LeaseManager) -> None:
+        try:
+            for _ in range(4):
+                issued.append(manager.issue("payments-api", "orders-db")[1])
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    with project.manager() as manager:
+        threads = [threading.Thread(target=issue_some, args=(manager,)) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert len({c.username for c in issued}) == 24
+        for credential in issued[::6]:
+            pg_login(db, credential.username, credential.secret.reveal()).close()
+        assert all(e.verified for e in manager.revoke_where(identity="payments-api"))
+    assert project.cli("audit", "verify").returncode == 0
+
+
+# ---------------------------------------------------------------- Redis
+
+REDIS_POLICY = """\
+version: 1
+targets:
+  cache:
+    type: redis
+    url: ${CACHE_URL}
+owners:
+  team:
+    contacts: [team@example.com]
+identities:
+  payments-api:
+    owner: team
+    purpose: Cache orders
+    access:
+      - target: cache
+        account: payments_api
+        entitlements: ["~orders:*", "+get", "+ping"]
+"""
+
+
+@pytest.fixture
+def redis_project(tmp_path: Path, redis_server: LocalRedis, redis_target: object) -> Project:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKSTEP_")}
+    env["CACHE_URL"] = redis_server.url()
+    project = Project(tmp_path, env)
+    project.write(REDIS_POLICY)
+    return project
+
+
+def redis_refused(server: LocalRedis, credential: Credential) -> bool:
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=server.port,
+        username=credential.username,
+        password=credential.secret.reveal(),
+        protocol=2,
+    )
+    try:
+        client.ping()
+    except redis.exceptions.AuthenticationError:
+        return True
+    finally:
+        client.close()
+    return False
+
+
+def test_a_redis_lease_is_an_acl_user_holding_the_identitys_rules(
+    redis_project: Project, redis_server: LocalRedis
+) -> None:
+    with redis_project.manager() as manager:
+        lease, credential = manager.issue("payments-api", "cache")
+        assert not redis_refused(redis_server, credential)
+        with redis_server.admin() as admin:
+            rules = admin.acl_getuser(lease.account)
+        assert "~orders:*" in rules["keys"]
+        assert manager.revoke(lease.id).verified
+    assert redis_refused(redis_server, credential)
+
+
+def test_redis_leases_expire_through_the_reaper_since_redis_cannot(
+    redis_project: Project, redis_server: LocalRedis
+) -> None:
+    with redis_project.manager() as manager:
+        lease, credential = manager.issue("payments-api", "cache", ttl_s=60)
+        renewed = manager.renew(lease.id, ttl_s=120)
+        assert renewed.expires_at > lease.expires_at
+        report = manager.reap(now=renewed.expires_at + timedelta(seconds=1))
+        assert report.verified and manager.get(lease.id).status is LeaseStatus.EXPIRED
+    assert redis_refused(redis_server, credential)
+
+
+# ---------------------------------------------------------------- AWS (moto)
+
+AWS_POLICY = """\
+version: 1
+targets:
+  aws:
+    type: aws
+    region: REGION
+    endpoint_url: ENDPOINT
+    propagation_window: 0
+owners:
+  team:
+    contacts: [team@example.com]
+identities:
+  etl:
+    owner: team
+    purpose: Nightly ETL
+    access:
+      - target: aws
+        account: role/etl
+        entitlements: [POLICY]
+    credentials:
+      lease_ttl: 20m
+      lease_max_ttl: 1h
+"""
+
+ALLOW_LIST_USERS = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "iam:ListUsers", "Resource": "*"}],
+}
+
+
+@pytest.fixture
+def aws_project(tmp_path: Path, moto_server: MotoServer, aws_target: object) -> Project:
+    """role/etl exists, may list users, and trusts the admin lockstep runs as."""
+    iam = moto_server.client("iam")
+    admin_arn = f"arn:aws:iam::123456789012:user/{moto_server.admin_user}"
+    trust = {"Effect": "Allow", "Principal": {"AWS": admin_arn}, "Action": "sts:AssumeRole"}
+    iam.create_role(
+        RoleName="etl",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [trust]}),
+    )
+    arn = iam.create_policy(PolicyName="list-users", PolicyDocument=json.dumps(ALLOW_LIST_USERS))
+    policy_arn = arn["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName="etl", PolicyArn=policy_arn)
+    env = dict(os.environ)  # aws_target put the admin key in the environment
+    project = Project(tmp_path, env)
+    project.write(
+        AWS_POLICY.replace("REGION", moto_server.region)
+        .replace("ENDPOINT", moto_server.endpoint_url)
+        .replace("POLICY", f"policy:{policy_arn}")
+    )
+    return project
+
+
+def test_an_aws_lease_is_a_role_session_with_a_token_proven_refused_once_revoked(
+    aws_project: Project, moto_server: MotoServer
+) -> None:
+    proc = aws_project.cli("issue", "etl", "--target", "aws", "--json")
+    assert proc.returncode == 0, proc.stderr
+    lease = json.loads(proc.stdout)
+    assert lease["username"].startswith("ASIA") and lease["session_token"]
+    [issued] = aws_project.journal("lease_issued")
+    assert issued["username"] == lease["username"]
+
+    revoked = aws_project.cli("revoke", lease["lease_id"])
+    assert revoked.returncode == 0, revoked.stderr
+    assert_nothing_secret_in(
+        aws_project, lease["password"], lease["session_token"], texts=(revoked.stdout,)
+    )
+
+
+def test_an_aws_lease_cannot_be_renewed_and_says_so(aws_project: Project) -> None:
+    lease = json.loads(aws_project.cli("issue", "etl", "--target", "aws", "--json").stdout)
+    proc = aws_project.cli("renew", lease["lease_id"])
+    assert proc.returncode == 1 and "cannot be extended" in proc.stderr
