@@ -108,15 +108,19 @@ class FindingLedger:
         marked here, in the same transaction, because a gone finding's last sighting is the
         target's previous full read.
         """
-        latest = {f.id: f for f in findings}
+        ids = [f.id for f in findings]
+        latest = dict(zip(ids, findings, strict=True))
         read = set(targets_read)
         with self._store.writing(lock=table) as conn:
-            stored = {row.id: _values(row) for row in _rows(conn, list(latest))}
-            before = {t: at for t, at in _last_reads(conn, read).items() if at < now}
             held = conn.execute(
                 select(table).where(table.c.status.in_(HELD), table.c.target.in_(sorted(read)))
             )
-            gone = [_values(row) for row in held if row.id not in latest]
+            stored = {row.id: _values(row) for row in held}
+            gone = [values for fid, values in stored.items() if fid not in latest]
+            # Most findings seen are held ones of a read target, already loaded above.
+            unloaded = [fid for fid in latest if fid not in stored]
+            stored.update({row.id: _values(row) for row in _rows(conn, unloaded)})
+            before = {t: at for t, at in _last_reads(conn, read).items() if at < now}
 
             inserts: list[dict[str, Any]] = []
             changes: list[tuple[dict[str, Any], dict[str, Any]]] = []
@@ -137,13 +141,13 @@ class FindingLedger:
                 conn.execute(_UPDATE, [_bound(new) for new in updates])
             _mark(conn, read, now)
 
-        transitions = [Transition(v["id"], _finding(v), None, OPEN) for v in inserts]
+        transitions = [Transition(v["id"], latest[v["id"]], None, OPEN) for v in inserts]
         transitions += [
             Transition(new["id"], _finding(new), old["status"], new["status"])
             for old, new in changes
             if new["status"] != old["status"]
         ]
-        records = [_record(stored[f.id], last_seen=now) for f in findings]
+        records = [_seen_record(latest[fid], stored[fid], now) for fid in ids]
         return Reconciled(records, transitions)
 
     def mark_pass(self, targets: Iterable[str], now: datetime) -> None:
@@ -154,7 +158,8 @@ class FindingLedger:
             _mark(conn, set(targets), now)
 
     def remediated(self, ids: Iterable[str], now: datetime) -> int:
-        """Mark held findings as remediated by an action of lockstep's; returns how many."""
+        """Mark open or accepted findings as remediated by an action of lockstep's; returns
+        how many changed (an id that is unknown or no longer held changes nothing)."""
         wanted = list(dict.fromkeys(ids))
         changed = 0
         with self._store.writing(lock=table) as conn:
@@ -345,7 +350,18 @@ def _rows(conn: Connection, ids: list[str]) -> Iterator[Row[Any]]:
 
 
 def _values(row: Row[Any]) -> dict[str, Any]:
-    return dict(row._mapping)
+    return row._asdict()
+
+
+def _seen_record(finding: Finding, values: Mapping[str, Any], now: datetime) -> FindingRecord:
+    return FindingRecord(
+        finding,
+        values["id"],
+        values["first_seen"],
+        now,
+        values["status"],
+        *(values[name] for name in _LIFECYCLE),
+    )
 
 
 def _finding(values: Mapping[str, Any]) -> Finding:
@@ -360,15 +376,10 @@ def _finding(values: Mapping[str, Any]) -> Finding:
     )
 
 
-def _record(
-    values: Mapping[str, Any],
-    *,
-    last_seen: datetime | None = None,
-    last_read: datetime | None = None,
-) -> FindingRecord:
-    """``last_seen``: the caller saw it then. ``last_read``: its target was last read in
-    full then, which a finding still held was seen on."""
-    seen = values["last_seen"] if last_seen is None else last_seen
+def _record(values: Mapping[str, Any], *, last_read: datetime | None = None) -> FindingRecord:
+    """``last_read``: when its target was last read in full, which a finding still held was
+    seen on."""
+    seen = values["last_seen"]
     if values["status"] in HELD and last_read is not None and last_read > seen:
         seen = last_read
     return FindingRecord(
