@@ -316,7 +316,12 @@ LEASED = (
     "CREATE SCHEMA billing",
 )
 ENTITLEMENTS = frozenset(
-    {"role:app_readonly", "SELECT on table public.orders", "USAGE on schema billing"}
+    {
+        "role:app_readonly",
+        "SELECT on table public.orders",
+        "USAGE on schema billing",
+        "CONNECT on database postgres",
+    }
 )
 
 
@@ -534,6 +539,23 @@ def test_a_lease_that_owns_objects_is_cut_off_but_not_dropped(
     assert_session_ended(workload)
     assert session.probe(credential) is ProbeResult.REFUSED
     assert query(pg, "SELECT count(*) FROM billing.made_by_lease") == [(0,)]
+
+
+def test_a_privilege_in_another_database_blocks_the_drop_but_not_the_cut_off(
+    pg: localpg.LocalPostgres, open_session: OpenSession
+) -> None:
+    admin(pg, "CREATE DATABASE elsewhere")
+    session = open_session()
+    credential = issue(session, entitlements=frozenset())
+    with psycopg.connect(pg.dsn("elsewhere"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int)")
+        conn.execute(sql.SQL("GRANT SELECT ON t TO {}").format(sql.Identifier(LEASE)))
+
+    with pytest.raises(ActionFailed, match="cannot be dropped"):
+        session.revoke_lease(LEASE)
+
+    assert role_exists(pg, LEASE)
+    assert session.probe(credential) is ProbeResult.REFUSED
 
 
 def test_list_leases_finds_every_lease_by_prefix_with_its_expiry(

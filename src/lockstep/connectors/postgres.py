@@ -537,7 +537,8 @@ class PostgresSession:
                     "it can no longer log in and its sessions are ended, but lockstep never "
                     "drops or reassigns objects: reassign them, then revoke again"
                 )
-            self._drop_lease(name)
+            privileged = self._conn.execute(leases.PRIVILEGED_OBJECTS, {"oid": oid}).fetchall()
+            self._conn.execute(leases.drop_statements(name, privileged), prepare=False)
             # A login that passed authentication just before NOLOGIN may have started since.
             self._end_sessions(name, oid)
 
@@ -550,19 +551,6 @@ class PostgresSession:
         cursor.nextset()
         row = cursor.fetchone()
         return None if row is None else int(row[0])
-
-    def _drop_lease(self, name: str) -> None:
-        """Revoke what the lease holds on objects and drop it, in one transaction. DROP ROLE
-        ends memberships by itself."""
-        grants = sql.SQL(_GRANTS).format(roles=sql.SQL(_ROLES).format(which=sql.SQL(_NAMED)))
-        held = _entitlements(self._conn.execute(grants, {"name": name}).fetchall())[name]
-        on_objects = [grammar.parse(text) for text in sorted(held)]
-        revokes = [
-            _privilege_sql(Op.REVOKE, entitlement, name)
-            for entitlement in on_objects
-            if entitlement.kind is not grammar.Kind.ROLE
-        ]
-        self._conn.execute(leases.drop_statements(name, revokes), prepare=False)
 
     def list_leases(self, prefix: str) -> list[LeaseAccount]:
         try:

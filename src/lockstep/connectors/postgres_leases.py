@@ -47,6 +47,26 @@ WHERE starts_with(rolname, %(prefix)s) AND rolname <> session_user
   AND rolname NOT IN (SELECT unnest(%(excluded)s::text[]))
 ORDER BY rolname
 """
+# What a role holds privileges on, here and on databases: every ACL entry naming a role has
+# an 'a' row in pg_shdepend, reached through its index rather than by exploding every ACL of
+# the catalog. Column privileges belong to their table, and go with it.
+PRIVILEGED_OBJECTS = """
+WITH held AS (
+  SELECT classid, objid FROM pg_shdepend
+  WHERE refclassid = 'pg_authid'::regclass AND refobjid = %(oid)s AND deptype = 'a'
+    AND dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+)
+SELECT 'TABLE', n.nspname, c.relname
+FROM held JOIN pg_class c ON held.classid = 'pg_class'::regclass AND c.oid = held.objid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+UNION
+SELECT 'SCHEMA', NULL, n.nspname
+FROM held JOIN pg_namespace n ON held.classid = 'pg_namespace'::regclass AND n.oid = held.objid
+UNION
+SELECT 'DATABASE', NULL, d.datname
+FROM held JOIN pg_database d ON held.classid = 'pg_database'::regclass AND d.oid = held.objid
+"""
+_KINDS = {"TABLE": sql.SQL("TABLE"), "SCHEMA": sql.SQL("SCHEMA"), "DATABASE": sql.SQL("DATABASE")}
 # An expired lease stays expired: renewing it would bring a dead password back to life.
 # A DO block, so that the check and the change are one statement.
 _RENEW = """
@@ -130,11 +150,18 @@ def disable_statements(name: str) -> sql.Composed:
     )
 
 
-def drop_statements(name: str, revokes: Iterable[sql.Composable]) -> sql.Composed:
-    """Revoke what the role holds on objects and drop it, as one message: one transaction.
-    DROP ROLE ends memberships by itself."""
-    drop = sql.SQL("DROP ROLE {}").format(sql.Identifier(name))
-    return sql.SQL("; ").join([*revokes, drop])
+def drop_statements(name: str, privileged: Iterable[tuple[str, str | None, str]]) -> sql.Composed:
+    """Revoke everything the role holds on ``privileged`` objects (rows of
+    PRIVILEGED_OBJECTS) and drop it, as one message: one transaction. DROP ROLE ends
+    memberships by itself; a privilege anywhere else makes it fail and changes nothing."""
+    role = sql.Identifier(name)
+    revokes = [
+        sql.SQL("REVOKE ALL ON {} {} FROM {}").format(
+            _KINDS[kind], sql.Identifier(*(n for n in (schema, obj) if n is not None)), role
+        )
+        for kind, schema, obj in privileged
+    ]
+    return sql.SQL("; ").join([*revokes, sql.SQL("DROP ROLE {}").format(role)])
 
 
 def _b64(data: bytes) -> str:
