@@ -111,6 +111,17 @@ def normal_dn(dn: str) -> NormalDn:
     return normal(rdns(dn))
 
 
+# A first RDN "uid=VALUE," that needs no unescaping: most DNs a directory returns.
+_PLAIN_UID = re.compile(r"uid=([^,+\\\"#<>;=]+),", re.IGNORECASE)
+
+
+def leaf_uid(dn: str) -> str | None:
+    """``leaf_value(dn, "uid")``, without parsing the whole DN when it need not be: listing
+    thousands of entries, parsing their DNs would be most of the cost."""
+    plain = _PLAIN_UID.match(dn)
+    return plain.group(1) if plain else leaf_value(dn, "uid")
+
+
 def leaf_value(dn: str, attribute: str) -> str | None:
     """The value of a single-valued RDN of type ``attribute`` (``uid=svc,...`` -> ``svc``)."""
     first = rdns(dn)[0]

@@ -5,7 +5,7 @@ Last binds are recorded by the directory itself: OpenLDAP 2.5 keeps ``pwdLastSuc
 each entry when the database has ``olcLastBind: TRUE``, and the older ``lastbind`` overlay
 keeps ``authTimestamp``. One search reads both, so either set-up works. Neither is on by
 default: without one, no bind is ever recorded and no account shows use. Both record every
-successful simple bind, lockstep's own probes of a new credential included.
+successful bind, lockstep's own probes of a new credential included.
 
 The change token is a digest of what a read depends on (each account's name, whether it has a
 password, whether it is locked; each group's ``entryCSN``, which moves with its members),
@@ -35,7 +35,7 @@ from lockstep.connectors.ldap_directory import (
     LOCK,
     PASSWORD,
     LdapDirectory,
-    leaf_value,
+    leaf_uid,
 )
 
 # Where each records the last successful bind, in the order preferred on a tie.
@@ -61,7 +61,7 @@ class LdapObserver(LdapDirectory):
             )
         uses = []
         for entry in entries:
-            name = leaf_value(entry["dn"], "uid")
+            name = leaf_uid(entry["dn"])
             if name is None or self._is_excluded(name):
                 continue
             seen = [
@@ -93,7 +93,7 @@ class LdapObserver(LdapDirectory):
             types_only=True,
         )
         for entry in accounts:
-            name = leaf_value(entry["dn"], "uid")
+            name = leaf_uid(entry["dn"])
             if name is not None and not self._is_excluded(name):
                 present = entry["raw_attributes"]
                 lines.append(f"account\0{entry['dn']}\0{PASSWORD in present}\0{LOCK in present}")

@@ -7,8 +7,8 @@ named exactly as stored, hash and salt included, so lockstep reads the stored va
 the one the old password hashes to. It can do so for the schemes OpenLDAP ships with hashlib
 equivalents: {SSHA} (the default), {SHA}, the SHA-2 family of pw-sha2 ({SSHA256} ...
 {SHA512}), and values kept in clear. It cannot for {CRYPT}, {ARGON2} or {PBKDF2}: an account
-holding such a value, or a directory that hashes new ones that way, gets an error before
-anything changes, and is rotated by replacing its password instead.
+holding such a value, or a directory that hashes new ones that way, gets an error and no
+change: it can only be rotated by replacing its password (``execute(rotate_credential)``).
 
 The bind DN must therefore read userPassword values (in OpenLDAP, write access includes read).
 ppolicy treats any change of userPassword as a password change: it would unlock a locked entry,
@@ -90,7 +90,7 @@ class LdapPasswords(LdapDirectory):
         """A new password alongside the current ones, each of which lockstep can tell apart
         (or nothing changes)."""
         dn = self._managed_dn(account)
-        new = secret or generate_password()
+        new = secret if secret is not None else generate_password()
         with self._ldap_errors(ActionFailed):
             before = self._stored(account, dn)
             self._refuse_unknown_schemes(account, before)

@@ -30,7 +30,7 @@ class RedisCredentials(RedisAdmin):
                 f"{account!r} is off, has no password or needs none (nopass): a credential "
                 "added to it would not work; restore it instead"
             )
-        new = secret or generate_password()
+        new = secret if secret is not None else generate_password()
         self._setuser(account, ">" + new.reveal(), secret=new)
         self._save_acl()
         return Credential(account, new)
