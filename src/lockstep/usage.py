@@ -21,7 +21,6 @@ from lockstep.store.tables import usage as table
 
 FIRST_SEEN = "first-seen"
 ACCOUNT = ""  # the entitlement key of use of the account itself
-_CHUNK = 1000  # rows per statement: 5 columns each, far below both backends' bind limits
 
 Key = tuple[str, str]
 
@@ -91,34 +90,29 @@ def upsert_newer(
 ) -> int:
     """Insert ``rows``, or move ``column`` of the existing ones forward where theirs is later.
 
-    One statement per chunk of rows, never one per row; a value never moves backwards,
-    whatever another writer did in between. Returns the rows inserted or updated.
+    One statement for the whole batch (executed with many parameter sets, which the drivers
+    send in bulk), never one per row; a value never moves backwards, whatever another writer
+    did in between. Returns the rows inserted or updated.
     """
     if not rows:
         return 0
     keys = [c.name for c in into.primary_key.columns]
-    written = 0
-    for start in range(0, len(rows), _CHUNK):
-        stmt = _insert(conn, into).values(list(rows[start : start + _CHUNK]))
-        stmt = stmt.on_conflict_do_update(
-            index_elements=keys,
-            set_={name: stmt.excluded[name] for name in rows[0] if name not in keys},
-            where=into.c[column] < stmt.excluded[column],
-        )
-        written += conn.execute(stmt).rowcount
-    return written
+    stmt = _insert(conn, into)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=keys,
+        set_={name: stmt.excluded[name] for name in rows[0] if name not in keys},
+        where=into.c[column] < stmt.excluded[column],
+    )
+    return conn.execute(stmt, list(rows)).rowcount
 
 
 def insert_missing(conn: Connection, into: Table, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Insert the ``rows`` whose key is not there yet; leave the others untouched."""
+    """Insert the ``rows`` whose key is not there yet, in one statement; leave the others."""
     if not rows:
         return 0
     keys = [c.name for c in into.primary_key.columns]
-    written = 0
-    for start in range(0, len(rows), _CHUNK):
-        stmt = _insert(conn, into).values(list(rows[start : start + _CHUNK]))
-        written += conn.execute(stmt.on_conflict_do_nothing(index_elements=keys)).rowcount
-    return written
+    stmt = _insert(conn, into).on_conflict_do_nothing(index_elements=keys)
+    return conn.execute(stmt, list(rows)).rowcount
 
 
 def _insert(conn: Connection, into: Table) -> postgresql.Insert | sqlite.Insert:

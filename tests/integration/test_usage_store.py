@@ -159,15 +159,14 @@ def test_a_deleted_account_is_forgotten(usage: UsageStore, store: Store) -> None
     assert set(rows(store)) == {(DB, "payments_api", "")}
 
 
-def test_a_batch_is_written_in_one_statement_per_chunk_not_one_per_row(
-    usage: UsageStore, store: Store, monkeypatch: pytest.MonkeyPatch
+def test_a_batch_is_written_in_one_statement_not_one_per_row(
+    usage: UsageStore, store: Store
 ) -> None:
-    monkeypatch.setattr(usage_module, "_CHUNK", 40)
     observed = [Usage(f"svc_{i}", T0, source="log") for i in range(100)]
     statements = writes_to_usage(store)
     written = usage.record(DB, observed, [f"new_{i}" for i in range(30)], T1)
     assert written == 130
-    assert len(statements) == 3 + 1  # 100 observed rows in chunks of 40; 30 first-seen rows
+    assert len(statements) == 2  # the observed use; the first-seen stamps
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(usage_table)).scalar_one() == 130
 
