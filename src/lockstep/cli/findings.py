@@ -97,8 +97,8 @@ def list_findings(
             targets=selection.targets,
             identities=selection.identities,
         )
+        owner_of = {r.id: _owner(ws.policy, r) for r in records}
     records.sort(key=render.finding_record_sort_key)
-    owner_of = {r.id: _owner(ws.policy, r) for r in records}
     if as_json:
         _emit_json({"findings": [render.finding_record_json(r, owner_of[r.id]) for r in records]})
     else:
@@ -168,8 +168,9 @@ def accept(
             accepted = ws.ledger.accept(record.id, accepted_by, reason, expires, now)
         except FindingLedgerError as exc:
             raise CliError(str(exc)) from None
+        owner = _owner(ws.policy, accepted)
     if as_json:
-        _emit_json(render.finding_record_json(accepted, accepted.accepted_by))
+        _emit_json(render.finding_record_json(accepted, owner))
     else:
         render.print_acceptance(out, accepted)
 
