@@ -204,6 +204,28 @@ def test_unrelated_writes_leave_the_token_unchanged(
     assert session.change_token() == before
 
 
+def test_lease_churn_leaves_the_token_unchanged(
+    pg: localpg.LocalPostgres, open_session: OpenSession
+) -> None:
+    # Leases come and go by the thousand and are the reaper's business, not the plan's.
+    admin(pg, *BASELINE)
+    session = open_session()
+    before = session.change_token()
+    credential = session.issue_lease(
+        LEASE,
+        "app",
+        frozenset({"role:app_readonly"}),
+        generate_password(),
+        datetime.now(UTC) + timedelta(seconds=1),
+    )
+    assert session.change_token() == before
+    with login(pg, LEASE, credential.secret):
+        time.sleep(1.1)  # past its expiry
+        assert session.change_token() == before
+    session.revoke_lease(LEASE)
+    assert session.change_token() == before
+
+
 def test_the_token_changes_when_an_expiry_passes(
     pg: localpg.LocalPostgres, open_session: OpenSession
 ) -> None:

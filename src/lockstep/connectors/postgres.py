@@ -38,7 +38,7 @@ from lockstep.connectors.base import (
     TargetUnreachable,
     Usage,
 )
-from lockstep.model import Account, Action, Op, Snapshot, Target
+from lockstep.model import LEASE_PREFIX, Account, Action, Op, Snapshot, Target
 from lockstep.secrets import Secret, redact, register
 
 MARKER = "managed by lockstep"
@@ -458,7 +458,9 @@ class PostgresSession:
 
     def change_token(self) -> str:
         try:
-            summary = self._conn.execute(usage.CATALOG_SUMMARY).fetchone()
+            summary = self._conn.execute(
+                usage.CATALOG_SUMMARY, {"lease_prefix": LEASE_PREFIX}
+            ).fetchone()
         except psycopg.Error as exc:
             raise self._unreachable("cannot compute the change token", exc) from None
         assert summary is not None

@@ -34,18 +34,22 @@ GROUP BY a.rolname
 # pg_authid's xmin is hidden from non-superusers, and a rewrite (TRUNCATE, VACUUM FULL) or
 # an unrelated temp table would change xmins without changing anything a read reports.
 # The count of roles past their VALID UNTIL makes the token change when an expiry passes,
-# which a read reports as the account no longer enabled.
+# which a read reports as the account no longer enabled. Lease roles, their comments and
+# memberships are left out: they come and go by the thousand, and they are the lease
+# reaper's, never the plan's.
 CATALOG_SUMMARY = """
+WITH lease AS (SELECT oid FROM pg_roles WHERE starts_with(rolname, %(lease_prefix)s))
 SELECT * FROM
   (SELECT count(*),
           count(*) FILTER (WHERE rolvaliduntil <= now()),
           bit_xor(hashtextextended(rolname, oid::int8 | (rolcanlogin::int::int8 << 32))
                   # coalesce(hashfloat8extended(date_part('epoch', rolvaliduntil), oid::int8), 0))
-   FROM pg_roles) roles,
+   FROM pg_roles WHERE NOT starts_with(rolname, %(lease_prefix)s)) roles,
   (SELECT count(*), bit_xor(hashtextextended(description, objoid::int8))
-   FROM pg_shdescription WHERE classoid = 'pg_authid'::regclass) comments,
+   FROM pg_shdescription
+   WHERE classoid = 'pg_authid'::regclass AND objoid NOT IN (SELECT oid FROM lease)) comments,
   (SELECT count(*), bit_xor(hashoidextended(member, (roleid::int8 << 32) | grantor::int8))
-   FROM pg_auth_members) memberships,
+   FROM pg_auth_members WHERE member NOT IN (SELECT oid FROM lease)) memberships,
   (SELECT count(*),
           bit_xor(hash_array_extended(relacl, oid::int8)
                   # hashtextextended(relname, (relnamespace::int8 << 32) | relowner::int8))
