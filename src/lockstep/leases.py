@@ -351,10 +351,8 @@ class LeaseManager:
             self._update(lease.id, status=LeaseStatus.FAILED)
             self._journal.append("lease_failed", {**lease.fields(), "op": op, "detail": detail})
             return Ended(lease.target, lease.account, LeaseStatus.FAILED, detail, lease.id)
-        now = self._clock()
-        self._update(lease.id, status=final, revoked_at=now)
-        self._forget(lease.target, lease.account)
-        ended = replace(lease, status=final, revoked_at=now)
+        ended = replace(lease, status=final, revoked_at=self._clock())
+        self._settle(lease.target, lease.account, ended)
         self._journal.append(f"lease_{final}", {**ended.fields(), "proof": proof})
         return Ended(lease.target, lease.account, final, proof, lease.id)
 
@@ -367,7 +365,7 @@ class LeaseManager:
             detail = redact(str(exc))
             self._journal.append("lease_failed", {"op": "reap", **where, "detail": detail})
             return Ended(target, account, LeaseStatus.FAILED, detail)
-        self._forget(target, account)
+        self._settle(target, account, None)
         self._journal.append("lease_reaped", {**where, "proof": proof})
         return Ended(target, account, LeaseStatus.REVOKED, proof)
 
@@ -455,9 +453,16 @@ class LeaseManager:
         token = Secret(parts[1]) if len(parts) > 1 else None
         return Credential(stored.username, Secret(parts[0]), token)
 
-    def _forget(self, target: str, account: str) -> None:
-        """The credential of an ended lease is of no further use: delete it."""
-        with self._store.writing(lock=credentials) as conn:
+    def _settle(self, target: str, account: str, ended: Lease | None) -> None:
+        """Record how a lease ended, and delete its credential, of no use any more, in the
+        same transaction."""
+        with self._store.writing(lock=leases) as conn:
+            if ended is not None:
+                conn.execute(
+                    update(leases)
+                    .where(leases.c.id == ended.id)
+                    .values(status=str(ended.status), revoked_at=ended.revoked_at)
+                )
             conn.execute(
                 delete(credentials).where(
                     and_(credentials.c.target == target, credentials.c.account == account)
