@@ -36,7 +36,8 @@ GROUP BY a.rolname
 # The count of roles past their VALID UNTIL makes the token change when an expiry passes,
 # which a read reports as the account no longer enabled. Lease roles, their comments and
 # memberships are left out: they come and go by the thousand, and they are the lease
-# reaper's, never the plan's.
+# reaper's, never the plan's. Lease memberships are XORed back out of the hash of all of
+# them: a plain scan plus an index lookup per lease costs half of filtering every row.
 CATALOG_SUMMARY = """
 WITH lease AS (SELECT oid FROM pg_roles WHERE starts_with(rolname, %(lease_prefix)s))
 SELECT * FROM
@@ -48,8 +49,13 @@ SELECT * FROM
   (SELECT count(*), bit_xor(hashtextextended(description, objoid::int8))
    FROM pg_shdescription
    WHERE classoid = 'pg_authid'::regclass AND objoid NOT IN (SELECT oid FROM lease)) comments,
-  (SELECT count(*), bit_xor(hashoidextended(member, (roleid::int8 << 32) | grantor::int8))
-   FROM pg_auth_members WHERE member NOT IN (SELECT oid FROM lease)) memberships,
+  (SELECT every.n - leased.n, every.h # coalesce(leased.h, 0) FROM
+     (SELECT count(*) AS n,
+             bit_xor(hashoidextended(member, (roleid::int8 << 32) | grantor::int8)) AS h
+      FROM pg_auth_members) every,
+     (SELECT count(*) AS n,
+             bit_xor(hashoidextended(member, (roleid::int8 << 32) | grantor::int8)) AS h
+      FROM pg_auth_members JOIN lease ON member = lease.oid) leased) memberships,
   (SELECT count(*),
           bit_xor(hash_array_extended(relacl, oid::int8)
                   # hashtextextended(relname, (relnamespace::int8 << 32) | relowner::int8))
