@@ -8,6 +8,7 @@ they require it as a bearer token. Bind the service to loopback otherwise (the d
 from __future__ import annotations
 
 import hmac
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
@@ -19,6 +20,7 @@ from lockstep.findings_ledger import HELD, STATUSES
 from lockstep.secrets import Secret
 from lockstep.service.controller import Controller, UnknownTarget
 from lockstep.service.credentials_api import router as credentials_router
+from lockstep.service.scaleout import pass_times
 from lockstep.store import StoreError
 
 MAX_WAIT_S = 600.0
@@ -30,7 +32,15 @@ def create_app(controller: Controller, api_token: Secret | None = None) -> FastA
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
-        body = controller.health()
+        """200 while running, with the targets this service reconciles; 503 once stopping."""
+        body = {
+            "status": "stopping" if controller.stopping else "ok",
+            "instance": controller.instance,
+            "targets": {
+                name: {"last_pass": _iso(s.last_pass), "up": s.up, "outcome": s.outcome}
+                for name, s in sorted(controller.states().items())
+            },
+        }
         return JSONResponse(body, status_code=503 if controller.stopping else 200)
 
     @app.get("/metrics")
@@ -69,10 +79,31 @@ def _v1(controller: Controller, api_token: Secret | None) -> APIRouter:
 
     @v1.get("/targets")
     def targets() -> dict[str, Any]:
+        """Every target of the policy: who reconciles it, when any service last read it."""
+        loaded, _ = controller.current()
+        states = controller.states()
         try:
-            return {"instance": controller.instance, "targets": controller.targets()}
+            holders = controller.leases.holders()
+            last = pass_times(controller.store)
         except StoreError as exc:
             raise HTTPException(503, str(exc)) from None
+        rows = []
+        for name, target in sorted(loaded.policy.targets.items()):
+            state = states.get(name)
+            rows.append(
+                {
+                    "name": name,
+                    "type": target.type,
+                    "environment": target.environment,
+                    "legacy": target.legacy,
+                    "interval_s": controller.interval_s(name),
+                    "holder": controller.instance if state else holders.get(name),
+                    "last_pass": _iso(last.get(name)),
+                    "up": state.up if state else None,
+                    "outcome": state.outcome if state else None,
+                }
+            )
+        return {"instance": controller.instance, "targets": rows}
 
     @v1.post("/reconcile")
     def reconcile(
@@ -97,3 +128,7 @@ def _v1(controller: Controller, api_token: Secret | None) -> APIRouter:
         return JSONResponse(body, status_code=200 if finished else 504)
 
     return v1
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None

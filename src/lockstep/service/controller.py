@@ -11,7 +11,6 @@ the store. A pass that changes nothing writes only the target's pass time and th
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import defaultdict
@@ -22,7 +21,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from lockstep.connectors.base import TargetUnreachable, WatchesChanges
 from lockstep.credentials.vault import Vault
 from lockstep.engine.desired import desired_state
 from lockstep.engine.observe import Observer
@@ -32,14 +30,19 @@ from lockstep.identity_states import IdentityStates
 from lockstep.journal import Journal, JournalError
 from lockstep.model import Desired, Op, Plan, Policy, Result, Status, Unreachable
 from lockstep.policy import LoadedPolicy
-from lockstep.service.events import Doorbell, PolicyChange, PolicySource, next_expiry
+from lockstep.service.events import (
+    SKIPPED,
+    Doorbell,
+    PolicyChange,
+    PolicySource,
+    TargetWorker,
+)
 from lockstep.service.logs import Log
 from lockstep.service.metrics import Metrics
-from lockstep.service.scaleout import TargetLeases, note_pass, pass_times
+from lockstep.service.scaleout import TargetLeases, note_pass
 from lockstep.store import Store
 from lockstep.workspace import Workspace
 
-WATCH_PERIOD_S = 1.0  # how often a target's change token is asked for
 POLICY_POLL_S = 1.0  # how often the policy files are checked for edits
 LEASE_ROUND_S = 1.0  # how often leases are claimed, renewed and rebalanced
 LEASE_INTERVALS = 3  # a lease row reads as held for this many of the target's intervals
@@ -53,7 +56,7 @@ class Outcome(StrEnum):
     UNREACHABLE = "unreachable"  # not read: no verdict
     ERROR = "error"  # the state store, journal or vault failed
     INTERRUPTED = "interrupted"  # the service stopped between two actions
-    SKIPPED = "skipped"  # another service holds the target
+    SKIPPED = SKIPPED  # another service holds the target
 
 
 @dataclass
@@ -119,6 +122,7 @@ class Controller:
         self._loaded = loaded
         self._generation = 0
         self._workers: dict[str, TargetWorker] = {}
+        self._states: dict[str, TargetState] = {}
         # Outlive workers: a target dropped from the policy and added back must not get a
         # second pass while the first worker's last one still runs.
         self._pass_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
@@ -131,6 +135,9 @@ class Controller:
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
+
+    def holds(self, target: str) -> bool:
+        return self.leases.holds(target)
 
     def start(self) -> None:
         loaded, _ = self.current()
@@ -191,47 +198,14 @@ class Controller:
         deadline = time.monotonic() + timeout_s
         return {t.target: t.bell.await_pass(t.number, deadline - time.monotonic()) for t in tickets}
 
-    def health(self) -> dict[str, Any]:
+    def states(self) -> dict[str, TargetState]:
+        """A copy of what this service knows of each target it reconciles."""
         with self._lock:
-            states = {n: replace(w.state) for n, w in self._workers.items()}
-        return {
-            "status": "stopping" if self.stopping else "ok",
-            "instance": self.instance,
-            "targets": {
-                name: {
-                    "last_pass": _iso(state.last_pass),
-                    "up": state.up,
-                    "outcome": state.outcome,
-                }
-                for name, state in sorted(states.items())
-                if self.leases.holds(name)
-            },
-        }
+            return {n: replace(state) for n, state in self._states.items() if self.holds(n)}
 
-    def targets(self) -> list[dict[str, Any]]:
+    def interval_s(self, target: str) -> float:
         loaded, _ = self.current()
-        holders = self.leases.holders()
-        last = pass_times(self.store)
-        with self._lock:
-            states = {n: replace(w.state) for n, w in self._workers.items()}
-        rows = []
-        for name, target in sorted(loaded.policy.targets.items()):
-            state = states.get(name, TargetState())
-            here = self.leases.holds(name)
-            rows.append(
-                {
-                    "name": name,
-                    "type": target.type,
-                    "environment": target.environment,
-                    "legacy": target.legacy,
-                    "interval_s": self._interval(loaded, name),
-                    "holder": self.instance if here else holders.get(name),
-                    "last_pass": _iso(last.get(name)),
-                    "up": state.up if here else None,
-                    "outcome": state.outcome if here else None,
-                }
-            )
-        return rows
+        return self._interval(loaded, target)
 
     def findings(self, status: Collection[str] | None) -> list[FindingRecord]:
         return self.ledger.current(status)
@@ -291,12 +265,14 @@ class Controller:
             gone = [w for n, w in self._workers.items() if n not in loaded.policy.targets]
             for worker in gone:
                 del self._workers[worker.name]
+                del self._states[worker.name]
             new = [
                 TargetWorker(name, self)
                 for name in sorted(loaded.policy.targets)
                 if name not in self._workers
             ]
             self._workers.update((w.name, w) for w in new)
+            self._states.update((w.name, TargetState()) for w in new)
         for worker in gone:
             worker.retire()
             self.metrics.forget(worker.name)
@@ -416,7 +392,7 @@ class Controller:
         seen = ws.observe(observer, desired)
         report.read = set(seen.targets_read)
         report.findings = len(seen.plan.findings)
-        self._count_drift(seen.findings, report.started)
+        self.metrics.new_findings(seen.findings, report.started)
         for name in sorted(report.scope - report.read):
             report.outcomes[name] = Outcome.UNREACHABLE
             obs = seen.observed.get(name)
@@ -446,11 +422,12 @@ class Controller:
             )
             return
         if plan.actions:
-            first_seen = _first_seen(seen.findings)
+            # Drift without a finding (a newly declared account) dates from this pass.
+            first_seen = _first_seen(seen.findings, report.started)
 
             def progress(result: Result) -> None:
                 report.results.append(result)
-                self._count_result(result, first_seen, report.started)
+                self._count_result(result, first_seen)
                 if self.stopping and len(report.results) < len(plan.actions):
                     raise Stopping
 
@@ -477,26 +454,11 @@ class Controller:
             error=f"{type(exc).__name__}: {exc}",
         )
 
-    def _count_drift(self, records: Iterable[FindingRecord], started: datetime) -> None:
-        for record in records:
-            if record.first_seen >= started:
-                self.metrics.drift_found.labels(type=str(record.finding.type)).inc()
-
-    def _count_result(
-        self, result: Result, first_seen: dict[_FindingKey, datetime], started: datetime
-    ) -> None:
+    def _count_result(self, result: Result, first_seen: dict[_FindingKey, datetime]) -> None:
         action = result.action
-        self.metrics.actions.labels(op=str(action.op), status=str(result.status)).inc()
-        unproven = result.status is Status.UNVERIFIED or any(not c.ok for c in result.checks)
-        if result.status is not Status.VERIFIED and unproven:
-            self.metrics.verification_failures.labels(target=action.target).inc()
-        if result.status is Status.VERIFIED:
-            since = first_seen.get(
-                (action.target, action.account, action.entitlement),
-                first_seen.get((action.target, action.account, None), started),
-            )
-            ttr = (datetime.now(UTC) - since).total_seconds()
-            self.metrics.time_to_remediate.observe(max(ttr, 0.0))
+        exact = (action.target, action.account, action.entitlement)
+        account = (action.target, action.account, None)
+        self.metrics.result(result, first_seen[exact if exact in first_seen else account])
         self._log.info(
             "action",
             target=action.target,
@@ -526,22 +488,24 @@ class Controller:
         finished = datetime.now(UTC)
         for name in sorted(report.scope):
             outcome = report.outcomes.get(name, Outcome.ERROR)
-            self.metrics.passes.labels(target=name, outcome=str(outcome)).inc()
-            self.metrics.pass_seconds.labels(target=name).observe(seconds)
+            up = (
+                name in report.read
+                if outcome is Outcome.UNREACHABLE or name in report.read
+                else None
+            )
+            self.metrics.passed(name, outcome, seconds, up)
             if outcome is Outcome.SKIPPED:
                 continue
-            if outcome is Outcome.UNREACHABLE or name in report.read:
-                self.metrics.target_up.labels(target=name).set(1 if name in report.read else 0)
             with self._lock:
-                worker = self._workers.get(name)
-                if worker is not None:
-                    worker.state.passes += 1
-                    worker.state.outcome = outcome
+                state = self._states.get(name)
+                if state is not None:
+                    state.passes += 1
+                    state.outcome = outcome
                     if outcome is Outcome.UNREACHABLE:
-                        worker.state.up = False
+                        state.up = False
                     elif name in report.read:
-                        worker.state.up = True
-                        worker.state.last_pass = report.started
+                        state.up = True
+                        state.last_pass = report.started
             self._log.info(
                 "pass",
                 target=name,
@@ -562,130 +526,19 @@ class Controller:
         return min(own, self._cap) if self._cap is not None else own
 
 
-class TargetWorker:
-    """One target's schedule: waits for a reason to pass, then asks the controller for it."""
-
-    def __init__(self, name: str, controller: Controller) -> None:
-        self.name = name
-        self.bell = Doorbell()
-        self.state = TargetState()
-        self._controller = controller
-        self._observer: Observer | None = None
-        self._observer_generation = -1
-        self._token: str | None = None
-        self._due_at = 0.0  # monotonic; 0 means at once
-        self._expiry_at = math.inf
-        self._watch_at = 0.0
-        self._retired = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"lockstep-{name}", daemon=True)
-
-    def retire(self) -> None:
-        """The target left the policy: stop after the pass under way."""
-        self._retired.set()
-        self.bell.close()
-
-    def _run(self) -> None:
-        controller = self._controller
-        try:
-            while not (controller.stopping or self._retired.is_set()):
-                if not controller.leases.holds(self.name):
-                    self._forget()
-                    if self.bell.rung():
-                        ticket, _ = self.bell.begin()
-                        self.bell.finish(ticket, Outcome.SKIPPED)
-                    self.bell.wait(LEASE_ROUND_S)
-                elif self._pass_due():
-                    controller.run_pass(self)
-        finally:
-            self._forget()
-
-    def _pass_due(self) -> bool:
-        """True when a pass is due now; otherwise sleeps until the next thing to check."""
-        now = time.monotonic()
-        if self.bell.rung():
-            return True
-        if now >= self._due_at:
-            self.bell.ring("interval")
-            return True
-        if now >= self._expiry_at:
-            self.bell.ring("expiry")
-            return True
-        if now >= self._watch_at:
-            self._watch_at = now + WATCH_PERIOD_S
-            if self._moved():
-                self.bell.ring("change")
-                return True
-        self.bell.wait(min(self._due_at, self._expiry_at, self._watch_at) - now)
-        return False
-
-    def _moved(self) -> bool:
-        """Whether the target changed since the last pass read it, by its change token."""
-        try:
-            token = self.read_token()
-        except TargetUnreachable:
-            return True  # a pass says so, as a finding, at once
-        if token is None or self._token is None:
-            self._token = token
-            return False
-        return token != self._token
-
-    def token_before_pass(self) -> str | None:
-        try:
-            return self.read_token()
-        except TargetUnreachable:
-            return None  # the read that follows says so
-
-    def read_token(self) -> str | None:
-        """The target's change token, or None when it offers none or no session is open."""
-        session = self._observer.sessions.get(self.name) if self._observer else None
-        if not isinstance(session, WatchesChanges):
-            return None
-        return session.change_token()
-
-    def observer(self, policy: Policy, desired: Desired, generation: int) -> Observer:
-        """The target's observer, kept open between passes; a new one after a policy edit
-        (the accounts in scope, or the target's own settings, may have changed)."""
-        if self._observer is None or self._observer_generation != generation:
-            self._forget()
-            self._observer = Observer(policy, desired)
-            self._observer_generation = generation
-        return self._observer
-
-    def passed(
-        self, token: str | None, interval_s: float, policy: Policy, started: datetime
-    ) -> None:
-        """Schedule the next pass. ``token`` was read before the pass read the target, so a
-        change made during the pass (its own actions included) triggers one more. An access
-        that expired after the pass's ``started`` was not yet expired for it: due at once."""
-        now = time.monotonic()
-        self._due_at = now + interval_s
-        try:
-            self._token = token if token is not None else self.read_token()
-        except TargetUnreachable:
-            self._token = None
-        wall = datetime.now(UTC)
-        expiry = next_expiry(policy, self.name, started)
-        self._expiry_at = now + (expiry - wall).total_seconds() if expiry else math.inf
-
-    def _forget(self) -> None:
-        if self._observer is not None:
-            self._observer.close()
-        self._observer = None
-        self._token = None
-        self._due_at = 0.0
-
-
 _FindingKey = tuple[str, str | None, str | None]
 
 
-def _first_seen(records: Iterable[FindingRecord]) -> dict[_FindingKey, datetime]:
+def _first_seen(
+    records: Iterable[FindingRecord], default: datetime
+) -> defaultdict[_FindingKey, datetime]:
     """When the drift behind each (target, account, entitlement) was first seen; the
     account-wide key holds the earliest finding about the account."""
-    seen: dict[_FindingKey, datetime] = {}
+    seen: defaultdict[_FindingKey, datetime] = defaultdict(lambda: default)
     for record in records:
         f = record.finding
         for key in ((f.target, f.account, f.entitlement), (f.target, f.account, None)):
-            if key not in seen or record.first_seen < seen[key]:
+            if record.first_seen < seen[key]:
                 seen[key] = record.first_seen
     return seen
 
@@ -744,7 +597,3 @@ def _policy_fields(loaded: LoadedPolicy, fingerprint: str) -> dict[str, Any]:
         "fingerprint": fingerprint,
         "targets": sorted(loaded.policy.targets),
     }
-
-
-def _iso(at: datetime | None) -> str | None:
-    return at.isoformat() if at is not None else None

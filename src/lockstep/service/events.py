@@ -4,15 +4,24 @@ an access expiry. Passes are level-triggered, so an event only ever makes one so
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
-from lockstep.model import Policy
+from lockstep.connectors.base import TargetUnreachable, WatchesChanges
+from lockstep.engine.observe import Observer
+from lockstep.model import Desired, Policy
 from lockstep.policy import LoadedPolicy, PolicyError, PolicyInvalid, load_policy
 from lockstep.policy.load import policy_files
+
+WATCH_PERIOD_S = 1.0  # how often a target's change token is asked for
+HELD_RECHECK_S = 1.0  # how often a target another service holds is looked at again
+SKIPPED = "skipped"  # the outcome of a ring for a target another service holds
 
 
 class Doorbell:
@@ -130,3 +139,126 @@ def next_expiry(policy: Policy, target: str, after: datetime) -> datetime | None
         if access.target == target and access.expires is not None and access.expires > after
     )
     return min(expiries, default=None)
+
+
+class WorkerHost(Protocol):
+    @property
+    def stopping(self) -> bool: ...
+
+    def holds(self, target: str) -> bool: ...
+
+    def run_pass(self, worker: TargetWorker) -> None: ...
+
+
+class TargetWorker:
+    """One target's schedule, on a thread of its own: waits for a reason to pass (its
+    interval, a ring of its doorbell, an expiry, its change token moving), then asks the
+    host for the pass. It keeps the target's observer, and so its session, between passes."""
+
+    def __init__(self, name: str, host: WorkerHost) -> None:
+        self.name = name
+        self.bell = Doorbell()
+        self._host = host
+        self._observer: Observer | None = None
+        self._observer_generation = -1
+        self._token: str | None = None
+        self._due_at = 0.0  # monotonic; 0 means at once
+        self._expiry_at = math.inf
+        self._watch_at = 0.0
+        self._retired = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"lockstep-{name}", daemon=True)
+
+    def retire(self) -> None:
+        """The target left the policy: stop after the pass under way."""
+        self._retired.set()
+        self.bell.close()
+
+    def _run(self) -> None:
+        host = self._host
+        try:
+            while not (host.stopping or self._retired.is_set()):
+                if not host.holds(self.name):
+                    self._forget()
+                    if self.bell.rung():  # answered, so that nobody waits for it in vain
+                        ticket, _ = self.bell.begin()
+                        self.bell.finish(ticket, SKIPPED)
+                    self.bell.wait(HELD_RECHECK_S)
+                elif self._pass_due():
+                    host.run_pass(self)
+        finally:
+            self._forget()
+
+    def _pass_due(self) -> bool:
+        """True when a pass is due now; otherwise sleeps until the next thing to check."""
+        now = time.monotonic()
+        if self.bell.rung():
+            return True
+        if now >= self._due_at:
+            self.bell.ring("interval")
+            return True
+        if now >= self._expiry_at:
+            self.bell.ring("expiry")
+            return True
+        if now >= self._watch_at:
+            self._watch_at = now + WATCH_PERIOD_S
+            if self._moved():
+                self.bell.ring("change")
+                return True
+        self.bell.wait(min(self._due_at, self._expiry_at, self._watch_at) - now)
+        return False
+
+    def _moved(self) -> bool:
+        """Whether the target changed since the last pass read it, by its change token."""
+        try:
+            token = self.read_token()
+        except TargetUnreachable:
+            return True  # a pass says so, as a finding, at once
+        if token is None or self._token is None:
+            self._token = token
+            return False
+        return token != self._token
+
+    def token_before_pass(self) -> str | None:
+        try:
+            return self.read_token()
+        except TargetUnreachable:
+            return None  # the read that follows says so
+
+    def read_token(self) -> str | None:
+        """The target's change token, or None when it offers none or no session is open."""
+        session = self._observer.sessions.get(self.name) if self._observer else None
+        if not isinstance(session, WatchesChanges):
+            return None
+        return session.change_token()
+
+    def observer(self, policy: Policy, desired: Desired, generation: int) -> Observer:
+        """The target's observer, kept open between passes; a new one after a policy edit
+        (the accounts in scope, or the target's own settings, may have changed)."""
+        if self._observer is None or self._observer_generation != generation:
+            self._forget()
+            self._observer = Observer(policy, desired)
+            self._observer_generation = generation
+        return self._observer
+
+    def passed(
+        self, token: str | None, interval_s: float, policy: Policy, started: datetime
+    ) -> None:
+        """Schedule the next pass. ``token`` was read before the pass read the target, so a
+        change made during the pass (its own actions included) triggers one more. An access
+        that expired after the pass's ``started`` was not yet expired for it: due at once."""
+        now = time.monotonic()
+        self._due_at = now + interval_s
+        try:
+            self._token = token if token is not None else self.read_token()
+        except TargetUnreachable:
+            self._token = None
+        wall = datetime.now(UTC)
+        expiry = next_expiry(policy, self.name, started)
+        self._expiry_at = now + (expiry - wall).total_seconds() if expiry else math.inf
+
+    def _forget(self) -> None:
+        if self._observer is not None:
+            self._observer.close()
+        self._observer = None
+        self._token = None
+        self._due_at = 0.0

@@ -3,10 +3,15 @@ one, so that several services (as the tests run them) and import-time state neve
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from lockstep.findings_ledger import FindingRecord
+from lockstep.model import Result, Status
 
 # Time to remediate, from drift first seen to its remediation verified: sub-second when a
 # target reports its changes, up to an interval when it is only re-read on schedule.
@@ -89,6 +94,29 @@ class Metrics:
                 registry=r,
             ),
         )
+
+    def new_findings(self, records: Iterable[FindingRecord], pass_started: datetime) -> None:
+        for record in records:
+            if record.first_seen >= pass_started:  # first seen by this very pass
+                self.drift_found.labels(type=str(record.finding.type)).inc()
+
+    def result(self, result: Result, drift_seen: datetime) -> None:
+        """One action's result; ``drift_seen``: when what it remedies was first seen."""
+        action = result.action
+        self.actions.labels(op=str(action.op), status=str(result.status)).inc()
+        if result.status is Status.VERIFIED:
+            ttr = (datetime.now(UTC) - drift_seen).total_seconds()
+            self.time_to_remediate.observe(max(ttr, 0.0))
+        elif result.status is Status.UNVERIFIED or any(not c.ok for c in result.checks):
+            # Done, but not proven done (a refusal of the action itself is not counted).
+            self.verification_failures.labels(target=action.target).inc()
+
+    def passed(self, target: str, outcome: str, seconds: float, up: bool | None) -> None:
+        """One pass over ``target``; ``up`` None when the pass did not get to read it."""
+        self.passes.labels(target=target, outcome=outcome).inc()
+        self.pass_seconds.labels(target=target).observe(seconds)
+        if up is not None:
+            self.target_up.labels(target=target).set(1 if up else 0)
 
     def forget(self, target: str) -> None:
         """Drop a target's gauges: it left the policy or another instance reconciles it, and
