@@ -15,15 +15,10 @@ account it finds by prefix without a live record (a record lost in a crash).
 
 from __future__ import annotations
 
-import json
 import secrets as _random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Any
-
-from sqlalchemy import Row, and_, delete, insert, select, update
 
 from lockstep.connectors.base import (
     ConnectorError,
@@ -33,14 +28,25 @@ from lockstep.connectors.base import (
     Session,
 )
 from lockstep.credentials.vault import Vault
-from lockstep.engine.desired import desired_state
 from lockstep.engine.verify import Inconclusive, probe_until
 from lockstep.journal import Journal
+from lockstep.lease_records import Lease, LeaseError, LeaseRecords, LeaseStatus
 from lockstep.lease_sessions import TargetSessions
-from lockstep.model import LEASE_PREFIX, Policy
+from lockstep.model import LEASE_PREFIX, OwnerStatus, Policy, RuleAction
+from lockstep.policy.durations import format_duration
 from lockstep.secrets import Secret, generate_password, redact
 from lockstep.store import Store
-from lockstep.store.tables import credentials, leases
+
+__all__ = [
+    "DEFAULT_MAX_TTL_S",
+    "DEFAULT_TTL_S",
+    "Ended",
+    "Lease",
+    "LeaseError",
+    "LeaseManager",
+    "LeaseStatus",
+    "ReapReport",
+]
 
 DEFAULT_TTL_S = 3600  # an identity's lease lifetime unless credentials.lease_ttl says otherwise
 DEFAULT_MAX_TTL_S = 86400  # ... and the longest a lease may live, renewals included
@@ -51,50 +57,6 @@ _EXPIRY_TOLERANCE = timedelta(seconds=1)  # targets may store expiry at a coarse
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class LeaseStatus(StrEnum):
-    ACTIVE = "active"
-    REVOKED = "revoked"  # ended on request, credential proven refused
-    EXPIRED = "expired"  # ended by expiry, credential proven refused
-    FAILED = "failed"  # issue or revocation not proven: the reaper tries again
-
-
-class LeaseError(Exception):
-    """A lease that cannot be issued, renewed or found. One clear line, never a secret."""
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    id: str
-    identity: str
-    target: str
-    account: str  # the lease's own account in the target
-    username: str  # what the workload logs in as (the access key id on AWS)
-    fingerprint: str
-    workload: str | None  # the workload that obtained it, None when issued from the CLI
-    issued_at: datetime
-    expires_at: datetime
-    max_expires_at: datetime
-    revoked_at: datetime | None
-    status: LeaseStatus
-
-    def fields(self) -> dict[str, Any]:
-        """The lease as journaled and shown: every field, none of them secret."""
-        return {
-            "lease_id": self.id,
-            "identity": self.identity,
-            "target": self.target,
-            "account": self.account,
-            "username": self.username,
-            "fingerprint": self.fingerprint,
-            "workload": self.workload,
-            "issued_at": self.issued_at,
-            "expires_at": self.expires_at,
-            "max_expires_at": self.max_expires_at,
-            "revoked_at": self.revoked_at,
-            "status": str(self.status),
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +101,8 @@ class LeaseManager:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._policy = policy
-        self._store = store
         self._journal = journal
-        self._vault = vault
+        self._records = LeaseRecords(store, vault)
         self._sessions = sessions
         self._clock = clock
 
@@ -174,7 +135,7 @@ class LeaseManager:
                 lease, credential = self._create(session, lease, template, entitlements, secret)
         except (ConnectorError, _Unproven) as exc:
             detail = redact(str(exc))
-            if self._recorded(lease.id):
+            if self._records.recorded(lease.id):
                 self._fail(lease, detail)
             raise LeaseError(f"lease on {target} for {identity} not issued: {detail}") from None
         self._journal.append("lease_issued", lease.fields())
@@ -192,7 +153,7 @@ class LeaseManager:
         self._journal.append("lease_intent", {"op": "issue", **lease.fields()})
         # Recorded before the account exists, so that the reaper never mistakes a lease
         # being issued for one whose record was lost.
-        self._insert(lease)
+        self._records.insert(lease)
         credential = leasing.issue_lease(
             lease.account, template, entitlements, secret, lease.expires_at
         )
@@ -200,29 +161,35 @@ class LeaseManager:
             lease, username=credential.username, fingerprint=credential.secret.fingerprint()
         )
         if made != lease:  # the target minted its own credential (AWS)
-            self._update(made.id, username=made.username, fingerprint=made.fingerprint)
+            self._records.update(made.id, username=made.username, fingerprint=made.fingerprint)
         self._prove_works(session, credential, lease.target)
-        self._keep(made, credential)
+        self._records.keep_credential(made, credential)
         return made, credential
 
     def _terms(
         self, identity: str, target: str, ttl_s: int | None, now: datetime
     ) -> tuple[str, frozenset[str], int, int]:
-        """The identity's declared account and live entitlements on ``target``, and the
-        lease's lifetime and longest lifetime."""
+        """The identity's declared account and its entitlements on ``target`` (its own, not
+        those of other identities sharing the account), and the lease's lifetime and longest
+        lifetime. Refused whenever the identity itself may not use the target now."""
         ident = self._policy.identities.get(identity)
         if ident is None:
             raise LeaseError(f"unknown identity {identity!r}")
         if target not in self._policy.targets:
             raise LeaseError(f"unknown target {target!r}")
-        accounts = [a.account for a in ident.access if a.target == target]
-        if not accounts:
+        access = next((a for a in ident.access if a.target == target), None)
+        if access is None:
             raise LeaseError(f"identity {identity!r} has no access on target {target!r}")
-        want = desired_state(self._policy, now).accounts[(target, accounts[0])]
-        if not want.active:
+        if access.expires is not None and access.expires <= now:
             raise LeaseError(
-                f"identity {identity!r} may not use target {target!r} now: {want.suspend_reason}"
+                f"identity {identity!r}'s access on {target!r} expired at "
+                f"{access.expires.isoformat()}"
             )
+        owner = self._policy.owners.get(ident.owner)
+        if (owner is None or owner.status is not OwnerStatus.ACTIVE) and (
+            self._policy.rules.ownerless_identities is RuleAction.SUSPEND
+        ):
+            raise LeaseError(f"identity {identity!r} is suspended: its owner departed")
         policy = ident.credentials
         max_ttl = policy.lease_max_ttl_s or DEFAULT_MAX_TTL_S
         ttl = ttl_s if ttl_s is not None else min(policy.lease_ttl_s or DEFAULT_TTL_S, max_ttl)
@@ -230,10 +197,10 @@ class LeaseManager:
             raise LeaseError("a lease's ttl must be at least 1s")
         if ttl > max_ttl:
             raise LeaseError(
-                f"ttl {ttl}s is longer than identity {identity!r} allows "
-                f"(credentials.lease_max_ttl: {max_ttl}s)"
+                f"ttl {format_duration(ttl)} is longer than identity {identity!r} allows "
+                f"(credentials.lease_max_ttl: {format_duration(max_ttl)})"
             )
-        return accounts[0], want.entitlements, ttl, max_ttl
+        return access.account, access.entitlements, ttl, max_ttl
 
     def _prove_works(self, session: Session, credential: Credential, target: str) -> None:
         window = self._sessions.propagation_window_s(target)
@@ -255,7 +222,7 @@ class LeaseManager:
     def renew(self, lease_id: str, ttl_s: int | None = None) -> Lease:
         """Extend an active lease by ``ttl_s`` from now (default: the identity's lease ttl),
         never past the lease's maximum. Raises LeaseError."""
-        lease = self.get(lease_id)
+        lease = self._records.get(lease_id)
         now = self._clock()
         if lease.status is not LeaseStatus.ACTIVE:
             raise LeaseError(f"lease {lease_id} has ended ({lease.status}); issue a new one")
@@ -280,7 +247,7 @@ class LeaseManager:
                 "lease_failed", {**lease.fields(), "op": "renew", "detail": detail}
             )
             raise LeaseError(f"lease {lease_id} not renewed: {detail}") from None
-        self._update(lease_id, expires_at=expires_at)
+        self._records.update(lease_id, expires_at=expires_at)
         self._journal.append("lease_renewed", renewed.fields())
         return renewed
 
@@ -288,7 +255,7 @@ class LeaseManager:
 
     def revoke(self, lease_id: str) -> Ended:
         """End a lease now and prove its credential refused."""
-        lease = self.get(lease_id)
+        lease = self._records.get(lease_id)
         if lease.status in (LeaseStatus.REVOKED, LeaseStatus.EXPIRED):
             return Ended(lease.target, lease.account, lease.status, "already ended", lease.id)
         return self._end(lease, LeaseStatus.REVOKED)
@@ -302,7 +269,7 @@ class LeaseManager:
             raise LeaseError("name an identity, a target or a lease id prefix to revoke")
         selected = [
             lease
-            for lease in self.list(identity=identity, target=target)
+            for lease in self._records.list(identity=identity, target=target)
             if lease.status in (LeaseStatus.ACTIVE, LeaseStatus.FAILED)
             and lease.id.startswith(prefix or "")
         ]
@@ -313,7 +280,7 @@ class LeaseManager:
         target that has no live record (lost in a crash, or left by a failed revocation)."""
         now = now or self._clock()
         report = ReapReport()
-        for lease in self.list(status=LeaseStatus.ACTIVE):
+        for lease in self._records.list(status=LeaseStatus.ACTIVE):
             if lease.expires_at <= now:
                 report.ended.append(self._end(lease, LeaseStatus.EXPIRED))
         for target in sorted(self._policy.targets):
@@ -331,7 +298,7 @@ class LeaseManager:
             return
         # Records are read after the accounts were listed: an account that a concurrent
         # issue is creating already has its record, and is left alone.
-        records = {lease.account: lease for lease in self.list(target=target)}
+        records = {lease.account: lease for lease in self._records.list(target=target)}
         tried = {e.account for e in report.ended if e.target == target}
         for account in sorted(a.name for a in found if a.name not in tried):
             lease = records.get(account)
@@ -348,11 +315,11 @@ class LeaseManager:
             proof = self._remove(lease.target, lease.account)
         except (ConnectorError, _Unproven) as exc:
             detail = redact(str(exc))
-            self._update(lease.id, status=LeaseStatus.FAILED)
+            self._records.update(lease.id, status=LeaseStatus.FAILED)
             self._journal.append("lease_failed", {**lease.fields(), "op": op, "detail": detail})
             return Ended(lease.target, lease.account, LeaseStatus.FAILED, detail, lease.id)
         ended = replace(lease, status=final, revoked_at=self._clock())
-        self._settle(lease.target, lease.account, ended)
+        self._records.settle(lease.target, lease.account, ended)
         self._journal.append(f"lease_{final}", {**ended.fields(), "proof": proof})
         return Ended(lease.target, lease.account, final, proof, lease.id)
 
@@ -365,7 +332,7 @@ class LeaseManager:
             detail = redact(str(exc))
             self._journal.append("lease_failed", {"op": "reap", **where, "detail": detail})
             return Ended(target, account, LeaseStatus.FAILED, detail)
-        self._settle(target, account, None)
+        self._records.settle(target, account, None)
         self._journal.append("lease_reaped", {**where, "proof": proof})
         return Ended(target, account, LeaseStatus.REVOKED, proof)
 
@@ -374,7 +341,7 @@ class LeaseManager:
         with self._sessions.session(target) as session:
             leasing = _leasing(session, target)
             leasing.revoke_lease(account)
-            credential = self._stored(target, account)
+            credential = self._records.kept_credential(target, account)
             if credential is None:
                 # Nothing to try (the issue never got that far): absence is the proof.
                 if any(a.name == account for a in leasing.list_leases(account)):
@@ -392,11 +359,7 @@ class LeaseManager:
     # ------------------------------------------------------------ records
 
     def get(self, lease_id: str) -> Lease:
-        with self._store.reading() as conn:
-            row = conn.execute(select(leases).where(leases.c.id == lease_id)).one_or_none()
-        if row is None:
-            raise LeaseError(f"no lease {lease_id!r}")
-        return _lease(row)
+        return self._records.get(lease_id)
 
     def list(
         self,
@@ -404,70 +367,7 @@ class LeaseManager:
         target: str | None = None,
         status: LeaseStatus | None = None,
     ) -> list[Lease]:
-        query = select(leases).order_by(leases.c.issued_at, leases.c.id)
-        if identity is not None:
-            query = query.where(leases.c.identity == identity)
-        if target is not None:
-            query = query.where(leases.c.target == target)
-        if status is not None:
-            query = query.where(leases.c.status == str(status))
-        with self._store.reading() as conn:
-            return [_lease(row) for row in conn.execute(query).all()]
-
-    def _recorded(self, lease_id: str) -> bool:
-        with self._store.reading() as conn:
-            found = conn.execute(select(leases.c.id).where(leases.c.id == lease_id)).first()
-        return found is not None
-
-    def _insert(self, lease: Lease) -> None:
-        values = lease.fields()
-        values["id"] = values.pop("lease_id")
-        with self._store.writing(lock=leases) as conn:
-            conn.execute(insert(leases).values(**values))
-
-    def _update(self, lease_id: str, **values: object) -> None:
-        values = {k: str(v) if isinstance(v, LeaseStatus) else v for k, v in values.items()}
-        with self._store.writing(lock=leases) as conn:
-            conn.execute(update(leases).where(leases.c.id == lease_id).values(**values))
-
-    def _keep(self, lease: Lease, credential: Credential) -> None:
-        # A session token (AWS STS) is needed to try the credential, so it is kept with it.
-        parts = [credential.secret.reveal()]
-        if credential.token is not None:
-            parts.append(credential.token.reveal())
-        self._vault.put(
-            lease.target,
-            lease.account,
-            lease.identity,
-            credential.username,
-            Secret(json.dumps(parts)),
-            lease.issued_at,
-            lease.expires_at,
-        )
-
-    def _stored(self, target: str, account: str) -> Credential | None:
-        stored = self._vault.current(target, account)
-        if stored is None:
-            return None
-        parts: Sequence[str] = json.loads(stored.secret.reveal())
-        token = Secret(parts[1]) if len(parts) > 1 else None
-        return Credential(stored.username, Secret(parts[0]), token)
-
-    def _settle(self, target: str, account: str, ended: Lease | None) -> None:
-        """Record how a lease ended, and delete its credential, of no use any more, in the
-        same transaction."""
-        with self._store.writing(lock=leases) as conn:
-            if ended is not None:
-                conn.execute(
-                    update(leases)
-                    .where(leases.c.id == ended.id)
-                    .values(status=str(ended.status), revoked_at=ended.revoked_at)
-                )
-            conn.execute(
-                delete(credentials).where(
-                    and_(credentials.c.target == target, credentials.c.account == account)
-                )
-            )
+        return self._records.list(identity, target, status)
 
 
 def _leasing(session: Session, target: str) -> IssuesLeases:
@@ -483,20 +383,3 @@ def _check_native_expiry(leasing: IssuesLeases, account: str, expires_at: dateti
     native = found[0].expires_at
     if native is not None and abs(native - expires_at) > _EXPIRY_TOLERANCE:
         raise _Unproven(f"the target reports expiry {native.isoformat()}, not the new one")
-
-
-def _lease(row: Row[Any]) -> Lease:
-    return Lease(
-        id=row.id,
-        identity=row.identity,
-        target=row.target,
-        account=row.account,
-        username=row.username,
-        fingerprint=row.fingerprint,
-        workload=row.workload,
-        issued_at=row.issued_at,
-        expires_at=row.expires_at,
-        max_expires_at=row.max_expires_at,
-        revoked_at=row.revoked_at,
-        status=LeaseStatus(row.status),
-    )

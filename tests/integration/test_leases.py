@@ -74,6 +74,14 @@ identities:
       - target: orders-db
         account: reporting_job
         entitlements: [SELECT on table public.orders, CONNECT on database orders]
+  retired-job:
+    owner: payments-team
+    purpose: Access that has run out
+    access:
+      - target: orders-db
+        account: retired_job
+        entitlements: [CONNECT on database orders]
+        expires: 2020-01-01T00:00:00Z
   broken-job:
     owner: payments-team
     purpose: Wants a table that does not exist
@@ -421,9 +429,10 @@ def test_a_lease_that_cannot_be_made_leaves_no_account_and_says_why(
     [
         ("nobody", "orders-db", "unknown identity"),
         ("payments-api", "nowhere", "unknown target"),
+        ("retired-job", "orders-db", "access on 'orders-db' expired"),
     ],
 )
-def test_a_lease_for_an_unknown_identity_or_target_is_refused(
+def test_a_lease_for_an_unknown_identity_or_target_or_expired_access_is_refused(
     project: Project, identity: str, target: str, message: str
 ) -> None:
     with project.manager() as manager, pytest.raises(LeaseError, match=message):

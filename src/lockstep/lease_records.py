@@ -1,0 +1,166 @@
+"""The lease records: one row per lease in the state store, and, while the lease lives, its
+credential kept encrypted in the vault so that its revocation can be proven by trying it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, insert, select, update
+
+from lockstep.connectors.base import Credential
+from lockstep.credentials.vault import Vault
+from lockstep.secrets import Secret
+from lockstep.store import Store
+from lockstep.store.tables import credentials, leases
+
+
+class LeaseStatus(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"  # ended on request, credential proven refused
+    EXPIRED = "expired"  # ended by expiry, credential proven refused
+    FAILED = "failed"  # issue or revocation not proven: the reaper tries again
+
+
+class LeaseError(Exception):
+    """A lease that cannot be issued, renewed or found. One clear line, never a secret."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    id: str
+    identity: str
+    target: str
+    account: str  # the lease's own account in the target
+    username: str  # what the workload logs in as (the access key id on AWS)
+    fingerprint: str
+    workload: str | None  # the workload that obtained it, None when issued from the CLI
+    issued_at: datetime
+    expires_at: datetime
+    max_expires_at: datetime
+    revoked_at: datetime | None
+    status: LeaseStatus
+
+    def fields(self) -> dict[str, Any]:
+        """The lease as journaled and shown: every field, none of them secret."""
+        return {
+            "lease_id": self.id,
+            "identity": self.identity,
+            "target": self.target,
+            "account": self.account,
+            "username": self.username,
+            "fingerprint": self.fingerprint,
+            "workload": self.workload,
+            "issued_at": self.issued_at,
+            "expires_at": self.expires_at,
+            "max_expires_at": self.max_expires_at,
+            "revoked_at": self.revoked_at,
+            "status": str(self.status),
+        }
+
+
+class LeaseRecords:
+    """Lease rows and kept lease credentials. Each method is one transaction."""
+
+    def __init__(self, store: Store, vault: Vault) -> None:
+        self._store = store
+        self._vault = vault
+
+    def get(self, lease_id: str) -> Lease:
+        with self._store.reading() as conn:
+            row = conn.execute(select(leases).where(leases.c.id == lease_id)).one_or_none()
+        if row is None:
+            raise LeaseError(f"no lease {lease_id!r}")
+        return _lease(row)
+
+    def list(
+        self,
+        identity: str | None = None,
+        target: str | None = None,
+        status: LeaseStatus | None = None,
+    ) -> list[Lease]:
+        query = select(leases).order_by(leases.c.issued_at, leases.c.id)
+        if identity is not None:
+            query = query.where(leases.c.identity == identity)
+        if target is not None:
+            query = query.where(leases.c.target == target)
+        if status is not None:
+            query = query.where(leases.c.status == str(status))
+        with self._store.reading() as conn:
+            return [_lease(row) for row in conn.execute(query).all()]
+
+    def recorded(self, lease_id: str) -> bool:
+        with self._store.reading() as conn:
+            found = conn.execute(select(leases.c.id).where(leases.c.id == lease_id)).first()
+        return found is not None
+
+    def insert(self, lease: Lease) -> None:
+        values = lease.fields()
+        values["id"] = values.pop("lease_id")
+        with self._store.writing(lock=leases) as conn:
+            conn.execute(insert(leases).values(**values))
+
+    def update(self, lease_id: str, **values: object) -> None:
+        values = {k: str(v) if isinstance(v, LeaseStatus) else v for k, v in values.items()}
+        with self._store.writing(lock=leases) as conn:
+            conn.execute(update(leases).where(leases.c.id == lease_id).values(**values))
+
+    def keep_credential(self, lease: Lease, credential: Credential) -> None:
+        # A session token (AWS STS) is needed to try the credential, so it is kept with it.
+        parts = [credential.secret.reveal()]
+        if credential.token is not None:
+            parts.append(credential.token.reveal())
+        self._vault.put(
+            lease.target,
+            lease.account,
+            lease.identity,
+            credential.username,
+            Secret(json.dumps(parts)),
+            lease.issued_at,
+            lease.expires_at,
+        )
+
+    def kept_credential(self, target: str, account: str) -> Credential | None:
+        stored = self._vault.current(target, account)
+        if stored is None:
+            return None
+        parts: Sequence[str] = json.loads(stored.secret.reveal())
+        token = Secret(parts[1]) if len(parts) > 1 else None
+        return Credential(stored.username, Secret(parts[0]), token)
+
+    def settle(self, target: str, account: str, ended: Lease | None) -> None:
+        """Record how a lease ended, and delete its credential, of no use any more, in the
+        same transaction."""
+        with self._store.writing(lock=leases) as conn:
+            if ended is not None:
+                conn.execute(
+                    update(leases)
+                    .where(leases.c.id == ended.id)
+                    .values(status=str(ended.status), revoked_at=ended.revoked_at)
+                )
+            conn.execute(
+                delete(credentials).where(
+                    and_(credentials.c.target == target, credentials.c.account == account)
+                )
+            )
+
+
+def _lease(row: Row[Any]) -> Lease:
+    return Lease(
+        id=row.id,
+        identity=row.identity,
+        target=row.target,
+        account=row.account,
+        username=row.username,
+        fingerprint=row.fingerprint,
+        workload=row.workload,
+        issued_at=row.issued_at,
+        expires_at=row.expires_at,
+        max_expires_at=row.max_expires_at,
+        revoked_at=row.revoked_at,
+        status=LeaseStatus(row.status),
+    )
