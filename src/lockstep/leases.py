@@ -36,6 +36,7 @@ from lockstep.model import LEASE_PREFIX, OwnerStatus, Policy, RuleAction
 from lockstep.policy.durations import format_duration
 from lockstep.secrets import Secret, generate_password, redact
 from lockstep.store import Store
+from lockstep.workspace import Workspace
 
 __all__ = [
     "DEFAULT_MAX_TTL_S",
@@ -105,6 +106,23 @@ class LeaseManager:
         self._records = LeaseRecords(store, vault)
         self._sessions = sessions
         self._clock = clock
+
+    @classmethod
+    def for_workspace(cls, workspace: Workspace) -> LeaseManager:
+        """A manager over a workspace's policy, state and journal, with its own sessions to
+        the targets; ``close`` them when done."""
+        sessions = TargetSessions(workspace.policy)
+        return cls(
+            workspace.policy,
+            workspace.store,
+            workspace.journal,
+            workspace.vault,
+            sessions,
+            workspace.clock,
+        )
+
+    def close(self) -> None:
+        self._sessions.close()
 
     # ------------------------------------------------------------ issuing
 

@@ -27,7 +27,6 @@ from lockstep.cli.app import (
     err,
     out,
 )
-from lockstep.lease_sessions import TargetSessions
 from lockstep.leases import Ended, Lease, LeaseError, LeaseManager, LeaseStatus
 from lockstep.policy.durations import parse_duration
 
@@ -40,13 +39,13 @@ TtlOpt = Annotated[
 @contextmanager
 def _leases(config: Path | None, state: str | None) -> Iterator[LeaseManager]:
     with _workspace(config, state) as ws:
-        sessions = TargetSessions(ws.policy)
+        manager = LeaseManager.for_workspace(ws)
         try:
-            yield LeaseManager(ws.policy, ws.store, ws.journal, ws.vault, sessions, ws.clock)
+            yield manager
         except LeaseError as exc:
             raise CliError(str(exc)) from None
         finally:
-            sessions.close()
+            manager.close()
 
 
 def _seconds(ttl: str | None) -> int | None:

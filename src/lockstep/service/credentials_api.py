@@ -7,11 +7,17 @@ once. Every refusal is journaled as ``workload_refused`` with its reason and wha
 claims to be (issuer, subject, key id), never the token.
 
 Wiring: the service mounts ``router`` and provides, on ``app.state`` (or by overriding
-``get_leases`` / ``get_workloads`` through ``app.dependency_overrides``):
+``get_leases`` / ``get_workloads`` / ``get_journal`` through ``app.dependency_overrides``):
 
-- ``app.state.leases``: a ``lockstep.leases.LeaseManager``
-- ``app.state.workloads``: a ``lockstep.workload.WorkloadVerifier``
-- ``app.state.journal``: the ``lockstep.journal.Journal`` refusals are recorded in
+- ``app.state.leases``: ``LeaseManager.for_workspace(ws)`` (``close()`` it on shutdown)
+- ``app.state.workloads``: ``WorkloadVerifier(ws.policy.identities, KeySets(sources))``,
+  where ``sources`` maps issuer -> URL or ``file:PATH`` from ``--jwks ISSUER=...``
+  (``lockstep.workload.parse_key_source``); issuers not named there use OIDC discovery
+- ``app.state.journal``: ``ws.journal``, where refusals are recorded
+
+Without them every request is answered 503. The service should also run
+``LeaseManager.reap()`` when it starts and then every pass, so that leases past expiry, and
+lease accounts whose record was lost, are ended even where the target cannot expire them.
 
 Endpoints are synchronous: FastAPI runs them in its thread pool, and the lease manager is
 safe to share between threads.
