@@ -246,8 +246,8 @@ class LeaseManager:
             raise LeaseError(f"lease {lease_id} has ended ({lease.status}); issue a new one")
         if lease.expires_at <= now:
             raise LeaseError(f"lease {lease_id} has expired; issue a new one")
-        ident = self._policy.identities.get(lease.identity)
-        default = (ident.credentials.lease_ttl_s if ident else None) or DEFAULT_TTL_S
+        # A lease is renewed only while a new one could be issued.
+        _, _, default, _ = self._terms(lease.identity, lease.target, None, now)
         ttl = ttl_s if ttl_s is not None else default
         if ttl <= 0:
             raise LeaseError("a lease's ttl must be at least 1s")
@@ -294,13 +294,17 @@ class LeaseManager:
         return [self._end(lease, LeaseStatus.REVOKED) for lease in selected]
 
     def reap(self, now: datetime | None = None) -> ReapReport:
-        """End every active lease past its expiry, then every lease account in a reachable
-        target that has no live record (lost in a crash, or left by a failed revocation)."""
+        """End every active lease past its expiry or whose identity may no longer have one
+        (access expired, owner departed, identity or access gone from the policy), then every
+        lease account in a reachable target that has no live record (lost in a crash, or
+        left by a failed revocation)."""
         now = now or self._clock()
         report = ReapReport()
         for lease in self._records.list(status=LeaseStatus.ACTIVE):
             if lease.expires_at <= now:
                 report.ended.append(self._end(lease, LeaseStatus.EXPIRED))
+            elif (why := self._ineligible(lease, now)) is not None:
+                report.ended.append(self._end(lease, LeaseStatus.REVOKED, reason=why))
         for target in sorted(self._policy.targets):
             self._reap_target(target, now, report)
         return report
@@ -326,9 +330,17 @@ class LeaseManager:
                 ended = LeaseStatus.EXPIRED if lease.expires_at <= now else LeaseStatus.REVOKED
                 report.ended.append(self._end(lease, ended))
 
-    def _end(self, lease: Lease, final: LeaseStatus) -> Ended:
+    def _ineligible(self, lease: Lease, now: datetime) -> str | None:
+        """Why the policy would not issue this lease now, if it would not."""
+        try:
+            self._terms(lease.identity, lease.target, None, now)
+        except LeaseError as exc:
+            return str(exc)
+        return None
+
+    def _end(self, lease: Lease, final: LeaseStatus, reason: str = "") -> Ended:
         op = "revoke" if final is LeaseStatus.REVOKED else "expire"
-        self._journal.append("lease_intent", {"op": op, **lease.fields()})
+        self._journal.append("lease_intent", {"op": op, "reason": reason, **lease.fields()})
         try:
             proof = self._remove(lease.target, lease.account)
         except (ConnectorError, _Unproven) as exc:

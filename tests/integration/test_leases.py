@@ -449,6 +449,22 @@ def test_an_identity_whose_owner_departed_gets_no_lease(
     assert lease_roles(db) == []
 
 
+def test_the_reaper_revokes_leases_of_an_identity_whose_owner_departed(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    with project.manager() as manager:
+        lease, credential = manager.issue("payments-api", "orders-db")
+    project.write(PG_POLICY.replace("OWNER_STATUS", "departed"))
+    with project.manager() as manager:
+        with pytest.raises(LeaseError, match="owner departed"):
+            manager.renew(lease.id)
+        report = manager.reap()
+        assert report.verified and manager.get(lease.id).status is LeaseStatus.REVOKED
+    assert pg_refused(db, credential.username, credential.secret.reveal())
+    [intent] = [e for e in project.journal("lease_intent") if e["op"] == "revoke"]
+    assert "owner departed" in intent["reason"]
+
+
 def test_leases_issued_from_many_threads_at_once_all_work(
     project: Project, db: localpg.LocalPostgres
 ) -> None:
