@@ -34,12 +34,16 @@ from lockstep.localpg import LocalPostgres, free_port
 from lockstep.model import Target
 from lockstep.policy import load_policy
 from lockstep.secrets import Secret
+from services.slapd import (  # noqa: F401 - fixtures, imported as the LDAP tests do
+    LdapTarget,
+    ldap_target_fixture,
+    slapd_server_fixture,
+)
 
-if TYPE_CHECKING:  # loaded for real through pytest_plugins, so that pytest rewrites them
+if TYPE_CHECKING:  # loaded for real through pytest_plugins, so that pytest rewrites it
     from services.moto_server import MotoServer
-    from services.slapd import LdapTarget
 
-pytest_plugins = ("services.redis_server", "services.moto_server", "services.slapd")
+pytest_plugins = ("services.redis_server", "services.moto_server")
 
 TARGET = "conformance"
 POLICY_FILE = "lockstep.yaml"
@@ -110,6 +114,8 @@ def _postgres(request: pytest.FixtureRequest) -> ConformanceTarget:
             "Robert'); --",
             "back\\slash $1 %s",
             "UPPER case",
+            " leading and trailing ",
+            "new\nline\ttab",
             "søren-ü",
             "n" * 63,
         ),
@@ -148,6 +154,10 @@ def _ldap(request: pytest.FixtureRequest) -> ConformanceTarget:
             "semi;colon",
             "*(wild)",
             "<angle>",
+            "*",
+            " leading space",
+            "trailing ",
+            "new\nline",
             "ünïcødé-サービス",
         ),
         illegal_accounts=("   ", "n" * 257, "nul\x00byte"),

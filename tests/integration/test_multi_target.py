@@ -25,12 +25,16 @@ import pytest
 import redis
 
 from lockstep import localpg
+from services.slapd import (  # noqa: F401 - fixtures, imported as the LDAP tests do
+    LdapTarget,
+    ldap_target_fixture,
+    slapd_server_fixture,
+)
 
-if TYPE_CHECKING:  # loaded for real through pytest_plugins, so that pytest rewrites them
+if TYPE_CHECKING:  # loaded for real through pytest_plugins, so that pytest rewrites it
     from services.redis_server import LocalRedis
-    from services.slapd import LdapTarget
 
-pytest_plugins = ("services.redis_server", "services.slapd")
+pytest_plugins = ("services.redis_server",)
 
 IDENTITY = "checkout-worker"
 POLICY = """\
