@@ -114,24 +114,30 @@ class Workspace:
 
     def settle_identity_states(self, plan: Plan, results: list[Result]) -> None:
         """Remember what was enforced, except for identities whose rotation did not happen
-        (a failed rotation or an unreadable target), and, in a workspace narrowed to some
-        targets (the service's per-target passes), identities with access beyond them:
-        their event stays pending until a pass covers all of their targets."""
+        (a failed rotation or an unreadable target): their event stays pending. In a
+        workspace narrowed to some targets (the service's per-target passes), an identity
+        with access beyond them is recorded when first seen, but a change of it stays
+        pending until a pass covers all of its targets."""
         pending = {
             r.action.identity
             for r in results
             if r.action.op is Op.ROTATE_CREDENTIAL and r.status is not Status.VERIFIED
         }
+        states = IdentityStates(self.store)
+        uncovered = {
+            name
+            for name, identity in self.policy.identities.items()
+            if any(a.target not in self.policy.targets for a in identity.access)
+        }
+        if uncovered:
+            pending |= uncovered & states.changed(self.policy.identities).keys()
         unread = set(plan.unreachable)
         settled = {
             name: identity
             for name, identity in self.policy.identities.items()
-            if name not in pending
-            and not any(
-                a.target in unread or a.target not in self.policy.targets for a in identity.access
-            )
+            if name not in pending and not any(a.target in unread for a in identity.access)
         }
-        IdentityStates(self.store).save(settled, self.clock())
+        states.save(settled, self.clock())
 
     @contextmanager
     def observer(self) -> Iterator[tuple[Observer, Desired]]:

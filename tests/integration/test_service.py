@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -384,3 +385,70 @@ def test_a_second_service_on_the_same_sqlite_state_is_refused(project: Project):
     proc = project.cli("run", "--listen", f"127.0.0.1:{localpg.free_port()}")
     assert proc.returncode == 1
     assert "another `lockstep run` already uses the state store" in proc.stderr
+
+
+TWO_TARGETS = """\
+version: 1
+targets:
+  orders-db:
+    type: postgres
+    dsn: ${ORDERS_DB_DSN}
+    interval: 1h
+    manage: {exclude: [ledger_worker]}
+  ledger-db:
+    type: postgres
+    dsn: ${LEDGER_DB_DSN}
+    interval: 1h
+    manage: {exclude: [orders_worker]}
+owners:
+  team-a: {contacts: [a@example.com]}
+  team-b: {contacts: [b@example.com]}
+identities:
+  settlement:
+    owner: OWNER
+    purpose: Settle orders into the ledger
+    access:
+      - target: orders-db
+        account: orders_worker
+        entitlements: [SELECT on table public.orders]
+      - target: ledger-db
+        account: ledger_worker
+        entitlements: [CONNECT on database ledger]
+    credentials:
+      sink: file:SECRETS/settlement-{target}.json
+"""
+
+
+def test_an_owner_change_rotates_an_identity_on_every_one_of_its_targets(project: Project, db):
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE ledger")
+    project.env["LEDGER_DB_DSN"] = db.dsn("ledger")
+    policy = TWO_TARGETS.replace("SECRETS", str(project.workdir / "secrets"))
+    project.policy_file.write_text(policy.replace("OWNER", "team-a"))
+    service = project.start()
+
+    def owner() -> str | None:
+        with sqlite3.connect(f"file:{project.state}?mode=ro", uri=True) as conn:
+            row = conn.execute(
+                "SELECT owner FROM identity_states WHERE identity = 'settlement'"
+            ).fetchone()
+        return row[0] if row else None
+
+    eventually(lambda: owner() == "team-a", "the identity's owner to be recorded")
+    sinks = {
+        t: project.workdir / "secrets" / f"settlement-{t}.json" for t in ("orders-db", "ledger-db")
+    }
+    old = {t: json.loads(path.read_text())["password"] for t, path in sinks.items()}
+
+    project.policy_file.write_text(policy.replace("OWNER", "team-b"))
+    for account in ("orders_worker", "ledger_worker"):
+        eventually(
+            lambda a=account: project.results(op="rotate_credential", account=a, status="verified"),
+            f"{account}'s credential to be rotated",
+        )
+    eventually(lambda: owner() == "team-b", "the owner change to be recorded as enforced")
+    assert refused(db, "orders_worker", old["orders-db"])
+    assert refused(db, "ledger_worker", old["ledger-db"])
+    joint = [e for e in service.events("pass") if e["scope"] == ["ledger-db", "orders-db"]]
+    assert {e["target"] for e in joint} == {"orders-db", "ledger-db"}  # one pass, both targets
+    assert len(project.results(op="rotate_credential")) == 2  # once each, not once per pass
