@@ -4,6 +4,9 @@ Passwords never travel to the server in clear: the SCRAM verifier is computed cl
 (libpq's ``PQencryptPasswordConn``), so neither the server log nor an echoed statement can
 show one. Every name goes through ``psycopg.sql.Identifier`` and every value through
 ``sql.Literal`` or a bind parameter.
+
+The optional capabilities keep their SQL beside them: the change token and usage in
+``postgres_usage``, leases in ``postgres_leases``.
 """
 
 from __future__ import annotations
