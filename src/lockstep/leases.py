@@ -124,13 +124,18 @@ class LeaseManager:
     def close(self) -> None:
         self._sessions.close()
 
+    def _now(self) -> datetime:
+        # Whole seconds: a lease ends a fraction early rather than late, and every target
+        # and every rendering of its expiry agree to the second.
+        return self._clock().replace(microsecond=0)
+
     # ------------------------------------------------------------ issuing
 
     def issue(
         self, identity: str, target: str, ttl_s: int | None = None, workload: str | None = None
     ) -> tuple[Lease, Credential]:
         """A new lease whose credential has been proven to work. Raises LeaseError."""
-        now = self._clock()
+        now = self._now()
         template, entitlements, ttl, max_ttl = self._terms(identity, target, ttl_s, now)
         lease_id = _random.token_hex(_ID_BYTES)
         secret = generate_password()
@@ -241,7 +246,7 @@ class LeaseManager:
         """Extend an active lease by ``ttl_s`` from now (default: the identity's lease ttl),
         never past the lease's maximum. Raises LeaseError."""
         lease = self._records.get(lease_id)
-        now = self._clock()
+        now = self._now()
         if lease.status is not LeaseStatus.ACTIVE:
             raise LeaseError(f"lease {lease_id} has ended ({lease.status}); issue a new one")
         if lease.expires_at <= now:

@@ -51,7 +51,12 @@ class TokenInfo:
     kid: str | None = None
 
     def fields(self) -> dict[str, str | None]:
-        return {"iss": self.issuer, "sub": self.subject, "kid": self.kid}
+        """Cut to a sane length: these are whatever the bearer chose to write."""
+        return {
+            "iss": _shown_or_none(self.issuer),
+            "sub": _shown_or_none(self.subject),
+            "kid": _shown_or_none(self.kid),
+        }
 
 
 class WorkloadRefused(Exception):
@@ -268,11 +273,10 @@ def _inspect(token: str) -> tuple[TokenInfo, str]:
         unverified = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError:
         raise _unauthorized("the bearer token is not a JWT", TokenInfo()) from None
-    kid = header.get("kid")
     info = TokenInfo(
-        issuer=_shown_str(unverified.get("iss")),
-        subject=_shown_str(unverified.get("sub")),
-        kid=_shown_str(kid),
+        issuer=_str_or_none(unverified.get("iss")),
+        subject=_str_or_none(unverified.get("sub")),
+        kid=_str_or_none(header.get("kid")),
     )
     alg = header.get("alg")
     if alg not in ALGORITHMS:
@@ -334,5 +338,9 @@ def _shown(text: str | None) -> str:
     return text if len(text) <= _SHOWN_MAX else text[:_SHOWN_MAX] + "…"
 
 
-def _shown_str(value: object) -> str | None:
-    return _shown(value) if isinstance(value, str) else None
+def _shown_or_none(text: str | None) -> str | None:
+    return None if text is None else _shown(text)
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
