@@ -144,7 +144,8 @@ def renew_statement(name: str, until: sql.Literal, conn: psycopg.Connection[Any]
 
 
 def disable_statements(name: str) -> sql.Composed:
-    """NOLOGIN, committed at once, then the role's oid as the second result."""
+    """NOLOGIN, committed as soon as the message completes, and the role's oid as the
+    second result."""
     return sql.SQL("ALTER ROLE {} NOLOGIN; SELECT oid FROM pg_roles WHERE rolname = {}").format(
         sql.Identifier(name), sql.Literal(name)
     )
