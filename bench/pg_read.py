@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import time
 from collections.abc import Callable
@@ -176,6 +177,8 @@ def main() -> None:
             )
 
     entitlements = sum(len(a.entitlements) for a in snapshot.accounts.values())
+    expected = ROLES * (MEMBERSHIPS_PER_ROLE + TABLE_GRANTS_PER_ROLE + 1)
+    assert (len(snapshot.accounts), entitlements) == (ROLES, expected), "the fill went wrong"
     print(f"filled {ROLES:,} login roles and their grants in {fill_s:.1f} s")
     print(f"{'what (same server, same run)':<44}{'rows':>10}{'best s':>9}{'read / it':>11}")
     print(f"{'connector read() (accounts, entitlements)':<44}{entitlements:>10,}{read_s:>9.3f}")
@@ -185,7 +188,9 @@ def main() -> None:
         ("the same, aclexplode per aclitem", per_item, per_item_s),
     ):
         print(f"{label:<44}{rows:>10,}{seconds:>9.3f}{read_s / seconds:>11.1f}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"accounts read: {len(snapshot.accounts):,}; goal: read() <= 2 s")
+    print(f"best of {args.repeats}; load average {load} on {os.cpu_count()} CPUs")
     if args.profile:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(15)
 
