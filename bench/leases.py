@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -36,7 +37,6 @@ from sqlalchemy import event
 
 from lockstep import localpg
 from lockstep.journal import Journal
-from lockstep.lease_sessions import TargetSessions
 from lockstep.leases import Lease, LeaseManager
 from lockstep.secrets import generate_password
 from lockstep.workspace import Workspace
@@ -191,9 +191,9 @@ def main() -> None:
     args = parser.parse_args()
 
     server = localpg.start()
+    workdir = Path(tempfile.mkdtemp(prefix="lockstep-bench-leases-"))
     try:
         prepare(server)
-        workdir = Path(tempfile.mkdtemp(prefix="lockstep-bench-leases-"))
         policy = POLICY
         if args.scram_iterations is not None:
             setting = f"    lease_scram_iterations: {args.scram_iterations}\n"
@@ -201,38 +201,50 @@ def main() -> None:
         (workdir / "lockstep.yaml").write_text(policy)
         os.environ["ORDERS_DB_DSN"] = server.dsn("orders")
         os.environ.pop("LOCKSTEP_STATE", None)
-        baseline = vault_like(server, args.leases)
         with Workspace.open(workdir / "lockstep.yaml") as ws:
             if args.sqlite_synchronous == "normal":
                 event.listen(ws.store.engine, "connect", _synchronous_normal)
                 ws.store.engine.dispose()
-            sessions = TargetSessions(ws.policy)
-            manager = LeaseManager(ws.policy, ws.store, ws.journal, ws.vault, sessions)
-            issue_all(manager, 20, 1)  # warm up: connections, imports, caches
-            print(
-                f"PostgreSQL leases, {args.leases} per run, {os.cpu_count()} CPUs, "
-                f"SQLite synchronous={args.sqlite_synchronous.upper()}, SCRAM iterations "
-                f"{args.scram_iterations or 4096}"
-            )
-            print(f"  baseline, Vault-like SQL without proof:   {baseline:8.1f} leases/s")
-            for threads in args.threads:
-                rate, issued = issue_all(manager, args.leases, threads)
-                latencies = revoke_latencies(manager, issued)
-                print(
-                    f"  lockstep issue, {threads} thread(s):         {rate:8.1f} leases/s  "
-                    f"x{rate / baseline:.2f} of baseline, "
-                    f"x{rate / VAULT_REPORTED_PER_S:.2f} of Vault's reported "
-                    f"{VAULT_REPORTED_PER_S:.0f}/s"
-                )
-                print(
-                    f"  lockstep revoke (proven refused):        p50 "
-                    f"{percentile(latencies, 0.50) * 1000:6.1f} ms, p99 "
-                    f"{percentile(latencies, 0.99) * 1000:6.1f} ms"
-                )
-            parts(manager, ws.journal, server)
-            sessions.close()
+            manager = LeaseManager.for_workspace(ws)
+            try:
+                run(args, manager, ws.journal, server)
+            finally:
+                manager.close()
     finally:
         server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(
+    args: argparse.Namespace,
+    manager: LeaseManager,
+    journal: Journal,
+    server: localpg.LocalPostgres,
+) -> None:
+    issue_all(manager, 20, 1)  # warm up: connections, imports, caches
+    print(
+        f"PostgreSQL leases, {args.leases} per run, {os.cpu_count()} CPUs, "
+        f"SQLite synchronous={args.sqlite_synchronous.upper()}, SCRAM iterations "
+        f"{args.scram_iterations or 4096}"
+    )
+    for threads in args.threads:
+        # The baseline right before each run: the machine may be busier at one time than
+        # at another, and the ratio should compare like with like.
+        baseline = vault_like(server, args.leases)
+        rate, issued = issue_all(manager, args.leases, threads)
+        latencies = revoke_latencies(manager, issued)
+        print(f"  baseline, Vault-like SQL, no proof:  {baseline:7.1f} leases/s")
+        print(
+            f"  lockstep issue, {threads} thread(s):      {rate:7.1f} leases/s, "
+            f"x{rate / baseline:.2f} the baseline, "
+            f"x{rate / VAULT_REPORTED_PER_S:.2f} Vault's reported {VAULT_REPORTED_PER_S:.0f}/s"
+        )
+        print(
+            f"  lockstep revoke, proven refused:     p50 "
+            f"{percentile(latencies, 0.50) * 1000:.1f} ms, p99 "
+            f"{percentile(latencies, 0.99) * 1000:.1f} ms"
+        )
+    parts(manager, journal, server)
 
 
 if __name__ == "__main__":
