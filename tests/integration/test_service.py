@@ -12,8 +12,10 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jwt
 import psycopg
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from psycopg import sql
 from test_service_harness import Service, eventually, journal, row_counts
 
@@ -452,3 +454,40 @@ def test_an_owner_change_rotates_an_identity_on_every_one_of_its_targets(project
     joint = [e for e in service.events("pass") if e["scope"] == ["ledger-db", "orders-db"]]
     assert {e["target"] for e in joint} == {"orders-db", "ledger-db"}  # one pass, both targets
     assert len(project.results(op="rotate_credential")) == 2  # once each, not once per pass
+
+
+def test_a_workload_gets_a_working_lease_from_the_running_service(project: Project, db):
+    issuer, subject = "https://issuer.example.test", "spiffe://example.test/payments"
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = json.loads(jwt.get_algorithm_by_name("ES256").to_jwk(key.public_key()))
+    jwks = project.workdir / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**public, "kid": "k1", "alg": "ES256", "use": "sig"}]}))
+    project.write_policy()
+    binding = f"    workload: {{issuer: {issuer}, subject: {subject}, audience: lockstep}}\n"
+    policy = project.policy_file.read_text()
+    project.policy_file.write_text(
+        policy.replace("    credentials:\n", binding + "    credentials:\n")
+    )
+    service = project.start("--jwks", f"{issuer}=file:{jwks}")
+    converged(project)
+
+    now = int(datetime.now(UTC).timestamp())
+    claims = {"iss": issuer, "sub": subject, "aud": "lockstep", "iat": now, "exp": now + 300}
+    token = jwt.encode(claims, key, algorithm="ES256", headers={"kid": "k1"})
+    answer = service.http.post(
+        "/v1/credentials",
+        json={"identity": "payments-api", "target": "orders-db", "ttl": "5m"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 201, answer.text
+    lease = answer.json()
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=db.port,
+        dbname="orders",
+        user=lease["username"],
+        password=lease["password"],
+    ) as conn:
+        assert conn.execute("SELECT count(*) FROM public.orders").fetchone() == (0,)
+    assert lease["password"] not in service.text()
+    assert token not in service.text()

@@ -16,6 +16,7 @@ import typer
 from lockstep.cli.app import CliError, ConfigOpt, JsonOpt, StateOpt, _config, _emit_json, _options
 from lockstep.cli.app import out as console
 from lockstep.service import BEARER_ENV, ServiceError, ServiceOptions, run_service
+from lockstep.workload import KeySourceError, parse_key_source
 
 LISTEN_ENV = "LOCKSTEP_LISTEN"
 DEFAULT_LISTEN = "127.0.0.1:8787"
@@ -47,6 +48,14 @@ def run(
             "target's own interval: 30s, legacy targets 10s).",
         ),
     ] = None,
+    jwks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--jwks",
+            help="ISSUER=URL or ISSUER=file:PATH: where a workload issuer's signing keys come "
+            "from (repeatable; default: the issuer's OIDC discovery).",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     state: StateOpt = None,
 ) -> None:
@@ -58,6 +67,7 @@ def run(
         host=host,
         port=port,
         interval_cap_s=parse_interval(interval) if interval else None,
+        key_sources=_key_sources(jwks or []),
     )
     try:
         code = run_service(options)
@@ -124,6 +134,19 @@ def _post(url: str, wait_s: float) -> dict[str, Any]:
             f"no lockstep service answers at {url.split('/v1/')[0]} ({reason}); "
             "is `lockstep run` running, and is --listen right?"
         ) from None
+
+
+def _key_sources(options: list[str]) -> dict[str, str]:
+    sources: dict[str, str] = {}
+    for option in options:
+        try:
+            issuer, source = parse_key_source(option)
+        except KeySourceError as exc:
+            raise CliError(str(exc)) from None
+        if issuer in sources:
+            raise CliError(f"--jwks names issuer {issuer!r} twice")
+        sources[issuer] = source
+    return sources
 
 
 def parse_listen(listen: str | None) -> tuple[str, int]:

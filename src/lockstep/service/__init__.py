@@ -11,7 +11,8 @@ import os
 import signal
 import socket
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from secrets import token_hex
 from types import FrameType
@@ -21,7 +22,7 @@ import uvicorn
 from lockstep.credentials.vault import Vault, load_key
 from lockstep.policy import load_policy
 from lockstep.secrets import Secret
-from lockstep.service.api import create_app
+from lockstep.service.api import Credentials, create_app
 from lockstep.service.controller import Controller
 from lockstep.service.events import PolicySource, policy_fingerprint
 from lockstep.service.logs import configure, get_logger
@@ -46,6 +47,7 @@ class ServiceOptions:
     host: str
     port: int
     interval_cap_s: float | None = None  # no target is checked less often than this
+    key_sources: Mapping[str, str] = field(default_factory=dict)  # issuer -> URL or file:PATH
 
 
 def run_service(options: ServiceOptions) -> int:
@@ -60,6 +62,7 @@ def run_service(options: ServiceOptions) -> int:
         vault = Vault(store, load_key(loaded.base_dir / STATE_DIR))
         instance = f"{socket.gethostname()}:{os.getpid()}:{token_hex(3)}"
         leases = open_leases(store, instance, log)
+        credentials = Credentials(store, vault, options.key_sources, log)
         controller = Controller(
             PolicySource(options.config, fingerprint),
             loaded,
@@ -69,13 +72,18 @@ def run_service(options: ServiceOptions) -> int:
             Metrics.create(),
             log,
             options.interval_cap_s,
+            on_policy=credentials.load,
+            chore=credentials.reap,
         )
         token = os.environ.get(BEARER_ENV)
-        app = create_app(controller, Secret(token) if token else None)
+        app = create_app(controller, credentials, Secret(token) if token else None)
         server = uvicorn.Server(
             uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         )
-        return _serve(controller, server, listener, options)
+        try:
+            return _serve(controller, server, listener, options)
+        finally:
+            credentials.close()
     finally:
         store.close()
         listener.close()

@@ -8,27 +8,42 @@ they require it as a bearer token. Bind the service to loopback otherwise (the d
 from __future__ import annotations
 
 import hmac
+import threading
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.datastructures import State
 
 from lockstep.cli.render import finding_json
-from lockstep.findings_ledger import HELD, STATUSES
+from lockstep.credentials.vault import Vault
+from lockstep.errors import EXPECTED_ERRORS
+from lockstep.findings_ledger import HELD, STATUSES, FindingLedger
+from lockstep.journal import Journal
+from lockstep.leases import LeaseError, LeaseManager
+from lockstep.policy import LoadedPolicy
 from lockstep.secrets import Secret
 from lockstep.service.controller import Controller, UnknownTarget
 from lockstep.service.credentials_api import router as credentials_router
+from lockstep.service.logs import Log
 from lockstep.service.scaleout import pass_times
-from lockstep.store import StoreError
+from lockstep.store import Store, StoreError
+from lockstep.workload import KeySets, WorkloadVerifier
+from lockstep.workspace import Workspace
 
 MAX_WAIT_S = 600.0
+_REAP_ERRORS: tuple[type[Exception], ...] = (*EXPECTED_ERRORS, LeaseError)
 ALL = "all"
 
 
-def create_app(controller: Controller, api_token: Secret | None = None) -> FastAPI:
+def create_app(
+    controller: Controller, credentials: Credentials, api_token: Secret | None = None
+) -> FastAPI:
     app = FastAPI(title="lockstep", docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json")
+    credentials.serve(app.state)
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -128,6 +143,79 @@ def _v1(controller: Controller, api_token: Secret | None) -> APIRouter:
         return JSONResponse(body, status_code=200 if finished else 504)
 
     return v1
+
+
+class Credentials:
+    """What ``POST /v1/credentials`` needs on ``app.state``, made afresh for every policy the
+    service loads; and the lease reaper, which the leading service runs. ``create_app``
+    hands it the app's state before the controller starts loading policies into it."""
+
+    def __init__(
+        self,
+        store: Store,
+        vault: Vault,
+        key_sources: Mapping[str, str],
+        log: Log,
+    ) -> None:
+        self._state = State()
+        self._store = store
+        self._journal = Journal(store)
+        self._vault = vault
+        self._keys = KeySets(key_sources)  # one cache of issuers' keys across policy edits
+        self._log = log
+        self._managers: list[LeaseManager] = []
+        self._lock = threading.Lock()
+
+    def load(self, loaded: LoadedPolicy) -> None:
+        workspace = Workspace(
+            loaded, self._store, self._journal, self._vault, FindingLedger(self._store)
+        )
+        manager = LeaseManager.for_workspace(workspace)
+        with self._lock:
+            # Earlier managers stay open until shutdown: a request may still be using one.
+            self._managers.append(manager)
+        self._state.journal = self._journal
+        self._state.workloads = WorkloadVerifier(loaded.policy.identities, self._keys)
+        self._state.leases = manager
+
+    def serve(self, state: State) -> None:
+        self._state = state
+
+    def reap(self) -> None:
+        """End leases past their expiry, or no longer allowed, and lease accounts whose
+        record was lost; each one proven refused."""
+        manager: LeaseManager = self._state.leases
+        try:
+            report = manager.reap()
+        except _REAP_ERRORS as exc:
+            self._log.error(
+                "lease reaper failed", target=None, op="reap", status="error", error=str(exc)
+            )
+            return
+        for ended in report.ended:
+            self._log.info(
+                "lease ended",
+                target=ended.target,
+                op="reap",
+                status=str(ended.status),
+                account=ended.account,
+                lease_id=ended.lease_id,
+                detail=ended.detail,
+            )
+        for target, why in sorted(report.unreachable.items()):
+            self._log.warning(
+                "lease reaper: target unreachable",
+                target=target,
+                op="reap",
+                status="unreachable",
+                error=why,
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            for manager in self._managers:
+                manager.close()
+            self._managers.clear()
 
 
 def _iso(at: datetime | None) -> str | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -46,6 +46,7 @@ from lockstep.workspace import Workspace
 POLICY_POLL_S = 1.0  # how often the policy files are checked for edits
 LEASE_ROUND_S = 1.0  # how often leases are claimed, renewed and rebalanced
 LEASE_INTERVALS = 3  # a lease row reads as held for this many of the target's intervals
+CHORE_PERIOD_S = 10.0  # how often the service that leads runs the chores (the lease reaper)
 
 
 class Outcome(StrEnum):
@@ -107,6 +108,8 @@ class Controller:
         metrics: Metrics,
         log: Log,
         interval_cap_s: float | None = None,
+        on_policy: Callable[[LoadedPolicy], None] = lambda loaded: None,
+        chore: Callable[[], None] = lambda: None,
     ) -> None:
         self.instance = leases.instance
         self.leases = leases
@@ -118,6 +121,8 @@ class Controller:
         self._source = source
         self._log = log
         self._cap = interval_cap_s
+        self._on_policy = on_policy  # told of the policy at start and of every edit loaded
+        self._chore = chore
         self._lock = threading.Lock()  # guards the policy, the workers and their states
         self._loaded = loaded
         self._generation = 0
@@ -145,9 +150,15 @@ class Controller:
             "service_started",
             {"instance": self.instance, **_policy_fields(loaded, self._source.fingerprint)},
         )
+        self._on_policy(loaded)
         self._lease_round()  # before the workers start, so that held targets pass at once
         self._sync_workers()
-        for name, loop in (("policy", self._policy_loop), ("leases", self._lease_loop)):
+        loops = (
+            ("policy", self._policy_loop),
+            ("leases", self._lease_loop),
+            ("chores", self._chore_loop),
+        )
+        for name, loop in loops:
             thread = threading.Thread(target=loop, name=f"lockstep-{name}", daemon=True)
             thread.start()
             self._loops.append(thread)
@@ -244,6 +255,7 @@ class Controller:
         with self._lock:
             self._loaded = change.loaded
             self._generation += 1
+        self._on_policy(change.loaded)
         self.metrics.policy_reloads.labels(result="loaded").inc()
         self._log.info(
             "policy loaded",
@@ -278,6 +290,12 @@ class Controller:
             self.metrics.forget(worker.name)
         for worker in new:
             worker.thread.start()
+
+    def _chore_loop(self) -> None:
+        while not self._stopping.is_set():
+            if self.leases.leads():
+                self._chore()
+            self._stopping.wait(CHORE_PERIOD_S)
 
     def _lease_loop(self) -> None:
         while not self._stopping.wait(LEASE_ROUND_S):

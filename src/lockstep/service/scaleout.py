@@ -40,6 +40,8 @@ from lockstep.store.tables import heartbeats, target_leases, target_passes
 
 # classid of the instance locks (two-int form, objsubid 2): "lkst".
 _INSTANCE_SPACE = 0x6C6B7374
+# The lock whose holder runs the chores one service does for all (the lease reaper): "lksd".
+_DUTY_SPACE, _DUTY_KEY = 0x6C6B7364, 1
 _INSTANCE_KEY_ATTEMPTS = 16
 _CONNECT_TIMEOUT_S = 10
 # Notice a state store gone silent (a cut network, not a closed socket) within ~30 s.
@@ -65,6 +67,10 @@ class TargetLeases(Protocol):
 
     def holders(self) -> dict[str, str]:
         """Who holds each target, as recorded."""
+        ...
+
+    def leads(self) -> bool:
+        """Whether this service runs the chores one service does for all."""
         ...
 
     def close(self) -> None: ...
@@ -109,6 +115,9 @@ class SoleLeases:
     def holders(self) -> dict[str, str]:
         return dict.fromkeys(sorted(self._wanted), self.instance)
 
+    def leads(self) -> bool:
+        return self._fd is not None
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
@@ -136,11 +145,16 @@ class SharedLeases:
         )
         self._conn: Connection | None = None
         self._held: set[str] = set()
+        self._leads = False
         self._guard = threading.Lock()
 
     def holds(self, target: str) -> bool:
         with self._guard:
             return target in self._held
+
+    def leads(self) -> bool:
+        with self._guard:
+            return self._leads
 
     def rebalance(self, wanted: Mapping[str, float]) -> list[str]:
         try:
@@ -154,6 +168,8 @@ class SharedLeases:
                 if target not in self._snapshot():
                     self._try_lock(conn, target, wanted[target])
             self._renew(conn, wanted)
+            if not self.leads():
+                self._lead(conn)
         except SQLAlchemyError as exc:
             self._lost(exc)
             return []
@@ -258,6 +274,16 @@ class SharedLeases:
         )
         self._log.info("lease acquired", target=target, op="lease", status="acquired")
 
+    def _lead(self, conn: Connection) -> None:
+        got: bool = conn.execute(
+            text("SELECT pg_try_advisory_lock(CAST(:space AS integer), CAST(:key AS integer))"),
+            {"space": _DUTY_SPACE, "key": _DUTY_KEY},
+        ).scalar_one()
+        if got:
+            with self._guard:
+                self._leads = True
+            self._log.info("chores taken on", target=None, op="lease", status="leading")
+
     def _unlock(self, conn: Connection, target: str) -> None:
         with self._guard:
             self._held.discard(target)
@@ -290,6 +316,7 @@ class SharedLeases:
         with self._guard:
             lost = sorted(self._held)
             self._held.clear()
+            self._leads = False
         self._drop_connection()
         self._log.error(
             "lease connection lost: every target released until it is back",
