@@ -116,6 +116,7 @@ def _v1(controller: Controller, api_token: Secret | None) -> APIRouter:
                     "last_pass": _iso(last.get(name)),
                     "up": state.up if state else None,
                     "outcome": state.outcome if state else None,
+                    "passes": state.passes if state else None,  # by this service
                 }
             )
         return {"instance": controller.instance, "targets": rows}

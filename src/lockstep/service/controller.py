@@ -47,6 +47,7 @@ POLICY_POLL_S = 1.0  # how often the policy files are checked for edits
 LEASE_ROUND_S = 1.0  # how often leases are claimed, renewed and rebalanced
 LEASE_INTERVALS = 3  # a lease row reads as held for this many of the target's intervals
 CHORE_PERIOD_S = 10.0  # how often the service that leads runs the chores (the lease reaper)
+LOOP_STOP_S = 10.0  # what a stopping service grants its loops to finish their round
 
 
 class Outcome(StrEnum):
@@ -171,9 +172,11 @@ class Controller:
         for worker in workers:
             worker.bell.close()
         deadline = time.monotonic() + grace_s
-        for thread in [*(w.thread for w in workers), *self._loops]:
-            thread.join(max(deadline - time.monotonic(), 0))
+        for worker in workers:
+            worker.thread.join(max(deadline - time.monotonic(), 0))
         finished = not any(w.thread.is_alive() for w in workers)
+        for thread in self._loops:  # the lease loop is done with the lease connection after
+            thread.join(max(deadline - time.monotonic(), LOOP_STOP_S))
         self.leases.close()
         try:
             self.journal.append("service_stopped", {"instance": self.instance, "clean": finished})
