@@ -350,3 +350,23 @@ def test_a_legacy_target_rotates_every_credential_lockstep_issued_on_its_shorter
         p, desired_state(p, NOW), {"db": snap(acct("u"))}, NOW, {("db", "u"): NOW - timedelta(8)}
     )
     assert ops(plan) == [("rotate_credential", "u", None)]
+
+
+def test_a_risk_acceptance_holds_back_the_remediation_but_not_the_report():
+    p = policy([identity("api", "u", ["role:a"])], rules=Rules(orphan_accounts=RuleAction.DELETE))
+    observed = snap(acct("u", ["role:a", "role:b"]), acct("ghost"))
+    first = plan_for(p, observed)
+    assert len(first.actions) == 2
+    accepted = frozenset(f.id for f in first.findings)
+    held = make_plan(p, desired_state(p, NOW), {"db": observed}, NOW, accepted=accepted)
+    assert held.actions == ()
+    assert held.findings == first.findings
+
+
+def test_expired_access_is_revoked_even_under_a_risk_acceptance():
+    p = policy([identity("api", "u", ["role:a"], expires=NOW - timedelta(days=1))])
+    observed = snap(acct("u", ["role:a"]))
+    first = plan_for(p, observed)
+    accepted = frozenset(f.id for f in first.findings)
+    held = make_plan(p, desired_state(p, NOW), {"db": observed}, NOW, accepted=accepted)
+    assert held.actions == first.actions

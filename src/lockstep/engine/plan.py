@@ -8,6 +8,7 @@ yields one ``target_unreachable`` finding and nothing else: no action, no verdic
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 
 from lockstep.engine.catalog import KINDS
@@ -51,11 +52,13 @@ def make_plan(
     issued: Mapping[Key, datetime] | None = None,
     last_used: Mapping[Key, datetime] | None = None,
     rotate_now: Mapping[Key, str] | None = None,
+    accepted: AbstractSet[str] = frozenset(),
 ) -> Plan:
     """``issued``: when lockstep last issued each account's credential (for rotation).
     ``last_used``: when each account was last seen in use, or first seen at all (dormancy).
     ``rotate_now``: accounts whose credential an event (owner or environment changed) makes
-    rotate now, with the reason."""
+    rotate now, with the reason.
+    ``accepted``: ids of findings under a risk acceptance: reported, not remediated."""
     issued = issued or {}
     last_used = last_used or {}
     rotate_now = rotate_now or {}
@@ -106,6 +109,7 @@ def make_plan(
                         detail=f"no identity declares it; rule: {policy.rules.orphan_accounts}",
                     )
                 )
+    actions = _without_accepted(actions, findings, accepted)
     actions.sort(key=Action.sort_key)
     findings.sort(key=lambda f: (f.target, f.type, f.account or "", f.entitlement or ""))
     return Plan(
@@ -292,6 +296,30 @@ def _orphan(target: str, actual: Account, rule: RuleAction) -> Iterator[Action]:
             yield Action(Op.SUSPEND_ACCOUNT, target, actual.name, reason=reason)
         elif actual.sessions > 0:
             yield Action(Op.END_SESSIONS, target, actual.name, reason=reason)
+
+
+# What a risk acceptance holds back: the remediation a finding would otherwise get. Expired
+# access is not among them: an expiry written in the policy is the policy's own decision.
+_ACCEPTABLE: Mapping[FindingType, frozenset[Op]] = {
+    FindingType.EXCESS_ENTITLEMENT: frozenset({Op.REVOKE}),
+    FindingType.ORPHAN_ACCOUNT: frozenset({Op.SUSPEND_ACCOUNT, Op.DELETE_ACCOUNT, Op.END_SESSIONS}),
+    FindingType.OWNERLESS_IDENTITY: frozenset({Op.SUSPEND_ACCOUNT, Op.END_SESSIONS}),
+    FindingType.STALE_CREDENTIAL: frozenset({Op.ROTATE_CREDENTIAL}),
+}
+
+
+def _without_accepted(
+    actions: list[Action], findings: list[Finding], accepted: AbstractSet[str]
+) -> list[Action]:
+    if not accepted:
+        return actions
+    held = {
+        (f.target, f.account, f.entitlement, op)
+        for f in findings
+        if f.id in accepted
+        for op in _ACCEPTABLE.get(f.type, ())
+    }
+    return [a for a in actions if (a.target, a.account, a.entitlement, a.op) not in held]
 
 
 def _mass_change(actions: list[Action], managed: int, policy: Policy) -> MassChange | None:
