@@ -9,15 +9,17 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
+from lockstep.connectors.base import ObservesUsage, TargetUnreachable
 from lockstep.credentials.vault import Vault, load_key
 from lockstep.engine.apply import Applier, action_fields
 from lockstep.engine.audit import probe_checks, state_checks
 from lockstep.engine.desired import desired_state
 from lockstep.engine.observe import Observer
 from lockstep.engine.plan import make_plan
-from lockstep.findings_ledger import FindingLedger, FindingRecord
+from lockstep.findings_ledger import FindingLedger, FindingRecord, remediated_ids
 from lockstep.identity_states import IdentityStates
 from lockstep.journal import Journal
 from lockstep.model import (
@@ -34,6 +36,7 @@ from lockstep.model import (
 )
 from lockstep.policy import LoadedPolicy, load_policy
 from lockstep.store import Store
+from lockstep.usage import UsageStore
 
 STATE_ENV = "LOCKSTEP_STATE"
 STATE_DIR = ".lockstep"
@@ -88,6 +91,10 @@ class Workspace:
     def policy(self) -> Policy:
         return self.loaded.policy
 
+    @cached_property
+    def usage(self) -> UsageStore:
+        return UsageStore(self.store)
+
     def observe(self, observer: Observer, desired: Desired) -> Pass:
         now = self.clock()
         observed = observer.observe()
@@ -96,13 +103,34 @@ class Workspace:
             for key in desired.accounts
             if (cred := self.vault.current(*key)) is not None
         }
+        self._record_usage(observer, observed, now)
+        accepted = {r.id for r in self.ledger.current("accepted")}
         plan = make_plan(
-            self.policy, desired, observed, now, issued, rotate_now=self._rotation_events()
+            self.policy,
+            desired,
+            observed,
+            now,
+            issued,
+            last_used=self.usage.last_used(),
+            rotate_now=self._rotation_events(),
+            accepted=accepted,
         )
-        findings = self.ledger.record(
-            plan.findings, [n for n in observed if isinstance(observed[n], Snapshot)], now
-        )
-        return Pass(desired, observed, plan, findings)
+        targets_read = [n for n, o in observed.items() if isinstance(o, Snapshot)]
+        outcome = self.ledger.reconcile(plan.findings, targets_read, now)
+        return Pass(desired, observed, plan, outcome.records)
+
+    def _record_usage(
+        self, observer: Observer, observed: Mapping[str, Observation], now: datetime
+    ) -> None:
+        for name, obs in observed.items():
+            session = observer.sessions.get(name)
+            if not isinstance(obs, Snapshot) or session is None:
+                continue
+            try:
+                used = session.observe_usage() if isinstance(session, ObservesUsage) else []
+            except TargetUnreachable:
+                continue  # use unknown this pass: nothing is stamped, nothing concluded
+            self.usage.record(name, used, obs.accounts, now)
 
     def _rotation_events(self) -> dict[tuple[str, str], str]:
         changed = IdentityStates(self.store).changed(self.policy.identities)
@@ -166,8 +194,13 @@ class Workspace:
             progress,
         )
         results = applier.apply(plan)
+        now = self.clock()
         for key in {(r.action.target, r.action.account) for r in results}:
             self.vault.purge_retired(*key, keep=3)
+        for r in results:
+            if r.action.op is Op.DELETE_ACCOUNT and r.status is Status.VERIFIED:
+                self.usage.forget(r.action.target, r.action.account)
+        self.ledger.remediated(remediated_ids(results, plan.findings), now)
         self.settle_identity_states(plan, results)
         return results
 

@@ -81,13 +81,13 @@ def test_findings_of_an_unreadable_target_are_never_resolved(ledger: FindingLedg
     assert [r.id for r in ledger.current()] == [LDAP_ORPHAN.id]
 
 
-def test_a_resolved_finding_that_returns_is_reopened_with_its_history(
+def test_a_resolved_finding_that_returns_is_reopened_as_a_new_occurrence(
     ledger: FindingLedger,
 ) -> None:
     ledger.record([ORPHAN], {"orders-db"}, T0)
     ledger.record([], {"orders-db"}, T1)
     [record] = ledger.record([ORPHAN], {"orders-db"}, T2)
-    assert (record.first_seen, record.last_seen, record.status) == (T0, T2, "open")
+    assert (record.first_seen, record.last_seen, record.status) == (T2, T2, "open")
     assert by_id(ledger.current())[ORPHAN.id] == record
 
 

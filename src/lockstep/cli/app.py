@@ -133,7 +133,7 @@ def plan(
         if as_json:
             _emit_json(render.plan_json(p.plan, p.findings, permissions, report))
         else:
-            render.print_plan(out, p.plan, permissions)
+            render.print_plan(out, p.plan, permissions, p.findings)
             render.print_enforcement(out, report)
     if exit_code and p.plan.actions:
         raise typer.Exit(2)
@@ -154,7 +154,7 @@ def apply(
         p = ws.observe(observer, desired)
         permissions = render.needed_permissions(p.plan, observer.connectors)
         if not as_json:
-            render.print_plan(out, p.plan, permissions)
+            render.print_plan(out, p.plan, permissions, p.findings)
         if p.plan.blocked and not allow_mass_change:
             raise CliError(
                 "apply refused: the plan trips the blast-radius guard "

@@ -140,7 +140,12 @@ def checks_json(in_sync: bool, checks: Iterable[Check]) -> dict[str, Any]:
     }
 
 
-def print_plan(console: Console, plan: Plan, permissions: Mapping[str, list[str]]) -> None:
+def print_plan(
+    console: Console,
+    plan: Plan,
+    permissions: Mapping[str, list[str]],
+    records: Sequence[FindingRecord] = (),
+) -> None:
     for target in plan.unreachable:
         console.print(
             f"[bold red]! target {target} is unreachable: nothing is known about it, "
@@ -182,7 +187,7 @@ def print_plan(console: Console, plan: Plan, permissions: Mapping[str, list[str]
             f"{mc.managed} managed accounts (limit {mc.limit:.0%}). Apply refuses it unless "
             "--allow-mass-change is given.[/]"
         )
-    print_findings(console, plan.findings)
+    print_findings(console, plan.findings, records)
 
 
 def print_findings(
