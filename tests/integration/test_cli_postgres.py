@@ -442,3 +442,18 @@ def test_a_credential_older_than_rotate_every_is_rotated(lockstep: Lockstep, db)
     assert any(f["type"] == "stale_credential" for f in plan["findings"])
     assert lockstep("apply", "--yes").returncode == 0
     assert refused(db, "payments_api", old)
+
+
+def test_an_active_lease_is_neither_an_orphan_nor_drift(lockstep: Lockstep, db):
+    lockstep("apply", "--yes")
+    issued = lockstep("issue", "payments-api", "--target", "orders-db", "--ttl", "10m", "--json")
+    assert issued.returncode == 0, issued.stderr
+    lease = json.loads(issued.stdout)
+    lockstep.outputs.remove(issued.stdout)  # the one place a lease's password is meant to go
+    login(db, lease["username"], lease["password"]).close()
+    assert lockstep.json("plan")["actions"] == []
+    verified = lockstep("verify", "--json")
+    assert verified.returncode == 0, verified.stdout
+    assert lockstep("revoke", lease["lease_id"]).returncode == 0
+    assert refused(db, lease["username"], lease["password"])
+    assert_no_secret_leaked(lockstep, db, lease["password"])

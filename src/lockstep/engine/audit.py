@@ -3,12 +3,12 @@ credential lockstep took away tried again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from lockstep.connectors.base import Credential, ProbeResult, Session
 from lockstep.credentials.vault import Vault
 from lockstep.engine.verify import Inconclusive, probe_until
-from lockstep.model import Check, Desired, Observation, Policy, RuleAction, Snapshot
+from lockstep.model import LEASE_PREFIX, Check, Desired, Observation, Policy, RuleAction, Snapshot
 
 
 def state_checks(
@@ -37,9 +37,14 @@ def state_checks(
                     name, account, want.entitlements, actual.entitlements, want.active
                 )
             )
-        for account in sorted(set(obs.accounts) - set(wants)):
+        for account in sorted(set(_not_leases(obs.accounts)) - set(wants)):
             checks.append(_orphan_check(name, account, obs, policy.rules.orphan_accounts))
     return checks
+
+
+def _not_leases(accounts: Iterable[str]) -> Iterator[str]:
+    """Lease accounts are the lease manager's to prove (``lockstep leases``, the reaper)."""
+    return (a for a in accounts if not a.startswith(LEASE_PREFIX))
 
 
 def _entitlement_checks(
@@ -82,7 +87,7 @@ def probe_checks(
         if not isinstance(obs, Snapshot) or session is None:
             continue
         wants = desired.for_target(name)
-        for account in sorted(set(obs.accounts) | set(wants)):
+        for account in sorted(set(_not_leases(obs.accounts)) | set(wants)):
             want = wants.get(account)
             should_work = want is not None and want.active and account in obs.accounts
             current = vault.current(name, account)
