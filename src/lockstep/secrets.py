@@ -9,15 +9,31 @@ line of defence is never putting a secret into such text at all.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets as _random
 import string
 import threading
+from dataclasses import dataclass
 
 _MASK = "***"
 _MIN_REDACTABLE = 4  # shorter strings would scrub ordinary words out of messages
+# Past this many known secrets of one length, a text is searched by looking up each of its
+# windows of that length instead of once per secret: the cost then follows the text's size,
+# not the number of secrets (a service holding thousands of leases redacts every log line).
+_SCAN_LIMIT = 16
 
 _lock = threading.Lock()
-_known: set[str] = set()
+_by_length: dict[int, set[str]] = {}
+
+
+@dataclass(frozen=True)
+class _Group:
+    length: int
+    values: frozenset[str]
+    runs: re.Pattern[str] | None  # set when windows are looked up instead of scanned
+
+
+_groups: tuple[_Group, ...] | None = None  # rebuilt after a change, shared by readers
 
 
 class Secret:
@@ -55,19 +71,79 @@ class Secret:
 
 
 def register(value: str) -> None:
+    global _groups
     if len(value) >= _MIN_REDACTABLE:
         with _lock:
-            _known.add(value)
+            _by_length.setdefault(len(value), set()).add(value)
+            _groups = None
+
+
+def forget(value: str) -> None:
+    """Stop redacting a secret that no longer opens anything (an ended lease)."""
+    global _groups
+    with _lock:
+        _by_length.get(len(value), set()).discard(value)
+        _groups = None
+
+
+def _current_groups() -> tuple[_Group, ...]:
+    global _groups
+    with _lock:
+        if _groups is None:
+            _groups = tuple(
+                _Group(
+                    length,
+                    frozenset(values),
+                    re.compile(rf"\S{{{length},}}")
+                    if len(values) > _SCAN_LIMIT and not any(_has_space(v) for v in values)
+                    else None,
+                )
+                for length, values in sorted(_by_length.items(), reverse=True)
+                if values
+            )
+        return _groups
+
+
+def _has_space(value: str) -> bool:
+    return any(c.isspace() for c in value)
+
+
+def _spans(text: str, group: _Group) -> list[tuple[int, int]]:
+    found = []
+    if group.runs is None:
+        for value in group.values:
+            start = text.find(value)
+            while start != -1:
+                found.append((start, start + group.length))
+                start = text.find(value, start + 1)
+        return found
+    for run in group.runs.finditer(text):
+        for i in range(run.start(), run.end() - group.length + 1):
+            if text[i : i + group.length] in group.values:
+                found.append((i, i + group.length))
+    return found
 
 
 def redact(text: str) -> str:
-    """Replace every known secret in ``text`` by ``***``, longest first."""
-    with _lock:
-        known = sorted(_known, key=len, reverse=True)
-    for value in known:
-        if value in text:
-            text = text.replace(value, _MASK)
-    return text
+    """Replace every occurrence of every known secret in ``text`` by ``***``."""
+    spans = sorted(
+        span
+        for group in _current_groups()
+        if group.length <= len(text)
+        for span in _spans(text, group)
+    )
+    if not spans:
+        return text
+    pieces, cursor = [], 0
+    for start, end in spans:
+        if end <= cursor:
+            continue
+        if start >= cursor:
+            pieces.append(text[cursor:start])
+            pieces.append(_MASK)
+        cursor = end
+    pieces.append(text[cursor:])
+    return "".join(pieces)
 
 
 def fingerprint(value: str) -> str:
