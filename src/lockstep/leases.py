@@ -34,7 +34,7 @@ from lockstep.lease_records import Lease, LeaseError, LeaseRecords, LeaseStatus
 from lockstep.lease_sessions import TargetSessions
 from lockstep.model import LEASE_PREFIX, OwnerStatus, Policy, RuleAction
 from lockstep.policy.durations import format_duration
-from lockstep.secrets import Secret, generate_password, redact
+from lockstep.secrets import Secret, forget, generate_password, redact
 from lockstep.store import Store
 from lockstep.workspace import Workspace
 
@@ -389,6 +389,10 @@ class LeaseManager:
                 raise _Unproven(f"the credential could not be tried: {exc}") from None
             if got is not ProbeResult.REFUSED:
                 raise _Unproven(f"the credential is still accepted after {window:g}s")
+            # Proven dead: the redactor need not keep scanning every text for it.
+            forget(credential.secret.reveal())
+            if credential.token is not None:
+                forget(credential.token.reveal())
             return f"credential {credential.secret.fingerprint()} refused"
 
     # ------------------------------------------------------------ records

@@ -19,22 +19,9 @@ if TYPE_CHECKING:
 
 pytest_plugins = ("conformance.targets",)
 
-_SUSPENSION_PASSWORD_ON_AWS = (
-    "the engine proves suspension by probing Credential(username=ACCOUNT, secret=the random "
-    "suspension password), which AWS never received (it ignores execute's secret): signing "
-    "with the access key id 'user/NAME' gets a 403 without an error code, the probe is "
-    "inconclusive, so suspend_account stays unverified and `verify` out of sync"
-)
 # What a connector cannot pass today, each reported for routing. Strict: once fixed, the test
 # fails until its entry goes.
-KNOWN_FAILURES: Mapping[tuple[str, str], str] = {
-    ("test_suspension_keeps_the_account_and_proves_its_credential_refused", "aws"): (
-        _SUSPENSION_PASSWORD_ON_AWS
-    ),
-    ("test_restoring_issues_a_new_credential_and_the_old_one_stays_refused", "aws"): (
-        _SUSPENSION_PASSWORD_ON_AWS
-    ),
-}
+KNOWN_FAILURES: Mapping[tuple[str, str], str] = {}
 
 
 @pytest.fixture(autouse=True)

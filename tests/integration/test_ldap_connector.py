@@ -294,7 +294,7 @@ def test_suspend_refuses_old_and_new_passwords_and_deletes_nothing(
     old = create(session, "svc")
     run(session, Op.GRANT, "svc", "group:readers")
     unheld = generate_password()
-    assert run(session, Op.SUSPEND_ACCOUNT, "svc", secret=unheld) is None
+    assert run(session, Op.SUSPEND_ACCOUNT, "svc", secret=unheld) == Credential("svc", unheld)
     assert session.probe(old) is ProbeResult.REFUSED
     assert session.probe(Credential("svc", unheld)) is ProbeResult.REFUSED
     account = session.read_account("svc")

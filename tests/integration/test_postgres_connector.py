@@ -279,7 +279,9 @@ def test_suspend_ends_sessions_and_refuses_old_and_new_secret(
     assert workload.execute("SELECT 1").fetchone() == (1,)
 
     suspension = generate_password()
-    assert act(session, Op.SUSPEND_ACCOUNT, "app", secret=suspension) is None
+    assert act(session, Op.SUSPEND_ACCOUNT, "app", secret=suspension) == Credential(
+        "app", suspension
+    )
 
     assert_session_ended(workload)
     assert session.probe(Credential("app", secret)) is ProbeResult.REFUSED

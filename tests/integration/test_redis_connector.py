@@ -301,7 +301,7 @@ def test_suspend_kills_open_connections_and_refuses_old_and_new_passwords(
     assert sessions_of(session) == 1
 
     nobody_holds = generate_password()
-    assert act(session, Op.SUSPEND_ACCOUNT, secret=nobody_holds) is None
+    assert act(session, Op.SUSPEND_ACCOUNT, secret=nobody_holds) == Credential("svc", nobody_holds)
 
     assert not still_open(connection)
     assert probe(session, password) is ProbeResult.REFUSED

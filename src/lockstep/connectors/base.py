@@ -86,8 +86,10 @@ class Session(Protocol):
         ``secret`` is a fresh random password the engine generated for create, restore,
         rotate and suspend (suspension replaces the credential with one nobody holds). Returns
         the credential a workload now authenticates with, for create, restore and rotate
-        (for targets that mint their own, such as AWS access keys, the one they minted);
-        None for every other operation. Raises ActionFailed or TargetUnreachable."""
+        (for targets that mint their own, such as AWS access keys, the one they minted); for
+        suspend, the credential the account was left with, when the target set one (the
+        engine proves it refused), else None; None for every other operation. Raises
+        ActionFailed or TargetUnreachable."""
         ...
 
     def probe(self, credential: Credential) -> ProbeResult:

@@ -333,14 +333,15 @@ class LdapSession(LdapObserver, LdapPasswords):
         self._conn.modify(group, {"member": swap})
         self._check(doing)
 
-    def _suspend(self, action: Action, secret: Secret | None) -> None:
-        dn = self._account_dn(action.account)
+    def _suspend(self, action: Action, secret: Secret | None) -> Credential:
+        dn, password = self._account_dn(action.account), _required(secret, action)
         # Two modifies, password first: ppolicy drops pwdAccountLockedTime whenever the
         # password of a locked entry changes, so a lock set in the same modify (or before)
         # would not survive a second suspension. In between, the password is one nobody holds.
-        self._replace_password(dn, _required(secret, action))
+        self._replace_password(dn, password)
         self._conn.modify(dn, {LOCK: [(ldap3.MODIFY_REPLACE, [PERMANENT_LOCK])]})
         self._check(f"lock {dn}")
+        return Credential(action.account, password)
 
     def _restore(self, action: Action, secret: Secret | None) -> Credential:
         dn, password = self._account_dn(action.account), _required(secret, action)

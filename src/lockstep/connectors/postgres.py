@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import random
 import re
 import time
 from collections import defaultdict
@@ -45,6 +46,7 @@ from lockstep.model import LEASE_PREFIX, Account, Action, Op, Snapshot, Target
 from lockstep.secrets import Secret, redact, register
 
 MARKER = "managed by lockstep"
+_COLLISION_RETRIES = 5
 PROBE_APPLICATION = "lockstep-probe"
 CONNECT_TIMEOUT_S = 5
 SESSION_END_TIMEOUT_S = 5.0
@@ -347,7 +349,7 @@ class PostgresSession:
             case Op.GRANT | Op.REVOKE:
                 self._conn.execute(_privilege_sql(action.op, _entitlement(action), name))
             case Op.SUSPEND_ACCOUNT:
-                self._suspend(name, secret)
+                return self._suspend(name, secret)
             case Op.RESTORE_ACCOUNT:
                 return self._restore(name, _needed(secret, action))
             case Op.ROTATE_CREDENTIAL:
@@ -376,7 +378,7 @@ class PostgresSession:
             self._mark(role)
         return Credential(username=name, secret=secret)
 
-    def _suspend(self, name: str, secret: Secret | None) -> None:
+    def _suspend(self, name: str, secret: Secret | None) -> Credential | None:
         role = sql.Identifier(name)
         # Without a replacement secret, no password at all is just as unusable.
         password = sql.NULL if secret is None else self._verifier(name, secret)
@@ -385,6 +387,7 @@ class PostgresSession:
             self._mark(role)
         # NOLOGIN stops new logins only: sessions already open must be ended too.
         self._end_sessions(name, self._role_oid(name))
+        return None if secret is None else Credential(username=name, secret=secret)
 
     def _restore(self, name: str, secret: Secret) -> Credential:
         role = sql.Identifier(name)
@@ -510,8 +513,21 @@ class PostgresSession:
         except GrammarError as exc:
             raise ActionFailed(f"{doing}: {exc}") from None
         with self._acting(doing):
-            self._conn.execute(statements, prepare=False)
+            self._execute_retrying(statements)
         return Credential(username=name, secret=secret)
+
+    def _execute_retrying(self, statements: sql.Composed) -> None:
+        """Two leases granted on the same object at once can collide on its ACL row
+        ("tuple concurrently updated"); the failed transaction left nothing behind, so it is
+        simply tried again."""
+        for attempt in range(_COLLISION_RETRIES):
+            try:
+                self._conn.execute(statements, prepare=False)
+                return
+            except psycopg.errors.InternalError_ as exc:
+                if "concurrently updated" not in str(exc) or attempt == _COLLISION_RETRIES - 1:
+                    raise
+                time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))  # noqa: S311 - jitter
 
     def renew_lease(self, lease_account: str, expires_at: datetime) -> None:
         """A new VALID UNTIL; a lease already past its own cannot be renewed."""

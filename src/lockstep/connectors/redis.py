@@ -212,7 +212,7 @@ class RedisSession(RedisObserver, RedisCredentials, RedisLeases):
             case Op.REVOKE:
                 self._change_rules(name, remove=frozenset({_entitlement(action)}))
             case Op.SUSPEND_ACCOUNT:
-                self._suspend(name, _required(secret, action))
+                return self._suspend(name, _required(secret, action))
             case Op.RESTORE_ACCOUNT:
                 return self._set_password(name, _required(secret, action), "on")
             case Op.ROTATE_CREDENTIAL:
@@ -253,7 +253,7 @@ class RedisSession(RedisObserver, RedisCredentials, RedisLeases):
         self._setuser(name, *RESET_PERMISSIONS, *rules)
         self._record(name, rules)
 
-    def _suspend(self, name: str, secret: Secret) -> None:
+    def _suspend(self, name: str, secret: Secret) -> Credential:
         # A password nobody holds, so restoring needs a fresh credential; off refuses new
         # logins but leaves open connections alone, hence the kill and the check.
         self._set_password(name, secret, "off")
@@ -261,6 +261,7 @@ class RedisSession(RedisObserver, RedisCredentials, RedisLeases):
         remaining = self._sessions()[name]
         if remaining:
             raise ActionFailed(f"{remaining} connection(s) of {name!r} survived CLIENT KILL")
+        return Credential(name, secret)
 
     def _set_password(self, name: str, secret: Secret, *flags: str) -> Credential:
         # ACL SETUSER creates a missing user, which a rotation must never do.

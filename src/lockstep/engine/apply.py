@@ -82,26 +82,21 @@ class Applier:
 
     def _change(self, session: Session, action: Action, old: StoredCredential | None) -> Result:
         secret = generate_password() if action.op in ISSUING_OPS | {Op.SUSPEND_ACCOUNT} else None
-        issued = session.execute(action, secret)
-        evidence = Evidence()
+        returned = session.execute(action, secret)
+        evidence = Evidence(refused=self._old(action, old) if action.op in REMOVING_OPS else [])
         fingerprint = None
-        if issued is not None:
-            fingerprint = issued.secret.fingerprint()
-            self._keep(action, issued)
-            delivery_error = self._deliver(action, issued)
-            if delivery_error:
-                return self._finish(action, Status.FAILED, delivery_error, fingerprint)
-            evidence = Evidence(issued=issued, refused=self._old(action, old))
-        elif action.op is Op.SUSPEND_ACCOUNT and secret is not None:
+        if action.op is Op.SUSPEND_ACCOUNT and returned is not None:
             # The suspension password is kept (encrypted) so that `verify` can keep proving
             # that even the account's current password no longer opens it.
-            suspended = Credential(action.account, secret)
-            self._keep(action, suspended)
-            evidence = Evidence(
-                refused=[("suspension password", suspended), *self._old(action, old)]
-            )
-        elif action.op in REMOVING_OPS:
-            evidence = Evidence(refused=self._old(action, old))
+            self._keep(action, returned)
+            evidence = Evidence(refused=[("suspension password", returned), *evidence.refused])
+        elif returned is not None:
+            fingerprint = returned.secret.fingerprint()
+            self._keep(action, returned)
+            delivery_error = self._deliver(action, returned)
+            if delivery_error:
+                return self._finish(action, Status.FAILED, delivery_error, fingerprint)
+            evidence = Evidence(issued=returned, refused=self._old(action, old))
         status, detail, checks = verify_action(session, action, evidence, self._window(action))
         return self._finish(action, status, detail, fingerprint, checks)
 
@@ -117,28 +112,54 @@ class Applier:
         # Zero downtime needs to know which credential to retire: one lockstep never issued
         # is replaced outright instead (the target then keeps only the new one).
         if isinstance(session, HoldsTwoCredentials) and previous:
-            new = session.add_credential(action.account, generate_password())
-            delivery_error = self._deliver(action, new)
-            if delivery_error:
-                session.retire_credential(action.account, new)
-                return self._finish(action, Status.FAILED, f"{delivery_error}; old kept")
-            accepted = Evidence(issued=new)
-            status, detail, checks = verify_action(session, action, accepted, self._window(action))
-            if status is not Status.VERIFIED:
-                return self._finish(action, status, f"{detail}; old kept", None, checks)
-            for _, cred in previous:
-                session.retire_credential(action.account, cred)
-            self._keep(action, new)
-            evidence = Evidence(issued=new, refused=previous)
-        else:
-            new = self._issue(session, action)
-            delivery_error = self._deliver(action, new)
-            if delivery_error:
-                return self._finish(
-                    action, Status.FAILED, self._roll_back(session, action, old, delivery_error)
-                )
-            self._keep(action, new)
-            evidence = Evidence(issued=new, refused=previous)
+            try:
+                new = session.add_credential(action.account, generate_password())
+            except ActionFailed:
+                # Some accounts cannot hold a second credential (a password stored in a
+                # scheme the connector cannot match): rotate in place instead.
+                return self._rotate_in_place(session, action, old, previous)
+            return self._rotate_side_by_side(session, session, action, new, previous)
+        return self._rotate_in_place(session, action, old, previous)
+
+    def _rotate_side_by_side(
+        self,
+        session: Session,
+        holder: HoldsTwoCredentials,
+        action: Action,
+        new: Credential,
+        previous: list[tuple[str, Credential]],
+    ) -> Result:
+        """``holder`` is ``session`` seen through its two-credential capability."""
+        delivery_error = self._deliver(action, new)
+        if delivery_error:
+            holder.retire_credential(action.account, new)
+            return self._finish(action, Status.FAILED, f"{delivery_error}; old kept")
+        accepted = Evidence(issued=new)
+        status, detail, checks = verify_action(session, action, accepted, self._window(action))
+        if status is not Status.VERIFIED:
+            return self._finish(action, status, f"{detail}; old kept", None, checks)
+        for _, cred in previous:
+            holder.retire_credential(action.account, cred)
+        self._keep(action, new)
+        evidence = Evidence(issued=new, refused=previous)
+        status, detail, checks = verify_action(session, action, evidence, self._window(action))
+        return self._finish(action, status, detail, new.secret.fingerprint(), checks)
+
+    def _rotate_in_place(
+        self,
+        session: Session,
+        action: Action,
+        old: StoredCredential | None,
+        previous: list[tuple[str, Credential]],
+    ) -> Result:
+        new = self._issue(session, action)
+        delivery_error = self._deliver(action, new)
+        if delivery_error:
+            return self._finish(
+                action, Status.FAILED, self._roll_back(session, action, old, delivery_error)
+            )
+        self._keep(action, new)
+        evidence = Evidence(issued=new, refused=previous)
         status, detail, checks = verify_action(session, action, evidence, self._window(action))
         return self._finish(action, status, detail, new.secret.fingerprint(), checks)
 

@@ -368,11 +368,11 @@ class _Builder:
             self._error(where, str(exc))
             return
         several = len({a.target for a in access}) > 1
-        if sink.startswith("file:") and "{target}" not in sink and several:
+        if "{target}" not in sink and several:
             self._error(
                 where,
-                "this identity has access on several targets: put {target} in the sink path "
-                "so that each target's credential gets its own file",
+                "this identity has access on several targets: put {target} in the sink "
+                "so that each target's credential gets its own file or secret",
             )
 
 
