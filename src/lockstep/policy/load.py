@@ -178,14 +178,9 @@ def _merge_section(
 
 
 def _expanded(el: _Element, env: Mapping[str, str], errors: list[PolicyError]) -> _Element:
-    sub = Document(el.doc.file, el.raw, {p[len(el.path) :]: ln for p, ln in _sub_lines(el)})
+    sub = Document(el.doc.file, el.raw, dict(el.doc.lines_under(el.path)))
     sub.lines.setdefault((), el.doc.lines.get(el.path, 1))
     return _Element(el.doc, el.path, expand(sub, env, errors))
-
-
-def _sub_lines(el: _Element) -> list[tuple[PathKey, int]]:
-    n = len(el.path)
-    return [(p, ln) for p, ln in el.doc.lines.items() if p[:n] == el.path]
 
 
 def _validate_all(
