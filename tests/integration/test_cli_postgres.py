@@ -457,3 +457,22 @@ def test_an_active_lease_is_neither_an_orphan_nor_drift(lockstep: Lockstep, db):
     assert lockstep("revoke", lease["lease_id"]).returncode == 0
     assert refused(db, lease["username"], lease["password"])
     assert_no_secret_leaked(lockstep, db, lease["password"])
+
+
+def test_a_leaked_secret_rotates_and_revokes_the_identitys_leases_in_one_pass(
+    lockstep: Lockstep, db
+):
+    lockstep("apply", "--yes")
+    old = lockstep.secret("payments-api")["password"]
+    issued = lockstep("issue", "payments-api", "--target", "orders-db", "--json")
+    lease = json.loads(issued.stdout)
+    lockstep.outputs.remove(issued.stdout)
+
+    leaked = lockstep.json("rotate", "payments-api", "--reason", "leaked")
+    assert [r["status"] for r in leaked["results"]] == ["verified"]
+    assert [(x["lease_id"], x["status"]) for x in leaked["leases"]] == [
+        (lease["lease_id"], "revoked")
+    ]
+    assert refused(db, "payments_api", old)
+    assert refused(db, lease["username"], lease["password"])
+    assert_no_secret_leaked(lockstep, db, old, lease["password"])

@@ -20,6 +20,7 @@ from rich.console import Console
 from lockstep import secrets
 from lockstep.cli import render
 from lockstep.engine.enforcement import enforcement
+from lockstep.leases import Ended, LeaseManager
 from lockstep.model import Status
 from lockstep.policy import DEFAULT_FILE, PolicyInvalid, load_policy
 from lockstep.workspace import Workspace
@@ -202,30 +203,60 @@ def verify(config: ConfigOpt = None, state: StateOpt = None, as_json: JsonOpt = 
 def rotate(
     identity: Annotated[str, typer.Argument(help="The identity whose credentials rotate.")],
     target: Annotated[str | None, typer.Option("--target", help="Only on this target.")] = None,
-    reason: Annotated[str, typer.Option("--reason", help="Why, for the journal.")] = "manual",
+    reason: Annotated[
+        str,
+        typer.Option(
+            "--reason", help="Why, for the journal; 'leaked' also revokes the identity's leases."
+        ),
+    ] = "manual",
     config: ConfigOpt = None,
     state: StateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Rotate now: the new credential delivered and working, the old one refused."""
-    with _workspace(config, state) as ws, ws.observer() as (observer, _):
-        observed = observer.observe()
-        try:
-            plan = ws.rotation_plan(observed, identity, target, reason)
-        except LookupError as exc:
-            raise CliError(str(exc.args[0])) from None
-        ws.journal.append(
-            "rotation_requested", {"identity": identity, "target": target, "reason": reason}
-        )
-        results = ws.apply(observer, plan, lambda r: None)
+    with _workspace(config, state) as ws:
+        with ws.observer() as (observer, _):
+            observed = observer.observe()
+            try:
+                plan = ws.rotation_plan(observed, identity, target, reason)
+            except LookupError as exc:
+                raise CliError(str(exc.args[0])) from None
+            ws.journal.append(
+                "rotation_requested", {"identity": identity, "target": target, "reason": reason}
+            )
+            results = ws.apply(observer, plan, lambda r: None)
+        # A leaked secret may have been used to obtain short-lived credentials too: they end
+        # in the same pass, each proven refused.
+        ended = _revoke_leases(ws, identity, target) if reason == "leaked" else []
     if as_json:
-        _emit_json(render.results_json(results, plan.unreachable))
+        data = render.results_json(results, plan.unreachable)
+        data["leases"] = [
+            {
+                "lease_id": e.lease_id,
+                "target": e.target,
+                "status": str(e.status),
+                "detail": e.detail,
+            }
+            for e in ended
+        ]
+        _emit_json(data)
     else:
         for name in plan.unreachable:
             err.print(f"target {name} is unreachable: its credential was not rotated")
         render.print_results(out, results)
-    if plan.unreachable or not results or any(r.status is not Status.VERIFIED for r in results):
+        for e in ended:
+            out.print(f"  lease {e.lease_id} on {e.target}: {e.status} ({e.detail})")
+    rotated = bool(results) and all(r.status is Status.VERIFIED for r in results)
+    if plan.unreachable or not rotated or not all(e.verified for e in ended):
         raise typer.Exit(1)
+
+
+def _revoke_leases(ws: Workspace, identity: str, target: str | None) -> list[Ended]:
+    manager = LeaseManager.for_workspace(ws)
+    try:
+        return manager.revoke_where(identity=identity, target=target)
+    finally:
+        manager.close()
 
 
 @audit_app.command("verify")
