@@ -6,14 +6,10 @@ changed is shown to write no finding at all (the database itself counts the row 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import text
 
 from lockstep.findings_ledger import (
@@ -23,9 +19,10 @@ from lockstep.findings_ledger import (
     Transition,
     remediated_ids,
 )
-from lockstep.localpg import LocalPostgres
 from lockstep.model import Action, Finding, FindingType, Op, Result, Severity, Status
 from lockstep.store import Store
+
+pytest_plugins = ("support.stores",)
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -52,20 +49,6 @@ STALE = Finding(
 )
 LDAP_ORPHAN = Finding(FindingType.ORPHAN_ACCOUNT, Severity.HIGH, LDAP, account="svc-old")
 LDAP_DOWN = Finding(FindingType.TARGET_UNREACHABLE, Severity.HIGH, LDAP, detail="timed out")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/state/state.db"
-    else:
-        pg: LocalPostgres = request.getfixturevalue("pg")
-        name = f"lockstep_lifecycle_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = pg.dsn(name)
-    with Store.open(url) as opened:
-        yield opened
 
 
 @pytest.fixture

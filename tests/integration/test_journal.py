@@ -10,40 +10,21 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import text
 
 from lockstep import journal as journal_module
 from lockstep.journal import Entry, Journal, JournalError
-from lockstep.localpg import LocalPostgres
 from lockstep.secrets import Secret, generate_password
 from lockstep.store import Store
 
+pytest_plugins = ("support.stores",)
+
 ZERO = "0" * 64
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/state/state.db"
-    pg: LocalPostgres = request.getfixturevalue("pg")
-    name = f"lockstep_journal_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return pg.dsn(name)
-
-
-@pytest.fixture
-def store(state_url: str) -> Iterator[Store]:
-    with Store.open(state_url) as opened:
-        yield opened
 
 
 def ticking_clock() -> Callable[[], datetime]:

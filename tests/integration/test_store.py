@@ -8,16 +8,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import inspect, text
 
 from lockstep.localpg import LocalPostgres
 from lockstep.store import Store, StoreError
+
+pytest_plugins = ("support.stores",)
 
 TABLES = {
     "alembic_version",
@@ -33,24 +32,6 @@ TABLES = {
     "identity_states",
 }
 NEWEST = "0003"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL to a state store that does not exist yet, on each backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/state/state.db"
-    pg: LocalPostgres = request.getfixturevalue("pg")
-    name = f"lockstep_state_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return pg.dsn(name)
-
-
-@pytest.fixture
-def store(state_url: str) -> Iterator[Store]:
-    with Store.open(state_url) as opened:
-        yield opened
 
 
 def schema(store: Store) -> tuple[set[str], str, tuple[object, ...]]:

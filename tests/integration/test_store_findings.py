@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from lockstep import findings_ledger
 from lockstep.findings_ledger import FindingLedger, FindingRecord
-from lockstep.localpg import LocalPostgres
 from lockstep.model import Finding, FindingType, Severity
 from lockstep.store import Store
+
+pytest_plugins = ("support.stores",)
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -31,17 +28,6 @@ EXCESS = Finding(
     identity="payments-api",
 )
 LDAP_ORPHAN = Finding(FindingType.ORPHAN_ACCOUNT, Severity.HIGH, "corp-ldap", account="svc-old")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/state/state.db"
-    pg: LocalPostgres = request.getfixturevalue("pg")
-    name = f"lockstep_findings_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return pg.dsn(name)
 
 
 @pytest.fixture

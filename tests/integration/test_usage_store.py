@@ -3,22 +3,16 @@ when it moves forward, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import event, func, select
 
 from lockstep import usage as usage_module
 from lockstep.connectors.base import Usage
 from lockstep.engine.desired import desired_state
 from lockstep.engine.plan import make_plan
-from lockstep.localpg import LocalPostgres
 from lockstep.model import (
     Access,
     Account,
@@ -35,24 +29,12 @@ from lockstep.store import Store
 from lockstep.store.tables import usage as usage_table
 from lockstep.usage import UsageStore
 
+pytest_plugins = ("support.stores",)
+
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 T1 = T0 + timedelta(hours=1)
 T2 = T0 + timedelta(hours=2)
 DB = "orders-db"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/state/state.db"
-    else:
-        pg: LocalPostgres = request.getfixturevalue("pg")
-        name = f"lockstep_usage_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = pg.dsn(name)
-    with Store.open(url) as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -3,40 +3,20 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 from cryptography.fernet import Fernet
-from psycopg import sql
 from sqlalchemy import text
 
 from lockstep.credentials.vault import StoredCredential, Vault, VaultError
-from lockstep.localpg import LocalPostgres
 from lockstep.secrets import Secret, generate_password
 from lockstep.store import Store
 
+pytest_plugins = ("support.stores",)
+
 T0 = datetime(2026, 4, 1, 8, 30, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/state/state.db"
-    pg: LocalPostgres = request.getfixturevalue("pg")
-    name = f"lockstep_vault_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return pg.dsn(name)
-
-
-@pytest.fixture
-def store(state_url: str) -> Iterator[Store]:
-    with Store.open(state_url) as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""Shared test setup: pytest plugins and helpers that several test modules use."""
