@@ -20,26 +20,37 @@ never read, reported or touched. docs/aws.md says what the moto emulator does no
 Sessions offer three optional capabilities: two access keys at once (zero-downtime rotation),
 observed use of keys and roles (aws_usage.py) and leases as STS role sessions (aws_leases.py).
 They do not watch changes: IAM has no cheap change token.
+
+The names lockstep accepts, its settings and the policy documents it writes are in
+aws_grammar.py, which never calls AWS.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import MappingProxyType
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import boto3  # type: ignore[import-untyped,unused-ignore]
 from botocore import exceptions as aws_errors  # type: ignore[import-untyped,unused-ignore]
 from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 
 from lockstep.connectors import aws_leases
+from lockstep.connectors.aws_grammar import (
+    PERMISSIONS,
+    AccountRef,
+    AwsSettings,
+    caller_account,
+    deny_all_document,
+    parse_account,
+    parse_entitlement,
+    revoke_older_sessions_document,
+    trust_account_document,
+)
 from lockstep.connectors.aws_usage import key_last_used, roles_usage, users_usage
 from lockstep.connectors.base import (
     ActionFailed,
@@ -54,19 +65,6 @@ from lockstep.connectors.base import (
 )
 from lockstep.model import Account, Action, Op, Snapshot, Target
 from lockstep.secrets import Secret, redact
-
-AccountKind = Literal["user", "role"]
-EntitlementKind = Literal["policy", "group"]
-
-_NAME = r"[A-Za-z0-9_+=,.@-]"  # IAM's character set for user, role, group and policy names
-_ACCOUNT_RE = re.compile(rf"(user|role)/({_NAME}{{1,64}})")
-_GROUP_RE = re.compile(rf"{_NAME}{{1,128}}")
-# arn:PARTITION:iam::(ACCOUNT|aws):policy/[PATH/]NAME; path segments are printable ASCII
-_POLICY_ARN_RE = re.compile(
-    rf"arn:aws(?:-cn|-us-gov)?:iam::(?:\d{{12}}|aws):policy/(?:[!-.0-~]+/)*{_NAME}{{1,128}}"
-)
-_PATH_RE = re.compile(r"/(?:[!-~]+/)?")
-_MAX_PATH = 512
 
 SUSPENDED_POLICY = "lockstep-suspended"
 REVOKE_SESSIONS_POLICY = "lockstep-revoke-older-sessions"
@@ -100,105 +98,7 @@ _CREDENTIALS_HINT = (
     "admin credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
 )
 
-_USER_KEYS_OPS = ("iam:ListAccessKeys", "iam:DeleteAccessKey")
 _MAX_KEYS_PER_USER = 2
-_PERMISSIONS: Mapping[Op, tuple[str, ...]] = MappingProxyType(
-    {
-        Op.CREATE_ACCOUNT: (
-            "iam:CreateUser",
-            "iam:TagUser",
-            "iam:CreateAccessKey",
-            "iam:CreateRole",
-            "iam:TagRole",
-        ),
-        Op.RESTORE_ACCOUNT: ("iam:CreateAccessKey", "iam:DeleteRolePolicy", "iam:UntagRole"),
-        Op.GRANT: ("iam:AttachUserPolicy", "iam:AttachRolePolicy", "iam:AddUserToGroup"),
-        Op.REVOKE: ("iam:DetachUserPolicy", "iam:DetachRolePolicy", "iam:RemoveUserFromGroup"),
-        Op.ROTATE_CREDENTIAL: ("iam:CreateAccessKey", *_USER_KEYS_OPS),
-        Op.SUSPEND_ACCOUNT: (
-            *_USER_KEYS_OPS,
-            "iam:DeleteLoginProfile",
-            "iam:PutUserPolicy",
-            "iam:PutRolePolicy",
-            "iam:TagRole",
-        ),
-        Op.END_SESSIONS: ("iam:PutUserPolicy", "iam:PutRolePolicy"),
-        Op.DELETE_ACCOUNT: (
-            "iam:ListAttachedUserPolicies",
-            "iam:DetachUserPolicy",
-            "iam:ListGroupsForUser",
-            "iam:RemoveUserFromGroup",
-            *_USER_KEYS_OPS,
-            "iam:ListUserPolicies",
-            "iam:DeleteUserPolicy",
-            "iam:DeleteLoginProfile",
-            "iam:DeleteUser",
-            "iam:ListAttachedRolePolicies",
-            "iam:DetachRolePolicy",
-            "iam:ListRolePolicies",
-            "iam:DeleteRolePolicy",
-            "iam:ListInstanceProfilesForRole",
-            "iam:RemoveRoleFromInstanceProfile",
-            "iam:DeleteRole",
-        ),
-    }
-)
-
-
-# ---------------------------------------------------------------- grammar
-
-
-@dataclass(frozen=True, slots=True)
-class _Ref:
-    kind: AccountKind
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}/{self.name}"
-
-
-def _parse_account(name: str) -> _Ref:
-    match = _ACCOUNT_RE.fullmatch(name)
-    if match is None:
-        raise GrammarError(
-            f"AWS account {name!r} must be user/NAME or role/NAME, NAME being 1-64 "
-            "letters, digits or +=,.@_-"
-        )
-    kind: AccountKind = "user" if match[1] == "user" else "role"
-    return _Ref(kind, match[2])
-
-
-def _parse_entitlement(text: str) -> tuple[EntitlementKind, str]:
-    prefix, _, value = text.strip().partition(":")
-    match prefix.lower():
-        case "policy" if _POLICY_ARN_RE.fullmatch(value):
-            return "policy", value
-        case "group" if _GROUP_RE.fullmatch(value):
-            return "group", value
-    raise GrammarError(
-        f"AWS entitlement {text!r} must be policy:arn:aws:iam::(ACCOUNT|aws):policy/[PATH/]NAME "
-        "or group:NAME (NAME being letters, digits or +=,.@_-)"
-    )
-
-
-class AwsSettings(BaseModel):
-    """Target keys. Admin credentials come from boto3's default chain, never the policy."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    region: str = Field(min_length=1)
-    endpoint_url: str | None = None
-    path_prefix: str = "/"
-    propagation_window: float = Field(default=10.0, ge=0)
-
-    @field_validator("path_prefix")
-    @classmethod
-    def _iam_path(cls, value: str) -> str:
-        if len(value) > _MAX_PATH or not _PATH_RE.fullmatch(value):
-            raise ValueError("path_prefix must be an IAM path such as / or /services/")
-        return value
-
-
 # ---------------------------------------------------------------- the boto3 boundary
 
 
@@ -273,43 +173,6 @@ def _scrub(value: object) -> object:
 _SCRUBBER = _ScrubSecrets()
 
 
-def _deny_all_document() -> str:
-    statement = {"Sid": "LockstepSuspended", "Effect": "Deny", "Action": "*", "Resource": "*"}
-    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
-
-
-def _revoke_older_sessions_document(now: datetime) -> str:
-    statement = {
-        "Sid": "LockstepRevokeOlderSessions",
-        "Effect": "Deny",
-        "Action": "*",
-        "Resource": "*",
-        "Condition": {"DateLessThan": {"aws:TokenIssueTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")}},
-    }
-    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
-
-
-def _trust_account_document(partition: str, account_id: str) -> str:
-    # Trusting the account root delegates to IAM: whoever in the account may sts:AssumeRole it.
-    statement = {
-        "Effect": "Allow",
-        "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
-        "Action": "sts:AssumeRole",
-    }
-    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
-
-
-def _caller_account(arn: str) -> str | None:
-    """The account name of the principal lockstep acts as, if it is a user or a role."""
-    resource = arn.split(":", 5)[-1]  # user/PATH/NAME, assumed-role/NAME/SESSION or root
-    kind, _, rest = resource.partition("/")
-    if kind == "user":
-        return f"user/{rest.rsplit('/', 1)[-1]}"
-    if kind == "assumed-role":
-        return f"role/{rest.split('/', 1)[0]}"
-    return None
-
-
 # ---------------------------------------------------------------- session
 
 
@@ -326,7 +189,7 @@ class AwsSession:
     ) -> None:
         # Per target: the emulator forgets keys at once, real AWS within seconds.
         self.propagation_window_s = settings.propagation_window
-        self.admin_account = _caller_account(caller["Arn"])
+        self.admin_account = caller_account(caller["Arn"])
         self._target = target
         self._settings = settings
         self._scope = scope
@@ -342,13 +205,13 @@ class AwsSession:
             service, endpoint_url=self._settings.endpoint_url, config=_BOTO_CONFIG, **credentials
         )
 
-    def _call(self, template: str, ref: _Ref, **kwargs: Any) -> Any:
+    def _call(self, template: str, ref: AccountRef, **kwargs: Any) -> Any:
         """IAM names its user and role calls alike (attach_user_policy / attach_role_policy,
         UserName / RoleName): ``template`` is the call with ``{}`` for the kind."""
         method = getattr(self._iam, template.format(ref.kind))
         return method(**{f"{ref.kind.capitalize()}Name": ref.name}, **kwargs)
 
-    def _pages(self, template: str, ref: _Ref, key: str) -> list[Any]:
+    def _pages(self, template: str, ref: AccountRef, key: str) -> list[Any]:
         paginator = self._iam.get_paginator(template.format(ref.kind))
         pages = paginator.paginate(**{f"{ref.kind.capitalize()}Name": ref.name})
         return [item for page in pages for item in page.get(key, [])]
@@ -369,20 +232,20 @@ class AwsSession:
 
     def _read_users(self) -> Iterator[Account]:
         for user in self._authorization_details("User", "UserDetailList"):
-            ref = _Ref("user", user["UserName"])
+            ref = AccountRef("user", user["UserName"])
             if self._in_scope(ref, user["Path"]):
                 policies = [p["PolicyArn"] for p in user["AttachedManagedPolicies"]]
                 yield self._user(ref, policies, user["GroupList"])
 
     def _read_roles(self) -> Iterator[Account]:
         for role in self._authorization_details("Role", "RoleDetailList"):
-            ref = _Ref("role", role["RoleName"])
+            ref = AccountRef("role", role["RoleName"])
             if self._in_scope(ref, role["Path"]):
                 policies = [p["PolicyArn"] for p in role["AttachedManagedPolicies"]]
                 inline = [p["PolicyName"] for p in role.get("RolePolicyList", [])]
                 yield _role(ref, policies, inline)
 
-    def _in_scope(self, ref: _Ref, path: str) -> bool:
+    def _in_scope(self, ref: AccountRef, path: str) -> bool:
         name = str(ref)
         if name in self._scope.excluded or name == self.admin_account:
             return False
@@ -390,14 +253,14 @@ class AwsSession:
             return False
         return name in self._scope.declared or path.startswith(self._settings.path_prefix)
 
-    def _user(self, ref: _Ref, policies: list[str], groups: list[str]) -> Account:
+    def _user(self, ref: AccountRef, policies: list[str], groups: list[str]) -> Account:
         # Key status is in no bulk call but the credential report, which can be hours old.
         keys = self._call("list_access_keys", ref)["AccessKeyMetadata"]
         enabled = any(key["Status"] == "Active" for key in keys)
         return Account(str(ref), _entitlements(policies, groups), enabled, sessions=-1)
 
     def read_account(self, account: str) -> Account | None:
-        ref = _parse_account(account)
+        ref = parse_account(account)
         with _aws_errors(f"read {account}", TargetUnreachable):
             if _absent_is_none(lambda: self._call("get_{}", ref)) is None:
                 return None
@@ -407,13 +270,13 @@ class AwsSession:
             groups = [g["GroupName"] for g in self._pages("list_groups_for_user", ref, "Groups")]
             return self._user(ref, policies, groups)
 
-    def _attached(self, ref: _Ref) -> list[dict[str, str]]:
+    def _attached(self, ref: AccountRef) -> list[dict[str, str]]:
         return self._pages("list_attached_{}_policies", ref, "AttachedPolicies")
 
     def key_last_used(self, account: str) -> dict[str, datetime | None]:
         """Each access key of a user with when it last signed a request (None: never), for
         dormancy findings. Roles have no keys; a missing user has none either."""
-        ref = _parse_account(account)
+        ref = parse_account(account)
         if ref.kind == "role":
             return {}
         with _aws_errors(f"read keys of {account}", TargetUnreachable):
@@ -430,12 +293,12 @@ class AwsSession:
                 (f"user/{user['UserName']}", user["UserName"])
                 for page in pages
                 for user in page["Users"]
-                if self._in_scope(_Ref("user", user["UserName"]), user["Path"])
+                if self._in_scope(AccountRef("user", user["UserName"]), user["Path"])
             ]
             roles = [
                 (f"role/{role['RoleName']}", role)
                 for role in self._authorization_details("Role", "RoleDetailList")
-                if self._in_scope(_Ref("role", role["RoleName"]), role["Path"])
+                if self._in_scope(AccountRef("role", role["RoleName"]), role["Path"])
             ]
             return [*users_usage(self._iam, users), *roles_usage(roles)]
 
@@ -464,21 +327,21 @@ class AwsSession:
                     self._delete(ref)
         return None
 
-    def _managed(self, account: str) -> _Ref:
+    def _managed(self, account: str) -> AccountRef:
         # Defence in depth: the engine never plans these, and lockstep must never lock itself out.
         if account == self.admin_account:
             raise ActionFailed(f"{account} is the identity lockstep acts as: never managed")
         if account in self._scope.excluded:
             raise ActionFailed(f"{account} is excluded from management on {self._target}")
         try:
-            return _parse_account(account)
+            return parse_account(account)
         except GrammarError as exc:
             raise ActionFailed(str(exc)) from exc
 
-    def _create(self, ref: _Ref) -> Credential | None:
+    def _create(self, ref: AccountRef) -> Credential | None:
         path = self._settings.path_prefix
         if ref.kind == "role":
-            trust = _trust_account_document(self._partition, self._account_id)
+            trust = trust_account_document(self._partition, self._account_id)
             self._iam.create_role(
                 RoleName=ref.name,
                 Path=path,
@@ -490,16 +353,16 @@ class AwsSession:
         self._iam.create_user(UserName=ref.name, Path=path, Tags=[MANAGED_TAG])
         return self._new_key(ref)
 
-    def _new_key(self, ref: _Ref) -> Credential:
+    def _new_key(self, ref: AccountRef) -> Credential:
         key = self._call("create_access_key", ref)["AccessKey"]
         return Credential(username=key["AccessKeyId"], secret=Secret(key["SecretAccessKey"]))
 
-    def _delete_keys(self, ref: _Ref, keep: str | None = None) -> None:
+    def _delete_keys(self, ref: AccountRef, keep: str | None = None) -> None:
         for key in self._call("list_access_keys", ref)["AccessKeyMetadata"]:
             if key["AccessKeyId"] != keep:
                 self._call("delete_access_key", ref, AccessKeyId=key["AccessKeyId"])
 
-    def _restore(self, ref: _Ref) -> Credential | None:
+    def _restore(self, ref: AccountRef) -> Credential | None:
         if ref.kind == "user":
             return self._new_key(ref)
         # A revoke-older-sessions policy stays: the sessions it ended must stay ended.
@@ -507,7 +370,7 @@ class AwsSession:
         self._call("untag_role", ref, TagKeys=[SUSPENDED_TAG])
         return None
 
-    def _rotate(self, ref: _Ref) -> Credential:
+    def _rotate(self, ref: AccountRef) -> Credential:
         if ref.kind == "role":
             raise ActionFailed(f"rotate_credential {ref}: roles have no static credential")
         credential = self._new_key(ref)
@@ -552,27 +415,27 @@ class AwsSession:
                 )
             self._call("delete_access_key", ref, AccessKeyId=credential.username)
 
-    def _user_with_keys(self, account: str, what: str) -> _Ref:
+    def _user_with_keys(self, account: str, what: str) -> AccountRef:
         ref = self._managed(account)
         if ref.kind == "role":
             raise ActionFailed(f"{what} {account}: roles have no static credential")
         return ref
 
-    def _grant(self, ref: _Ref, entitlement: str) -> None:
-        kind, value = _parse_entitlement(entitlement)
+    def _grant(self, ref: AccountRef, entitlement: str) -> None:
+        kind, value = parse_entitlement(entitlement)
         if kind == "group":
             self._call("add_user_to_group", _user_only(ref, entitlement), GroupName=value)
         else:
             self._call("attach_{}_policy", ref, PolicyArn=value)
 
-    def _revoke(self, ref: _Ref, entitlement: str) -> None:
-        kind, value = _parse_entitlement(entitlement)
+    def _revoke(self, ref: AccountRef, entitlement: str) -> None:
+        kind, value = parse_entitlement(entitlement)
         if kind == "group":
             self._call("remove_user_from_group", _user_only(ref, entitlement), GroupName=value)
         else:
             self._call("detach_{}_policy", ref, PolicyArn=value)
 
-    def _suspend(self, ref: _Ref) -> None:
+    def _suspend(self, ref: AccountRef) -> None:
         if ref.kind == "user":
             # IAM cannot disable a user: its credentials go (a service user should have no
             # console password; if it has one it goes too). That does not end temporary
@@ -582,16 +445,16 @@ class AwsSession:
             self._revoke_older_sessions(ref)
             return
         self._call(
-            "put_role_policy", ref, PolicyName=SUSPENDED_POLICY, PolicyDocument=_deny_all_document()
+            "put_role_policy", ref, PolicyName=SUSPENDED_POLICY, PolicyDocument=deny_all_document()
         )
         now = datetime.now(UTC).isoformat(timespec="seconds")
         self._call("tag_role", ref, Tags=[{"Key": SUSPENDED_TAG, "Value": now}])
 
-    def _revoke_older_sessions(self, ref: _Ref) -> None:
-        document = _revoke_older_sessions_document(datetime.now(UTC))
+    def _revoke_older_sessions(self, ref: AccountRef) -> None:
+        document = revoke_older_sessions_document(datetime.now(UTC))
         self._call("put_{}_policy", ref, PolicyName=REVOKE_SESSIONS_POLICY, PolicyDocument=document)
 
-    def _delete(self, ref: _Ref) -> None:
+    def _delete(self, ref: AccountRef) -> None:
         # IAM refuses to delete a principal that still has anything attached (DeleteConflict).
         for policy in self._attached(ref):
             self._call("detach_{}_policy", ref, PolicyArn=policy["PolicyArn"])
@@ -675,7 +538,7 @@ class AwsSession:
             caller = self._signed(credential, "sts", lambda sts: sts.get_caller_identity())
             if caller is None:
                 return ProbeResult.REFUSED
-            account = _caller_account(caller["Arn"])
+            account = caller_account(caller["Arn"])
             if credential.token is None or account is None or not account.startswith("role/"):
                 return ProbeResult.ACCEPTED
             role_name = account.removeprefix("role/")
@@ -706,7 +569,7 @@ def _entitlements(policies: list[str], groups: list[str]) -> frozenset[str]:
     return frozenset([*(f"policy:{arn}" for arn in policies), *(f"group:{g}" for g in groups)])
 
 
-def _role(ref: _Ref, policies: list[str], inline_policies: list[str]) -> Account:
+def _role(ref: AccountRef, policies: list[str], inline_policies: list[str]) -> Account:
     enabled = SUSPENDED_POLICY not in inline_policies
     return Account(str(ref), _entitlements(policies, []), enabled, sessions=-1)
 
@@ -717,7 +580,7 @@ def _required_entitlement(action: Action) -> str:
     return action.entitlement
 
 
-def _user_only(ref: _Ref, entitlement: str) -> _Ref:
+def _user_only(ref: AccountRef, entitlement: str) -> AccountRef:
     if ref.kind != "user":
         raise ActionFailed(f"{entitlement}: IAM roles cannot be members of groups ({ref})")
     return ref
@@ -728,7 +591,7 @@ def _user_only(ref: _Ref, entitlement: str) -> _Ref:
 
 class AwsConnectorType:
     name: ClassVar[str] = "aws"
-    permissions: ClassVar[Mapping[Op, tuple[str, ...]]] = _PERMISSIONS
+    permissions: ClassVar[Mapping[Op, tuple[str, ...]]] = PERMISSIONS
     # IAM is eventually consistent: a deleted key can keep working for several seconds.
     propagation_window_s: ClassVar[float] = 10.0
 
@@ -739,10 +602,10 @@ class AwsConnectorType:
         return frozenset()
 
     def check_account(self, name: str) -> None:
-        _parse_account(name)
+        parse_account(name)
 
     def parse_entitlement(self, text: str) -> str:
-        kind, value = _parse_entitlement(text)
+        kind, value = parse_entitlement(text)
         return f"{kind}:{value}"
 
     def default_excluded(self, settings: Mapping[str, Any]) -> frozenset[str]:

@@ -5,8 +5,9 @@ Passwords never travel to the server in clear: the SCRAM verifier is computed cl
 show one. Every name goes through ``psycopg.sql.Identifier`` and every value through
 ``sql.Literal`` or a bind parameter.
 
-The optional capabilities keep their SQL beside them: the change token and usage in
-``postgres_usage``, leases in ``postgres_leases``.
+The catalog queries and grant statements are in ``postgres_catalog``; the optional
+capabilities keep their SQL beside them: the change token and usage in ``postgres_usage``,
+leases in ``postgres_leases``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import os
 import random
 import re
 import time
-from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,9 +26,9 @@ from typing import Any, ClassVar
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import TupleRow
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lockstep.connectors import postgres_catalog as catalog
 from lockstep.connectors import postgres_grammar as grammar
 from lockstep.connectors import postgres_leases as leases
 from lockstep.connectors import postgres_usage as usage
@@ -42,6 +42,7 @@ from lockstep.connectors.base import (
     TargetUnreachable,
     Usage,
 )
+from lockstep.connectors.postgres_catalog import Conn
 from lockstep.model import LEASE_PREFIX, Account, Action, Op, Snapshot, Target
 from lockstep.secrets import Secret, redact, register
 
@@ -63,8 +64,6 @@ _INVALID_DSN = (
     "the dsn is not a valid PostgreSQL connection string "
     "(expected postgresql://USER@HOST:PORT/DB or key=value pairs)"
 )
-
-Conn = psycopg.Connection[TupleRow]
 
 
 class PostgresSettings(BaseModel):
@@ -204,80 +203,6 @@ class _ProbeEndpoint:
     tls: Mapping[str, str]
 
 
-_ROLES = """
-SELECT r.oid, r.rolname, r.rolcanlogin, r.rolvaliduntil
-FROM pg_roles r
-LEFT JOIN pg_shdescription d ON d.objoid = r.oid AND d.classoid = 'pg_authid'::regclass
-WHERE {which}
-"""
-# Declared and excluded names go through IN (subquery) so that they are hashed once, not
-# compared row by row against every role.
-_IN_SCOPE = """
-r.rolname !~ '^pg_' AND r.rolname <> session_user
-AND r.rolname NOT IN (SELECT unnest(%(excluded)s::text[]))
-AND (r.rolcanlogin OR d.description = %(marker)s
-     OR r.rolname IN (SELECT unnest(%(declared)s::text[])))
-"""
-_NAMED = "r.rolname = %(name)s"
-# psycopg cannot load infinite or year-10000 timestamps: from 9999 on an expiry is "never",
-# and -infinity is "long ago".
-_ACCOUNTS = """
-WITH acct AS ({roles})
-SELECT a.rolname,
-       a.rolcanlogin AND (a.rolvaliduntil IS NULL OR a.rolvaliduntil > now()),
-       CASE WHEN a.rolvaliduntil IS NULL OR a.rolvaliduntil >= '9999-12-31 00:00+00' THEN NULL
-            ELSE greatest(a.rolvaliduntil, '0001-01-01 00:00+00') END,
-       coalesce(s.n, 0)
-FROM acct a
-LEFT JOIN (SELECT usesysid, count(*) AS n FROM pg_stat_activity GROUP BY usesysid) s
-       ON s.usesysid = a.oid
-"""
-# An owner's implicit privileges are ownership, not grants: they are left out whether or
-# not the ACL spells them out. Grants to PUBLIC (grantee 0) match no account.
-# aclexplode re-reads its whole ACL for every row it returns (quadratic in an ACL's length on
-# PostgreSQL 15): exploding one item at a time returns the same rows about 3x faster.
-_GRANTS = """
-WITH acct AS ({roles})
-SELECT a.rolname, g.kind, g.privilege, g.ns, g.obj
-FROM (
-    SELECT m.member AS grantee, 'role' AS kind, NULL AS privilege, NULL AS ns, o.rolname AS obj
-    FROM pg_auth_members m JOIN pg_roles o ON o.oid = m.roleid
-  UNION ALL
-    SELECT p.grantee, 'table', p.privilege_type, n.nspname, c.relname
-    FROM pg_class c
-    JOIN pg_namespace n ON n.oid = c.relnamespace
-    CROSS JOIN LATERAL unnest(c.relacl) item
-    CROSS JOIN LATERAL aclexplode(ARRAY[item]) p
-    WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND p.grantee <> c.relowner
-  UNION ALL
-    SELECT p.grantee, 'schema', p.privilege_type, NULL, n.nspname
-    FROM pg_namespace n
-    CROSS JOIN LATERAL unnest(n.nspacl) item
-    CROSS JOIN LATERAL aclexplode(ARRAY[item]) p
-    WHERE p.grantee <> n.nspowner
-  UNION ALL
-    SELECT p.grantee, 'database', p.privilege_type, NULL, d.datname
-    FROM pg_database d
-    CROSS JOIN LATERAL unnest(d.datacl) item
-    CROSS JOIN LATERAL aclexplode(ARRAY[item]) p
-    WHERE p.grantee <> d.datdba
-) g
-JOIN acct a ON a.oid = g.grantee
-"""
-_OWNED = """
-SELECT CASE WHEN s.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
-            THEN (SELECT o.type || ' ' || o.identity
-                  FROM pg_identify_object(s.classid, s.objid, s.objsubid) o)
-            ELSE 'an object in database ' || quote_ident(d.datname) END
-FROM pg_shdepend s LEFT JOIN pg_database d ON d.oid = s.dbid
-WHERE s.refclassid = 'pg_authid'::regclass AND s.refobjid = %s AND s.deptype = 'o'
-"""
-_TERMINATE = """
-SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-WHERE usesysid = %s AND pid <> pg_backend_pid()
-"""
-
-
 class PostgresSession:
     """One autocommit admin connection to one target."""
 
@@ -306,7 +231,7 @@ class PostgresSession:
     # ------------------------------------------------------------ reading
 
     def read(self) -> Snapshot:
-        return Snapshot(self._target, self._read(sql.SQL(_IN_SCOPE), self._scope_params()))
+        return Snapshot(self._target, self._read(sql.SQL(catalog.IN_SCOPE), self._scope_params()))
 
     def _scope_params(self) -> dict[str, object]:
         return {
@@ -316,22 +241,13 @@ class PostgresSession:
         }
 
     def read_account(self, account: str) -> Account | None:
-        return self._read(sql.SQL(_NAMED), {"name": account}).get(account)
+        return self._read(sql.SQL(catalog.NAMED), {"name": account}).get(account)
 
     def _read(self, which: sql.Composable, params: Mapping[str, object]) -> dict[str, Account]:
-        roles = sql.SQL(_ROLES).format(which=which)
         try:
-            with self._conn.transaction():
-                accounts = self._conn.execute(sql.SQL(_ACCOUNTS).format(roles=roles), params)
-                account_rows = accounts.fetchall()
-                grant_rows = self._conn.execute(sql.SQL(_GRANTS).format(roles=roles), params)
-                held = _entitlements(grant_rows.fetchall())
+            return catalog.read_accounts(self._conn, which, params)
         except psycopg.Error as exc:
             raise self._unreachable("cannot read", exc) from None
-        return {
-            name: Account(name, frozenset(held[name]), enabled, sessions, valid_until)
-            for name, enabled, valid_until, sessions in account_rows
-        }
 
     # ------------------------------------------------------------ acting
 
@@ -354,7 +270,9 @@ class PostgresSession:
             case Op.CREATE_ACCOUNT:
                 return self._create(name, _needed(secret, action))
             case Op.GRANT | Op.REVOKE:
-                self._conn.execute(_privilege_sql(action.op, _entitlement(action), name))
+                self._conn.execute(
+                    catalog.privilege_statement(action.op, _entitlement(action), name)
+                )
             case Op.SUSPEND_ACCOUNT:
                 return self._suspend(name, secret)
             case Op.RESTORE_ACCOUNT:
@@ -423,7 +341,7 @@ class PostgresSession:
 
     def _delete(self, name: str) -> None:
         oid = self._role_oid(name)
-        owned = [row[0] for row in self._conn.execute(_OWNED, (oid,)).fetchall()]
+        owned = [row[0] for row in self._conn.execute(catalog.OWNED, (oid,)).fetchall()]
         if owned:
             raise ActionFailed(
                 f"delete_account {name!r}: the role owns {len(owned)} object(s) "
@@ -435,7 +353,9 @@ class PostgresSession:
         # One transaction: a DROP that fails leaves the role exactly as it was.
         with self._conn.transaction():
             for text in held:
-                self._conn.execute(_privilege_sql(Op.REVOKE, grammar.parse(text), name))
+                self._conn.execute(
+                    catalog.privilege_statement(Op.REVOKE, grammar.parse(text), name)
+                )
             self._conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
         # DROP ROLE leaves open sessions running as a role that no longer exists.
         self._end_sessions(name, oid)
@@ -457,7 +377,7 @@ class PostgresSession:
     def _end_sessions(self, name: str, oid: int) -> None:
         deadline = time.monotonic() + SESSION_END_TIMEOUT_S
         while True:
-            row = self._conn.execute(_TERMINATE, (oid,)).fetchone()
+            row = self._conn.execute(catalog.TERMINATE, (oid,)).fetchone()
             if row is None or row[0] == 0:
                 return
             if time.monotonic() >= deadline:
@@ -480,7 +400,7 @@ class PostgresSession:
         return usage.token(summary)
 
     def observe_usage(self) -> list[Usage]:
-        roles = sql.SQL(_ROLES).format(which=sql.SQL(_IN_SCOPE))
+        roles = sql.SQL(catalog.ROLES).format(which=sql.SQL(catalog.IN_SCOPE))
         params = {**self._scope_params(), "probe": PROBE_APPLICATION}
         try:
             rows = self._conn.execute(sql.SQL(usage.USAGE).format(roles=roles), params).fetchall()
@@ -513,7 +433,8 @@ class PostgresSession:
         self._check_lease(name, doing)
         try:
             grants = [
-                _privilege_sql(Op.GRANT, grammar.parse(e), name) for e in sorted(entitlements)
+                catalog.privilege_statement(Op.GRANT, grammar.parse(e), name)
+                for e in sorted(entitlements)
             ]
             verifier = leases.scram_verifier(secret, self._scram_iterations)
             statements = leases.issue_statements(name, verifier, expires_at, grants)
@@ -558,7 +479,7 @@ class PostgresSession:
                 return
             self._end_sessions(name, oid)
             # Nothing can log in as the lease now, so nothing new can come to be owned.
-            owned = [row[0] for row in self._conn.execute(_OWNED, (oid,)).fetchall()]
+            owned = [row[0] for row in self._conn.execute(catalog.OWNED, (oid,)).fetchall()]
             if owned:
                 raise ActionFailed(
                     f"{doing}: the lease role owns {len(owned)} object(s) ({_first(owned)}); "
@@ -646,48 +567,6 @@ class PostgresSession:
 
     def _unreachable(self, doing: str, exc: psycopg.Error) -> TargetUnreachable:
         return TargetUnreachable(f"target {self._target}: {doing}: {_one_line(exc)}")
-
-
-def _entitlements(rows: list[TupleRow]) -> defaultdict[str, set[str]]:
-    held: defaultdict[str, set[str]] = defaultdict(set)
-    # Many accounts hold the same few grants: render each distinct one once.
-    rendered: dict[tuple[Any, ...], str | None] = {}
-    for account, *grant in rows:
-        key = tuple(grant)
-        if key not in rendered:
-            rendered[key] = _render(*key)
-        text = rendered[key]
-        if text is not None:
-            held[account].add(text)
-    return held
-
-
-def _render(kind: str, privilege: str | None, namespace: str | None, name: str) -> str | None:
-    """A catalog row as the grammar writes it, so a converged target re-plans to nothing."""
-    parsed = grammar.Kind(kind)
-    if parsed is grammar.Kind.ROLE:
-        return str(grammar.Entitlement(parsed, None, (name,)))
-    # Privileges newer than the grammar (PostgreSQL 17's MAINTAIN) cannot be expressed.
-    if privilege not in grammar.PRIVILEGES[parsed]:
-        return None
-    names = (str(namespace), name) if parsed is grammar.Kind.TABLE else (name,)
-    return str(grammar.Entitlement(parsed, privilege, names))
-
-
-def _privilege_sql(op: Op, entitlement: grammar.Entitlement, account: str) -> sql.Composed:
-    grant = op is Op.GRANT
-    grantee = sql.Identifier(account)
-    if entitlement.kind is grammar.Kind.ROLE:
-        template = "GRANT {} TO {}" if grant else "REVOKE {} FROM {}"
-        return sql.SQL(template).format(sql.Identifier(entitlement.names[0]), grantee)
-    template = "GRANT {} ON {} {} TO {}" if grant else "REVOKE {} ON {} {} FROM {}"
-    # The privilege and kind words come from the grammar's fixed lists, never from input.
-    return sql.SQL(template).format(
-        sql.SQL(str(entitlement.privilege)),
-        sql.SQL(entitlement.kind.upper()),
-        sql.Identifier(*entitlement.names),
-        grantee,
-    )
 
 
 def _entitlement(action: Action) -> grammar.Entitlement:

@@ -1,0 +1,151 @@
+"""What the PostgreSQL connector reads from the catalog and how it writes grants: the catalog
+queries, the rendering of their rows as accounts and entitlements in the grammar's own text,
+and the GRANT and REVOKE statements built from that grammar. The session in postgres.py
+runs them and turns driver errors into the connector's.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from lockstep.connectors import postgres_grammar as grammar
+from lockstep.model import Account, Op
+
+Conn = psycopg.Connection[TupleRow]
+
+ROLES = """
+SELECT r.oid, r.rolname, r.rolcanlogin, r.rolvaliduntil
+FROM pg_roles r
+LEFT JOIN pg_shdescription d ON d.objoid = r.oid AND d.classoid = 'pg_authid'::regclass
+WHERE {which}
+"""
+# Declared and excluded names go through IN (subquery) so that they are hashed once, not
+# compared row by row against every role.
+IN_SCOPE = """
+r.rolname !~ '^pg_' AND r.rolname <> session_user
+AND r.rolname NOT IN (SELECT unnest(%(excluded)s::text[]))
+AND (r.rolcanlogin OR d.description = %(marker)s
+     OR r.rolname IN (SELECT unnest(%(declared)s::text[])))
+"""
+NAMED = "r.rolname = %(name)s"
+# psycopg cannot load infinite or year-10000 timestamps: from 9999 on an expiry is "never",
+# and -infinity is "long ago".
+ACCOUNTS = """
+WITH acct AS ({roles})
+SELECT a.rolname,
+       a.rolcanlogin AND (a.rolvaliduntil IS NULL OR a.rolvaliduntil > now()),
+       CASE WHEN a.rolvaliduntil IS NULL OR a.rolvaliduntil >= '9999-12-31 00:00+00' THEN NULL
+            ELSE greatest(a.rolvaliduntil, '0001-01-01 00:00+00') END,
+       coalesce(s.n, 0)
+FROM acct a
+LEFT JOIN (SELECT usesysid, count(*) AS n FROM pg_stat_activity GROUP BY usesysid) s
+       ON s.usesysid = a.oid
+"""
+# An owner's implicit privileges are ownership, not grants: they are left out whether or
+# not the ACL spells them out. Grants to PUBLIC (grantee 0) match no account.
+# aclexplode re-reads its whole ACL for every row it returns (quadratic in an ACL's length on
+# PostgreSQL 15): exploding one item at a time returns the same rows about 3x faster.
+GRANTS = """
+WITH acct AS ({roles})
+SELECT a.rolname, g.kind, g.privilege, g.ns, g.obj
+FROM (
+    SELECT m.member AS grantee, 'role' AS kind, NULL AS privilege, NULL AS ns, o.rolname AS obj
+    FROM pg_auth_members m JOIN pg_roles o ON o.oid = m.roleid
+  UNION ALL
+    SELECT p.grantee, 'table', p.privilege_type, n.nspname, c.relname
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    CROSS JOIN LATERAL unnest(c.relacl) item
+    CROSS JOIN LATERAL aclexplode(ARRAY[item]) p
+    WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND p.grantee <> c.relowner
+  UNION ALL
+    SELECT p.grantee, 'schema', p.privilege_type, NULL, n.nspname
+    FROM pg_namespace n
+    CROSS JOIN LATERAL unnest(n.nspacl) item
+    CROSS JOIN LATERAL aclexplode(ARRAY[item]) p
+    WHERE p.grantee <> n.nspowner
+  UNION ALL
+    SELECT p.grantee, 'database', p.privilege_type, NULL, d.datname
+    FROM pg_database d
+    CROSS JOIN LATERAL unnest(d.datacl) item
+    CROSS JOIN LATERAL aclexplode(ARRAY[item]) p
+    WHERE p.grantee <> d.datdba
+) g
+JOIN acct a ON a.oid = g.grantee
+"""
+OWNED = """
+SELECT CASE WHEN s.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+            THEN (SELECT o.type || ' ' || o.identity
+                  FROM pg_identify_object(s.classid, s.objid, s.objsubid) o)
+            ELSE 'an object in database ' || quote_ident(d.datname) END
+FROM pg_shdepend s LEFT JOIN pg_database d ON d.oid = s.dbid
+WHERE s.refclassid = 'pg_authid'::regclass AND s.refobjid = %s AND s.deptype = 'o'
+"""
+TERMINATE = """
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE usesysid = %s AND pid <> pg_backend_pid()
+"""
+
+
+def read_accounts(
+    conn: Conn, which: sql.Composable, params: Mapping[str, object]
+) -> dict[str, Account]:
+    """The roles ``which`` selects, with what they hold, read in one transaction: on the
+    session's REPEATABLE READ connection, one consistent snapshot. Driver errors propagate."""
+    roles = sql.SQL(ROLES).format(which=which)
+    with conn.transaction():
+        account_rows = conn.execute(sql.SQL(ACCOUNTS).format(roles=roles), params).fetchall()
+        grant_rows = conn.execute(sql.SQL(GRANTS).format(roles=roles), params)
+        held = _entitlements(grant_rows.fetchall())
+    return {
+        name: Account(name, frozenset(held[name]), enabled, sessions, valid_until)
+        for name, enabled, valid_until, sessions in account_rows
+    }
+
+
+def _entitlements(rows: list[TupleRow]) -> defaultdict[str, set[str]]:
+    held: defaultdict[str, set[str]] = defaultdict(set)
+    # Many accounts hold the same few grants: render each distinct one once.
+    rendered: dict[tuple[Any, ...], str | None] = {}
+    for account, *grant in rows:
+        key = tuple(grant)
+        if key not in rendered:
+            rendered[key] = _render(*key)
+        text = rendered[key]
+        if text is not None:
+            held[account].add(text)
+    return held
+
+
+def _render(kind: str, privilege: str | None, namespace: str | None, name: str) -> str | None:
+    """A catalog row as the grammar writes it, so a converged target re-plans to nothing."""
+    parsed = grammar.Kind(kind)
+    if parsed is grammar.Kind.ROLE:
+        return str(grammar.Entitlement(parsed, None, (name,)))
+    # Privileges newer than the grammar (PostgreSQL 17's MAINTAIN) cannot be expressed.
+    if privilege not in grammar.PRIVILEGES[parsed]:
+        return None
+    names = (str(namespace), name) if parsed is grammar.Kind.TABLE else (name,)
+    return str(grammar.Entitlement(parsed, privilege, names))
+
+
+def privilege_statement(op: Op, entitlement: grammar.Entitlement, account: str) -> sql.Composed:
+    grant = op is Op.GRANT
+    grantee = sql.Identifier(account)
+    if entitlement.kind is grammar.Kind.ROLE:
+        template = "GRANT {} TO {}" if grant else "REVOKE {} FROM {}"
+        return sql.SQL(template).format(sql.Identifier(entitlement.names[0]), grantee)
+    template = "GRANT {} ON {} {} TO {}" if grant else "REVOKE {} ON {} {} FROM {}"
+    # The privilege and kind words come from the grammar's fixed lists, never from input.
+    return sql.SQL(template).format(
+        sql.SQL(str(entitlement.privilege)),
+        sql.SQL(entitlement.kind.upper()),
+        sql.Identifier(*entitlement.names),
+        grantee,
+    )
