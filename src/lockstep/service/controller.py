@@ -1,12 +1,13 @@
-"""The reconcile loop of `lockstep run`.
+"""The reconcile loop of `lockstep run`: when each target passes, and what the service knows
+of the targets it reconciles.
 
 Every target has a worker thread of its own, so a slow or unreachable target never delays
 another's schedule. A worker starts a pass when the target's interval is up, when its
 doorbell rings (a policy edit, `lockstep reconcile`, the target's lease arriving), when an
 access on it expires, and when the target's change token moves (targets that offer one are
-asked about every second). A pass reads the target, plans, applies what the rules allow
-(never a plan the blast-radius guard stopped), records the findings, and notes the pass in
-the store. A pass that changes nothing writes only the target's pass time and the heartbeat.
+asked about every second). The controller takes the pass locks of the pass's targets and
+checks that this service still holds them; the pass itself (read, plan, apply, record) is
+in `lockstep.service.passes`.
 """
 
 from __future__ import annotations
@@ -16,49 +17,27 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from lockstep.credentials.vault import Vault
-from lockstep.engine.desired import desired_state
-from lockstep.engine.observe import Observer
 from lockstep.errors import EXPECTED_ERRORS
 from lockstep.findings_ledger import FindingLedger, FindingRecord
-from lockstep.identity_states import IdentityStates
 from lockstep.journal import Journal, JournalError
-from lockstep.model import Desired, Op, Plan, Policy, Result, Status, Unreachable
 from lockstep.policy import LoadedPolicy
-from lockstep.service.events import (
-    SKIPPED,
-    Doorbell,
-    PolicyChange,
-    PolicySource,
-    TargetWorker,
-)
+from lockstep.service.events import Doorbell, PolicyChange, PolicySource, TargetWorker
 from lockstep.service.logs import Log
 from lockstep.service.metrics import Metrics
-from lockstep.service.scaleout import TargetLeases, note_pass
+from lockstep.service.passes import Outcome, PassReport, PassRunner
+from lockstep.service.scaleout import TargetLeases
 from lockstep.store import Store
-from lockstep.workspace import Workspace
 
 POLICY_POLL_S = 1.0  # how often the policy files are checked for edits
 LEASE_ROUND_S = 1.0  # how often leases are claimed, renewed and rebalanced
 LEASE_INTERVALS = 3  # a lease row reads as held for this many of the target's intervals
 CHORE_PERIOD_S = 10.0  # how often the service that leads runs the chores (the lease reaper)
 LOOP_STOP_S = 10.0  # what a stopping service grants its loops to finish their round
-
-
-class Outcome(StrEnum):
-    UNCHANGED = "unchanged"  # read; nothing to do
-    REMEDIATED = "remediated"  # every action verified
-    FAILED = "failed"  # some action not verified
-    BLOCKED = "blocked"  # the blast-radius guard stopped the plan: nothing applied
-    UNREACHABLE = "unreachable"  # not read: no verdict
-    ERROR = "error"  # the state store, journal or vault failed
-    INTERRUPTED = "interrupted"  # the service stopped between two actions
-    SKIPPED = SKIPPED  # another service holds the target
 
 
 @dataclass
@@ -71,17 +50,6 @@ class TargetState:
     passes: int = 0
 
 
-@dataclass
-class PassReport:
-    scope: frozenset[str]
-    reasons: frozenset[str]
-    started: datetime
-    read: set[str] = field(default_factory=set)
-    outcomes: dict[str, Outcome] = field(default_factory=dict)
-    results: list[Result] = field(default_factory=list)
-    findings: int = 0
-
-
 @dataclass(frozen=True)
 class Ticket:
     target: str
@@ -91,11 +59,6 @@ class Ticket:
 
 class UnknownTarget(LookupError):
     pass
-
-
-class Stopping(Exception):
-    """Raised between two actions when the service is stopping: the action under way has
-    finished and been journaled; the rest wait for the next start."""
 
 
 class Controller:
@@ -118,7 +81,6 @@ class Controller:
         self.store = store
         self.journal = Journal(store)
         self.ledger = FindingLedger(store)
-        self._vault = vault
         self._source = source
         self._log = log
         self._cap = interval_cap_s
@@ -132,8 +94,18 @@ class Controller:
         # Outlive workers: a target dropped from the policy and added back must not get a
         # second pass while the first worker's last one still runs.
         self._pass_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-        self._passes = 0
         self._stopping = threading.Event()
+        self._runner = PassRunner(
+            store,
+            self.journal,
+            self.ledger,
+            vault,
+            leases,
+            metrics,
+            log,
+            self._stopping,
+            self._note_state,
+        )
         self._loops: list[threading.Thread] = []
 
     # ------------------------------------------------------------ life cycle
@@ -339,277 +311,37 @@ class Controller:
         clock = time.monotonic()
         token: str | None = None
         try:
-            report.scope, waiting = self._scope(worker.name, loaded)
+            report.scope, waiting = self._runner.scope(worker.name, loaded)
             with ExitStack() as locked:
                 for name in sorted(report.scope):
                     locked.enter_context(self._pass_lock(name))
                 if self.stopping or not all(self.leases.holds(t) for t in report.scope):
                     report.outcomes = dict.fromkeys(report.scope, Outcome.SKIPPED)
                 else:
-                    token = self._pass(worker, report, loaded, generation, waiting)
+                    token = self._runner.run(worker, report, loaded, generation, waiting)
         except EXPECTED_ERRORS as exc:
-            self._failed(report, exc)
+            self._runner.failed(report, exc)
         # Always scheduled afresh: a failing store must not turn into a tight retry loop.
         worker.passed(token, self._interval(loaded, worker.name), loaded.policy, report.started)
-        self._note(report, time.monotonic() - clock)
+        self._runner.record(report, time.monotonic() - clock)
         worker.bell.finish(ticket, report.outcomes.get(worker.name, Outcome.ERROR))
 
-    def _scope(self, target: str, loaded: LoadedPolicy) -> tuple[frozenset[str], frozenset[str]]:
-        """The targets this pass covers, and the identities whose pending rotation it must
-        leave alone because another service holds some of their targets."""
-        pending = IdentityStates(self.store).changed(loaded.policy.identities)
-        scope = pass_scope(loaded.policy, target, pending)
-        if all(self.leases.holds(t) for t in scope):
-            return scope, frozenset()
-        waiting = frozenset(
-            name
-            for name in pending
-            if any(a.target == target for a in loaded.policy.identities[name].access)
-        )
-        self._log.warning(
-            "rotation waits: its identities have targets that another service holds",
-            target=target,
-            op="rotate_credential",
-            status="waiting",
-            identities=sorted(waiting),
-        )
-        return frozenset({target}), waiting
-
-    def _pass(
-        self,
-        worker: TargetWorker,
-        report: PassReport,
-        loaded: LoadedPolicy,
-        generation: int,
-        waiting: frozenset[str],
-    ) -> str | None:
-        """Runs the pass; returns the target's change token as it was before the read."""
-        narrowed_ = narrowed(loaded, report.scope)
-        ws = Workspace(narrowed_, self.store, self.journal, self._vault, self.ledger)
-        desired = desired_state(narrowed_.policy, report.started)
-        solo = report.scope == {worker.name}
-        if solo:
-            observer = worker.observer(narrowed_.policy, desired, generation)
-            token = worker.token_before_pass()
-        else:
-            observer, token = Observer(narrowed_.policy, desired), None
-        try:
-            self._reconcile(ws, observer, desired, report, waiting)
-        except Stopping:
-            report.outcomes = {t: report.outcomes.get(t, Outcome.INTERRUPTED) for t in report.scope}
-        finally:
-            if not solo:
-                observer.close()
-        return token
-
-    def _reconcile(
-        self,
-        ws: Workspace,
-        observer: Observer,
-        desired: Desired,
-        report: PassReport,
-        waiting: frozenset[str],
-    ) -> None:
-        seen = ws.observe(observer, desired)
-        report.read = set(seen.targets_read)
-        report.findings = len(seen.plan.findings)
-        self.metrics.new_findings(seen.findings, report.started)
-        for name in sorted(report.scope - report.read):
-            report.outcomes[name] = Outcome.UNREACHABLE
-            obs = seen.observed.get(name)
-            self._log.warning(
-                "target unreachable: no verdict on it",
-                target=name,
-                op="read",
-                status="unreachable",
-                error=obs.error if isinstance(obs, Unreachable) else "not read",
-            )
-        plan = _without_rotations(seen.plan, waiting, ws.policy) if waiting else seen.plan
-        for name in report.read:
-            self.metrics.plan_blocked.labels(target=name).set(1 if plan.blocked else 0)
-        if plan.blocked:
-            assert plan.mass_change is not None
-            for name in report.read:
-                report.outcomes[name] = Outcome.BLOCKED
-            self._log.error(
-                "plan not applied: it trips the blast-radius guard (rules.mass_change_limit)",
-                target=",".join(sorted(report.read)),
-                op="plan",
-                status="blocked",
-                removals=plan.mass_change.removals,
-                managed=plan.mass_change.managed,
-                limit=plan.mass_change.limit,
-                actions=len(plan.actions),
-            )
-            return
-        if plan.actions:
-            # Drift without a finding (a newly declared account) dates from this pass.
-            first_seen = _first_seen(seen.findings, report.started)
-
-            def progress(result: Result) -> None:
-                report.results.append(result)
-                self._count_result(result, first_seen)
-                if self.stopping and len(report.results) < len(plan.actions):
-                    raise Stopping
-
-            ws.apply(observer, plan, progress)
-        else:
-            ws.settle_identity_states(plan, [])
-        for name in report.read:
-            mine = [r for r in report.results if r.action.target == name]
-            if not mine:
-                report.outcomes[name] = Outcome.UNCHANGED
-            elif all(r.status is Status.VERIFIED for r in mine):
-                report.outcomes[name] = Outcome.REMEDIATED
-            else:
-                report.outcomes[name] = Outcome.FAILED
-
-    def _failed(self, report: PassReport, exc: Exception) -> None:
-        for name in report.scope:
-            report.outcomes.setdefault(name, Outcome.ERROR)
-        self._log.error(
-            "pass failed",
-            target=",".join(sorted(report.scope)),
-            op="pass",
-            status="error",
-            error=f"{type(exc).__name__}: {exc}",
-        )
-
-    def _count_result(self, result: Result, first_seen: dict[_FindingKey, datetime]) -> None:
-        action = result.action
-        exact = (action.target, action.account, action.entitlement)
-        account = (action.target, action.account, None)
-        self.metrics.result(result, first_seen[exact if exact in first_seen else account])
-        self._log.info(
-            "action",
-            target=action.target,
-            op=str(action.op),
-            status=str(result.status),
-            account=action.account,
-            entitlement=action.entitlement,
-            identity=action.identity,
-            reason=action.reason,
-            detail=result.detail,
-        )
-
-    def _note(self, report: PassReport, seconds: float) -> None:
+    def _note_state(self, name: str, outcome: Outcome, report: PassReport) -> None:
+        """What the API shows of the target: told by the runner as it records each pass."""
         with self._lock:
-            self._passes += 1
-            passes = self._passes
-        try:
-            note_pass(self.store, self.instance, passes, datetime.now(UTC))
-        except EXPECTED_ERRORS as exc:
-            self._log.error(
-                "pass not recorded",
-                target=",".join(sorted(report.scope)),
-                op="pass",
-                status="error",
-                error=str(exc),
-            )
-        finished = datetime.now(UTC)
-        for name in sorted(report.scope):
-            outcome = report.outcomes.get(name, Outcome.ERROR)
-            up = (
-                name in report.read
-                if outcome is Outcome.UNREACHABLE or name in report.read
-                else None
-            )
-            self.metrics.passed(name, outcome, seconds, up)
-            if outcome is Outcome.SKIPPED:
-                continue
-            with self._lock:
-                state = self._states.get(name)
-                if state is not None:
-                    state.passes += 1
-                    state.outcome = outcome
-                    if outcome is Outcome.UNREACHABLE:
-                        state.up = False
-                    elif name in report.read:
-                        state.up = True
-                        state.last_pass = report.started
-            self._log.info(
-                "pass",
-                target=name,
-                op="pass",
-                status=str(outcome),
-                instance=self.instance,
-                reasons=sorted(report.reasons),
-                scope=sorted(report.scope),
-                actions=sum(r.action.target == name for r in report.results),
-                findings=report.findings,
-                started_at=report.started,
-                finished_at=finished,
-                seconds=round(seconds, 4),
-            )
+            state = self._states.get(name)
+            if state is not None:
+                state.passes += 1
+                state.outcome = outcome
+                if outcome is Outcome.UNREACHABLE:
+                    state.up = False
+                elif name in report.read:
+                    state.up = True
+                    state.last_pass = report.started
 
     def _interval(self, loaded: LoadedPolicy, target: str) -> float:
         own = float(loaded.policy.targets[target].interval_s)
         return min(own, self._cap) if self._cap is not None else own
-
-
-_FindingKey = tuple[str, str | None, str | None]
-
-
-def _first_seen(
-    records: Iterable[FindingRecord], default: datetime
-) -> defaultdict[_FindingKey, datetime]:
-    """When the drift behind each (target, account, entitlement) was first seen; the
-    account-wide key holds the earliest finding about the account."""
-    seen: defaultdict[_FindingKey, datetime] = defaultdict(lambda: default)
-    for record in records:
-        f = record.finding
-        for key in ((f.target, f.account, f.entitlement), (f.target, f.account, None)):
-            if record.first_seen < seen[key]:
-                seen[key] = record.first_seen
-    return seen
-
-
-def pass_scope(policy: Policy, target: str, pending: Iterable[str]) -> frozenset[str]:
-    """``target``, joined by every target of each identity with a pending rotation event
-    that reaches the scope: such an identity's credentials rotate on all of its targets in
-    one pass, which alone may record the event as enforced."""
-    spans = [
-        frozenset(a.target for a in policy.identities[name].access)
-        for name in pending
-        if name in policy.identities
-    ]
-    scope = {target}
-    grown = True
-    while grown:
-        grown = False
-        for span in spans:
-            if span & scope and not span <= scope:
-                scope |= span
-                grown = True
-    return frozenset(scope)
-
-
-def narrowed(loaded: LoadedPolicy, scope: frozenset[str]) -> LoadedPolicy:
-    """The policy as one pass over ``scope`` sees it: those targets, and the identities with
-    access on them (identities elsewhere are none of this pass's business)."""
-    policy = loaded.policy
-    identities = {
-        name: identity
-        for name, identity in policy.identities.items()
-        if any(a.target in scope for a in identity.access)
-    }
-    targets = {name: policy.targets[name] for name in sorted(scope)}
-    return replace(loaded, policy=replace(policy, targets=targets, identities=identities))
-
-
-def _without_rotations(plan: Plan, identities: frozenset[str], policy: Policy) -> Plan:
-    keys = {
-        (a.target, a.account)
-        for name in identities
-        if name in policy.identities
-        for a in policy.identities[name].access
-    }
-    kept = tuple(
-        a
-        for a in plan.actions
-        if not (a.op is Op.ROTATE_CREDENTIAL and (a.target, a.account) in keys)
-    )
-    return replace(plan, actions=kept)
 
 
 def _policy_fields(loaded: LoadedPolicy, fingerprint: str) -> dict[str, Any]:
