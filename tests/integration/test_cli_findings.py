@@ -4,10 +4,7 @@ PostgreSQL, as a user drives them."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +14,8 @@ import psycopg
 import pytest
 
 from lockstep import localpg
+from support import cli_project
+from support.cli_project import create_orders_db, project_env
 
 POLICY = """\
 version: 1
@@ -68,28 +67,7 @@ CONTRACT_KEYS = {
 }
 
 
-class Lockstep:
-    """Runs the CLI in a project directory and remembers everything it printed."""
-
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        self.workdir = workdir
-        self.env = env
-        self.outputs: list[str] = []
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "lockstep", *args],
-            cwd=self.workdir,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        self.outputs += [proc.stdout, proc.stderr]
-        assert "Traceback" not in proc.stderr, proc.stderr
-        return proc
-
+class Lockstep(cli_project.Lockstep):
     def findings(self, *args: str) -> list[dict[str, Any]]:
         proc = self("findings", "--json", *args)
         assert proc.returncode == 0, proc.stderr
@@ -104,22 +82,23 @@ class Lockstep:
 def db(pg: localpg.LocalPostgres) -> localpg.LocalPostgres:
     """payments_api holds a role the policy does not grant, reporting_job lacks the one it
     grants, and legacy_batch is declared by nobody."""
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute("CREATE DATABASE orders")
-        conn.execute("CREATE ROLE app_readonly NOLOGIN")
-        conn.execute("CREATE ROLE app_admin NOLOGIN")
-        conn.execute("CREATE ROLE payments_api LOGIN IN ROLE app_readonly, app_admin")
-        conn.execute("CREATE ROLE reporting_job LOGIN")
-        conn.execute("CREATE ROLE legacy_batch LOGIN")
-    return pg
+    return create_orders_db(
+        pg,
+        on_server=[
+            "CREATE ROLE app_readonly NOLOGIN",
+            "CREATE ROLE app_admin NOLOGIN",
+            "CREATE ROLE payments_api LOGIN IN ROLE app_readonly, app_admin",
+            "CREATE ROLE reporting_job LOGIN",
+            "CREATE ROLE legacy_batch LOGIN",
+        ],
+        in_orders=[],
+    )
 
 
 @pytest.fixture
 def lockstep(db: localpg.LocalPostgres, tmp_path: Path) -> Iterator[Lockstep]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKSTEP_")}
-    env["ORDERS_DB_DSN"] = db.dsn("orders")
     (tmp_path / "lockstep.yaml").write_text(POLICY)
-    cli = Lockstep(tmp_path, env)
+    cli = Lockstep(tmp_path, project_env(ORDERS_DB_DSN=db.dsn("orders")))
     yield cli
     text = "\n".join(cli.outputs)
     assert db.password.reveal() not in text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -17,6 +16,8 @@ import pytest
 from psycopg import sql
 
 from lockstep import localpg
+from support import cli_project
+from support.cli_project import ORDERS_TABLE, admin, create_orders_db, login, project_env, refused
 
 POLICY = """\
 version: 1
@@ -62,14 +63,7 @@ rules:
 """
 
 
-class Lockstep:
-    """Runs the CLI in a project directory and remembers everything it printed."""
-
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        self.workdir = workdir
-        self.env = env
-        self.outputs: list[str] = []
-
+class Lockstep(cli_project.Lockstep):
     def write_policy(self, reporting_status: str = "active", orphan_rule: str = "report") -> None:
         text = (
             POLICY.replace("REPORTING_STATUS", reporting_status)
@@ -78,75 +72,24 @@ class Lockstep:
         )
         (self.workdir / "lockstep.yaml").write_text(text)
 
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "lockstep", *args],
-            cwd=self.workdir,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "lockstep", *args],
-            cwd=self.workdir,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        self.outputs += [proc.stdout, proc.stderr]
-        assert "Traceback" not in proc.stderr, proc.stderr
-        return proc
-
-    def json(self, *args: str) -> dict:
-        proc = self(*args, "--json")
-        return json.loads(proc.stdout)
-
     def secret(self, identity: str) -> dict:
         return json.loads((self.workdir / "secrets" / f"{identity}.json").read_text())
 
 
 @pytest.fixture
 def db(pg: localpg.LocalPostgres):
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute("CREATE DATABASE orders")
-        conn.execute("CREATE ROLE app_readonly NOLOGIN")
-    with psycopg.connect(pg.dsn("orders"), autocommit=True) as conn:
-        conn.execute("CREATE TABLE public.orders (id int PRIMARY KEY)")
-        conn.execute("CREATE SCHEMA billing")
-    return pg
+    return create_orders_db(
+        pg,
+        on_server=["CREATE ROLE app_readonly NOLOGIN"],
+        in_orders=[ORDERS_TABLE, "CREATE SCHEMA billing"],
+    )
 
 
 @pytest.fixture
 def lockstep(db: localpg.LocalPostgres, tmp_path: Path) -> Lockstep:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKSTEP_")}
-    env["ORDERS_DB_DSN"] = db.dsn("orders")
-    cli = Lockstep(tmp_path, env)
+    cli = Lockstep(tmp_path, project_env(ORDERS_DB_DSN=db.dsn("orders")))
     cli.write_policy()
     return cli
-
-
-def admin(pg: localpg.LocalPostgres) -> psycopg.Connection:
-    return psycopg.connect(pg.dsn("orders"), autocommit=True)
-
-
-def login(pg: localpg.LocalPostgres, user: str, password: str) -> psycopg.Connection:
-    return psycopg.connect(
-        host="127.0.0.1", port=pg.port, dbname="orders", user=user, password=password
-    )
-
-
-def refused(pg: localpg.LocalPostgres, user: str, password: str) -> bool:
-    try:
-        login(pg, user, password).close()
-    except psycopg.OperationalError as exc:
-        return "authentication failed" in str(exc) or "not permitted to log in" in str(exc)
-    return False
 
 
 def ops(plan: dict) -> list[tuple]:

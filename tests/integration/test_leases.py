@@ -7,7 +7,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +35,8 @@ from lockstep.localpg import free_port
 from lockstep.model import LEASE_PREFIX
 from lockstep.store.tables import leases as leases_table
 from lockstep.workspace import Workspace
+from support.cli_project import Lockstep, create_orders_db, project_env
+from support.cli_project import login as pg_login
 
 if TYPE_CHECKING:
     from services.moto_server import MotoServer
@@ -97,12 +98,7 @@ identities:
 
 @pytest.fixture
 def db(pg: localpg.LocalPostgres) -> localpg.LocalPostgres:
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute("CREATE DATABASE orders")
-        conn.execute("CREATE ROLE app_readonly NOLOGIN")
-    with psycopg.connect(pg.dsn("orders"), autocommit=True) as conn:
-        conn.execute("CREATE TABLE public.orders (id int PRIMARY KEY)")
-    return pg
+    return create_orders_db(pg, on_server=["CREATE ROLE app_readonly NOLOGIN"])
 
 
 @dataclass
@@ -137,17 +133,7 @@ class Project:
             os.environ.update(saved)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "lockstep", *args],
-            cwd=self.workdir,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert "Traceback" not in proc.stderr, proc.stderr
-        return proc
+        return Lockstep(self.workdir, self.env)(*args)
 
     def journal(self, kind: str | None = None) -> list[dict[str, Any]]:
         with sqlite3.connect(self.state_db) as conn:
@@ -157,17 +143,9 @@ class Project:
 
 @pytest.fixture
 def project(db: localpg.LocalPostgres, tmp_path: Path) -> Project:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKSTEP_")}
-    env["ORDERS_DB_DSN"] = db.dsn("orders")
-    project = Project(tmp_path, env)
+    project = Project(tmp_path, project_env(ORDERS_DB_DSN=db.dsn("orders")))
     project.write(PG_POLICY.replace("OWNER_STATUS", "active"))
     return project
-
-
-def pg_login(pg: localpg.LocalPostgres, user: str, password: str) -> psycopg.Connection:
-    return psycopg.connect(
-        host="127.0.0.1", port=pg.port, dbname="orders", user=user, password=password
-    )
 
 
 def pg_refused(pg: localpg.LocalPostgres, user: str, password: str) -> bool:
@@ -516,9 +494,7 @@ identities:
 
 @pytest.fixture
 def redis_project(tmp_path: Path, redis_server: LocalRedis, redis_target: object) -> Project:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKSTEP_")}
-    env["CACHE_URL"] = redis_server.url()
-    project = Project(tmp_path, env)
+    project = Project(tmp_path, project_env(CACHE_URL=redis_server.url()))
     project.write(REDIS_POLICY)
     return project
 

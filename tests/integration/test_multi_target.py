@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,8 @@ from services.slapd import (  # noqa: F401 - fixtures, imported as the LDAP test
     ldap_target_fixture,
     slapd_server_fixture,
 )
+from support import cli_project
+from support.cli_project import create_orders_db, login, project_env
 
 if TYPE_CHECKING:  # loaded for real through pytest_plugins, so that pytest rewrites it
     from services.redis_server import LocalRedis
@@ -81,36 +82,8 @@ ACCOUNTS = {
 }
 
 
-class Lockstep:
-    """Runs the CLI in a project directory and remembers everything it printed."""
-
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        self.workdir = workdir
-        self.env = env
-        self.outputs: list[str] = []
-
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "lockstep", *args]
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            self.argv(*args),
-            cwd=self.workdir,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        self.record(proc.stdout, proc.stderr)
-        return proc
-
-    def record(self, stdout: str, stderr: str) -> None:
-        self.outputs += [stdout, stderr]
-        assert "Traceback" not in stderr, stderr
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self(*args, "--json").stdout)
+class Lockstep(cli_project.Lockstep):
+    timeout_s = 180
 
     def sink(self, target: str) -> Path:
         return self.workdir / "secrets" / f"{target}.json"
@@ -129,11 +102,7 @@ class Lockstep:
 
 @pytest.fixture
 def orders_db(pg: localpg.LocalPostgres) -> localpg.LocalPostgres:
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute("CREATE DATABASE orders")
-    with psycopg.connect(pg.dsn("orders"), autocommit=True) as conn:
-        conn.execute("CREATE TABLE public.orders (id int PRIMARY KEY)")
-    return pg
+    return create_orders_db(pg)
 
 
 @pytest.fixture
@@ -195,13 +164,12 @@ def write_policy(workdir: Path, ldap: LdapTarget, sink: str) -> Path:
 def lockstep(
     orders_db: localpg.LocalPostgres, cache: LocalRedis, ldap_target: LdapTarget, tmp_path: Path
 ) -> Lockstep:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKSTEP_")}
-    env |= {
-        "LDAP_URL": ldap_target.server.url,
-        "LDAP_PASSWORD": ldap_target.server.admin_password.reveal(),
-        "ORDERS_DB_DSN": orders_db.dsn("orders"),
-        "SESSIONS_CACHE_URL": cache.url(),
-    }
+    env = project_env(
+        LDAP_URL=ldap_target.server.url,
+        LDAP_PASSWORD=ldap_target.server.admin_password.reveal(),
+        ORDERS_DB_DSN=orders_db.dsn("orders"),
+        SESSIONS_CACHE_URL=cache.url(),
+    )
     write_policy(tmp_path, ldap_target, f"file:{tmp_path / 'secrets' / '{target}.json'}")
     return Lockstep(tmp_path, env)
 
@@ -216,13 +184,7 @@ def logs_in_everywhere(
 ) -> None:
     """Each target's credential, from its own sink file, works where the workload uses it."""
     db = cli.credential("orders-db")
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=pg.port,
-        dbname="orders",
-        user=db["username"],
-        password=db["password"],
-    ) as conn:
+    with login(pg, db["username"], db["password"]) as conn:
         assert conn.execute("SELECT count(*) FROM public.orders").fetchone() == (0,)
     kv = cli.credential("sessions-cache")
     with redis.Redis(

@@ -4,11 +4,9 @@ step with the policy, with no CLI call in between. Waits are bounded polls, neve
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from psycopg import sql
 from test_service_harness import Service, eventually, journal, row_counts
 
 from lockstep import localpg
+from support.cli_project import Lockstep, admin, create_orders_db, project_env, refused
 
 POLICY = """\
 version: 1
@@ -55,8 +54,7 @@ class Project:
     def __init__(self, workdir: Path, pg: localpg.LocalPostgres) -> None:
         self.workdir = workdir
         self.pg = pg
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKSTEP_")}
-        self.env["ORDERS_DB_DSN"] = pg.dsn("orders")
+        self.env = project_env(ORDERS_DB_DSN=pg.dsn("orders"))
         self.services: list[Service] = []
 
     @property
@@ -94,17 +92,7 @@ class Project:
         return service.wait_ready()
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "lockstep", *args],
-            cwd=self.workdir,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert "Traceback" not in proc.stderr, proc.stderr
-        return proc
+        return Lockstep(self.workdir, self.env)(*args)
 
     def password(self) -> str:
         return json.loads((self.workdir / "secrets" / "payments-api.json").read_text())["password"]
@@ -121,11 +109,7 @@ class Project:
 
 @pytest.fixture
 def db(pg: localpg.LocalPostgres) -> localpg.LocalPostgres:
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute("CREATE DATABASE orders")
-    with psycopg.connect(pg.dsn("orders"), autocommit=True) as conn:
-        conn.execute("CREATE TABLE public.orders (id int PRIMARY KEY)")
-    return pg
+    return create_orders_db(pg)
 
 
 @pytest.fixture
@@ -136,20 +120,6 @@ def project(db: localpg.LocalPostgres, tmp_path: Path):
     for service in project.services:
         if service.proc.poll() is None:
             service.kill()
-
-
-def admin(pg: localpg.LocalPostgres) -> psycopg.Connection:
-    return psycopg.connect(pg.dsn("orders"), autocommit=True)
-
-
-def refused(pg: localpg.LocalPostgres, user: str, password: str) -> bool:
-    try:
-        psycopg.connect(
-            host="127.0.0.1", port=pg.port, dbname="orders", user=user, password=password
-        ).close()
-    except psycopg.OperationalError as exc:
-        return "authentication failed" in str(exc) or "not permitted to log in" in str(exc)
-    return False
 
 
 def privileges(pg: localpg.LocalPostgres, role: str) -> set[str]:
