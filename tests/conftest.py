@@ -39,7 +39,8 @@ def _reset_cluster(server: localpg.LocalPostgres) -> None:
     """Drop every role and database a test made, so each test starts from an empty cluster."""
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         for (db,) in conn.execute(
-            "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres','template0','template1')"
+            "SELECT datname FROM pg_database"
+            " WHERE datname NOT IN ('postgres', 'template0', 'template1')"
         ).fetchall():
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db)))
         roles = [

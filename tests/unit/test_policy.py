@@ -164,9 +164,7 @@ def test_an_unknown_target_type_lists_the_known_ones(tmp_path):
     assert "unknown target type 'oracle'" in error and "postgres" in error
 
 
-@pytest.mark.parametrize(
-    "name", ['a"b', "x; DROP ROLE y", "Robert'); --", "søren-ü", "a" * 63]
-)
+@pytest.mark.parametrize("name", ['a"b', "x; DROP ROLE y", "Robert'); --", "søren-ü", "a" * 63])
 def test_hostile_but_legal_account_names_are_accepted(tmp_path, name):
     text = GOOD.replace("account: payments_api", f"account: {yaml_quote(name)}")
     [access] = load_policy(write(tmp_path, text), ENV).policy.identities["payments-api"].access
@@ -180,7 +178,9 @@ def test_an_account_name_postgres_would_truncate_is_refused(tmp_path):
 
 
 def test_an_excluded_account_cannot_be_declared(tmp_path):
-    [error] = errors_of(write(tmp_path, GOOD.replace("account: payments_api", "account: dba_alice")))
+    [error] = errors_of(
+        write(tmp_path, GOOD.replace("account: payments_api", "account: dba_alice"))
+    )
     assert "excluded" in error
 
 
