@@ -419,3 +419,11 @@ def test_a_leaked_secret_rotates_and_revokes_the_identitys_leases_in_one_pass(
     assert refused(db, "payments_api", old)
     assert refused(db, lease["username"], lease["password"])
     assert_no_secret_leaked(lockstep, db, old, lease["password"])
+
+
+def test_findings_name_their_owasp_nhi_risk(lockstep: Lockstep, db):
+    with admin(db) as conn:
+        conn.execute("CREATE ROLE stray LOGIN")
+    [orphan] = lockstep.json("findings")["findings"]
+    assert (orphan["type"], orphan["owasp_nhi"]) == ("orphan_account", ["NHI1"])
+    assert orphan["owasp_nhi_titles"] == ["Improper Offboarding"]

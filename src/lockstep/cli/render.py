@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lockstep.connectors.base import ConnectorType
-from lockstep.engine.catalog import KINDS
+from lockstep.engine.catalog import KINDS, OWASP_NHI_2025
 from lockstep.engine.enforcement import Enforcement, IdentityEnforcement
 from lockstep.findings_ledger import FindingRecord
 from lockstep.model import Check, Finding, Op, Plan, Result, Status
@@ -42,6 +42,7 @@ def finding_json(f: Finding, record: FindingRecord | None = None) -> dict[str, A
         "identity": f.identity,
         "detail": f.detail,
         "owasp_nhi": list(kind.owasp_nhi),
+        "owasp_nhi_titles": [OWASP_NHI_2025[i] for i in kind.owasp_nhi],
         "nist_csf": list(kind.nist_csf),
         "first_seen": record.first_seen.isoformat() if record else None,
         "last_seen": record.last_seen.isoformat() if record else None,
