@@ -98,11 +98,7 @@ class Workspace:
     def observe(self, observer: Observer, desired: Desired) -> Pass:
         now = self.clock()
         observed = observer.observe()
-        issued = {
-            key: cred.issued_at
-            for key in desired.accounts
-            if (cred := self.vault.current(*key)) is not None
-        }
+        issued = self.vault.issued_times()
         self._record_usage(observer, observed, now)
         accepted = {r.id for r in self.ledger.current("accepted")}
         plan = make_plan(

@@ -141,3 +141,10 @@ def test_a_ciphertext_moved_to_another_account_is_refused(vault: Vault, store: S
 def test_a_malformed_key_is_refused(store: Store) -> None:
     with pytest.raises(VaultError, match="not a valid Fernet key"):
         Vault(store, b"too-short")
+
+
+def test_issue_times_of_current_credentials_come_in_one_read(vault: Vault) -> None:
+    vault.put("db", "a", "api", "a", generate_password(), T0)
+    vault.put("db", "a", "api", "a", generate_password(), T0 + timedelta(days=1))
+    vault.put("db", "b", None, "b", generate_password(), T0)
+    assert vault.issued_times() == {("db", "a"): T0 + timedelta(days=1), ("db", "b"): T0}

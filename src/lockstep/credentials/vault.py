@@ -175,6 +175,17 @@ class Vault:
         rows = self._select(target, account, _CURRENT)
         return self._open(rows[0]) if rows else None
 
+    def issued_times(self) -> dict[tuple[str, str], datetime]:
+        """When each account's current credential was issued, in one query and without
+        decrypting anything: what rotation planning needs on every pass."""
+        with self._store.reading() as conn:
+            rows = conn.execute(
+                select(credentials.c.target, credentials.c.account, credentials.c.issued_at).where(
+                    credentials.c.status == _CURRENT
+                )
+            )
+            return {(r.target, r.account): r.issued_at for r in rows}
+
     def retired(self, target: str, account: str) -> list[StoredCredential]:
         """Retired credentials of one account, newest first."""
         return [self._open(row) for row in self._select(target, account, _RETIRED)]
