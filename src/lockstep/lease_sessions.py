@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 from lockstep.connectors.base import ActionFailed, Scope, Session
 from lockstep.connectors.registry import connector_type
+from lockstep.engine.verify import propagation_window
 from lockstep.model import Policy, Target
 
 MAX_IDLE = 8  # sessions kept open per target beyond that are closed when given back
@@ -31,13 +32,8 @@ class TargetSessions:
         self._lock = threading.Lock()
 
     def propagation_window_s(self, target: str) -> float:
-        """How long a removed credential may still work: the connector's default, unless the
-        target sets ``propagation_window`` (an AWS account may need longer)."""
         spec = self._policy.targets[target]
-        configured = spec.settings.get("propagation_window")
-        if isinstance(configured, int | float):
-            return float(configured)
-        return connector_type(spec.type).propagation_window_s
+        return propagation_window(spec, connector_type(spec.type))
 
     @contextmanager
     def session(self, target: str) -> Iterator[Session]:

@@ -19,6 +19,7 @@ from lockstep.engine.audit import probe_checks, state_checks
 from lockstep.engine.desired import desired_state
 from lockstep.engine.observe import Observer
 from lockstep.engine.plan import make_plan
+from lockstep.engine.verify import propagation_window
 from lockstep.findings_ledger import FindingLedger, FindingRecord, remediated_ids
 from lockstep.identity_states import IdentityStates
 from lockstep.journal import Journal
@@ -238,7 +239,9 @@ class Workspace:
     def verify(self, observer: Observer, desired: Desired) -> tuple[bool, list[Check]]:
         observed = observer.observe()
         checks = state_checks(self.policy, desired, observed)
-        windows = {n: c.propagation_window_s for n, c in observer.connectors.items()}
+        windows = {
+            n: propagation_window(self.policy.targets[n], c) for n, c in observer.connectors.items()
+        }
         checks += probe_checks(observer.sessions, self.vault, desired, observed, windows)
         in_sync = all(c.ok for c in checks)
         self.journal.append(

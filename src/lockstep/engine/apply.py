@@ -18,7 +18,7 @@ from lockstep.connectors.base import (
 )
 from lockstep.credentials.sinks import Delivery, SinkError, deliver
 from lockstep.credentials.vault import StoredCredential, Vault
-from lockstep.engine.verify import Evidence, verify_action
+from lockstep.engine.verify import Evidence, propagation_window, verify_action
 from lockstep.journal import Journal, JournalError
 from lockstep.model import ISSUING_OPS, REMOVING_OPS, Action, Op, Plan, Policy, Result, Status
 from lockstep.secrets import generate_password, redact
@@ -179,13 +179,9 @@ class Applier:
         return f"{why}; previous credential restored"
 
     def _window(self, action: Action) -> float:
-        """How long a removed credential may still work: the connector's default, unless the
-        target sets ``propagation_window`` (an AWS account may need longer)."""
-        target = self.policy.targets[action.target]
-        configured = target.settings.get("propagation_window")
-        if isinstance(configured, int | float):
-            return float(configured)
-        return self.connectors[action.target].propagation_window_s
+        return propagation_window(
+            self.policy.targets[action.target], self.connectors[action.target]
+        )
 
     @staticmethod
     def _old(action: Action, old: StoredCredential | None) -> list[tuple[str, Credential]]:

@@ -6,8 +6,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from lockstep.connectors.base import Credential, ProbeResult, Session, TargetUnreachable
-from lockstep.model import Account, Action, Check, Op, Status
+from lockstep.connectors.base import (
+    ConnectorType,
+    Credential,
+    ProbeResult,
+    Session,
+    TargetUnreachable,
+)
+from lockstep.model import Account, Action, Check, Op, Status, Target
 from lockstep.secrets import redact
 
 _FIRST_BACKOFF_S = 0.25
@@ -19,6 +25,15 @@ class Evidence:
 
     issued: Credential | None = None  # must be accepted
     refused: Sequence[tuple[str, Credential]] = ()  # (what it is, credential): must be refused
+
+
+def propagation_window(target: Target, connector: ConnectorType) -> float:
+    """How long a removed credential may still work: the connector's default, unless the
+    target sets ``propagation_window`` (an AWS account may need longer)."""
+    configured = target.settings.get("propagation_window")
+    if isinstance(configured, int | float):
+        return float(configured)
+    return connector.propagation_window_s
 
 
 class Inconclusive(Exception):
