@@ -8,10 +8,7 @@ in over TCP with scram-sha-256, catalogs read back, sessions kept or ended.
 from __future__ import annotations
 
 import time
-import traceback
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import psycopg
 import pytest
@@ -27,75 +24,29 @@ from lockstep.connectors.base import (
     LeaseAccount,
     ObservesUsage,
     ProbeResult,
-    Scope,
     TargetUnreachable,
     WatchesChanges,
 )
-from lockstep.connectors.postgres import PostgresConnectorType, PostgresSession
+from lockstep.connectors.postgres import PostgresSession
 from lockstep.connectors.postgres_leases import LEASE_MARKER
-from lockstep.model import LEASE_PREFIX, Action, Op, Target
+from lockstep.model import LEASE_PREFIX
 from lockstep.secrets import Secret, generate_password
+from support.postgres_sessions import (
+    CONNECTOR,
+    OpenSession,
+    admin,
+    assert_clean,
+    assert_session_ended,
+    create,
+    login,
+    query,
+    role_exists,
+)
 
-CONNECTOR = PostgresConnectorType()
-OpenSession = Callable[..., PostgresSession]
+pytest_plugins = ("support.postgres_sessions",)
+
 LEASE = LEASE_PREFIX + "3f9a"
 IN_AN_HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-def open_session(pg: localpg.LocalPostgres) -> Iterator[OpenSession]:
-    opened: list[PostgresSession] = []
-
-    def _open(
-        excluded: tuple[str, ...] = (), dsn: str | None = None, **settings: Any
-    ) -> PostgresSession:
-        target = Target(
-            name="orders-db",
-            type="postgres",
-            environment=None,
-            exclude=frozenset(excluded),
-            legacy=False,
-            settings={"dsn": Secret(dsn or pg.dsn()), **settings},
-        )
-        session = CONNECTOR.open(target, Scope(frozenset(), frozenset(excluded)))
-        opened.append(session)
-        return session
-
-    yield _open
-    for session in opened:
-        session.close()
-
-
-def admin(pg: localpg.LocalPostgres, *statements: str | sql.Composed) -> None:
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement)
-
-
-def query(pg: localpg.LocalPostgres, statement: str, *params: object) -> list[tuple[Any, ...]]:
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        return conn.execute(statement, params).fetchall()
-
-
-def login(
-    pg: localpg.LocalPostgres, user: str, secret: Secret, **options: Any
-) -> psycopg.Connection[Any]:
-    """A workload's own session, over TCP."""
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=pg.port,
-        dbname="postgres",
-        user=user,
-        password=secret.reveal(),
-        autocommit=True,
-        **options,
-    )
-
-
-def create(session: PostgresSession, account: str) -> Secret:
-    secret = generate_password()
-    session.execute(Action(Op.CREATE_ACCOUNT, "orders-db", account), secret)
-    return secret
 
 
 def non_superuser_admin(pg: localpg.LocalPostgres) -> str:
@@ -108,22 +59,6 @@ def non_superuser_admin(pg: localpg.LocalPostgres) -> str:
         ),
     )
     return f"postgresql://ops_admin:{password.reveal()}@127.0.0.1:{pg.port}/postgres"
-
-
-def role_exists(pg: localpg.LocalPostgres, name: str) -> bool:
-    return query(pg, "SELECT count(*) FROM pg_roles WHERE rolname = %s", name) == [(1,)]
-
-
-def assert_session_ended(conn: psycopg.Connection[Any]) -> None:
-    with pytest.raises(psycopg.OperationalError):
-        conn.execute("SELECT 1")
-    conn.close()
-
-
-def assert_clean(error: BaseException, secret: str) -> None:
-    rendered = "".join(traceback.format_exception(error))
-    for text in (str(error), repr(error), rendered):
-        assert secret not in text
 
 
 def test_the_session_offers_change_watching_usage_and_leases_but_one_password_per_role(

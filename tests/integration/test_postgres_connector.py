@@ -3,9 +3,8 @@ catalogs and every credential is tried over TCP with scram-sha-256, as a workloa
 
 from __future__ import annotations
 
-import traceback
-from collections.abc import Callable, Iterator
-from typing import Any, cast
+from collections.abc import Callable
+from typing import cast
 
 import psycopg
 import pytest
@@ -17,15 +16,25 @@ from lockstep.connectors.base import (
     ConnectorError,
     Credential,
     ProbeResult,
-    Scope,
     TargetUnreachable,
 )
-from lockstep.connectors.postgres import MARKER, PostgresConnectorType, PostgresSession
-from lockstep.model import Action, Op, Target
+from lockstep.connectors.postgres import MARKER
+from lockstep.model import Op
 from lockstep.secrets import Secret, generate_password
+from support.postgres_sessions import (
+    CONNECTOR,
+    OpenSession,
+    act,
+    admin,
+    assert_clean,
+    assert_session_ended,
+    create,
+    login,
+    role_exists,
+)
 
-CONNECTOR = PostgresConnectorType()
-OpenSession = Callable[..., PostgresSession]
+pytest_plugins = ("support.postgres_sessions",)
+
 
 HOSTILE_NAMES = [
     'a"b',
@@ -35,79 +44,6 @@ HOSTILE_NAMES = [
     "é" * 31 + "x",  # 63 bytes in UTF-8, PostgreSQL's limit
 ]
 HOSTILE_GROUP = 'grp"; DROP ROLE y; --'
-
-
-@pytest.fixture
-def open_session(pg: localpg.LocalPostgres) -> Iterator[OpenSession]:
-    opened: list[PostgresSession] = []
-
-    def _open(
-        declared: tuple[str, ...] = (),
-        excluded: tuple[str, ...] = (),
-        dsn: str | None = None,
-        **settings: Any,
-    ) -> PostgresSession:
-        target = Target(
-            name="orders-db",
-            type="postgres",
-            environment=None,
-            exclude=frozenset(excluded),
-            legacy=False,
-            settings={"dsn": Secret(dsn or pg.dsn()), **settings},
-        )
-        session = CONNECTOR.open(target, Scope(frozenset(declared), frozenset(excluded)))
-        opened.append(session)
-        return session
-
-    yield _open
-    for session in opened:
-        session.close()
-
-
-def admin(pg: localpg.LocalPostgres, *statements: str | sql.Composed) -> None:
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement)
-
-
-def login(pg: localpg.LocalPostgres, user: str, secret: Secret) -> psycopg.Connection[Any]:
-    """A workload's own session, over TCP."""
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=pg.port,
-        dbname="postgres",
-        user=user,
-        password=secret.reveal(),
-        autocommit=True,
-    )
-
-
-def act(
-    session: PostgresSession,
-    op: Op,
-    account: str,
-    entitlement: str | None = None,
-    secret: Secret | None = None,
-) -> Credential | None:
-    return session.execute(Action(op, "orders-db", account, entitlement), secret)
-
-
-def create(session: PostgresSession, account: str) -> Secret:
-    secret = generate_password()
-    act(session, Op.CREATE_ACCOUNT, account, secret=secret)
-    return secret
-
-
-def assert_session_ended(conn: psycopg.Connection[Any]) -> None:
-    with pytest.raises(psycopg.OperationalError):
-        conn.execute("SELECT 1")
-    conn.close()
-
-
-def role_exists(pg: localpg.LocalPostgres, name: str) -> bool:
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
-    return row is not None and row[0] == 1
 
 
 # ------------------------------------------------------------------ reading
@@ -538,12 +474,6 @@ def test_a_working_password_refused_after_authentication_is_still_accepted(
 
 
 # ------------------------------------------------------------------ secrets stay secret
-
-
-def assert_clean(error: BaseException, secret: str) -> None:
-    rendered = "".join(traceback.format_exception(error))
-    for text in (str(error), repr(error), rendered):
-        assert secret not in text
 
 
 def test_no_generated_password_appears_in_errors_or_objects(

@@ -5,3 +5,4 @@ import pytest
 # Test modules import these helpers directly, so pytest must know before the first import to
 # rewrite their asserts.
 pytest.register_assert_rewrite("support.cli_project")
+pytest.register_assert_rewrite("support.postgres_sessions")
