@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets as _random
-import string
 import threading
+from collections.abc import Set
 from dataclasses import dataclass
 
 _MASK = "***"
@@ -24,12 +24,16 @@ _SCAN_LIMIT = 16
 
 _lock = threading.Lock()
 _by_length: dict[int, set[str]] = {}
+_spaced: dict[int, int] = {}  # per length, how many of its secrets hold whitespace
 
 
 @dataclass(frozen=True)
 class _Group:
     length: int
-    values: frozenset[str]
+    # Scanned for: a copy. Looked up: the live set itself, so that registering one more
+    # secret (a lease issued) costs no rebuild; a lookup in a set another thread is
+    # changing is safe under the GIL, unlike iterating it.
+    values: Set[str]
     runs: re.Pattern[str] | None  # set when windows are looked up instead of scanned
 
 
@@ -71,33 +75,49 @@ class Secret:
 
 
 def register(value: str) -> None:
-    global _groups
     if len(value) >= _MIN_REDACTABLE:
-        with _lock:
-            _by_length.setdefault(len(value), set()).add(value)
-            _groups = None
+        _change(value, add=True)
 
 
 def forget(value: str) -> None:
     """Stop redacting a secret that no longer opens anything (an ended lease)."""
+    _change(value, add=False)
+
+
+def _change(value: str, add: bool) -> None:
     global _groups
+    length = len(value)
     with _lock:
-        _by_length.get(len(value), set()).discard(value)
-        _groups = None
+        bucket = _by_length.setdefault(length, set())
+        if (value in bucket) == add:
+            return
+        looked_up = _looked_up(length)
+        if add:
+            bucket.add(value)
+        else:
+            bucket.discard(value)
+        if _has_space(value):
+            _spaced[length] = _spaced.get(length, 0) + (1 if add else -1)
+        if not (looked_up and _looked_up(length)):
+            _groups = None
+
+
+def _looked_up(length: int) -> bool:
+    """Whether the secrets of ``length`` are found by looking up windows of the text."""
+    return len(_by_length.get(length, ())) > _SCAN_LIMIT and not _spaced.get(length)
 
 
 def _current_groups() -> tuple[_Group, ...]:
     global _groups
+    groups = _groups  # one read of a reference: no lock needed to use a built index
+    if groups is not None:
+        return groups
     with _lock:
         if _groups is None:
             _groups = tuple(
-                _Group(
-                    length,
-                    frozenset(values),
-                    re.compile(rf"\S{{{length},}}")
-                    if len(values) > _SCAN_LIMIT and not any(_has_space(v) for v in values)
-                    else None,
-                )
+                _Group(length, values, re.compile(rf"\S{{{length},}}"))
+                if _looked_up(length)
+                else _Group(length, frozenset(values), None)
                 for length, values in sorted(_by_length.items(), reverse=True)
                 if values
             )
@@ -124,13 +144,22 @@ def _spans(text: str, group: _Group) -> list[tuple[int, int]]:
     return found
 
 
+def holds_secret(text: str) -> bool:
+    """Whether ``text`` contains a known secret: ``redact(text) != text``, answered
+    without rewriting anything, and at once for a text shorter than every secret."""
+    groups = _current_groups()
+    if not groups or len(text) < groups[-1].length:
+        return False
+    return any(_spans(text, group) for group in groups if group.length <= len(text))
+
+
 def redact(text: str) -> str:
     """Replace every occurrence of every known secret in ``text`` by ``***``."""
+    groups = _current_groups()
+    if not groups or len(text) < groups[-1].length:
+        return text
     spans = sorted(
-        span
-        for group in _current_groups()
-        if group.length <= len(text)
-        for span in _spans(text, group)
+        span for group in groups if group.length <= len(text) for span in _spans(text, group)
     )
     if not spans:
         return text
@@ -151,9 +180,8 @@ def fingerprint(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:16]
 
 
-_ALPHABET = string.ascii_letters + string.digits + "-_.~"
-
-
 def generate_password(length: int = 32) -> Secret:
-    """A random password from a URL- and shell-safe alphabet (~190 bits at 32 chars)."""
-    return Secret("".join(_random.choice(_ALPHABET) for _ in range(length)))
+    """A random password from a URL- and shell-safe alphabet (192 bits at 32 characters)."""
+    # Base64url of random bytes: each character 6 uniform bits, from one call for all of
+    # them rather than one per character.
+    return Secret(_random.token_urlsafe(length)[:length])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import string
 
 import pytest
 from hypothesis import given
@@ -34,6 +35,30 @@ def test_many_secrets_of_one_length_are_all_redacted():
     out = redact(text)
     assert not any(p.reveal() in out for p in many)
     assert out.count("***") == len(many[::7])
+
+
+def test_a_secret_registered_after_many_of_its_length_is_redacted_at_once():
+    many = [generate_password(41) for _ in range(40)]
+    assert redact(many[0].reveal()) == "***"  # the index of that length is built
+    late = generate_password(41).reveal()
+    assert redact(f"x {late} y") == "x *** y"
+    assert secrets.holds_secret(f"x{late}y")
+    secrets.forget(late)
+    assert redact(late) == late and not secrets.holds_secret(late)
+
+
+def test_holds_secret_answers_as_redact_does():
+    value = generate_password().reveal()
+    assert secrets.holds_secret(f"password={value};")
+    assert not secrets.holds_secret("nothing secret here")
+    assert not secrets.holds_secret("")
+
+
+def test_generated_passwords_are_url_safe_and_of_the_length_asked():
+    for length in (24, 32, 41):
+        value = generate_password(length).reveal()
+        assert len(value) == length
+        assert set(value) <= set(string.ascii_letters + string.digits + "-_")
 
 
 def test_a_forgotten_secret_is_no_longer_redacted():
