@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Connection, Row, insert, select, update
 
 from lockstep import secrets
 from lockstep.secrets import Secret
@@ -27,6 +27,7 @@ from lockstep.store import Store, StoreError
 from lockstep.store.tables import journal, journal_head
 
 GENESIS_HASH = "0" * 64
+LOCK = journal_head  # what a transaction that appends must lock, before anything else
 _PAGE = 500
 
 
@@ -63,33 +64,43 @@ class Journal:
 
     def append(self, kind: str, payload: Mapping[str, Any]) -> Entry:
         """Record one entry in its own committed transaction, or raise JournalError."""
-        body = _normalise(payload)
-        if _holds_secret(kind, body):
-            raise JournalError(
-                f"refusing to journal a {secrets.redact(kind)!r} entry that contains a secret; "
-                "journal its fingerprint instead"
-            )
         try:
-            with self._store.writing(lock=journal_head) as conn:
-                head = conn.execute(select(journal_head.c.seq, journal_head.c.hash)).one_or_none()
-                if head is None:
-                    raise JournalError("the journal head record is missing; run `audit verify`")
-                # Read under the lock, so that times never run backwards along the chain.
-                entry = _seal(head.seq + 1, self._now(), kind, body, head.hash)
-                conn.execute(
-                    insert(journal).values(
-                        seq=entry.seq,
-                        at=entry.at,
-                        kind=entry.kind,
-                        payload=_canonical(entry.payload),
-                        prev_hash=entry.prev_hash,
-                        hash=entry.hash,
-                    )
-                )
-                conn.execute(update(journal_head).values(seq=entry.seq, hash=entry.hash))
+            with self._store.writing(LOCK) as conn:
+                return self.append_in(conn, [(kind, payload)])[0]
         except StoreError as exc:
             raise JournalError(f"cannot write the journal: {exc}") from None
-        return entry
+
+    def append_in(
+        self, conn: Connection, items: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[Entry]:
+        """Record entries within the caller's transaction, which must hold the journal's
+        lock (``store.writing(journal.LOCK, ...)``): the entries commit with whatever else it
+        writes, or not at all. Raises JournalError, and StoreError from the store."""
+        bodies = [(kind, *_normalise(payload)) for kind, payload in items]
+        for kind, body, _ in bodies:
+            if _holds_secret(kind, body):
+                raise JournalError(
+                    f"refusing to journal a {secrets.redact(kind)!r} entry that contains a "
+                    "secret; journal its fingerprint instead"
+                )
+        if not bodies:
+            return []
+        head = conn.execute(select(journal_head.c.seq, journal_head.c.hash)).one_or_none()
+        if head is None:
+            raise JournalError("the journal head record is missing; run `audit verify`")
+        # Read under the lock, so that times never run backwards along the chain.
+        at = self._now()
+        seq, prev_hash = head.seq, head.hash
+        entries, rows = [], []
+        for kind, body, text in bodies:
+            seq += 1
+            entry = _sealed(seq, at, kind, body, text, prev_hash)
+            entries.append(entry)
+            rows.append(_row(entry, text))
+            prev_hash = entry.hash
+        conn.execute(insert(journal), rows)
+        conn.execute(update(journal_head).values(seq=seq, hash=prev_hash))
+        return entries
 
     def _now(self) -> datetime:
         at = self._clock()
@@ -165,22 +176,46 @@ def _bad(count: int, seq: int, reason: str) -> ChainReport:
 
 
 def _seal(seq: int, at: datetime, kind: str, payload: dict[str, Any], prev_hash: str) -> Entry:
-    record = _canonical({"seq": seq, "at": _iso(at), "kind": kind, "payload": payload})
+    return _sealed(seq, at, kind, payload, _canonical(payload), prev_hash)
+
+
+def _sealed(
+    seq: int, at: datetime, kind: str, payload: dict[str, Any], text: str, prev_hash: str
+) -> Entry:
+    """The entry whose payload is ``payload``, canonically ``text``. Its hash covers the
+    canonical record {"at", "kind", "payload", "seq"}, spelled out here with the keys in
+    sorted order, so that a payload is serialised once and not again inside the record."""
+    record = (
+        f'{{"at":{_canonical(_iso(at))},"kind":{_canonical(kind)},"payload":{text},"seq":{seq}}}'
+    )
     digest = hashlib.sha256((prev_hash + record).encode()).hexdigest()
     return Entry(seq, at, kind, payload, prev_hash, digest)
+
+
+def _row(entry: Entry, text: str) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "at": entry.at,
+        "kind": entry.kind,
+        "payload": text,
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }
 
 
 def _entry(row: Row[Any]) -> Entry:
     return Entry(row.seq, row.at, row.kind, json.loads(row.payload), row.prev_hash, row.hash)
 
 
-def _normalise(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The payload as it will read back from the store: plain JSON types only."""
+def _normalise(payload: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """The payload as it will read back from the store (plain JSON types only), and its
+    canonical text."""
     try:
-        body: dict[str, Any] = json.loads(_canonical(dict(payload)))
+        text = _canonical(dict(payload))
+        body: dict[str, Any] = json.loads(text)
     except (TypeError, ValueError) as exc:
         raise JournalError(f"the journal payload is not JSON: {exc}") from None
-    return body
+    return body, text
 
 
 def _canonical(value: object) -> str:
@@ -211,17 +246,15 @@ def _iso(at: datetime) -> str:
 
 
 def _holds_secret(kind: str, body: dict[str, Any]) -> bool:
-    text = _canonical(body)
-    return secrets.redact(text) != text or _any_string_holds([kind, body])
+    return _any_value_holds([kind, body])
 
 
-def _any_string_holds(value: object) -> bool:
-    # String by string as well as the whole text: JSON escaping (a quote or a backslash in
-    # the secret) hides a secret from a search of the text alone.
-    if isinstance(value, str):
-        return secrets.redact(value) != value
+def _any_value_holds(value: object) -> bool:
+    # Value by value rather than the JSON text: JSON escaping (a quote or a backslash in the
+    # secret) would hide a secret from a search of the text, and most values are shorter
+    # than any secret, so that searching them is nearly free.
     if isinstance(value, dict):
-        return any(_any_string_holds(k) or _any_string_holds(v) for k, v in value.items())
+        return any(_any_value_holds(k) or _any_value_holds(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_any_string_holds(v) for v in value)
-    return False
+        return any(_any_value_holds(v) for v in value)
+    return secrets.holds_secret(value if isinstance(value, str) else str(value))

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from lockstep import journal as journal_module
+from lockstep.journal import LOCK as journal_lock
 from lockstep.journal import Entry, Journal, JournalError
 from lockstep.secrets import Secret, generate_password
 from lockstep.store import Store
@@ -63,6 +64,21 @@ def test_entries_chain_from_a_zero_hash_over_canonical_json(journal: Journal) ->
         '"payload":{"n":1,"op":"grant"},"seq":1}'
     )
     assert first.hash == hashlib.sha256((ZERO + canonical).encode()).hexdigest()
+
+
+def test_entries_appended_in_a_callers_transaction_commit_with_it_or_not_at_all(
+    journal: Journal, store: Store
+) -> None:
+    fill(journal, 1)
+    with pytest.raises(RuntimeError), store.writing(journal_lock) as conn:
+        journal.append_in(conn, [("lease_intent", {"n": 2}), ("lease_intent", {"n": 3})])
+        raise RuntimeError("the rest of the transaction failed")
+    assert count_rows(store) == 1
+    with store.writing(journal_lock) as conn:
+        second, third = journal.append_in(conn, [("a", {"n": 2}), ("b", {"n": 3})])
+    assert (second.seq, third.seq, third.prev_hash) == (2, 3, second.hash)
+    assert second.at == third.at  # one transaction, one time
+    assert journal.verify().ok and count_rows(store) == 3
 
 
 def test_read_back_entries_equal_the_appended_ones(journal: Journal) -> None:

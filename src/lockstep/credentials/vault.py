@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import ColumnElement, Row, and_, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, and_, delete, insert, select, tuple_, update
 
 from lockstep.secrets import Secret
 from lockstep.store import Store
@@ -24,6 +25,7 @@ from lockstep.store.tables import credentials
 
 KEY_ENV = "LOCKSTEP_KEY"
 KEY_FILE = "key"
+LOCK = credentials  # what a transaction that stores credentials must lock
 _CURRENT = "current"
 _RETIRED = "retired"
 
@@ -145,31 +147,49 @@ class Vault:
         expires_at: datetime | None = None,
     ) -> StoredCredential:
         """Store a new current credential; the previous current one becomes retired."""
-        ciphertext = self._fernet.encrypt(_sealed(target, account, username, secret))
         stored = StoredCredential(
             target, account, identity, username, secret, secret.fingerprint(), issued_at, expires_at
         )
-        with self._store.writing(lock=credentials) as conn:
-            conn.execute(
-                update(credentials)
-                .where(_for(target, account), credentials.c.status == _CURRENT)
-                .values(status=_RETIRED)
-            )
-            conn.execute(
-                insert(credentials).values(
-                    target=target,
-                    account=account,
-                    identity=identity,
-                    username=username,
-                    ciphertext=ciphertext.decode(),
-                    fingerprint=stored.fingerprint,
-                    issued_at=issued_at,
-                    expires_at=expires_at,
-                    status=_CURRENT,
-                    created_at=datetime.now(UTC),
-                )
-            )
+        with self._store.writing(LOCK) as conn:
+            self.put_in(conn, [stored])
         return stored
+
+    def put_in(self, conn: Connection, items: Sequence[StoredCredential]) -> None:
+        """Store new current credentials within the caller's transaction, which must hold
+        ``LOCK``, each retiring its account's previous current one. Each account appears at
+        most once."""
+        accounts = sorted({(item.target, item.account) for item in items})
+        if len(accounts) != len(items):
+            raise ValueError("an account appears twice among the credentials to store")
+        if not items:
+            return
+        created_at = datetime.now(UTC)
+        rows = [
+            {
+                "target": item.target,
+                "account": item.account,
+                "identity": item.identity,
+                "username": item.username,
+                "ciphertext": self._fernet.encrypt(
+                    _sealed(item.target, item.account, item.username, item.secret)
+                ).decode(),
+                "fingerprint": item.fingerprint,
+                "issued_at": item.issued_at,
+                "expires_at": item.expires_at,
+                "status": _CURRENT,
+                "created_at": created_at,
+            }
+            for item in items
+        ]
+        conn.execute(
+            update(credentials)
+            .where(
+                tuple_(credentials.c.target, credentials.c.account).in_(accounts),
+                credentials.c.status == _CURRENT,
+            )
+            .values(status=_RETIRED)
+        )
+        conn.execute(insert(credentials), rows)
 
     def current(self, target: str, account: str) -> StoredCredential | None:
         rows = self._select(target, account, _CURRENT)

@@ -7,8 +7,9 @@ as a ``StoreError`` with one clear line that never holds the URL's password.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Self
 
@@ -41,6 +42,10 @@ class Store:
     def __init__(self, engine: Engine, shown_url: str) -> None:
         self.engine = engine
         self._shown_url = shown_url
+        # SQLite makes a writer that finds the database locked sleep and retry (1 ms, then
+        # 2, 5, 10...); writers of this process queue here instead and go in as soon as the
+        # one before is done. Other processes still meet SQLite's own lock.
+        self._sqlite_writer = threading.RLock()
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -79,20 +84,27 @@ class Store:
                 yield conn
 
     @contextmanager
-    def writing(self, lock: Table) -> Iterator[Connection]:
-        """A transaction that holds the write lock on ``lock`` from its first statement.
+    def writing(self, lock: Table, *more: Table) -> Iterator[Connection]:
+        """A transaction that holds the write lock on ``lock`` (and on ``more``, in that
+        order) from its first statement.
 
         Read-modify-write sequences (the journal head, the current credential) are then
-        serialised between threads and processes instead of racing.
+        serialised between threads and processes instead of racing. Transactions that take
+        several locks take them in one order: the journal's first.
         """
-        with self._errors("cannot write"), self.engine.connect() as conn:
+        with ExitStack() as stack:
+            if self.dialect == "sqlite":
+                stack.enter_context(self._sqlite_writer)
+            stack.enter_context(self._errors("cannot write"))
+            conn = stack.enter_context(self.engine.connect())
             if self.dialect == "sqlite":
                 conn = conn.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
             with conn.begin():
                 if self.dialect == "postgresql":
                     # EXCLUSIVE blocks other writers of the table but not plain readers.
-                    name = conn.dialect.identifier_preparer.quote(lock.name)
-                    conn.execute(text(f"LOCK TABLE {name} IN EXCLUSIVE MODE"))
+                    for table in (lock, *more):
+                        name = conn.dialect.identifier_preparer.quote(table.name)
+                        conn.execute(text(f"LOCK TABLE {name} IN EXCLUSIVE MODE"))
                 yield conn
 
     @contextmanager
