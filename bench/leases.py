@@ -1,21 +1,30 @@
-"""PostgreSQL leases issued per second, end to end, and revoke latency.
+"""PostgreSQL leases issued per second, end to end, issue latency and revoke latency.
 
-End to end means what ``lockstep issue`` and ``POST /v1/credentials`` do for each lease: the
-journal's intent, the lease record, the role (with VALID UNTIL and the identity's grants),
-a real login with the new password over TCP (the proof that it works), the credential kept
-encrypted for the later proof of revocation, and the journal's result, on the default SQLite
-state store. Revoking is NOLOGIN, ending sessions, DROP ROLE, then a login with the old
-password that must be refused.
+End to end means what ``lockstep issue`` and ``POST /v1/credentials`` do for each lease, on
+the default SQLite state store (fsync on every commit): the journal's intent and the lease
+record, committed before the target is touched; the role, with VALID UNTIL and the
+identity's grants; the proof (every lease of a batch read back, and a real login over TCP
+with the batch's first credential); the credential kept encrypted for the later proof of
+revocation, and the journal's result. Requests arrive from ``--clients`` threads at once, as
+concurrent API requests do; leases requested together are issued in batches.
 
-The baseline, timed in the same run against the same server, is what HashiCorp Vault's
-PostgreSQL plugin sends per lease: its creation statements in one transaction, with the
-password in clear for the server to hash, and no proof that the credential works. Vault's own
-published figure for that plugin, about 245 leases/s, is printed as a second reference.
+Two targets on one server: ``default`` with PostgreSQL's own 4096 SCRAM iterations, and
+``fast`` with ``lease_scram_iterations: 1024`` (docs/postgres.md says when that is sound).
+PBKDF2 dominates a lease's cost twice over: lockstep computes the verifier, and CREATE ROLE
+runs the same PBKDF2 on the server to check it against an empty password.
 
-    /tmp/venv/bin/python bench/leases.py                 # 300 leases, 1 and 4 threads
-    /tmp/venv/bin/python bench/leases.py --leases 1000 --threads 1 4 8
-    /tmp/venv/bin/python bench/leases.py --sqlite-synchronous normal   # what-if: no fsync
-                                                                        # per state commit
+Baselines, timed in the same run against the same server:
+
+- target alone: lockstep's own SQL for the same leases (verifiers computed here, batches of
+  64 on two connections) with no state, no journal and no proof: what the target can take,
+  so that ``ratio`` is the share of it lockstep delivers with its bookkeeping and proofs.
+- Vault-like: what HashiCorp Vault's PostgreSQL plugin sends per lease, its creation
+  statements in one transaction, with the password in clear for the server to hash, on one
+  connection; Vault's own published figure for the plugin, about 245 leases/s, is printed
+  beside it.
+
+    /tmp/venv/bin/python bench/leases.py                  # 3000 leases per run, ~1 minute
+    /tmp/venv/bin/python bench/leases.py --leases 6000 --clients 1 64 256
 """
 
 from __future__ import annotations
@@ -26,29 +35,32 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import event
 
 from lockstep import localpg
-from lockstep.journal import Journal
+from lockstep.connectors import postgres_leases
 from lockstep.leases import Lease, LeaseManager
 from lockstep.secrets import generate_password
 from lockstep.workspace import Workspace
 
 VAULT_REPORTED_PER_S = 245.0
+TARGETS = {"default": 4096, "fast": 1024}
 
 POLICY = """\
 version: 1
 targets:
-  orders-db:
+  default:
     type: postgres
     dsn: ${ORDERS_DB_DSN}
+  fast:
+    type: postgres
+    dsn: ${ORDERS_DB_DSN}
+    lease_scram_iterations: 1024
 owners:
   team:
     contacts: [team@example.com]
@@ -57,7 +69,10 @@ identities:
     owner: team
     purpose: Serve the payments API
     access:
-      - target: orders-db
+      - target: default
+        account: payments_api
+        entitlements: [role:app_readonly]
+      - target: fast
         account: payments_api
         entitlements: [role:app_readonly]
 """
@@ -75,13 +90,42 @@ def prepare(server: localpg.LocalPostgres) -> None:
         conn.execute("GRANT SELECT ON public.orders TO app_readonly")
 
 
-def vault_like(server: localpg.LocalPostgres, count: int) -> float:
+def target_alone(server: localpg.LocalPostgres, count: int, iterations: int, run: str) -> float:
+    """Leases/s the target takes for lockstep's SQL alone: batches of 64, two connections."""
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    names = [f"bench_{run}_{i}" for i in range(count)]
+
+    def batch(chunk: list[str]) -> None:
+        grant = sql.SQL("GRANT app_readonly TO {}")
+        statements = [
+            postgres_leases.issue_statements(
+                name,
+                postgres_leases.scram_verifier(generate_password(), iterations),
+                expires,
+                [grant.format(sql.Identifier(name))],
+            )
+            for name in chunk
+        ]
+        with psycopg.connect(server.dsn("orders"), autocommit=True) as conn:
+            conn.execute(sql.SQL("; ").join(statements), prepare=False)
+
+    chunks = [names[i : i + 64] for i in range(0, count, 64)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(batch, chunks))
+    elapsed = time.perf_counter() - started
+    drop(server, names)
+    return count / elapsed
+
+
+def vault_like(server: localpg.LocalPostgres, count: int, run: str) -> float:
     """Leases/s issuing what Vault's plugin issues: one transaction of creation statements."""
     expires = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    names = [f"v-token-{run}-{i}" for i in range(count)]
     with psycopg.connect(server.dsn("orders")) as conn:
         started = time.perf_counter()
-        for i in range(count):
-            role = sql.Identifier(f"v-token-bench-{i}")
+        for name in names:
+            role = sql.Identifier(name)
             with conn.transaction():
                 conn.execute(
                     sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD {} VALID UNTIL {}").format(
@@ -90,23 +134,35 @@ def vault_like(server: localpg.LocalPostgres, count: int) -> float:
                 )
                 conn.execute(sql.SQL("GRANT app_readonly TO {}").format(role))
         elapsed = time.perf_counter() - started
-        for i in range(count):
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(f"v-token-bench-{i}")))
-        conn.commit()
+    drop(server, names)
     return count / elapsed
 
 
-def issue_all(manager: LeaseManager, count: int, threads: int) -> tuple[float, list[Lease]]:
-    """Leases/s issuing ``count`` leases from ``threads`` threads at once."""
+def drop(server: localpg.LocalPostgres, names: list[str]) -> None:
+    with psycopg.connect(server.dsn("orders"), autocommit=True) as conn:
+        for start in range(0, len(names), 500):
+            roles = sql.SQL(", ").join(sql.Identifier(n) for n in names[start : start + 500])
+            conn.execute(sql.SQL("DROP ROLE {}").format(roles))
+
+
+def issue_all(
+    manager: LeaseManager, target: str, count: int, clients: int
+) -> tuple[float, list[Lease], list[float]]:
+    """Leases/s issuing ``count`` leases from ``clients`` threads at once, and each
+    request's latency."""
     issued: list[Lease] = []
+    latencies: list[float] = []
     lock = threading.Lock()
-    share = [count // threads + (1 if i < count % threads else 0) for i in range(threads)]
+    share = [count // clients + (1 if i < count % clients else 0) for i in range(clients)]
 
     def work(n: int) -> None:
         for _ in range(n):
-            lease, _ = manager.issue("payments-api", "orders-db")
+            started = time.perf_counter()
+            lease, _ = manager.issue("payments-api", target)
+            took = time.perf_counter() - started
             with lock:
                 issued.append(lease)
+                latencies.append(took)
 
     workers = [threading.Thread(target=work, args=(n,)) for n in share]
     started = time.perf_counter()
@@ -117,7 +173,7 @@ def issue_all(manager: LeaseManager, count: int, threads: int) -> tuple[float, l
     elapsed = time.perf_counter() - started
     if len(issued) != count:
         raise SystemExit(f"only {len(issued)} of {count} leases were issued")
-    return count / elapsed, issued
+    return count / elapsed, issued, latencies
 
 
 def revoke_latencies(manager: LeaseManager, leases: list[Lease]) -> list[float]:
@@ -131,83 +187,34 @@ def revoke_latencies(manager: LeaseManager, leases: list[Lease]) -> list[float]:
     return latencies
 
 
-def timed(step: Callable[[], object], count: int) -> float:
-    """Mean seconds per call of ``step``."""
-    started = time.perf_counter()
-    for _ in range(count):
-        step()
-    return (time.perf_counter() - started) / count
-
-
-def parts(manager: LeaseManager, journal: Journal, server: localpg.LocalPostgres) -> None:
-    """Where one lease's time goes, each part timed alone."""
-    lease, credential = manager.issue("payments-api", "orders-db")
-
-    def login() -> None:
-        psycopg.connect(
-            host="127.0.0.1",
-            port=server.port,
-            dbname="orders",
-            user=credential.username,
-            password=credential.secret.reveal(),
-        ).close()
-
-    def append() -> None:
-        journal.append("bench", {"fingerprint": lease.fingerprint})
-
-    print(f"  one login with the new password (the proof): {timed(login, 50) * 1000:6.2f} ms")
-    print(
-        f"  one state store commit (a journal append):   {timed(append, 50) * 1000:6.2f} ms; "
-        "a lease takes 4 to issue, 3 to revoke"
-    )
-    manager.revoke(lease.id)
-
-
-def _synchronous_normal(dbapi_conn: Any, _record: object) -> None:
-    dbapi_conn.execute("PRAGMA synchronous=NORMAL")
-
-
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+def ms(values: list[float]) -> str:
+    p50, p99 = (percentile(values, share) * 1000 for share in (0.5, 0.99))
+    return f"p50 {p50:5.1f} ms, p99 {p99:5.1f} ms"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--leases", type=int, default=300, help="leases per measurement")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 4])
-    parser.add_argument(
-        "--scram-iterations",
-        type=int,
-        default=None,
-        help="the target's lease_scram_iterations (default 4096, as PostgreSQL's own)",
-    )
-    parser.add_argument(
-        "--sqlite-synchronous",
-        choices=["full", "normal"],
-        default="full",
-        help="what-if: SQLite's fsync policy for the state store (lockstep uses its default)",
-    )
+    parser.add_argument("--leases", type=int, default=3000, help="leases per measurement")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--revokes", type=int, default=200, help="leases revoked and timed")
     args = parser.parse_args()
 
     server = localpg.start()
     workdir = Path(tempfile.mkdtemp(prefix="lockstep-bench-leases-"))
     try:
         prepare(server)
-        policy = POLICY
-        if args.scram_iterations is not None:
-            setting = f"    lease_scram_iterations: {args.scram_iterations}\n"
-            policy = policy.replace("owners:\n", setting + "owners:\n")
-        (workdir / "lockstep.yaml").write_text(policy)
+        (workdir / "lockstep.yaml").write_text(POLICY)
         os.environ["ORDERS_DB_DSN"] = server.dsn("orders")
         os.environ.pop("LOCKSTEP_STATE", None)
         with Workspace.open(workdir / "lockstep.yaml") as ws:
-            if args.sqlite_synchronous == "normal":
-                event.listen(ws.store.engine, "connect", _synchronous_normal)
-                ws.store.engine.dispose()
             manager = LeaseManager.for_workspace(ws)
             try:
-                run(args, manager, ws.journal, server)
+                run(args, manager, server)
             finally:
                 manager.close()
     finally:
@@ -215,36 +222,33 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run(
-    args: argparse.Namespace,
-    manager: LeaseManager,
-    journal: Journal,
-    server: localpg.LocalPostgres,
-) -> None:
-    issue_all(manager, 20, 1)  # warm up: connections, imports, caches
-    print(
-        f"PostgreSQL leases, {args.leases} per run, {os.cpu_count()} CPUs, "
-        f"SQLite synchronous={args.sqlite_synchronous.upper()}, SCRAM iterations "
-        f"{args.scram_iterations or 4096}"
+def run(args: argparse.Namespace, manager: LeaseManager, server: localpg.LocalPostgres) -> None:
+    for target in TARGETS:
+        issue_all(manager, target, 20, 1)  # warm up: connections, imports, caches
+    print(f"PostgreSQL leases, {args.leases} per run, {os.cpu_count()} CPUs")
+    header = (
+        f"{'target':<8} {'iterations':>10} {'clients':>7} {'issued/s':>9} "
+        f"{'target alone/s':>14} {'ratio':>6} {'vault-like/s':>12}  issue latency"
     )
-    for threads in args.threads:
-        # The baseline right before each run: the machine may be busier at one time than
-        # at another, and the ratio should compare like with like.
-        baseline = vault_like(server, args.leases)
-        rate, issued = issue_all(manager, args.leases, threads)
-        latencies = revoke_latencies(manager, issued)
-        print(f"  baseline, Vault-like SQL, no proof:  {baseline:7.1f} leases/s")
-        print(
-            f"  lockstep issue, {threads} thread(s):      {rate:7.1f} leases/s, "
-            f"x{rate / baseline:.2f} the baseline, "
-            f"x{rate / VAULT_REPORTED_PER_S:.2f} Vault's reported {VAULT_REPORTED_PER_S:.0f}/s"
-        )
-        print(
-            f"  lockstep revoke, proven refused:     p50 "
-            f"{percentile(latencies, 0.50) * 1000:.1f} ms, p99 "
-            f"{percentile(latencies, 0.99) * 1000:.1f} ms"
-        )
-    parts(manager, journal, server)
+    print(header)
+    revoked: list[Lease] = []
+    for target, iterations in TARGETS.items():
+        for clients in args.clients:
+            run_id = f"{target}_{clients}"
+            # Baselines right before each run: the machine may be busier at one time than
+            # at another, and the ratio should compare like with like.
+            alone = target_alone(server, args.leases, iterations, run_id)
+            vault = vault_like(server, min(args.leases, 1000), run_id)
+            count = args.leases if clients > 1 else min(args.leases, 500)
+            rate, issued, latencies = issue_all(manager, target, count, clients)
+            print(
+                f"{target:<8} {iterations:>10} {clients:>7} {rate:>9.0f} {alone:>14.0f} "
+                f"{rate / alone:>6.2f} {vault:>12.0f}  {ms(latencies)}"
+            )
+            revoked.extend(issued[: args.revokes - len(revoked)])
+    print(f"Vault's published figure for its PostgreSQL plugin: {VAULT_REPORTED_PER_S:.0f}/s")
+    latencies = revoke_latencies(manager, revoked)
+    print(f"revoke, credential proven refused ({len(revoked)} leases): {ms(latencies)}")
 
 
 if __name__ == "__main__":

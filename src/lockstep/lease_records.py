@@ -4,7 +4,7 @@ credential kept encrypted in the vault so that its revocation can be proven by t
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -13,10 +13,15 @@ from typing import Any
 from sqlalchemy import Row, and_, delete, insert, select, update
 
 from lockstep.connectors.base import Credential
-from lockstep.credentials.vault import Vault
+from lockstep.credentials.vault import LOCK as vault_lock
+from lockstep.credentials.vault import StoredCredential, Vault
+from lockstep.journal import LOCK as journal_lock
+from lockstep.journal import Journal
 from lockstep.secrets import Secret
 from lockstep.store import Store
 from lockstep.store.tables import credentials, leases
+
+Journaled = tuple[str, Mapping[str, Any]]  # a journal entry's kind and payload
 
 
 class LeaseStatus(StrEnum):
@@ -66,9 +71,10 @@ class Lease:
 class LeaseRecords:
     """Lease rows and kept lease credentials. Each method is one transaction."""
 
-    def __init__(self, store: Store, vault: Vault) -> None:
+    def __init__(self, store: Store, vault: Vault, journal: Journal) -> None:
         self._store = store
         self._vault = vault
+        self._journal = journal
 
     def get(self, lease_id: str) -> Lease:
         with self._store.reading() as conn:
@@ -98,31 +104,28 @@ class LeaseRecords:
             found = conn.execute(select(leases.c.id).where(leases.c.id == lease_id)).first()
         return found is not None
 
-    def insert(self, lease: Lease) -> None:
-        values = lease.fields()
-        values["id"] = values.pop("lease_id")
-        with self._store.writing(lock=leases) as conn:
-            conn.execute(insert(leases).values(**values))
+    def insert(self, batch: Sequence[Lease], journaled: Sequence[Journaled]) -> None:
+        """Record new leases and journal ``journaled``, in one transaction."""
+        rows = [lease.fields() for lease in batch]
+        for values in rows:
+            values["id"] = values.pop("lease_id")
+        with self._store.writing(journal_lock, leases) as conn:
+            self._journal.append_in(conn, journaled)
+            conn.execute(insert(leases), rows)
 
     def update(self, lease_id: str, **values: object) -> None:
         values = {k: str(v) if isinstance(v, LeaseStatus) else v for k, v in values.items()}
         with self._store.writing(lock=leases) as conn:
             conn.execute(update(leases).where(leases.c.id == lease_id).values(**values))
 
-    def keep_credential(self, lease: Lease, credential: Credential) -> None:
-        # A session token (AWS STS) is needed to try the credential, so it is kept with it.
-        parts = [credential.secret.reveal()]
-        if credential.token is not None:
-            parts.append(credential.token.reveal())
-        self._vault.put(
-            lease.target,
-            lease.account,
-            lease.identity,
-            credential.username,
-            Secret(json.dumps(parts)),
-            lease.issued_at,
-            lease.expires_at,
-        )
+    def keep_credentials(
+        self, issued: Sequence[tuple[Lease, Credential]], journaled: Sequence[Journaled]
+    ) -> None:
+        """Keep the leases' credentials and journal ``journaled``, in one transaction."""
+        kept = [_kept(lease, credential) for lease, credential in issued]
+        with self._store.writing(journal_lock, vault_lock) as conn:
+            self._journal.append_in(conn, journaled)
+            self._vault.put_in(conn, kept)
 
     def kept_credential(self, target: str, account: str) -> Credential | None:
         stored = self._vault.current(target, account)
@@ -147,6 +150,23 @@ class LeaseRecords:
                     and_(credentials.c.target == target, credentials.c.account == account)
                 )
             )
+
+
+def _kept(lease: Lease, credential: Credential) -> StoredCredential:
+    # A session token (AWS STS) is needed to try the credential, so it is kept with it.
+    parts = [credential.secret.reveal()]
+    if credential.token is not None:
+        parts.append(credential.token.reveal())
+    return StoredCredential(
+        lease.target,
+        lease.account,
+        lease.identity,
+        credential.username,
+        Secret(json.dumps(parts)),
+        credential.secret.fingerprint(),
+        lease.issued_at,
+        lease.expires_at,
+    )
 
 
 def _lease(row: Row[Any]) -> Lease:

@@ -6,8 +6,10 @@ entitlements on one target and expiring natively where the target can (PostgreSQ
 ``VALID UNTIL``). Every issue, renewal and revocation journals its intent before touching the
 target and its result after, with the credential's fingerprint, never the credential.
 
-A lease counts as issued only once its credential has logged in, and as revoked or expired
-only once the target refused it. The credential is kept encrypted in the vault while the
+A lease counts as issued only once it is proven: where the target makes leases in batches
+(``IssuesLeaseBatches``), by reading every lease of the batch back and logging in with the
+first one's credential; elsewhere by logging in with each. It counts as revoked or expired
+only once the target refused its credential. The credential is kept encrypted in the vault while the
 lease lives, so that revoking it, in this process or another, can prove exactly that; it is
 deleted once the proof is in. The reaper ends every lease past its expiry and every lease
 account it finds by prefix without a live record (a record lost in a crash).
@@ -16,14 +18,19 @@ account it finds by prefix without a live record (a record lost in a crash).
 from __future__ import annotations
 
 import secrets as _random
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from lockstep.batches import Batcher
 from lockstep.connectors.base import (
+    ActionFailed,
     ConnectorError,
     Credential,
+    IssuesLeaseBatches,
     IssuesLeases,
+    LeaseOrder,
     ProbeResult,
     Session,
 )
@@ -34,7 +41,7 @@ from lockstep.lease_records import Lease, LeaseError, LeaseRecords, LeaseStatus
 from lockstep.lease_sessions import TargetSessions
 from lockstep.model import LEASE_PREFIX, OwnerStatus, Policy, RuleAction
 from lockstep.policy.durations import format_duration
-from lockstep.secrets import Secret, forget, generate_password, redact
+from lockstep.secrets import forget, generate_password, redact
 from lockstep.store import Store
 from lockstep.workspace import Workspace
 
@@ -54,6 +61,14 @@ DEFAULT_MAX_TTL_S = 86400  # ... and the longest a lease may live, renewals incl
 _ID_BYTES = 8  # 64 random bits: LEASE_PREFIX + 16 hex digits = 31 characters, within every
 # target's limit (PostgreSQL's is 63 bytes)
 _EXPIRY_TOLERANCE = timedelta(seconds=1)  # targets may store expiry at a coarser precision
+# Leases requested at once on one target are issued in batches of up to MAX_BATCH, by
+# ISSUING_WORKERS at a time, each on its own connection so that the server works on two
+# batches at once. More workers make smaller batches, each with its own commits and proof
+# login: on a 2-core machine 2 workers issued 1,019 leases/s, 3 issued 799/s and 4 780/s.
+MAX_BATCH = 64
+ISSUING_WORKERS = 2
+
+_Ordered = tuple[Lease, LeaseOrder]
 
 
 def utcnow() -> datetime:
@@ -103,9 +118,11 @@ class LeaseManager:
     ) -> None:
         self._policy = policy
         self._journal = journal
-        self._records = LeaseRecords(store, vault)
+        self._records = LeaseRecords(store, vault, journal)
         self._sessions = sessions
         self._clock = clock
+        self._issuers: dict[str, Batcher[_Ordered, tuple[Lease, Credential]]] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def for_workspace(cls, workspace: Workspace) -> LeaseManager:
@@ -122,6 +139,10 @@ class LeaseManager:
         )
 
     def close(self) -> None:
+        with self._lock:
+            issuers, self._issuers = list(self._issuers.values()), {}
+        for issuer in issuers:
+            issuer.close()
         self._sessions.close()
 
     def _now(self) -> datetime:
@@ -134,7 +155,10 @@ class LeaseManager:
     def issue(
         self, identity: str, target: str, ttl_s: int | None = None, workload: str | None = None
     ) -> tuple[Lease, Credential]:
-        """A new lease whose credential has been proven to work. Raises LeaseError."""
+        """A new lease whose credential has been proven to work. Raises LeaseError.
+
+        Leases requested at once from several threads are issued together, a batch per
+        target, so that a burst pays one round trip and a few commits per batch."""
         now = self._now()
         template, entitlements, ttl, max_ttl = self._terms(identity, target, ttl_s, now)
         lease_id = _random.token_hex(_ID_BYTES)
@@ -153,41 +177,137 @@ class LeaseManager:
             revoked_at=None,
             status=LeaseStatus.ACTIVE,
         )
+        order = LeaseOrder(lease.account, template, entitlements, secret, lease.expires_at)
+        return self._issuer(target).submit((lease, order))
+
+    def _issuer(self, target: str) -> Batcher[_Ordered, tuple[Lease, Credential]]:
+        with self._lock:
+            if target not in self._issuers:
+                self._issuers[target] = Batcher(
+                    lambda batch: self._issue_batch(target, batch),
+                    workers=ISSUING_WORKERS,
+                    max_batch=MAX_BATCH,
+                    name=f"lease-issuer-{target}",
+                )
+            return self._issuers[target]
+
+    def _issue_batch(
+        self, target: str, batch: Sequence[_Ordered]
+    ) -> list[tuple[Lease, Credential] | Exception]:
+        """Issue a batch of leases on one target: the intents journaled and the records
+        written first (so that the reaper never mistakes a lease being issued for one whose
+        record was lost), then the accounts made and proven, then the credentials kept and
+        the results journaled, each step one transaction for the whole batch."""
+        leases = [lease for lease, _ in batch]
+        outcomes: list[tuple[Lease, Credential] | str | None] = [None] * len(batch)
         try:
             with self._sessions.session(target) as session:
-                lease, credential = self._create(session, lease, template, entitlements, secret)
-        except (ConnectorError, _Unproven) as exc:
-            detail = redact(str(exc))
-            if self._records.recorded(lease.id):
-                self._fail(lease, detail)
-            raise LeaseError(f"lease on {target} for {identity} not issued: {detail}") from None
-        self._journal.append("lease_issued", lease.fields())
-        return lease, credential
+                leasing = _leasing(session, target)
+                self._records.insert(
+                    leases,
+                    [("lease_intent", {"op": "issue", **lease.fields()}) for lease in leases],
+                )
+                if isinstance(session, IssuesLeaseBatches):
+                    self._create_together(session, session, batch, outcomes)
+                else:
+                    self._create_each(session, leasing, batch, outcomes)
+        except LeaseError as exc:
+            return [exc] * len(batch)
+        except ConnectorError as exc:
+            if not self._records.recorded(leases[0].id):
+                error = LeaseError(f"lease on {target} not issued: {redact(str(exc))}")
+                return [error] * len(batch)
+            outcomes = [redact(str(exc)) if o is None else o for o in outcomes]
+        issued = [o for o in outcomes if isinstance(o, tuple)]
+        self._records.keep_credentials(
+            issued, [("lease_issued", lease.fields()) for lease, _ in issued]
+        )
+        results: list[tuple[Lease, Credential] | Exception] = []
+        for lease, outcome in zip(leases, outcomes, strict=True):
+            if isinstance(outcome, tuple):
+                results.append(outcome)
+                continue
+            detail = outcome or "not attempted"
+            self._fail(lease, detail)
+            results.append(
+                LeaseError(f"lease on {target} for {lease.identity} not issued: {detail}")
+            )
+        return results
 
-    def _create(
+    def _create_together(
         self,
         session: Session,
-        lease: Lease,
-        template: str,
-        entitlements: frozenset[str],
-        secret: Secret,
-    ) -> tuple[Lease, Credential]:
-        leasing = _leasing(session, lease.target)
-        self._journal.append("lease_intent", {"op": "issue", **lease.fields()})
-        # Recorded before the account exists, so that the reaper never mistakes a lease
-        # being issued for one whose record was lost.
-        self._records.insert(lease)
-        credential = leasing.issue_lease(
-            lease.account, template, entitlements, secret, lease.expires_at
-        )
-        made = replace(
-            lease, username=credential.username, fingerprint=credential.secret.fingerprint()
-        )
-        if made != lease:  # the target minted its own credential (AWS)
-            self._records.update(made.id, username=made.username, fingerprint=made.fingerprint)
-        self._prove_works(session, credential, lease.target)
-        self._records.keep_credential(made, credential)
-        return made, credential
+        batching: IssuesLeaseBatches,
+        batch: Sequence[_Ordered],
+        outcomes: list[tuple[Lease, Credential] | str | None],
+        offset: int = 0,
+    ) -> None:
+        """Every account of the batch in one transaction, all read back in one query, and
+        the first one's credential tried: the read-back proves each lease as the target
+        holds it, the login that credentials made this way work."""
+        orders = [order for _, order in batch]
+        try:
+            credentials = batching.issue_leases(orders)
+        except ActionFailed as exc:
+            if len(batch) == 1:
+                outcomes[offset] = redact(str(exc))
+                return
+            # One bad order must not sink the others: each alone finds which it was.
+            for i, item in enumerate(batch):
+                self._create_together(session, batching, [item], outcomes, offset + i)
+            return
+        problems = batching.lease_problems(orders)
+        made = [
+            (offset + i, lease, credential)
+            for i, ((lease, order), credential) in enumerate(zip(batch, credentials, strict=True))
+            if order.account not in problems
+        ]
+        for i, (_, order) in enumerate(batch):
+            if order.account in problems:
+                outcomes[offset + i] = f"read back: {problems[order.account]}"
+        if not made:
+            return
+        _, first, credential = made[0]
+        try:
+            self._prove_works(session, credential, first.target)
+        except _Unproven as exc:
+            for i, _, _ in made:
+                outcomes[i] = f"{exc} (the first of a batch of {len(batch)})"
+            return
+        for i, lease, credential in made:
+            outcomes[i] = (lease, credential)
+
+    def _create_each(
+        self,
+        session: Session,
+        leasing: IssuesLeases,
+        batch: Sequence[_Ordered],
+        outcomes: list[tuple[Lease, Credential] | str | None],
+    ) -> None:
+        """One lease after another, each proven by trying its credential."""
+        for i, (lease, order) in enumerate(batch):
+            try:
+                credential = leasing.issue_lease(
+                    order.account,
+                    order.template,
+                    order.entitlements,
+                    order.secret,
+                    order.expires_at,
+                )
+                made = replace(
+                    lease,
+                    username=credential.username,
+                    fingerprint=credential.secret.fingerprint(),
+                )
+                if made != lease:  # the target minted its own credential (AWS)
+                    self._records.update(
+                        made.id, username=made.username, fingerprint=made.fingerprint
+                    )
+                self._prove_works(session, credential, lease.target)
+            except (ActionFailed, _Unproven) as exc:
+                outcomes[i] = redact(str(exc))
+                continue
+            outcomes[i] = (made, credential)
 
     def _terms(
         self, identity: str, target: str, ttl_s: int | None, now: datetime

@@ -122,12 +122,13 @@ class Project:
         try:
             with Workspace.open(self.workdir / "lockstep.yaml") as ws:
                 sessions = TargetSessions(ws.policy)
+                manager = LeaseManager(
+                    ws.policy, ws.store, ws.journal, ws.vault, sessions, clock or ws.clock
+                )
                 try:
-                    yield LeaseManager(
-                        ws.policy, ws.store, ws.journal, ws.vault, sessions, clock or ws.clock
-                    )
+                    yield manager
                 finally:
-                    sessions.close()
+                    manager.close()  # its issuing workers, then its sessions
         finally:
             os.environ.clear()
             os.environ.update(saved)
@@ -467,6 +468,84 @@ def test_leases_issued_from_many_threads_at_once_all_work(
         for credential in issued[::6]:
             pg_login(db, credential.username, credential.secret.reveal()).close()
         assert all(e.verified for e in manager.revoke_where(identity="payments-api"))
+    assert project.cli("audit", "verify").returncode == 0
+
+
+def test_a_batch_whose_credential_cannot_be_tried_is_not_issued_and_its_accounts_go(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    unreachable = PG_POLICY.replace("OWNER_STATUS", "active").replace(
+        "    dsn: ${ORDERS_DB_DSN}\n",
+        f"    dsn: ${{ORDERS_DB_DSN}}\n    probe_port: {free_port()}\n",
+    )
+    project.write(unreachable)
+    with project.manager() as manager, pytest.raises(LeaseError, match="could not be tried"):
+        manager.issue("payments-api", "orders-db")
+    assert lease_roles(db) == []
+    assert project.journal("lease_failed")[0]["op"] == "issue"
+
+
+def issue_in_thread(
+    manager: LeaseManager, identity: str, outcomes: dict[str, list[object]]
+) -> threading.Thread:
+    def issue() -> None:
+        try:
+            outcome: object = manager.issue(identity, "orders-db")
+        except LeaseError as exc:
+            outcome = exc
+        outcomes.setdefault(identity, []).append(outcome)
+
+    thread = threading.Thread(target=issue)
+    thread.start()
+    return thread
+
+
+def wait_until(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 20
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_leases_requested_together_are_issued_as_one_batch_and_a_bad_one_fails_alone(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    outcomes: dict[str, list[object]] = {}
+    with project.manager() as manager:
+        manager.issue("payments-api", "orders-db")  # the state store exists from here on
+        queue = manager._issuer("orders-db")._queue
+        # Both issuing workers are held at their first commit by a writer outside lockstep,
+        # so that what is requested meanwhile waits, and is then taken as one batch.
+        blocker = sqlite3.connect(project.state_db, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        threads = []
+        for _ in range(2):
+            threads.append(issue_in_thread(manager, "payments-api", outcomes))
+            wait_until(lambda: queue.qsize() == 0)
+        for identity in ["reporting-job", "broken-job", "payments-api", "reporting-job"]:
+            threads.append(issue_in_thread(manager, identity, outcomes))
+        wait_until(lambda: queue.qsize() == 4)
+        blocker.execute("COMMIT")
+        blocker.close()
+        for t in threads:
+            t.join()
+
+    [failed] = outcomes.pop("broken-job")
+    assert isinstance(failed, LeaseError) and "public.missing" in str(failed)
+    issued = [o for group in outcomes.values() for o in group]
+    assert len(issued) == 5 and not any(isinstance(o, Exception) for o in issued)
+    for _, credential in issued:  # type: ignore[misc]
+        pg_login(db, credential.username, credential.secret.reveal()).close()
+    assert len(lease_roles(db)) == 6
+    # A batch's intents are journaled in one transaction, at one time.
+    with sqlite3.connect(project.state_db) as conn:
+        rows = conn.execute("SELECT at, payload FROM journal WHERE kind = 'lease_intent'")
+        intents = [(at, json.loads(payload)) for at, payload in rows.fetchall()]
+    issues = [(at, e) for at, e in intents if e["op"] == "issue"]
+    [(broken_at, broken)] = [(at, e) for at, e in issues if e["identity"] == "broken-job"]
+    batch = sorted(e["identity"] for at, e in issues if at == broken_at)
+    assert batch == ["broken-job", "payments-api", "reporting-job", "reporting-job"]
+    assert [e["account"] for e in project.journal("lease_failed")] == [broken["account"]]
     assert project.cli("audit", "verify").returncode == 0
 
 

@@ -20,8 +20,10 @@ from lockstep.connectors.base import (
     ActionFailed,
     Credential,
     HoldsTwoCredentials,
+    IssuesLeaseBatches,
     IssuesLeases,
     LeaseAccount,
+    LeaseOrder,
     ObservesUsage,
     ProbeResult,
     TargetUnreachable,
@@ -68,6 +70,7 @@ def test_the_session_offers_change_watching_usage_and_leases_but_one_password_pe
     assert isinstance(session, WatchesChanges)
     assert isinstance(session, ObservesUsage)
     assert isinstance(session, IssuesLeases)
+    assert isinstance(session, IssuesLeaseBatches)
     assert not isinstance(session, HoldsTwoCredentials)
 
 
@@ -362,6 +365,100 @@ def test_issuing_a_lease_that_exists_fails_and_keeps_the_first(
     with pytest.raises(ActionFailed, match="already exists"):
         issue(session, entitlements=frozenset())
     assert session.probe(first) is ProbeResult.ACCEPTED
+
+
+def order(
+    name: str,
+    entitlements: frozenset[str] = ENTITLEMENTS,
+    expires_at: datetime | None = None,
+) -> LeaseOrder:
+    expires = expires_at or datetime.now(UTC).replace(microsecond=0) + IN_AN_HOUR
+    return LeaseOrder(name, "payments_api", entitlements, generate_password(), expires)
+
+
+def test_a_batch_of_leases_is_made_at_once_and_reads_back_as_ordered(
+    pg: localpg.LocalPostgres, open_session: OpenSession
+) -> None:
+    admin(pg, *LEASED)
+    session = open_session()
+    orders = [order(f"{LEASE}{i}") for i in range(20)]
+    credentials = session.issue_leases(orders)
+    assert [c.username for c in credentials] == [o.account for o in orders]
+    assert session.lease_problems(orders) == {}
+    for credential in credentials[::7]:
+        assert session.probe(credential) is ProbeResult.ACCEPTED
+    assert session.issue_leases([]) == []
+
+
+def test_a_batch_with_one_bad_order_makes_none_of_its_leases(
+    pg: localpg.LocalPostgres, open_session: OpenSession
+) -> None:
+    admin(pg, *LEASED)
+    session = open_session()
+    bad = order(f"{LEASE}bad", ENTITLEMENTS | {"SELECT on table public.missing"})
+    orders = [order(f"{LEASE}1"), bad, order(f"{LEASE}2")]
+    with pytest.raises(ActionFailed, match="missing") as caught:
+        session.issue_leases(orders)
+    for each in orders:
+        assert_clean(caught.value, each.secret.reveal())
+    assert session.list_leases(LEASE_PREFIX) == []
+
+
+def test_read_back_names_what_is_wrong_with_each_lease(
+    pg: localpg.LocalPostgres, open_session: OpenSession
+) -> None:
+    admin(pg, *LEASED)
+    session = open_session()
+    fine, nologin, moved, lacking, missing = (
+        order(f"{LEASE}{word}") for word in ("fine", "nologin", "moved", "lacking", "missing")
+    )
+    session.issue_leases([fine, nologin, moved, lacking])
+    admin(
+        pg,
+        sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(nologin.account)),
+        sql.SQL("ALTER ROLE {} VALID UNTIL '2031-01-01 00:00+00'").format(
+            sql.Identifier(moved.account)
+        ),
+        sql.SQL("REVOKE app_readonly FROM {}").format(sql.Identifier(lacking.account)),
+        sql.SQL("REVOKE USAGE ON SCHEMA billing FROM {}").format(sql.Identifier(lacking.account)),
+    )
+    problems = session.lease_problems([fine, nologin, moved, lacking, missing])
+    assert problems == {
+        nologin.account: "the role cannot log in",
+        moved.account: (
+            f"the role has expiry 2031-01-01T00:00:00+00:00, not {moved.expires_at.isoformat()}"
+        ),
+        lacking.account: "not in effect: USAGE on schema billing, role:app_readonly",
+        missing.account: "the role is missing",
+    }
+
+
+def test_read_back_counts_privileges_held_through_membership_and_quotes_hostile_names(
+    pg: localpg.LocalPostgres, open_session: OpenSession
+) -> None:
+    admin(
+        pg,
+        'CREATE SCHEMA "we;ird"',
+        'CREATE TABLE "we;ird"."ta""ble; DROP ROLE y" (id int)',
+        "CREATE ROLE y NOLOGIN",
+        'GRANT USAGE ON SCHEMA "we;ird" TO y',
+    )
+    session = open_session()
+    hostile = frozenset(
+        {'SELECT on table "we;ird"."ta""ble; DROP ROLE y"', 'USAGE on schema "we;ird"', "role:y"}
+    )
+    lease = order(f"{LEASE}q", hostile)
+    session.issue_leases([lease])
+    assert session.lease_problems([lease]) == {}
+    admin(
+        pg,
+        sql.SQL("REVOKE USAGE ON SCHEMA {} FROM {}").format(
+            sql.Identifier("we;ird"), sql.Identifier(lease.account)
+        ),
+    )
+    # Still in effect: y, which the lease is a member of, holds it too.
+    assert session.lease_problems([lease]) == {}
+    assert role_exists(pg, "y")
 
 
 @pytest.mark.parametrize(

@@ -255,12 +255,13 @@ def service(
         sessions = TargetSessions(ws.policy)
         app = FastAPI()
         app.include_router(router)
-        app.state.leases = LeaseManager(ws.policy, ws.store, ws.journal, ws.vault, sessions)
+        manager = LeaseManager(ws.policy, ws.store, ws.journal, ws.vault, sessions)
+        app.state.leases = manager
         app.state.workloads = WorkloadVerifier(ws.policy.identities, KeySets())
         app.state.journal = ws.journal
         with TestClient(app) as client:
             yield Service(client, ws, tmp_path / ".lockstep" / "state.db")
-        sessions.close()
+        manager.close()
 
 
 def redis_login(server: LocalRedis, username: str, password: str) -> redis.Redis:

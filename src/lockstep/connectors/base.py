@@ -11,7 +11,7 @@ whether an action *worked*: the engine verifies by reading back and probing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -210,6 +210,35 @@ class IssuesLeases(Protocol):
     def list_leases(self, prefix: str) -> list[LeaseAccount]:
         """Every lease account in the target, found by name prefix, so that leases whose
         record was lost are still reaped."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseOrder:
+    """One lease to create: what ``IssuesLeases.issue_lease`` takes, as a value."""
+
+    account: str
+    template: str
+    entitlements: frozenset[str]
+    secret: Secret
+    expires_at: datetime
+
+
+@runtime_checkable
+class IssuesLeaseBatches(Protocol):
+    """A target that creates many leases in one transaction and reads them back in one
+    query: what issuing at a high rate needs, since a lease's own cost is then small beside
+    a round trip and a commit."""
+
+    def issue_leases(self, orders: Sequence[LeaseOrder]) -> list[Credential]:
+        """Create every lease of ``orders``, or none of them (raises ActionFailed or
+        TargetUnreachable); the credentials in the orders' order."""
+        ...
+
+    def lease_problems(self, orders: Sequence[LeaseOrder]) -> dict[str, str]:
+        """Read the leases back: for each account that is not as ordered (missing, unable
+        to log in, another expiry, an entitlement not in effect), what is wrong. Raises
+        TargetUnreachable."""
         ...
 
 

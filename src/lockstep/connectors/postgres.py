@@ -17,7 +17,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +37,7 @@ from lockstep.connectors.base import (
     Credential,
     GrammarError,
     LeaseAccount,
+    LeaseOrder,
     ProbeResult,
     Scope,
     TargetUnreachable,
@@ -428,21 +429,41 @@ class PostgresSession:
     ) -> Credential:
         """One LOGIN role expiring at ``expires_at``, holding ``entitlements``; the
         template is not needed: a PostgreSQL lease is built from the entitlements alone."""
-        name = lease_account
-        doing = f"issue_lease {name!r}"
-        self._check_lease(name, doing)
-        try:
-            grants = [
-                catalog.privilege_statement(Op.GRANT, grammar.parse(e), name)
-                for e in sorted(entitlements)
-            ]
-            verifier = leases.scram_verifier(secret, self._scram_iterations)
-            statements = leases.issue_statements(name, verifier, expires_at, grants)
-        except GrammarError as exc:
-            raise ActionFailed(f"{doing}: {exc}") from None
+        order = LeaseOrder(lease_account, template, entitlements, secret, expires_at)
+        return self.issue_leases([order])[0]
+
+    def issue_leases(self, orders: Sequence[LeaseOrder]) -> list[Credential]:
+        """Every lease of ``orders`` in one message, so one transaction."""
+        if not orders:
+            return []
+        first = orders[0].account
+        more = f" and {len(orders) - 1} more" if len(orders) > 1 else ""
+        doing = f"issue_lease {first!r}{more}"
+        statements: list[sql.Composable] = []
+        for order in orders:
+            self._check_lease(order.account, doing)
+            try:
+                grants = [
+                    catalog.privilege_statement(Op.GRANT, grammar.parse(e), order.account)
+                    for e in sorted(order.entitlements)
+                ]
+                verifier = leases.scram_verifier(order.secret, self._scram_iterations)
+                statements.append(
+                    leases.issue_statements(order.account, verifier, order.expires_at, grants)
+                )
+            except GrammarError as exc:
+                raise ActionFailed(f"{doing}: {exc}") from None
         with self._acting(doing):
-            self._execute_retrying(statements)
-        return Credential(username=name, secret=secret)
+            self._execute_retrying(sql.SQL("; ").join(statements))
+        return [Credential(username=order.account, secret=order.secret) for order in orders]
+
+    def lease_problems(self, orders: Sequence[LeaseOrder]) -> dict[str, str]:
+        names = [order.account for order in orders]
+        with self._acting(f"read back {len(names)} lease(s)"), self._conn.transaction():
+            roles = self._conn.execute(leases.CHECK_ROLES, {"names": names}).fetchall()
+            checks = leases.entitlement_checks(orders, (row[0] for row in roles))
+            missing = self._conn.execute(leases.CHECK_ENTITLEMENTS, checks).fetchall()
+        return leases.problems(orders, roles, missing)
 
     def _execute_retrying(self, statements: sql.Composed) -> None:
         """Two leases granted on the same object at once can collide on its ACL row

@@ -1,10 +1,14 @@
 """Leases on PostgreSQL: one LOGIN role per lease, expiring natively with VALID UNTIL.
 
 The server itself refuses a lease role after its VALID UNTIL, so expiry holds while lockstep
-is down; lockstep only drops expired roles later to keep the catalog small. Issuing one
-lease is one round trip: the verifier is computed here and every statement travels in a
-single simple-protocol message, which PostgreSQL runs as one implicit transaction, so a
-grant that fails leaves no half-made lease behind.
+is down; lockstep only drops expired roles later to keep the catalog small. Issuing a batch
+of leases is one round trip: the verifiers are computed here and every statement travels in
+a single simple-protocol message, which PostgreSQL runs as one implicit transaction, so a
+grant that fails leaves no half-made lease behind. Reading a batch back is two queries.
+
+What a lease costs is mostly PBKDF2, twice: lockstep computes the verifier, and CREATE ROLE
+then checks that the verifier does not match an empty password, which runs the same PBKDF2
+on the server (about 2.5 ms of server CPU at 4096 iterations on PostgreSQL 15).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from lockstep.connectors import postgres_grammar as grammar
-from lockstep.connectors.base import GrammarError
+from lockstep.connectors.base import GrammarError, LeaseOrder
 from lockstep.model import LEASE_PREFIX
 from lockstep.secrets import Secret
 
@@ -32,6 +36,7 @@ DEFAULT_SCRAM_ITERATIONS = 4096
 # Lease secrets are machine-generated: a short one would make a leaked verifier guessable
 # whatever the iteration count.
 MIN_SECRET_LENGTH = 24
+_EXPIRY_TOLERANCE_S = 1.0  # VALID UNTIL keeps microseconds; a second covers any rendering
 _SALT_BYTES = 16  # as PostgreSQL's own verifiers
 # SASLprep (RFC 4013) leaves printable ASCII unchanged, so the verifier of such a password
 # needs no normalisation to match what a client computes at login.
@@ -65,6 +70,27 @@ FROM held JOIN pg_namespace n ON held.classid = 'pg_namespace'::regclass AND n.o
 UNION
 SELECT 'DATABASE', NULL, d.datname
 FROM held JOIN pg_database d ON held.classid = 'pg_database'::regclass AND d.oid = held.objid
+"""
+# Read-back of a batch: the roles as they are, then each ordered entitlement that is not in
+# effect for its lease (held directly or through membership, as a login would find it).
+# Psycopg takes "%%" for a literal "%".
+CHECK_ROLES = """
+SELECT r.rolname, r.rolcanlogin,
+       CASE WHEN r.rolvaliduntil IS NULL OR r.rolvaliduntil >= '9999-12-31 00:00+00' THEN NULL
+            ELSE greatest(r.rolvaliduntil, '0001-01-01 00:00+00') END
+FROM pg_roles r WHERE r.rolname IN (SELECT unnest(%(names)s::text[]))
+"""
+CHECK_ENTITLEMENTS = """
+SELECT e.name, e.entitlement
+FROM unnest(%(names)s::text[], %(entitlements)s::text[], %(kinds)s::text[],
+            %(privileges)s::text[], %(first)s::text[], %(second)s::text[])
+     AS e(name, entitlement, kind, privilege, first, second)
+WHERE NOT CASE e.kind
+    WHEN 'role' THEN pg_has_role(e.name, e.first, 'MEMBER')
+    WHEN 'table' THEN has_table_privilege(e.name, format('%%I.%%I', e.first, e.second),
+                                          e.privilege)
+    WHEN 'schema' THEN has_schema_privilege(e.name, e.first, e.privilege)
+    ELSE has_database_privilege(e.name, e.first, e.privilege) END
 """
 _KINDS = {"TABLE": sql.SQL("TABLE"), "SCHEMA": sql.SQL("SCHEMA"), "DATABASE": sql.SQL("DATABASE")}
 # An expired lease stays expired: renewing it would bring a dead password back to life.
@@ -134,6 +160,56 @@ def issue_statements(
     )
     comment = sql.SQL("COMMENT ON ROLE {} IS {}").format(role, sql.Literal(LEASE_MARKER))
     return sql.SQL("; ").join([create, comment, *grants])
+
+
+def entitlement_checks(
+    orders: Sequence[LeaseOrder], present: Iterable[str]
+) -> dict[str, list[str | None]]:
+    """CHECK_ENTITLEMENTS' parameters for the orders whose role is ``present``: one array
+    element per (lease, entitlement)."""
+    params: dict[str, list[str | None]] = {
+        key: [] for key in ("names", "entitlements", "kinds", "privileges", "first", "second")
+    }
+    found = set(present)
+    for order in orders:
+        if order.account not in found:
+            continue
+        for text in sorted(order.entitlements):
+            parsed = grammar.parse(text)
+            params["names"].append(order.account)
+            params["entitlements"].append(text)
+            params["kinds"].append(str(parsed.kind))
+            params["privileges"].append(parsed.privilege)
+            params["first"].append(parsed.names[0])
+            params["second"].append(parsed.names[1] if len(parsed.names) > 1 else None)
+    return params
+
+
+def problems(
+    orders: Sequence[LeaseOrder],
+    roles: Sequence[tuple[str, bool, datetime | None]],
+    missing: Iterable[tuple[str, str]],
+) -> dict[str, str]:
+    """What is wrong with each ordered lease, from the rows of CHECK_ROLES and of
+    CHECK_ENTITLEMENTS."""
+    found = {name: (can_login, until) for name, can_login, until in roles}
+    lacking: dict[str, list[str]] = {}
+    for name, entitlement in missing:
+        lacking.setdefault(name, []).append(entitlement)
+    wrong: dict[str, str] = {}
+    for order in orders:
+        if order.account not in found:
+            wrong[order.account] = "the role is missing"
+            continue
+        can_login, until = found[order.account]
+        if not can_login:
+            wrong[order.account] = "the role cannot log in"
+        elif until is None or abs((until - order.expires_at).total_seconds()) > _EXPIRY_TOLERANCE_S:
+            shown = "no expiry" if until is None else f"expiry {until.isoformat()}"
+            wrong[order.account] = f"the role has {shown}, not {order.expires_at.isoformat()}"
+        elif order.account in lacking:
+            wrong[order.account] = "not in effect: " + ", ".join(lacking[order.account])
+    return wrong
 
 
 def renew_statement(name: str, until: sql.Literal, conn: psycopg.Connection[Any]) -> sql.Composed:
