@@ -9,10 +9,10 @@ target and its result after, with the credential's fingerprint, never the creden
 A lease counts as issued only once it is proven: where the target makes leases in batches
 (``IssuesLeaseBatches``), by reading every lease of the batch back and logging in with the
 first one's credential; elsewhere by logging in with each. It counts as revoked or expired
-only once the target refused its credential. The credential is kept encrypted in the vault while the
-lease lives, so that revoking it, in this process or another, can prove exactly that; it is
-deleted once the proof is in. The reaper ends every lease past its expiry and every lease
-account it finds by prefix without a live record (a record lost in a crash).
+only once the target refused its credential. The credential is kept encrypted in the vault
+while the lease lives, so that revoking it, in this process or another, can prove exactly
+that; it is deleted once the proof is in. The reaper ends every lease past its expiry and
+every lease account it finds by prefix without a live record (a record lost in a crash).
 """
 
 from __future__ import annotations
