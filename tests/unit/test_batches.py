@@ -53,6 +53,25 @@ def wait_queued(batcher: Batcher[int, int], count: int) -> None:
         time.sleep(0.001)
 
 
+def while_busy(max_batch: int, first: int, rest: list[int]) -> tuple[Recorder, dict[int, object]]:
+    """Submit ``first`` and hold the one worker in it while ``rest`` is submitted; then let
+    it go on. The handler's record of batches, and each item's outcome."""
+    handler = Recorder(hold_first=True)
+    batcher = Batcher(handler, workers=1, max_batch=max_batch, name="test")
+    results: dict[int, object] = {}
+    try:
+        threads = submit_in_threads(batcher, [first], results)
+        assert handler.entered.wait(10)
+        threads += submit_in_threads(batcher, rest, results)
+        wait_queued(batcher, len(rest))
+        handler.release.set()
+        for t in threads:
+            t.join()
+    finally:
+        batcher.close()
+    return handler, results
+
+
 def test_a_lone_request_is_handled_at_once_in_a_batch_of_one() -> None:
     handler = Recorder()
     batcher = Batcher(handler, workers=1, max_batch=8, name="test")
@@ -64,52 +83,19 @@ def test_a_lone_request_is_handled_at_once_in_a_batch_of_one() -> None:
 
 
 def test_what_arrives_while_the_worker_is_busy_forms_the_next_batch() -> None:
-    handler = Recorder(hold_first=True)
-    batcher = Batcher(handler, workers=1, max_batch=8, name="test")
-    try:
-        threads = submit_in_threads(batcher, [1], results := {})
-        assert handler.entered.wait(10)
-        threads += submit_in_threads(batcher, [2, 3, 4, 5], results)
-        wait_queued(batcher, 4)
-        handler.release.set()
-        for t in threads:
-            t.join()
-    finally:
-        batcher.close()
+    handler, results = while_busy(8, 1, [2, 3, 4, 5])
     assert handler.batches[0] == [1]
     assert sorted(handler.batches[1]) == [2, 3, 4, 5]
     assert results == {1: 10, 2: 20, 3: 30, 4: 40, 5: 50}
 
 
 def test_batches_never_exceed_their_maximum() -> None:
-    handler = Recorder(hold_first=True)
-    batcher = Batcher(handler, workers=1, max_batch=3, name="test")
-    try:
-        threads = submit_in_threads(batcher, [0], results := {})
-        assert handler.entered.wait(10)
-        threads += submit_in_threads(batcher, list(range(1, 8)), results)
-        wait_queued(batcher, 7)
-        handler.release.set()
-        for t in threads:
-            t.join()
-    finally:
-        batcher.close()
+    handler, _ = while_busy(3, 0, list(range(1, 8)))
     assert [len(b) for b in handler.batches] == [1, 3, 3, 1]
 
 
 def test_an_items_exception_reaches_its_own_caller_only() -> None:
-    handler = Recorder(hold_first=True)
-    batcher = Batcher(handler, workers=1, max_batch=8, name="test")
-    try:
-        threads = submit_in_threads(batcher, [1], results := {})
-        assert handler.entered.wait(10)
-        threads += submit_in_threads(batcher, [2, -3], results)
-        wait_queued(batcher, 2)
-        handler.release.set()
-        for t in threads:
-            t.join()
-    finally:
-        batcher.close()
+    _, results = while_busy(8, 1, [2, -3])
     assert results[2] == 20
     assert isinstance(results[-3], ValueError) and str(results[-3]) == "bad -3"
 
@@ -144,7 +130,8 @@ def test_a_handler_returning_the_wrong_number_of_results_fails_the_batch() -> No
 def test_close_finishes_what_was_submitted_then_refuses_more() -> None:
     handler = Recorder(hold_first=True)
     batcher = Batcher(handler, workers=2, max_batch=8, name="test")
-    threads = submit_in_threads(batcher, [1, 2, 3], results := {})
+    results: dict[int, object] = {}
+    threads = submit_in_threads(batcher, [1, 2, 3], results)
     assert handler.entered.wait(10)
     closer = threading.Thread(target=batcher.close)
     closer.start()
