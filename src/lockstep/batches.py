@@ -46,6 +46,11 @@ class Batcher(Generic[T, R]):
         self._closed = False
 
     def submit(self, item: T) -> R:
+        return self.enqueue(item).result()
+
+    def enqueue(self, item: T) -> Future[R]:
+        """``submit`` without waiting: the item's result (or exception) comes as a future,
+        for callers that wait otherwise (an event loop)."""
         future: Future[R] = Future()
         with self._lock:
             if self._closed:
@@ -53,7 +58,7 @@ class Batcher(Generic[T, R]):
             if not self._threads:
                 self._start()
             self._queue.put((item, future))
-        return future.result()
+        return future
 
     def close(self) -> None:
         """Finish what was submitted, then stop the workers."""

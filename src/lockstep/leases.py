@@ -20,6 +20,7 @@ from __future__ import annotations
 import secrets as _random
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -159,6 +160,13 @@ class LeaseManager:
 
         Leases requested at once from several threads are issued together, a batch per
         target, so that a burst pays one round trip and a few commits per batch."""
+        return self.issue_later(identity, target, ttl_s, workload).result()
+
+    def issue_later(
+        self, identity: str, target: str, ttl_s: int | None = None, workload: str | None = None
+    ) -> Future[tuple[Lease, Credential]]:
+        """``issue`` without waiting for the target: a lease the policy refuses raises
+        LeaseError at once; the rest comes as a future (for an event loop to await)."""
         now = self._now()
         template, entitlements, ttl, max_ttl = self._terms(identity, target, ttl_s, now)
         lease_id = _random.token_hex(_ID_BYTES)
@@ -178,7 +186,7 @@ class LeaseManager:
             status=LeaseStatus.ACTIVE,
         )
         order = LeaseOrder(lease.account, template, entitlements, secret, lease.expires_at)
-        return self._issuer(target).submit((lease, order))
+        return self._issuer(target).enqueue((lease, order))
 
     def _issuer(self, target: str) -> Batcher[_Ordered, tuple[Lease, Credential]]:
         with self._lock:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -290,6 +292,43 @@ def test_a_bound_workload_gets_a_working_lease(
     state = service.state_db.read_bytes()
     assert token.encode() not in state
     assert lease["password"].encode() not in state
+
+
+def test_requests_waiting_for_leases_hold_no_thread_and_are_issued_in_batches(
+    service: Service, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = issuer.token()
+    manager: LeaseManager = service.client.app.state.leases  # type: ignore[attr-defined]
+    waiting = []
+    issue_later = manager.issue_later
+
+    def counted(*args: Any) -> Any:
+        waiting.append(args)
+        return issue_later(*args)
+
+    monkeypatch.setattr(manager, "issue_later", counted)
+    requests = 45  # more than FastAPI's thread pool holds (40)
+    # Every issue waits at its first state commit until this writer is done.
+    blocker = sqlite3.connect(service.state_db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    with ThreadPoolExecutor(requests) as pool:
+        pending = [pool.submit(service.request, token) for _ in range(requests)]
+        deadline = time.monotonic() + 20
+        while len(waiting) < requests:
+            assert time.monotonic() < deadline, f"only {len(waiting)} requests got to wait"
+            time.sleep(0.01)
+        # The pool is free for other requests meanwhile.
+        other = service.client.post(
+            "/v1/credentials/nosuchlease/renew", json={}, headers={"Authorization": "Bearer x"}
+        )
+        assert other.status_code == HTTPStatus.NOT_FOUND
+        blocker.execute("COMMIT")
+        blocker.close()
+        answers = [p.result() for p in pending]
+    assert [a.status_code for a in answers] == [HTTPStatus.CREATED] * requests
+    intents = [e for e in service.journal("lease_intent") if e.payload["op"] == "issue"]
+    assert len(intents) == requests
+    assert len({e.at for e in intents}) < requests  # journaled in batches
 
 
 @pytest.mark.parametrize("kid", ["rsa-1", "ec-1", "ed-1"])

@@ -82,6 +82,16 @@ def test_a_lone_request_is_handled_at_once_in_a_batch_of_one() -> None:
     assert handler.batches == [[3]]
 
 
+def test_enqueue_answers_with_a_future_instead_of_waiting() -> None:
+    batcher = Batcher(Recorder(), workers=1, max_batch=8, name="test")
+    try:
+        assert batcher.enqueue(4).result(10) == 40
+        with pytest.raises(ValueError, match="bad -1"):
+            batcher.enqueue(-1).result(10)
+    finally:
+        batcher.close()
+
+
 def test_what_arrives_while_the_worker_is_busy_forms_the_next_batch() -> None:
     handler, results = while_busy(8, 1, [2, 3, 4, 5])
     assert handler.batches[0] == [1]

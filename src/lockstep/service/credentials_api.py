@@ -19,17 +19,22 @@ Without them every request is answered 503. The service should also run
 ``LeaseManager.reap()`` when it starts and then every pass, so that leases past expiry, and
 lease accounts whose record was lost, are ended even where the target cannot expire them.
 
-Endpoints are synchronous: FastAPI runs them in its thread pool, and the lease manager is
-safe to share between threads.
+Renewal and release are synchronous: FastAPI runs them in its thread pool, and the lease
+manager is safe to share between threads. Issuing is asynchronous: the token is checked in
+the thread pool, but the wait for the lease (issued in a batch with whatever else was
+requested meanwhile) holds no thread, so that concurrent requests are not capped by the
+pool's size and batch together.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -95,7 +100,7 @@ class _Refusal(Exception):
     response_model=CredentialResponse,
     responses={401: {}, 403: {}, 422: {}, 503: {}},
 )
-def issue_credential(
+async def issue_credential(
     body: CredentialRequest,
     leases: Annotated[LeaseManager, Depends(get_leases)],
     workloads: Annotated[WorkloadVerifier, Depends(get_workloads)],
@@ -103,12 +108,14 @@ def issue_credential(
     authorization: Annotated[str | None, Header()] = None,
 ) -> CredentialResponse | JSONResponse:
     try:
-        workload = _authenticate(workloads, authorization, body.identity)
+        # In the pool: verifying may fetch the issuer's keys.
+        workload = await run_in_threadpool(_authenticate, workloads, authorization, body.identity)
         ttl_s = _ttl(body.ttl, workload)
     except _Refusal as refusal:
-        return _refuse(journal, refusal, body.identity, body.target)
+        return await run_in_threadpool(_refuse, journal, refusal, body.identity, body.target)
     try:
-        lease, credential = leases.issue(body.identity, body.target, ttl_s, str(workload))
+        pending = leases.issue_later(body.identity, body.target, ttl_s, str(workload))
+        lease, credential = await asyncio.wrap_future(pending)
     except LeaseError as exc:
         return _error(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
     except JournalError as exc:
