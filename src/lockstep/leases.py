@@ -20,7 +20,7 @@ from __future__ import annotations
 import secrets as _random
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -68,6 +68,9 @@ _EXPIRY_TOLERANCE = timedelta(seconds=1)  # targets may store expiry at a coarse
 # login: on a 2-core machine 2 workers issued 1,019 leases/s, 3 issued 799/s and 4 780/s.
 MAX_BATCH = 64
 ISSUING_WORKERS = 2
+# Leases ended at once (revoked by identity, target or prefix, or reaped) are ended this
+# many at a time: each one's proof is a login attempt that mostly waits on the target.
+ENDING_WORKERS = 4
 
 _Ordered = tuple[Lease, LeaseOrder]
 
@@ -424,7 +427,7 @@ class LeaseManager:
             if lease.status in (LeaseStatus.ACTIVE, LeaseStatus.FAILED)
             and lease.id.startswith(prefix or "")
         ]
-        return [self._end(lease, LeaseStatus.REVOKED) for lease in selected]
+        return self._end_all([(lease, LeaseStatus.REVOKED, "") for lease in selected])
 
     def reap(self, now: datetime | None = None) -> ReapReport:
         """End every active lease past its expiry or whose identity may no longer have one
@@ -433,11 +436,13 @@ class LeaseManager:
         left by a failed revocation)."""
         now = now or self._clock()
         report = ReapReport()
+        due = []
         for lease in self._records.list(status=LeaseStatus.ACTIVE):
             if lease.expires_at <= now:
-                report.ended.append(self._end(lease, LeaseStatus.EXPIRED))
+                due.append((lease, LeaseStatus.EXPIRED, ""))
             elif (why := self._ineligible(lease, now)) is not None:
-                report.ended.append(self._end(lease, LeaseStatus.REVOKED, reason=why))
+                due.append((lease, LeaseStatus.REVOKED, why))
+        report.ended.extend(self._end_all(due))
         for target in sorted(self._policy.targets):
             self._reap_target(target, now, report)
         return report
@@ -470,6 +475,14 @@ class LeaseManager:
         except LeaseError as exc:
             return str(exc)
         return None
+
+    def _end_all(self, due: list[tuple[Lease, LeaseStatus, str]]) -> list[Ended]:
+        """End leases several at a time (each proof is a login that mostly waits), in
+        order; each as ``_end`` would."""
+        if len(due) <= 1:
+            return [self._end(*each) for each in due]
+        with ThreadPoolExecutor(min(ENDING_WORKERS, len(due)), "lease-ender") as pool:
+            return list(pool.map(lambda each: self._end(*each), due))
 
     def _end(self, lease: Lease, final: LeaseStatus, reason: str = "") -> Ended:
         op = "revoke" if final is LeaseStatus.REVOKED else "expire"
