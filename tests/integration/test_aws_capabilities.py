@@ -30,13 +30,9 @@ from lockstep.connectors.base import (
     ActionFailed,
     ConnectorError,
     Credential,
-    HoldsTwoCredentials,
-    IssuesLeases,
     LeaseAccount,
-    ObservesUsage,
     ProbeResult,
     Scope,
-    WatchesChanges,
 )
 from lockstep.model import LEASE_PREFIX, Action, Op, Target
 from lockstep.secrets import Secret, generate_password
@@ -131,18 +127,6 @@ def key_ids(admin: Any) -> set[str]:
 def inline_policies(admin: Any) -> dict[str, Any]:
     names = admin.list_role_policies(RoleName="etl")["PolicyNames"]
     return {n: admin.get_role_policy(RoleName="etl", PolicyName=n)["PolicyDocument"] for n in names}
-
-
-# ---------------------------------------------------------------- what the session offers
-
-
-def test_an_aws_session_offers_two_keys_usage_and_leases_but_no_change_token(
-    session: AwsSession,
-) -> None:
-    assert isinstance(session, HoldsTwoCredentials)
-    assert isinstance(session, ObservesUsage)
-    assert isinstance(session, IssuesLeases)
-    assert not isinstance(session, WatchesChanges)  # IAM has no cheap change token
 
 
 # ---------------------------------------------------------------- zero-downtime rotation

@@ -22,12 +22,8 @@ from lockstep.connectors.base import (
     ActionFailed,
     ConnectorError,
     Credential,
-    HoldsTwoCredentials,
-    IssuesLeases,
-    ObservesUsage,
     ProbeResult,
     Scope,
-    WatchesChanges,
 )
 from lockstep.connectors.ldap import LdapConnectorType, LdapSession
 from lockstep.connectors.ldap_passwords import stored_matches
@@ -120,18 +116,6 @@ def is_locked(server: LocalSlapd, account: str) -> bool:
 
 
 DATABASE = "olcDatabase={1}mdb,cn=config"
-
-
-# ---------------------------------------------------------------- the capabilities
-
-
-def test_an_ldap_session_offers_usage_changes_and_two_passwords_but_no_leases(
-    session: LdapSession,
-) -> None:
-    assert isinstance(session, ObservesUsage)
-    assert isinstance(session, WatchesChanges)
-    assert isinstance(session, HoldsTwoCredentials)
-    assert not isinstance(session, IssuesLeases)
 
 
 # ---------------------------------------------------------------- observed use
@@ -324,21 +308,6 @@ def test_without_syncprov_the_token_still_follows_every_change() -> None:
 # ---------------------------------------------------------------- two passwords at once
 
 
-def test_an_added_password_works_alongside_the_old_one(session: LdapSession) -> None:
-    old = create(session)
-    new = session.add_credential("svc", generate_password())
-    assert new.username == "svc"
-    assert session.probe(old) is ProbeResult.ACCEPTED
-    assert session.probe(new) is ProbeResult.ACCEPTED
-
-
-def test_without_a_secret_a_fresh_one_is_generated(session: LdapSession) -> None:
-    old = create(session)
-    new = session.add_credential("svc", None)
-    assert new.secret != old.secret
-    assert session.probe(new) is ProbeResult.ACCEPTED
-
-
 def test_retiring_the_old_password_refuses_it_and_keeps_the_new(
     session: LdapSession, ldap_target: LdapTarget
 ) -> None:
@@ -351,17 +320,6 @@ def test_retiring_the_old_password_refuses_it_and_keeps_the_new(
     assert kept.startswith(b"{SSHA}")  # hashed on arrival, never kept in clear
 
 
-def test_rotation_keeps_the_account_enabled_and_its_groups(session: LdapSession) -> None:
-    old = create(session)
-    grant(session, "svc", "readers")
-    session.add_credential("svc", generate_password())
-    session.retire_credential("svc", old)
-    account = session.read_account("svc")
-    assert account is not None
-    assert account.enabled
-    assert account.entitlements == {"group:readers"}
-
-
 def test_retiring_a_password_the_account_no_longer_holds_changes_nothing(
     session: LdapSession, ldap_target: LdapTarget
 ) -> None:
@@ -370,22 +328,6 @@ def test_retiring_a_password_the_account_no_longer_holds_changes_nothing(
     session.retire_credential("svc", Credential("svc", generate_password()))
     assert len(stored_passwords(ldap_target.server, "svc")) == 2
     assert session.probe(current) is ProbeResult.ACCEPTED
-
-
-def test_the_only_password_is_never_retired(session: LdapSession) -> None:
-    only = create(session)
-    with pytest.raises(ActionFailed, match="only password"):
-        session.retire_credential("svc", only)
-    assert session.probe(only) is ProbeResult.ACCEPTED
-
-
-def test_a_credential_of_another_account_is_not_retired(session: LdapSession) -> None:
-    other = create(session, "other")
-    create(session, "svc")
-    session.add_credential("svc", generate_password())
-    with pytest.raises(ActionFailed, match="cannot be retired"):
-        session.retire_credential("svc", other)
-    assert session.probe(other) is ProbeResult.ACCEPTED
 
 
 def test_a_suspended_account_gets_no_new_password_and_stays_locked(
@@ -410,12 +352,6 @@ def test_retiring_from_a_locked_account_is_refused_and_it_stays_locked(
         session.retire_credential("svc", old)
     assert is_locked(ldap_target.server, "svc")
     assert len(stored_passwords(ldap_target.server, "svc")) == 2
-
-
-def test_adding_to_a_missing_account_fails(session: LdapSession) -> None:
-    with pytest.raises(ActionFailed, match="does not exist"):
-        session.add_credential("ghost", generate_password())
-    assert session.read_account("ghost") is None
 
 
 def test_excluded_accounts_get_no_new_password(ldap_target: LdapTarget) -> None:

@@ -19,15 +19,10 @@ from lockstep import localpg
 from lockstep.connectors.base import (
     ActionFailed,
     Credential,
-    HoldsTwoCredentials,
-    IssuesLeaseBatches,
-    IssuesLeases,
     LeaseAccount,
     LeaseOrder,
-    ObservesUsage,
     ProbeResult,
     TargetUnreachable,
-    WatchesChanges,
 )
 from lockstep.connectors.postgres import PostgresSession
 from lockstep.connectors.postgres_leases import LEASE_MARKER
@@ -61,17 +56,6 @@ def non_superuser_admin(pg: localpg.LocalPostgres) -> str:
         ),
     )
     return f"postgresql://ops_admin:{password.reveal()}@127.0.0.1:{pg.port}/postgres"
-
-
-def test_the_session_offers_change_watching_usage_and_leases_but_one_password_per_role(
-    open_session: OpenSession,
-) -> None:
-    session = open_session()
-    assert isinstance(session, WatchesChanges)
-    assert isinstance(session, ObservesUsage)
-    assert isinstance(session, IssuesLeases)
-    assert isinstance(session, IssuesLeaseBatches)
-    assert not isinstance(session, HoldsTwoCredentials)
 
 
 # ------------------------------------------------------------------ change token

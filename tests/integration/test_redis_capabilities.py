@@ -22,12 +22,8 @@ from lockstep.connectors.base import (
     ActionFailed,
     ConnectorError,
     Credential,
-    HoldsTwoCredentials,
-    IssuesLeases,
-    ObservesUsage,
     ProbeResult,
     Scope,
-    WatchesChanges,
 )
 from lockstep.connectors.redis import (
     LEASES_KEY,
@@ -106,32 +102,7 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
         time.sleep(0.1)
 
 
-# ---------------------------------------------------------------- the capabilities
-
-
-def test_a_redis_session_offers_every_optional_capability(session: RedisSession) -> None:
-    assert isinstance(session, HoldsTwoCredentials)
-    assert isinstance(session, ObservesUsage)
-    assert isinstance(session, WatchesChanges)
-    assert isinstance(session, IssuesLeases)
-
-
 # ---------------------------------------------------------------- two passwords at once
-
-
-def test_an_added_password_works_alongside_the_old_one(session: RedisSession) -> None:
-    old = create(session, "svc", "~a:*", "+get")
-    new = session.add_credential("svc", generate_password())
-    assert new.username == "svc"
-    assert session.probe(old) is ProbeResult.ACCEPTED
-    assert session.probe(new) is ProbeResult.ACCEPTED
-
-
-def test_without_a_secret_a_fresh_one_is_generated(session: RedisSession) -> None:
-    old = create(session)
-    new = session.add_credential("svc", None)
-    assert new.secret != old.secret
-    assert session.probe(new) is ProbeResult.ACCEPTED
 
 
 def test_retiring_the_old_password_refuses_it_and_keeps_the_new(
@@ -186,24 +157,6 @@ def test_retiring_a_password_the_user_no_longer_holds_changes_nothing(
     assert session.probe(current) is ProbeResult.ACCEPTED
 
 
-def test_the_only_password_is_never_retired(
-    session: RedisSession, redis_server: LocalRedis
-) -> None:
-    only = create(session)
-    with pytest.raises(ActionFailed, match="only password"):
-        session.retire_credential("svc", only)
-    assert session.probe(only) is ProbeResult.ACCEPTED
-
-
-def test_a_credential_of_another_account_is_not_retired(session: RedisSession) -> None:
-    other = create(session, "other")
-    create(session, "svc")
-    session.add_credential("other", generate_password())
-    with pytest.raises(ActionFailed, match="cannot be retired"):
-        session.retire_credential("svc", other)
-    assert session.probe(other) is ProbeResult.ACCEPTED
-
-
 def test_adding_to_a_suspended_account_is_refused_and_restores_nothing(
     session: RedisSession,
 ) -> None:
@@ -216,12 +169,6 @@ def test_adding_to_a_suspended_account_is_refused_and_restores_nothing(
     account = session.read_account("svc")
     assert account is not None
     assert not account.enabled
-
-
-def test_adding_to_a_missing_account_never_creates_it(session: RedisSession) -> None:
-    with pytest.raises(ActionFailed, match="no ACL user"):
-        session.add_credential("ghost", generate_password())
-    assert session.read_account("ghost") is None
 
 
 def test_excluded_accounts_get_no_new_password(
