@@ -49,12 +49,14 @@ OFFERED = {
 HOLDING_TWO = [name for name, offered in OFFERED.items() if "HoldsTwoCredentials" in offered]
 
 
-def test_each_connector_offers_the_capabilities_it_documents(
+def test_each_connector_offers_the_capabilities_it_declares_permissions_for(
     conformance_target: ConformanceTarget,
 ) -> None:
     with conformance_target.session() as session:
         offered = {c.__name__ for c in CAPABILITIES if isinstance(session, c)}
     assert offered == OFFERED[conformance_target.type]
+    # ... and says what each one needs of lockstep's admin.
+    assert set(conformance_target.connector.capability_permissions) == offered
 
 
 def two_credentials(session: Session) -> HoldsTwoCredentials:

@@ -53,6 +53,8 @@ def test_each_entry_point_loads_a_connector_type_of_its_own_name(name: str) -> N
     connector = connector_type(name)
     assert connector.name == name
     assert isinstance(connector.propagation_window_s, float | int)
+    assert all(isinstance(p, tuple) for p in connector.capability_permissions.values())
+    assert isinstance(connector.read_permissions, tuple) and connector.read_permissions
     assert connector.propagation_window_s >= 0
     for method, parameters in PROTOCOL_METHODS.items():
         implemented = getattr(connector, method, None)
@@ -94,6 +96,26 @@ def test_the_plan_lists_the_admin_permissions_its_actions_need(
     assert all(permission in human for permission in needed)
 
 
+def test_permissions_lists_what_every_operation_and_capability_needs_offline(
+    conformance_target: ConformanceTarget, project: Project
+) -> None:
+    project.write({conformance_target.account: []})
+    project.target = conformance_target.unreachable()  # nothing is contacted
+    connector = conformance_target.connector
+    shown = project.json("permissions")["conformance"]
+    assert shown["type"] == connector.name
+    assert shown["read"] == list(connector.read_permissions)
+    assert shown["operations"] == {str(op): list(p) for op, p in connector.permissions.items()}
+    assert {c: n["permissions"] for c, n in shown["capabilities"].items()} == {
+        c: list(p) for c, p in connector.capability_permissions.items()
+    }
+    assert all(needs["used_for"] for needs in shown["capabilities"].values())
+    human = project("permissions")
+    assert human.returncode == 0
+    assert f"target conformance ({connector.name})" in human.stdout
+    assert all(capability in human.stdout for capability in connector.capability_permissions)
+
+
 # ---------------------------------------------------------------- a third party's connector
 
 THIRD_PARTY_MODULE = """
@@ -113,6 +135,8 @@ class ExampleSettings(BaseModel):
 class ExampleConnectorType:
     name: ClassVar[str] = "example"
     permissions: ClassVar[dict] = {op: ("example:" + op,) for op in Op}
+    read_permissions: ClassVar[tuple] = ("example:read",)
+    capability_permissions: ClassVar[dict] = {}
     propagation_window_s: ClassVar[float] = 0.0
 
     def settings_model(self):
@@ -211,6 +235,8 @@ def test_a_third_party_connector_is_driven_by_the_engine(
     (project / "lockstep.yaml").write_text(THIRD_PARTY_POLICY.replace("ENTITLEMENT", "scope:sort"))
     plan = json.loads(lockstep(project, env, "plan", "--json").stdout)
     assert (plan["actions"], plan["unreachable"]) == ([], ["widgets"])
+    shown = json.loads(lockstep(project, env, "permissions", "--json").stdout)
+    assert shown["widgets"]["operations"]["grant"] == ["example:grant"]
     [finding] = plan["findings"]
     assert finding["type"] == "target_unreachable"
     assert "the example service is not running" in finding["detail"]

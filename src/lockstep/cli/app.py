@@ -19,6 +19,7 @@ from rich.console import Console
 
 from lockstep import secrets
 from lockstep.cli import render
+from lockstep.connectors.registry import connector_type
 from lockstep.engine.enforcement import enforcement
 from lockstep.leases import Ended, LeaseManager
 from lockstep.model import Status
@@ -107,6 +108,18 @@ def validate(config: ConfigOpt = None) -> None:
         f"{len(p.identities)} identit{'y' if len(p.identities) == 1 else 'ies'} "
         f"in {len(loaded.files)} file(s)."
     )
+
+
+@app.command()
+def permissions(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Show every admin permission lockstep may need on each target, without touching any."""
+    policy = load_policy(_config(config)).policy
+    targets = {name: (t.type, connector_type(t.type)) for name, t in policy.targets.items()}
+    needed = render.target_permissions(targets)
+    if as_json:
+        _emit_json(needed)
+    else:
+        render.print_target_permissions(out, needed)
 
 
 @app.command()

@@ -58,6 +58,50 @@ def needed_permissions(plan: Plan, connectors: Mapping[str, ConnectorType]) -> d
     return {target: sorted(perms) for target, perms in sorted(needed.items())}
 
 
+# What lockstep does with each optional capability, for whoever grants its permissions.
+CAPABILITY_USES = {
+    "WatchesChanges": "lockstep run notices out-of-band changes within a second",
+    "ObservesUsage": "lockstep run records last use (dormant identities, usage reviews)",
+    "HoldsTwoCredentials": "rotation without downtime (new credential before the old goes)",
+    "IssuesLeases": "lockstep issue, POST /v1/credentials and the lease reaper",
+    "IssuesLeaseBatches": "issuing many leases at once",
+}
+
+
+def target_permissions(targets: Mapping[str, tuple[str, ConnectorType]]) -> dict[str, Any]:
+    """Every admin permission lockstep may need on each target (name -> (type, connector)):
+    to read it, for each operation, and for each optional capability with what it is used
+    for."""
+    return {
+        name: {
+            "type": kind,
+            "read": list(connector.read_permissions),
+            "operations": {str(op): list(perms) for op, perms in connector.permissions.items()},
+            "capabilities": {
+                capability: {"permissions": list(perms), "used_for": CAPABILITY_USES[capability]}
+                for capability, perms in connector.capability_permissions.items()
+            },
+        }
+        for name, (kind, connector) in sorted(targets.items())
+    }
+
+
+def print_target_permissions(console: Console, permissions: Mapping[str, Any]) -> None:
+    for name, target in permissions.items():
+        console.print(Text(f"target {name} ({target['type']})", style="bold"))
+        console.print(f"  read (plan, verify, findings): {', '.join(target['read'])}")
+        console.print("  operations (plan lists those its actions need):")
+        for op, perms in target["operations"].items():
+            console.print(f"    {op}: {', '.join(perms) or 'nothing'}")
+        if target["capabilities"]:
+            console.print("  capabilities:")
+        for capability, needs in target["capabilities"].items():
+            console.print(
+                f"    {capability}: {', '.join(needs['permissions']) or 'nothing'}",
+                Text(f"  # {needs['used_for']}", style="dim"),
+            )
+
+
 def enforcement_json(report: Mapping[str, IdentityEnforcement]) -> dict[str, Any]:
     return {
         name: {"status": str(e.status), "targets": list(e.targets), "lagging": list(e.lagging)}

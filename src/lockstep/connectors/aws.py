@@ -41,7 +41,9 @@ from pydantic import BaseModel
 
 from lockstep.connectors import aws_leases
 from lockstep.connectors.aws_grammar import (
+    CAPABILITY_PERMISSIONS,
     PERMISSIONS,
+    READ_PERMISSIONS,
     AccountRef,
     AwsSettings,
     caller_account,
@@ -592,6 +594,8 @@ def _user_only(ref: AccountRef, entitlement: str) -> AccountRef:
 class AwsConnectorType:
     name: ClassVar[str] = "aws"
     permissions: ClassVar[Mapping[Op, tuple[str, ...]]] = PERMISSIONS
+    read_permissions: ClassVar[tuple[str, ...]] = READ_PERMISSIONS
+    capability_permissions: ClassVar[Mapping[str, tuple[str, ...]]] = CAPABILITY_PERMISSIONS
     # IAM is eventually consistent: a deleted key can keep working for several seconds.
     propagation_window_s: ClassVar[float] = 10.0
 

@@ -75,6 +75,39 @@ PERMISSIONS: Mapping[Op, tuple[str, ...]] = MappingProxyType(
 )
 
 
+READ_PERMISSIONS = (
+    "iam:GetAccountAuthorizationDetails",
+    "iam:ListAccessKeys",
+    "iam:GetUser",
+    "iam:GetRole",
+    "iam:ListAttachedUserPolicies",
+    "iam:ListGroupsForUser",
+    "iam:ListAttachedRolePolicies",
+    "iam:ListRolePolicies",
+    "iam:GetAccessKeyLastUsed",
+    "sts:GetCallerIdentity",
+)
+CAPABILITY_PERMISSIONS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "ObservesUsage": (
+            "iam:ListUsers",
+            "iam:ListAccessKeys",
+            "iam:GetAccessKeyLastUsed",
+            "iam:GetAccountAuthorizationDetails",
+        ),
+        "HoldsTwoCredentials": ("iam:CreateAccessKey", *_USER_KEYS_OPS),
+        "IssuesLeases": (
+            "iam:GetAccountAuthorizationDetails",
+            "iam:GetRole",
+            "iam:PutRolePolicy",
+            "iam:ListRolePolicies",
+            "iam:DeleteRolePolicy",
+            "sts:AssumeRole on each identity's role (its trust policy must allow lockstep)",
+        ),
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class AccountRef:
     kind: AccountKind

@@ -104,9 +104,15 @@ class ConnectorType(Protocol):
     """A plugin: the grammar of one kind of target, and how to open sessions against it."""
 
     name: ClassVar[str]
-    # The admin permissions each operation needs, shown by ``plan`` and tested for
-    # completeness over the registry.
+    # The admin permissions each operation needs, shown by ``plan`` and ``lockstep
+    # permissions`` and tested for completeness over the registry.
     permissions: ClassVar[Mapping[Op, tuple[str, ...]]]
+    # What reading the target needs (plan, verify, findings, and every operation's read-back).
+    read_permissions: ClassVar[tuple[str, ...]]
+    # What each optional capability its sessions offer needs, by the capability's name (the
+    # protocol's class name below): one entry per capability offered, shown by
+    # ``lockstep permissions`` and checked against the sessions by the conformance suite.
+    capability_permissions: ClassVar[Mapping[str, tuple[str, ...]]]
     # Seconds a removed credential may keep working after the target acknowledged the
     # removal (AWS forgets keys eventually); verification re-probes with backoff within it.
     propagation_window_s: ClassVar[float]

@@ -134,6 +134,10 @@ class LdapConnectorType:
             "delete entries under accounts_dn",
         ),
     }
+    read_permissions: ClassVar[tuple[str, ...]] = (
+        "search accounts_dn entries: uid, userPassword (presence), pwdAccountLockedTime",
+        "search groupOfNames entries under groups_dn: member",
+    )
     # What each optional capability of the sessions needs, by the capability's name.
     capability_permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "ObservesUsage": (

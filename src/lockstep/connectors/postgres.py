@@ -114,6 +114,14 @@ def _is_socket(host: str) -> bool:
     return host.startswith(("/", "@"))
 
 
+_LEASE_PERMISSIONS = (
+    "CREATEROLE",
+    "ADMIN OPTION on each role leases are made members of (or CREATEROLE before PostgreSQL 16)",
+    "GRANT OPTION on each table, schema or database leases are granted (or owning it)",
+    "pg_signal_backend (to end a revoked lease's sessions)",
+)
+
+
 class PostgresConnectorType:
     name: ClassVar[str] = "postgres"
     propagation_window_s: ClassVar[float] = 0.0
@@ -139,6 +147,17 @@ class PostgresConnectorType:
             "GRANT OPTION on every object the account holds privileges on",
             "pg_signal_backend",
         ),
+    }
+    read_permissions: ClassVar[tuple[str, ...]] = (
+        "LOGIN to the DSN's database (the catalogs read are readable by every role)",
+        "pg_read_all_stats (to count other roles' open sessions)",
+    )
+    capability_permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        # The catalogs it summarises are readable by any role.
+        "WatchesChanges": (),
+        "ObservesUsage": ("pg_read_all_stats (to see other roles' sessions)",),
+        "IssuesLeases": _LEASE_PERMISSIONS,
+        "IssuesLeaseBatches": _LEASE_PERMISSIONS,
     }
 
     def settings_model(self) -> type[BaseModel]:

@@ -337,6 +337,7 @@ class RedisConnectorType:
         Op.END_SESSIONS: (*_READ, "+client|kill"),
         Op.DELETE_ACCOUNT: (*_READ, *_RECORD, *_SAVE),
     }
+    read_permissions: ClassVar[tuple[str, ...]] = _READ
     # What each optional capability of the sessions needs, by the capability's name.
     capability_permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "ObservesUsage": ("+client|list", "+acl|log"),
