@@ -508,23 +508,30 @@ def wait_until(check: Callable[[], bool]) -> None:
 
 
 def test_leases_requested_together_are_issued_as_one_batch_and_a_bad_one_fails_alone(
-    project: Project, db: localpg.LocalPostgres
+    project: Project, db: localpg.LocalPostgres, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     outcomes: dict[str, list[object]] = {}
     with project.manager() as manager:
         manager.issue("payments-api", "orders-db")  # the state store exists from here on
-        queue = manager._issuer("orders-db")._queue
+        issuer = manager._issuer("orders-db")
+        queue, enqueue, enqueued = issuer._queue, issuer.enqueue, []
+
+        def counted(item: Any) -> Any:
+            enqueued.append(item)
+            return enqueue(item)
+
+        monkeypatch.setattr(issuer, "enqueue", counted)
         # Both issuing workers are held at their first commit by a writer outside lockstep,
         # so that what is requested meanwhile waits, and is then taken as one batch.
         blocker = sqlite3.connect(project.state_db, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
         threads = []
-        for _ in range(2):
+        for n in (1, 2):
             threads.append(issue_in_thread(manager, "payments-api", outcomes))
-            wait_until(lambda: queue.qsize() == 0)
+            wait_until(lambda n=n: len(enqueued) == n and queue.qsize() == 0)  # taken
         for identity in ["reporting-job", "broken-job", "payments-api", "reporting-job"]:
             threads.append(issue_in_thread(manager, identity, outcomes))
-        wait_until(lambda: queue.qsize() == 4)
+        wait_until(lambda: len(enqueued) == 6 and queue.qsize() == 4)
         blocker.execute("COMMIT")
         blocker.close()
         for t in threads:
