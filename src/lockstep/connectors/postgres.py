@@ -48,7 +48,7 @@ from lockstep.model import LEASE_PREFIX, Account, Action, Op, Snapshot, Target
 from lockstep.secrets import Secret, redact, register
 
 MARKER = "managed by lockstep"
-_COLLISION_RETRIES = 5
+_COLLISION_RETRIES = 8
 PROBE_APPLICATION = "lockstep-probe"
 CONNECT_TIMEOUT_S = 5
 SESSION_END_TIMEOUT_S = 5.0
@@ -485,9 +485,9 @@ class PostgresSession:
         return leases.problems(orders, roles, missing)
 
     def _execute_retrying(self, statements: sql.Composed) -> None:
-        """Two leases granted on the same object at once can collide on its ACL row
-        ("tuple concurrently updated"); the failed transaction left nothing behind, so it is
-        simply tried again."""
+        """Two leases granted, or revoked, on the same object at once can collide on its ACL
+        row ("tuple concurrently updated"); the failed transaction left nothing behind, so it
+        is simply tried again."""
         for attempt in range(_COLLISION_RETRIES):
             try:
                 self._conn.execute(statements, prepare=False)
@@ -527,7 +527,7 @@ class PostgresSession:
                     "drops or reassigns objects: reassign them, then revoke again"
                 )
             privileged = self._conn.execute(leases.PRIVILEGED_OBJECTS, {"oid": oid}).fetchall()
-            self._conn.execute(leases.drop_statements(name, privileged), prepare=False)
+            self._execute_retrying(leases.drop_statements(name, privileged))
             # A login that passed authentication just before NOLOGIN may have started since.
             self._end_sessions(name, oid)
 
