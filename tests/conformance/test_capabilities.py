@@ -15,6 +15,7 @@ import pytest
 
 from lockstep.connectors.base import (
     ActionFailed,
+    Credential,
     HoldsTwoCredentials,
     IssuesLeaseBatches,
     IssuesLeases,
@@ -64,14 +65,19 @@ def two_credentials(session: Session) -> HoldsTwoCredentials:
     return session
 
 
+def applied(project: Project, account: str, *entitlements: str) -> Credential:
+    """The account made through the CLI; the credential delivered to its sink."""
+    project.write({account: list(entitlements)})
+    project.apply()
+    return project.credential()
+
+
 @pytest.mark.parametrize("conformance_target", HOLDING_TWO, indirect=True)
 def test_an_added_credential_works_beside_the_old_one_until_the_old_is_retired(
     conformance_target: ConformanceTarget, project: Project
 ) -> None:
     account = conformance_target.account
-    project.write({account: [conformance_target.entitlements[0]]})
-    project.apply()
-    old = project.credential()
+    old = applied(project, account, conformance_target.entitlements[0])
     window = conformance_target.connector.propagation_window_s
     with conformance_target.session() as session:
         new = two_credentials(session).add_credential(account, generate_password())
@@ -93,9 +99,7 @@ def test_without_a_secret_a_fresh_credential_is_made(
     conformance_target: ConformanceTarget, project: Project
 ) -> None:
     account = conformance_target.account
-    project.write({account: []})
-    project.apply()
-    old = project.credential()
+    old = applied(project, account)
     window = conformance_target.connector.propagation_window_s
     with conformance_target.session() as session:
         new = two_credentials(session).add_credential(account, None)
@@ -109,9 +113,7 @@ def test_the_only_credential_is_never_retired(
     conformance_target: ConformanceTarget, project: Project
 ) -> None:
     account = conformance_target.account
-    project.write({account: []})
-    project.apply()
-    only = project.credential()
+    only = applied(project, account)
     with conformance_target.session() as session:
         with pytest.raises(ActionFailed):
             two_credentials(session).retire_credential(account, only)
