@@ -331,6 +331,23 @@ def test_requests_waiting_for_leases_hold_no_thread_and_are_issued_in_batches(
     assert len({e.at for e in intents}) < requests  # journaled in batches
 
 
+def test_a_state_store_that_cannot_record_the_lease_answers_503_and_journals_no_intent(
+    service: Service, issuer: Issuer, redis_server: LocalRedis
+) -> None:
+    token = issuer.token()
+    assert service.request(token).status_code == HTTPStatus.CREATED
+    intents = len(service.journal("lease_intent"))
+    with sqlite3.connect(service.state_db) as conn:
+        conn.execute("DROP TABLE leases")
+    answer = service.request(token)
+    assert answer.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert "nothing issued" in answer.json()["error"]
+    # The intent and the record are one transaction: neither was written.
+    assert len(service.journal("lease_intent")) == intents
+    with redis_server.admin() as admin:
+        assert len([u for u in admin.acl_users() if u.startswith("lockstep_lease_")]) == 1
+
+
 @pytest.mark.parametrize("kid", ["rsa-1", "ec-1", "ed-1"])
 def test_rs256_es256_and_eddsa_are_accepted(service: Service, issuer: Issuer, kid: str) -> None:
     key = next(k for k in issuer.keys if k.kid == kid)

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lockstep.journal import Journal, JournalError
 from lockstep.leases import Lease, LeaseError, LeaseManager
 from lockstep.policy.durations import parse_duration
+from lockstep.store import StoreError
 from lockstep.workload import TokenInfo, VerifiedWorkload, WorkloadRefused, WorkloadVerifier
 
 router = APIRouter()
@@ -118,7 +119,7 @@ async def issue_credential(
         lease, credential = await asyncio.wrap_future(pending)
     except LeaseError as exc:
         return _error(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
-    except JournalError as exc:
+    except (JournalError, StoreError) as exc:
         return _error(HTTPStatus.SERVICE_UNAVAILABLE, f"nothing issued: {exc}")
     token = credential.token.reveal() if credential.token is not None else None
     return _response(lease, credential.secret.reveal(), token)
