@@ -486,6 +486,26 @@ def test_a_batch_whose_credential_cannot_be_tried_is_not_issued_and_its_accounts
     assert project.journal("lease_failed")[0]["op"] == "issue"
 
 
+def test_a_connection_lost_before_a_batch_fails_it_clearly_and_the_next_issue_works(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    with project.manager() as manager:
+        manager.issue("payments-api", "orders-db")  # the issuing session is now pooled
+        with psycopg.connect(db.dsn("orders"), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE usename = current_user AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(LeaseError, match=r"not issued: .*lost the connection"):
+            manager.issue("payments-api", "orders-db")
+        [failed] = [lease for lease in manager.list() if lease.status is not LeaseStatus.ACTIVE]
+        assert failed.status is LeaseStatus.REVOKED  # nothing was made: absence is the proof
+        assert failed.account not in lease_roles(db)
+        _, credential = manager.issue("payments-api", "orders-db")
+        pg_login(db, credential.username, credential.secret.reveal()).close()
+    assert project.cli("audit", "verify").returncode == 0
+
+
 def issue_in_thread(
     manager: LeaseManager, identity: str, outcomes: dict[str, list[object]]
 ) -> threading.Thread:
