@@ -282,8 +282,11 @@ class LeaseManager:
         try:
             self._prove_works(session, credential, first.target)
         except _Unproven as exc:
+            why = f"{exc} (the first of a batch of {len(batch)})"
+            if first.expires_at <= self._clock():
+                why += "; it had expired already: ask for a longer ttl"
             for i, _, _ in made:
-                outcomes[i] = f"{exc} (the first of a batch of {len(batch)})"
+                outcomes[i] = why
             return
         for i, lease, credential in made:
             outcomes[i] = (lease, credential)

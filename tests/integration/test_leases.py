@@ -358,10 +358,26 @@ def test_the_reaper_ends_leases_past_expiry_and_marks_them_expired_after_proof(
 def test_expiry_holds_while_lockstep_is_not_running(
     project: Project, db: localpg.LocalPostgres
 ) -> None:
+    # Issue times are whole seconds (a lease ends early rather than late): a 3 s lease lives
+    # more than 2 s, time enough to be proven before it expires.
     with project.manager() as manager:
-        _, credential = manager.issue("payments-api", "orders-db", ttl_s=1)
-    time.sleep(1.5)
+        lease, credential = manager.issue("payments-api", "orders-db", ttl_s=3)
+    time.sleep(max(0.0, (lease.expires_at - datetime.now(UTC)).total_seconds()) + 0.5)
     assert pg_refused(db, credential.username, credential.secret.reveal())
+
+
+def test_a_lease_that_expires_before_it_is_proven_is_not_issued_and_says_why(
+    project: Project, db: localpg.LocalPostgres
+) -> None:
+    # Issued "3 s ago" for 1 s: expired at the target before its proof login.
+    start = datetime.now(UTC) - timedelta(seconds=3)
+    times = iter([start])
+    with (
+        project.manager(clock=lambda: next(times, start + timedelta(seconds=5))) as manager,
+        pytest.raises(LeaseError, match="it had expired already: ask for a longer ttl"),
+    ):
+        manager.issue("payments-api", "orders-db", ttl_s=1)
+    assert lease_roles(db) == []
 
 
 def test_the_reaper_removes_lease_accounts_whose_record_was_lost(
