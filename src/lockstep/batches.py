@@ -19,13 +19,18 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _STOP = object()
+IDLE_S = 60.0  # a worker with nothing to do for this long stops
 
 
 class Batcher(Generic[T, R]):
     """``submit`` blocks until ``handle`` has dealt with its item, in a batch of at most
     ``max_batch`` items, and returns the item's result or raises the item's exception.
     ``handle`` returns one result or exception per item, in order; if it raises, every item
-    of its batch gets that exception."""
+    of its batch gets that exception.
+
+    Workers start with the first item and stop after ``idle_s`` without one, so that a
+    batcher nobody uses any more (the service keeps the lease managers of earlier policy
+    versions) holds no thread."""
 
     def __init__(
         self,
@@ -33,6 +38,7 @@ class Batcher(Generic[T, R]):
         workers: int,
         max_batch: int,
         name: str,
+        idle_s: float = IDLE_S,
     ) -> None:
         if workers < 1 or max_batch < 1:
             raise ValueError("a batcher needs at least one worker and one item per batch")
@@ -40,6 +46,7 @@ class Batcher(Generic[T, R]):
         self._workers = workers
         self._max_batch = max_batch
         self._name = name
+        self._idle_s = idle_s
         self._queue: queue.SimpleQueue[tuple[T, Future[R]] | object] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -55,9 +62,9 @@ class Batcher(Generic[T, R]):
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self._name} is closed")
-            if not self._threads:
-                self._start()
             self._queue.put((item, future))
+            while len(self._threads) < self._workers:
+                self._start_one()
         return future
 
     def close(self) -> None:
@@ -70,15 +77,23 @@ class Batcher(Generic[T, R]):
         for thread in threads:
             thread.join()
 
-    def _start(self) -> None:
-        for i in range(self._workers):
-            thread = threading.Thread(target=self._work, name=f"{self._name}-{i}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+    def _start_one(self) -> None:
+        thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def _work(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=self._idle_s)
+            except queue.Empty:
+                with self._lock:
+                    # Items are put under this lock: an empty queue now stays empty until
+                    # this worker is gone from the list, and enqueue starts another.
+                    if self._queue.empty():
+                        self._threads.remove(threading.current_thread())
+                        return
+                continue
             if first is _STOP:
                 return
             batch = [first]

@@ -282,7 +282,7 @@ class LeaseManager:
         try:
             self._prove_works(session, credential, first.target)
         except _Unproven as exc:
-            why = f"{exc} (the first of a batch of {len(batch)})"
+            why = str(exc) if len(batch) == 1 else f"{exc} (the first of a batch of {len(batch)})"
             if first.expires_at <= self._clock():
                 why += "; it had expired already: ask for a longer ttl"
             for i, _, _ in made:

@@ -154,6 +154,20 @@ def test_close_finishes_what_was_submitted_then_refuses_more() -> None:
         batcher.submit(4)
 
 
+def test_idle_workers_stop_and_the_next_item_starts_them_again() -> None:
+    batcher = Batcher(Recorder(), workers=2, max_batch=8, name="test", idle_s=0.05)
+    try:
+        assert batcher.submit(1) == 10
+        deadline = time.monotonic() + 10
+        while batcher._threads:
+            assert time.monotonic() < deadline, "idle workers never stopped"
+            time.sleep(0.01)
+        assert batcher.submit(2) == 20  # answered: workers started again
+    finally:
+        batcher.close()
+    assert batcher._threads == []
+
+
 def test_a_batcher_needs_a_worker_and_room_for_an_item() -> None:
     with pytest.raises(ValueError):
         Batcher(Recorder(), workers=0, max_batch=1, name="test")
