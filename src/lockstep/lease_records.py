@@ -99,11 +99,6 @@ class LeaseRecords:
         with self._store.reading() as conn:
             return [_lease(row) for row in conn.execute(query).all()]
 
-    def recorded(self, lease_id: str) -> bool:
-        with self._store.reading() as conn:
-            found = conn.execute(select(leases.c.id).where(leases.c.id == lease_id)).first()
-        return found is not None
-
     def insert(self, batch: Sequence[Lease], journaled: Sequence[Journaled]) -> None:
         """Record new leases and journal ``journaled``, in one transaction."""
         rows = [lease.fields() for lease in batch]

@@ -211,6 +211,7 @@ class LeaseManager:
         the results journaled, each step one transaction for the whole batch."""
         leases = [lease for lease, _ in batch]
         outcomes: list[tuple[Lease, Credential] | str | None] = [None] * len(batch)
+        recorded = False
         try:
             with self._sessions.session(target) as session:
                 leasing = _leasing(session, target)
@@ -218,6 +219,7 @@ class LeaseManager:
                     leases,
                     [("lease_intent", {"op": "issue", **lease.fields()}) for lease in leases],
                 )
+                recorded = True
                 if isinstance(session, IssuesLeaseBatches):
                     self._create_together(session, session, batch, outcomes)
                 else:
@@ -225,7 +227,7 @@ class LeaseManager:
         except LeaseError as exc:
             return [exc] * len(batch)
         except ConnectorError as exc:
-            if not self._records.recorded(leases[0].id):
+            if not recorded:
                 error = LeaseError(f"lease on {target} not issued: {redact(str(exc))}")
                 return [error] * len(batch)
             outcomes = [redact(str(exc)) if o is None else o for o in outcomes]

@@ -114,8 +114,9 @@ def validate(config: ConfigOpt = None) -> None:
 def permissions(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Show every admin permission lockstep may need on each target, without touching any."""
     policy = load_policy(_config(config)).policy
-    targets = {name: (t.type, connector_type(t.type)) for name, t in policy.targets.items()}
-    needed = render.target_permissions(targets)
+    needed = render.target_permissions(
+        {name: connector_type(t.type) for name, t in policy.targets.items()}
+    )
     if as_json:
         _emit_json(needed)
     else:

@@ -68,13 +68,13 @@ CAPABILITY_USES = {
 }
 
 
-def target_permissions(targets: Mapping[str, tuple[str, ConnectorType]]) -> dict[str, Any]:
-    """Every admin permission lockstep may need on each target (name -> (type, connector)):
-    to read it, for each operation, and for each optional capability with what it is used
+def target_permissions(targets: Mapping[str, ConnectorType]) -> dict[str, Any]:
+    """Every admin permission lockstep may need on each target (name -> its connector): to
+    read it, for each operation, and for each optional capability with what it is used
     for."""
     return {
         name: {
-            "type": kind,
+            "type": connector.name,
             "read": list(connector.read_permissions),
             "operations": {str(op): list(perms) for op, perms in connector.permissions.items()},
             "capabilities": {
@@ -82,7 +82,7 @@ def target_permissions(targets: Mapping[str, tuple[str, ConnectorType]]) -> dict
                 for capability, perms in connector.capability_permissions.items()
             },
         }
-        for name, (kind, connector) in sorted(targets.items())
+        for name, connector in sorted(targets.items())
     }
 
 
