@@ -46,11 +46,11 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from lockstep import localpg
-from lockstep.connectors import postgres_leases
-from lockstep.leases import Lease, LeaseManager
-from lockstep.secrets import generate_password
-from lockstep.workspace import Workspace
+from lockstep.connectors.postgres import leases as postgres_leases
+from lockstep.demo import localpg
+from lockstep.engine.workspace import Workspace
+from lockstep.leases.manager import Lease, LeaseManager
+from lockstep.secret import generate_password
 
 VAULT_REPORTED_PER_S = 245.0
 TARGETS = {"default": 4096, "fast": 1024}

@@ -1,6 +1,6 @@
 """How long the PostgreSQL connector takes to read a real server holding 20k roles.
 
-Starts a private PostgreSQL (lockstep.localpg), fills it server-side with 20,000 login roles
+Starts a private PostgreSQL (lockstep.demo.localpg), fills it server-side with 20,000 login roles
 and 200,000 grants (per role: 5 role memberships, 4 table privileges, USAGE on one schema),
 then times the connector's ``read()`` (best of N) against two baselines measured on the same
 connection in the same run: the round trip of ``SELECT rolname FROM pg_roles``, and a raw
@@ -21,11 +21,11 @@ from collections.abc import Callable
 
 import psycopg
 
-from lockstep import localpg
 from lockstep.connectors.base import Scope
-from lockstep.connectors.postgres import PostgresConnectorType
+from lockstep.connectors.postgres.connector import PostgresConnectorType
+from lockstep.demo import localpg
 from lockstep.model import Snapshot, Target
-from lockstep.secrets import Secret
+from lockstep.secret import Secret
 
 ROLES = 20_000
 GROUP_ROLES = 50

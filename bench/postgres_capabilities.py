@@ -25,12 +25,12 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from lockstep import localpg
 from lockstep.connectors.base import Scope
-from lockstep.connectors.postgres import PostgresConnectorType, PostgresSession
-from lockstep.connectors.postgres_usage import CATALOG_SUMMARY
+from lockstep.connectors.postgres.connector import PostgresConnectorType, PostgresSession
+from lockstep.connectors.postgres.usage import CATALOG_SUMMARY
+from lockstep.demo import localpg
 from lockstep.model import LEASE_PREFIX, Target
-from lockstep.secrets import Secret, generate_password
+from lockstep.secret import Secret, generate_password
 
 GROUPS = 50
 TABLES = 2000

@@ -1,7 +1,7 @@
 """Time to remediate with `lockstep run`: from an out-of-band change in a real PostgreSQL to
 the journal entry that shows its remediation verified, with no CLI call in between.
 
-Starts a private PostgreSQL (lockstep.localpg) and a real `lockstep run` on a SQLite state,
+Starts a private PostgreSQL (lockstep.demo.localpg) and a real `lockstep run` on a SQLite state,
 then runs trials that alternate two kinds of drift:
 
 - GRANT of a privilege the policy does not grant to the managed account (revoked, verified);
@@ -39,7 +39,7 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from lockstep import localpg
+from lockstep.demo import localpg
 
 POLICY = """\
 version: 1

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lockstep import localpg
+from lockstep.demo import localpg
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -6,8 +6,8 @@ from lockstep.connectors.base import ConnectorError
 from lockstep.connectors.registry import UnknownConnector
 from lockstep.credentials.sinks import SinkError
 from lockstep.credentials.vault import VaultError
+from lockstep.demo.localpg import LocalPostgresError
 from lockstep.journal import JournalError
-from lockstep.localpg import LocalPostgresError
 from lockstep.store import StoreError
 
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (

@@ -21,8 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
 
-from lockstep import secrets
-from lockstep.secrets import Secret
+from lockstep.secret import Secret, holds_secret, redact
 from lockstep.store import Store, StoreError
 from lockstep.store.tables import journal, journal_head
 
@@ -80,7 +79,7 @@ class Journal:
         for kind, body, _ in bodies:
             if _holds_secret(kind, body):
                 raise JournalError(
-                    f"refusing to journal a {secrets.redact(kind)!r} entry that contains a "
+                    f"refusing to journal a {redact(kind)!r} entry that contains a "
                     "secret; journal its fingerprint instead"
                 )
         if not bodies:
@@ -257,4 +256,4 @@ def _any_value_holds(value: object) -> bool:
         return any(_any_value_holds(k) or _any_value_holds(v) for k, v in value.items())
     if isinstance(value, list):
         return any(_any_value_holds(v) for v in value)
-    return secrets.holds_secret(value if isinstance(value, str) else str(value))
+    return holds_secret(value if isinstance(value, str) else str(value))

@@ -25,7 +25,7 @@ from lockstep.connectors.base import (
     WatchesChanges,
 )
 from lockstep.engine.verify import probe_until
-from lockstep.secrets import generate_password
+from lockstep.secret import generate_password
 
 if TYPE_CHECKING:
     from conformance.targets import ConformanceTarget, Project

@@ -18,14 +18,14 @@ import boto3  # type: ignore[import-untyped,unused-ignore]
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
 
-from lockstep.connectors.aws import AwsConnectorType, AwsSession
-from lockstep.connectors.aws_leases import (
+from lockstep.connectors.aws.connector import AwsConnectorType, AwsSession
+from lockstep.connectors.aws.leases import (
     STS_MIN_SESSION_S,
     marker_name,
     parse_marker,
     session_duration,
 )
-from lockstep.connectors.aws_usage import KEY_SOURCE, ROLE_SOURCE
+from lockstep.connectors.aws.usage import KEY_SOURCE, ROLE_SOURCE
 from lockstep.connectors.base import (
     ActionFailed,
     ConnectorError,
@@ -35,7 +35,7 @@ from lockstep.connectors.base import (
     Scope,
 )
 from lockstep.model import LEASE_PREFIX, Action, Op, Target
-from lockstep.secrets import Secret, generate_password
+from lockstep.secret import Secret, generate_password
 
 if TYPE_CHECKING:  # imported for real by pytest_plugins, so that pytest rewrites its asserts
     from services.moto_server import MotoServer

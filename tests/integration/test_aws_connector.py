@@ -20,7 +20,7 @@ import boto3  # type: ignore[import-untyped,unused-ignore]
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
 
-from lockstep.connectors.aws import (
+from lockstep.connectors.aws.connector import (
     REVOKE_SESSIONS_POLICY,
     SUSPENDED_POLICY,
     AwsConnectorType,
@@ -36,7 +36,7 @@ from lockstep.connectors.base import (
     TargetUnreachable,
 )
 from lockstep.model import Action, Op, Target
-from lockstep.secrets import Secret
+from lockstep.secret import Secret
 
 if TYPE_CHECKING:  # imported for real by pytest_plugins, so that pytest rewrites its asserts
     from services.moto_server import MotoServer

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from lockstep import localpg
+from lockstep.demo import localpg
 from support import cli_project
 from support.cli_project import create_orders_db, project_env
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lockstep import localpg
+from lockstep.demo import localpg
 from support import cli_project
 from support.cli_project import ORDERS_TABLE, admin, create_orders_db, login, project_env, refused
 

@@ -12,15 +12,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from lockstep.findings_ledger import (
+from lockstep.model import Action, Finding, FindingType, Op, Result, Severity, Status
+from lockstep.store import Store
+from lockstep.store.findings import (
     FindingLedger,
     FindingLedgerError,
     FindingRecord,
     Transition,
     remediated_ids,
 )
-from lockstep.model import Action, Finding, FindingType, Op, Result, Severity, Status
-from lockstep.store import Store
 
 pytest_plugins = ("support.stores",)
 

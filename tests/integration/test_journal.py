@@ -19,7 +19,7 @@ from sqlalchemy import text
 from lockstep import journal as journal_module
 from lockstep.journal import LOCK as journal_lock
 from lockstep.journal import Entry, Journal, JournalError
-from lockstep.secrets import Secret, generate_password
+from lockstep.secret import Secret, generate_password
 from lockstep.store import Store
 
 pytest_plugins = ("support.stores",)

@@ -25,10 +25,10 @@ from lockstep.connectors.base import (
     ProbeResult,
     Scope,
 )
-from lockstep.connectors.ldap import LdapConnectorType, LdapSession
-from lockstep.connectors.ldap_passwords import stored_matches
+from lockstep.connectors.ldap.connector import LdapConnectorType, LdapSession
+from lockstep.connectors.ldap.passwords import stored_matches
 from lockstep.model import Action, Op
-from lockstep.secrets import Secret, generate_password
+from lockstep.secret import Secret, generate_password
 from services import slapd
 from services.slapd import (  # noqa: F401 - the fixtures
     LdapTarget,

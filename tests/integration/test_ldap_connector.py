@@ -22,9 +22,9 @@ from lockstep.connectors.base import (
     Scope,
     TargetUnreachable,
 )
-from lockstep.connectors.ldap import LdapConnectorType, LdapSession
+from lockstep.connectors.ldap.connector import LdapConnectorType, LdapSession
 from lockstep.model import Action, Op
-from lockstep.secrets import Secret, generate_password
+from lockstep.secret import Secret, generate_password
 from services import slapd
 from services.slapd import (  # noqa: F401 - the fixtures
     LdapTarget,

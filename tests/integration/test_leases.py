@@ -21,20 +21,20 @@ import pytest
 import redis
 from sqlalchemy import delete
 
-from lockstep import localpg
 from lockstep.connectors.base import Credential
-from lockstep.lease_sessions import TargetSessions
-from lockstep.leases import (
+from lockstep.demo import localpg
+from lockstep.demo.localpg import free_port
+from lockstep.engine.workspace import Workspace
+from lockstep.leases.manager import (
     DEFAULT_MAX_TTL_S,
     DEFAULT_TTL_S,
     LeaseError,
     LeaseManager,
     LeaseStatus,
 )
-from lockstep.localpg import free_port
+from lockstep.leases.sessions import TargetSessions
 from lockstep.model import LEASE_PREFIX
 from lockstep.store.tables import leases as leases_table
-from lockstep.workspace import Workspace
 from support.cli_project import Lockstep, create_orders_db, project_env
 from support.cli_project import login as pg_login
 

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 import redis
 
-from lockstep import localpg
+from lockstep.demo import localpg
 from services.slapd import (  # noqa: F401 - fixtures, imported as the LDAP tests do
     LdapTarget,
     ldap_target_fixture,

@@ -15,7 +15,6 @@ import pytest
 from psycopg import sql
 from pydantic import ValidationError
 
-from lockstep import localpg
 from lockstep.connectors.base import (
     ActionFailed,
     Credential,
@@ -24,10 +23,11 @@ from lockstep.connectors.base import (
     ProbeResult,
     TargetUnreachable,
 )
-from lockstep.connectors.postgres import PostgresSession
-from lockstep.connectors.postgres_leases import LEASE_MARKER
+from lockstep.connectors.postgres.connector import PostgresSession
+from lockstep.connectors.postgres.leases import LEASE_MARKER
+from lockstep.demo import localpg
 from lockstep.model import LEASE_PREFIX
-from lockstep.secrets import Secret, generate_password
+from lockstep.secret import Secret, generate_password
 from support.postgres_sessions import (
     CONNECTOR,
     OpenSession,

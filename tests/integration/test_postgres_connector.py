@@ -10,7 +10,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lockstep import localpg
 from lockstep.connectors.base import (
     ActionFailed,
     ConnectorError,
@@ -18,9 +17,10 @@ from lockstep.connectors.base import (
     ProbeResult,
     TargetUnreachable,
 )
-from lockstep.connectors.postgres import MARKER
+from lockstep.connectors.postgres.connector import MARKER
+from lockstep.demo import localpg
 from lockstep.model import Op
-from lockstep.secrets import Secret, generate_password
+from lockstep.secret import Secret, generate_password
 from support.postgres_sessions import (
     CONNECTOR,
     OpenSession,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from lockstep import localpg
+from lockstep.demo import localpg
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

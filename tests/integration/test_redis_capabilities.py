@@ -25,14 +25,14 @@ from lockstep.connectors.base import (
     ProbeResult,
     Scope,
 )
-from lockstep.connectors.redis import (
+from lockstep.connectors.redis.connector import (
     LEASES_KEY,
     RULES_KEY,
     RedisConnectorType,
     RedisSession,
 )
 from lockstep.model import LEASE_PREFIX, Action, Op, Target
-from lockstep.secrets import Secret, generate_password
+from lockstep.secret import Secret, generate_password
 
 if TYPE_CHECKING:
     from services.redis_server import LocalRedis

@@ -23,15 +23,15 @@ from lockstep.connectors.base import (
     Scope,
     TargetUnreachable,
 )
-from lockstep.connectors.redis import (
+from lockstep.connectors.redis.connector import (
     MARKER_PREFIX,
     RULES_KEY,
     RedisConnectorType,
     RedisSession,
 )
-from lockstep.localpg import free_port
+from lockstep.demo.localpg import free_port
 from lockstep.model import Action, Op, Target
-from lockstep.secrets import Secret, generate_password
+from lockstep.secret import Secret, generate_password
 
 if TYPE_CHECKING:
     from services.redis_server import LocalRedis

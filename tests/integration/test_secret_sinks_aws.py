@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from lockstep.credentials.sinks import Delivery, SinkError, check_sink, deliver
-from lockstep.localpg import free_port
+from lockstep.demo.localpg import free_port
 from lockstep.model import Target
-from lockstep.secrets import generate_password
+from lockstep.secret import generate_password
 
 if TYPE_CHECKING:  # imported for real by pytest_plugins, so that pytest rewrites its asserts
     from services.moto_server import MotoServer

@@ -15,10 +15,10 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from psycopg import sql
-from test_service_harness import Service, eventually, journal, row_counts
 
-from lockstep import localpg
+from lockstep.demo import localpg
 from support.cli_project import Lockstep, admin, create_orders_db, project_env, refused
+from support.service_harness import Service, eventually, journal, row_counts
 
 POLICY = """\
 version: 1

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_service_harness import Service, eventually
 
-from lockstep import localpg
+from lockstep.demo import localpg
+from support.service_harness import Service, eventually
 
 TARGETS = ("t0", "t1", "t2", "t3")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from lockstep.localpg import LocalPostgres
+from lockstep.demo.localpg import LocalPostgres
 from lockstep.store import Store, StoreError
 
 pytest_plugins = ("support.stores",)

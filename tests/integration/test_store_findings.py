@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lockstep import findings_ledger
-from lockstep.findings_ledger import FindingLedger, FindingRecord
 from lockstep.model import Finding, FindingType, Severity
 from lockstep.store import Store
+from lockstep.store import findings as findings_ledger
+from lockstep.store.findings import FindingLedger, FindingRecord
 
 pytest_plugins = ("support.stores",)
 

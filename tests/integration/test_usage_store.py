@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
-from lockstep import usage as usage_module
 from lockstep.connectors.base import Usage
 from lockstep.engine.desired import desired_state
 from lockstep.engine.plan import make_plan
@@ -26,8 +25,9 @@ from lockstep.model import (
     Target,
 )
 from lockstep.store import Store
+from lockstep.store import usage as usage_module
 from lockstep.store.tables import usage as usage_table
-from lockstep.usage import UsageStore
+from lockstep.store.usage import UsageStore
 
 pytest_plugins = ("support.stores",)
 

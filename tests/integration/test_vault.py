@@ -11,7 +11,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 from lockstep.credentials.vault import StoredCredential, Vault, VaultError
-from lockstep.secrets import Secret, generate_password
+from lockstep.secret import Secret, generate_password
 from lockstep.store import Store
 
 pytest_plugins = ("support.stores",)

@@ -29,19 +29,19 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from lockstep.engine.workspace import Workspace
 from lockstep.journal import Entry
-from lockstep.lease_sessions import TargetSessions
-from lockstep.leases import LeaseManager
-from lockstep.model import Identity, Workload
-from lockstep.service.credentials_api import router
-from lockstep.workload import (
+from lockstep.leases.manager import LeaseManager
+from lockstep.leases.sessions import TargetSessions
+from lockstep.leases.workload import (
     KeySets,
     KeySourceError,
     WorkloadRefused,
     WorkloadVerifier,
     parse_key_source,
 )
-from lockstep.workspace import Workspace
+from lockstep.model import Identity, Workload
+from lockstep.service.credentials_api import router
 
 if TYPE_CHECKING:
     from services.redis_server import LocalRedis

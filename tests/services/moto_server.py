@@ -32,7 +32,7 @@ import pytest
 
 from conftest import unavailable
 from lockstep.model import Target
-from lockstep.secrets import Secret
+from lockstep.secret import Secret
 
 REGION = "us-east-1"
 ADMIN_USER = "lockstep-admin"

@@ -23,9 +23,9 @@ import pytest
 import redis
 
 from conftest import unavailable
-from lockstep.localpg import free_port
+from lockstep.demo.localpg import free_port
 from lockstep.model import Target
-from lockstep.secrets import Secret, generate_password
+from lockstep.secret import Secret, generate_password
 
 ADMIN_USER = "lockstep_admin"
 

@@ -34,7 +34,7 @@ import pytest
 
 from conftest import unavailable
 from lockstep.model import Target
-from lockstep.secrets import Secret, generate_password
+from lockstep.secret import Secret, generate_password
 
 SUFFIX = "dc=example,dc=test"
 ADMIN_DN = f"cn=admin,{SUFFIX}"

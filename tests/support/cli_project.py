@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from lockstep import localpg
+from lockstep.demo import localpg
 
 ORDERS_TABLE = "CREATE TABLE public.orders (id int PRIMARY KEY)"
 

@@ -14,11 +14,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lockstep import localpg
 from lockstep.connectors.base import Credential, Scope
-from lockstep.connectors.postgres import PostgresConnectorType, PostgresSession
+from lockstep.connectors.postgres.connector import PostgresConnectorType, PostgresSession
+from lockstep.demo import localpg
 from lockstep.model import Action, Op, Target
-from lockstep.secrets import Secret, generate_password
+from lockstep.secret import Secret, generate_password
 
 CONNECTOR = PostgresConnectorType()
 OpenSession = Callable[..., PostgresSession]

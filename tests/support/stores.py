@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lockstep.localpg import LocalPostgres
+from lockstep.demo.localpg import LocalPostgres
 from lockstep.store import Store
 
 

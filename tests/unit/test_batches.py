@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from lockstep.batches import Batcher
+from lockstep.leases.batcher import Batcher
 
 
 class Recorder:

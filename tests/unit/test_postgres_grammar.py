@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from lockstep.connectors.base import GrammarError
-from lockstep.connectors.postgres import PostgresConnectorType
-from lockstep.connectors.postgres_grammar import (
+from lockstep.connectors.postgres.connector import PostgresConnectorType
+from lockstep.connectors.postgres.grammar import (
     PRIVILEGES,
     Entitlement,
     Kind,
@@ -21,7 +21,7 @@ from lockstep.connectors.postgres_grammar import (
 )
 from lockstep.connectors.registry import connector_type
 from lockstep.model import Op
-from lockstep.secrets import Secret
+from lockstep.secret import Secret
 
 CONNECTOR = PostgresConnectorType()
 

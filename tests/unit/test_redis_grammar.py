@@ -6,9 +6,9 @@ import pytest
 from pydantic import ValidationError
 
 from lockstep.connectors.base import GrammarError
-from lockstep.connectors.redis import RedisConnectorType
+from lockstep.connectors.redis.connector import RedisConnectorType
 from lockstep.model import Op
-from lockstep.secrets import Secret
+from lockstep.secret import Secret
 
 CT = RedisConnectorType()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lockstep.credentials.sinks import Delivery, SinkError, check_sink, deliver, sink_location
-from lockstep.secrets import generate_password
+from lockstep.secret import generate_password
 
 ISSUED = datetime(2026, 6, 1, 12, 0, 0, 250_000, tzinfo=UTC)
 

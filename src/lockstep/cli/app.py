@@ -17,14 +17,14 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from lockstep import secrets
 from lockstep.cli import render
 from lockstep.connectors.registry import connector_type
 from lockstep.engine.enforcement import enforcement
-from lockstep.leases import Ended, LeaseManager
+from lockstep.engine.workspace import Workspace
+from lockstep.leases.manager import Ended, LeaseManager
 from lockstep.model import Status
 from lockstep.policy import DEFAULT_FILE, PolicyInvalid, load_policy
-from lockstep.workspace import Workspace
+from lockstep.secret import redact
 
 app = typer.Typer(
     name="lockstep",
@@ -95,7 +95,7 @@ def _workspace(config: Path | None, state: str | None) -> Iterator[Workspace]:
 
 
 def _emit_json(data: Any) -> None:
-    sys.stdout.write(secrets.redact(json.dumps(data, indent=2, default=str)) + "\n")
+    sys.stdout.write(redact(json.dumps(data, indent=2, default=str)) + "\n")
 
 
 @app.command()
@@ -292,7 +292,7 @@ def demo(
     ] = None,
 ) -> None:
     """A narrated, real run against a private PostgreSQL."""
-    from lockstep.demo import run_demo
+    from lockstep.demo.tour import run_demo
 
     run_demo(out, keep=keep, workdir=workdir)
 
@@ -308,7 +308,7 @@ service_commands.register(app)
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    err.print(secrets.redact(message), markup=False)
+    err.print(redact(message), markup=False)
     raise SystemExit(code)
 
 
@@ -321,7 +321,7 @@ def main() -> None:
         _fail(f"error: {exc}", exc.code)
     except PolicyInvalid as exc:
         for error in exc.errors:
-            err.print(secrets.redact(str(error)), markup=False, highlight=False)
+            err.print(redact(str(error)), markup=False, highlight=False)
         _fail(f"policy invalid: {len(exc.errors)} error(s)", 1)
     except EXPECTED_ERRORS as exc:
         if _options.debug:

@@ -27,7 +27,7 @@ from lockstep.cli.app import (
     err,
     out,
 )
-from lockstep.leases import Ended, Lease, LeaseError, LeaseManager, LeaseStatus
+from lockstep.leases.manager import Ended, Lease, LeaseError, LeaseManager, LeaseStatus
 from lockstep.policy.durations import parse_duration
 
 TtlOpt = Annotated[

@@ -13,7 +13,9 @@ import typer
 
 from lockstep.cli import render
 from lockstep.cli.app import CliError, ConfigOpt, JsonOpt, StateOpt, _emit_json, _workspace, out
-from lockstep.findings_ledger import (
+from lockstep.model import FindingType, Policy
+from lockstep.policy.durations import parse_duration
+from lockstep.store.findings import (
     HELD,
     MAX_ACCEPTANCE,
     STATUSES,
@@ -21,8 +23,6 @@ from lockstep.findings_ledger import (
     FindingRecord,
     check_acceptance,
 )
-from lockstep.model import FindingType, Policy
-from lockstep.policy.durations import parse_duration
 
 ALL = "all"
 

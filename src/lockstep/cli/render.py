@@ -13,8 +13,8 @@ from rich.text import Text
 from lockstep.connectors.base import ConnectorType
 from lockstep.engine.catalog import KINDS, OWASP_NHI_2025
 from lockstep.engine.enforcement import Enforcement, IdentityEnforcement
-from lockstep.findings_ledger import FindingRecord
 from lockstep.model import Check, Finding, Op, Plan, Result, Status
+from lockstep.store.findings import FindingRecord
 
 _OP_STYLE = {
     Op.CREATE_ACCOUNT: ("+", "green"),

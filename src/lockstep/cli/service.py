@@ -15,8 +15,8 @@ import typer
 
 from lockstep.cli.app import CliError, ConfigOpt, JsonOpt, StateOpt, _config, _emit_json, _options
 from lockstep.cli.app import out as console
+from lockstep.leases.workload import KeySourceError, parse_key_source
 from lockstep.service import BEARER_ENV, ServiceError, ServiceOptions, run_service
-from lockstep.workload import KeySourceError, parse_key_source
 
 LISTEN_ENV = "LOCKSTEP_LISTEN"
 DEFAULT_LISTEN = "127.0.0.1:8787"

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from lockstep.model import Account, Action, Op, Snapshot, Target
-from lockstep.secrets import Secret
+from lockstep.secret import Secret
 
 
 class ConnectorError(Exception):

@@ -15,7 +15,7 @@ from botocore import exceptions as aws_errors  # type: ignore[import-untyped,unu
 from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
 
 from lockstep.credentials.sinks import SinkError
-from lockstep.secrets import redact
+from lockstep.secret import redact
 
 CURRENT = "AWSCURRENT"
 PENDING = "AWSPENDING"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lockstep.secrets import Secret
+from lockstep.secret import Secret
 
 _TARGET = "{target}"
 _FILE = "file"

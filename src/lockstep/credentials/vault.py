@@ -19,7 +19,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import ColumnElement, Connection, Row, and_, delete, insert, select, tuple_, update
 
-from lockstep.secrets import Secret
+from lockstep.secret import Secret
 from lockstep.store import Store
 from lockstep.store.tables import credentials
 

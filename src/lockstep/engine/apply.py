@@ -21,7 +21,7 @@ from lockstep.credentials.vault import StoredCredential, Vault
 from lockstep.engine.verify import Evidence, propagation_window, verify_action
 from lockstep.journal import Journal, JournalError
 from lockstep.model import ISSUING_OPS, REMOVING_OPS, Action, Op, Plan, Policy, Result, Status
-from lockstep.secrets import generate_password, redact
+from lockstep.secret import generate_password, redact
 
 
 def action_fields(action: Action) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from types import TracebackType
 from lockstep.connectors.base import ConnectorType, Scope, Session, TargetUnreachable
 from lockstep.connectors.registry import connector_type
 from lockstep.model import Desired, Observation, Policy, Snapshot, Target, Unreachable
-from lockstep.secrets import redact
+from lockstep.secret import redact
 
 
 class Observer:

@@ -14,7 +14,7 @@ from lockstep.connectors.base import (
     TargetUnreachable,
 )
 from lockstep.model import Account, Action, Check, Op, Status, Target
-from lockstep.secrets import redact
+from lockstep.secret import redact
 
 _FIRST_BACKOFF_S = 0.25
 

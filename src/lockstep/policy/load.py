@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
-from lockstep import secrets
 from lockstep.connectors.base import ConnectorType, GrammarError
 from lockstep.connectors.registry import UnknownConnector, connector_type
 from lockstep.model import (
@@ -46,6 +45,7 @@ from lockstep.policy.schema import (
     RulesSpec,
     TargetSpec,
 )
+from lockstep.secret import Secret, register
 
 SECTIONS = ("targets", "owners", "identities")
 TOP_LEVEL = {"version", "rules", *SECTIONS}
@@ -257,7 +257,7 @@ class _Builder:
             plain = settings.get(key)
             if isinstance(plain, str):
                 _register_url_password(plain)
-                settings[key] = secrets.Secret(plain)
+                settings[key] = Secret(plain)
         try:
             excluded = frozenset(spec.manage.exclude) | connector.default_excluded(settings)
         except (ValueError, GrammarError) as exc:
@@ -380,7 +380,7 @@ def _register_url_password(value: str) -> None:
         except ValueError:
             return
         if password:
-            secrets.register(password)
+            register(password)
 
 
 def _known(names: Mapping[str, object]) -> str:

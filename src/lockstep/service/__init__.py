@@ -20,8 +20,9 @@ from types import FrameType
 import uvicorn
 
 from lockstep.credentials.vault import Vault, load_key
+from lockstep.engine.workspace import STATE_DIR, state_url
 from lockstep.policy import load_policy
-from lockstep.secrets import Secret
+from lockstep.secret import Secret
 from lockstep.service.api import Credentials, create_app
 from lockstep.service.controller import Controller
 from lockstep.service.events import PolicySource, policy_fingerprint
@@ -29,7 +30,6 @@ from lockstep.service.logs import configure, get_logger
 from lockstep.service.metrics import Metrics
 from lockstep.service.scaleout import open_leases
 from lockstep.store import Store
-from lockstep.workspace import STATE_DIR, state_url
 
 BEARER_ENV = "LOCKSTEP_API_TOKEN"
 SHUTDOWN_GRACE_S = 120.0  # for the actions under way to finish and be verified

@@ -20,19 +20,19 @@ from starlette.datastructures import State
 
 from lockstep.cli.render import finding_json
 from lockstep.credentials.vault import Vault
+from lockstep.engine.workspace import Workspace
 from lockstep.errors import EXPECTED_ERRORS
-from lockstep.findings_ledger import HELD, STATUSES, FindingLedger
 from lockstep.journal import Journal
-from lockstep.leases import LeaseError, LeaseManager
+from lockstep.leases.manager import LeaseError, LeaseManager
+from lockstep.leases.workload import KeySets, WorkloadVerifier
 from lockstep.policy import LoadedPolicy
-from lockstep.secrets import Secret
+from lockstep.secret import Secret
 from lockstep.service.controller import Controller, UnknownTarget
 from lockstep.service.credentials_api import router as credentials_router
 from lockstep.service.logs import Log
 from lockstep.service.scaleout import pass_times
 from lockstep.store import Store, StoreError
-from lockstep.workload import KeySets, WorkloadVerifier
-from lockstep.workspace import Workspace
+from lockstep.store.findings import HELD, STATUSES, FindingLedger
 
 MAX_WAIT_S = 600.0
 _REAP_ERRORS: tuple[type[Exception], ...] = (*EXPECTED_ERRORS, LeaseError)

@@ -23,7 +23,6 @@ from typing import Any
 
 from lockstep.credentials.vault import Vault
 from lockstep.errors import EXPECTED_ERRORS
-from lockstep.findings_ledger import FindingLedger, FindingRecord
 from lockstep.journal import Journal, JournalError
 from lockstep.policy import LoadedPolicy
 from lockstep.service.events import Doorbell, PolicyChange, PolicySource, TargetWorker
@@ -32,6 +31,7 @@ from lockstep.service.metrics import Metrics
 from lockstep.service.passes import Outcome, PassReport, PassRunner
 from lockstep.service.scaleout import TargetLeases
 from lockstep.store import Store
+from lockstep.store.findings import FindingLedger, FindingRecord
 
 POLICY_POLL_S = 1.0  # how often the policy files are checked for edits
 LEASE_ROUND_S = 1.0  # how often leases are claimed, renewed and rebalanced

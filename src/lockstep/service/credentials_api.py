@@ -2,7 +2,7 @@
 
 The workload presents ``Authorization: Bearer <JWT>`` and asks for one identity's
 credential on one target. The token must be bound to that identity alone (see
-``lockstep.workload``); then the lease is issued, proven to work, journaled, and returned
+``lockstep.leases.workload``); then the lease is issued, proven to work, journaled, and returned
 once. Every refusal is journaled as ``workload_refused`` with its reason and what the token
 claims to be (issuer, subject, key id), never the token.
 
@@ -39,10 +39,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from lockstep.journal import Journal, JournalError
-from lockstep.leases import Lease, LeaseError, LeaseManager
+from lockstep.leases.manager import Lease, LeaseError, LeaseManager
+from lockstep.leases.workload import TokenInfo, VerifiedWorkload, WorkloadRefused, WorkloadVerifier
 from lockstep.policy.durations import parse_duration
 from lockstep.store import StoreError
-from lockstep.workload import TokenInfo, VerifiedWorkload, WorkloadRefused, WorkloadVerifier
 
 router = APIRouter()
 

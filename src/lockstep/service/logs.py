@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from lockstep.secrets import redact
+from lockstep.secret import redact
 
 Log = structlog.typing.FilteringBoundLogger
 

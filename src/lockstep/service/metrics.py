@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from lockstep.findings_ledger import FindingRecord
 from lockstep.model import Result, Status
+from lockstep.store.findings import FindingRecord
 
 # Time to remediate, from drift first seen to its remediation verified: sub-second when a
 # target reports its changes, up to an interval when it is only re-read on schedule.

@@ -18,9 +18,8 @@ from enum import StrEnum
 from lockstep.credentials.vault import Vault
 from lockstep.engine.desired import desired_state
 from lockstep.engine.observe import Observer
+from lockstep.engine.workspace import Workspace
 from lockstep.errors import EXPECTED_ERRORS
-from lockstep.findings_ledger import FindingLedger, FindingRecord
-from lockstep.identity_states import IdentityStates
 from lockstep.journal import Journal
 from lockstep.model import Desired, Op, Plan, Policy, Result, Status, Unreachable
 from lockstep.policy import LoadedPolicy
@@ -29,7 +28,8 @@ from lockstep.service.logs import Log
 from lockstep.service.metrics import Metrics
 from lockstep.service.scaleout import TargetLeases, note_pass
 from lockstep.store import Store
-from lockstep.workspace import Workspace
+from lockstep.store.findings import FindingLedger, FindingRecord
+from lockstep.store.identity_states import IdentityStates
 
 
 class Outcome(StrEnum):

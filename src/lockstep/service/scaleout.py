@@ -33,7 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from lockstep.secrets import redact
+from lockstep.secret import redact
 from lockstep.service.logs import Log
 from lockstep.store import Store, StoreError
 from lockstep.store.tables import heartbeats, target_leases, target_passes

@@ -22,7 +22,7 @@ from sqlalchemy import URL, Connection, Engine, Table, create_engine, event, tex
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from lockstep import secrets
+from lockstep.secret import redact, register
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key that serialises migrations between processes ("lockstep" in hex).
@@ -116,7 +116,7 @@ class Store:
         except CommandError as exc:
             # In practice: a revision this lockstep does not know, written by a newer one.
             raise StoreError(
-                f"{doing} state store {self._shown_url}: {secrets.redact(str(exc))} "
+                f"{doing} state store {self._shown_url}: {redact(str(exc))} "
                 "(was it written by a newer lockstep?)"
             ) from None
 
@@ -155,7 +155,7 @@ def _parse(url: str) -> URL:
     if backend in ("postgresql", "postgres"):
         if parsed.password:
             # So that no error message, ours or a driver's, can carry it out.
-            secrets.register(parsed.password)
+            register(parsed.password)
         return parsed.set(drivername="postgresql+psycopg")
     raise StoreError(
         f"unsupported state URL scheme {parsed.drivername!r}: use sqlite or postgresql"
@@ -205,4 +205,4 @@ def _reason(exc: SQLAlchemyError) -> str:
     # and its parameters.
     orig = getattr(exc, "orig", None)
     lines = str(orig if orig is not None else exc).strip().splitlines()
-    return secrets.redact(lines[0] if lines else type(exc).__name__)
+    return redact(lines[0] if lines else type(exc).__name__)

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
-from lockstep.connectors import postgres_grammar as grammar
+from lockstep.connectors.postgres import grammar
 from lockstep.model import Account, Op
 
 Conn = psycopg.Connection[TupleRow]

@@ -16,11 +16,11 @@ import psycopg
 from rich.console import Console
 from rich.panel import Panel
 
-from lockstep import localpg
 from lockstep.cli import render
 from lockstep.connectors.base import Credential, ProbeResult
-from lockstep.secrets import Secret
-from lockstep.workspace import Workspace
+from lockstep.demo import localpg
+from lockstep.engine.workspace import Workspace
+from lockstep.secret import Secret
 
 DSN_VAR = "LOCKSTEP_DEMO_DSN"
 

@@ -5,9 +5,9 @@ Passwords never travel to the server in clear: the SCRAM verifier is computed cl
 show one. Every name goes through ``psycopg.sql.Identifier`` and every value through
 ``sql.Literal`` or a bind parameter.
 
-The catalog queries and grant statements are in ``postgres_catalog``; the optional
-capabilities keep their SQL beside them: the change token and usage in ``postgres_usage``,
-leases in ``postgres_leases``.
+The catalog queries and grant statements are in ``catalog``; the optional
+capabilities keep their SQL beside them: the change token and usage in ``usage``,
+leases in ``leases``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,6 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lockstep.connectors import postgres_catalog as catalog
-from lockstep.connectors import postgres_grammar as grammar
-from lockstep.connectors import postgres_leases as leases
-from lockstep.connectors import postgres_usage as usage
 from lockstep.connectors.base import (
     ActionFailed,
     Credential,
@@ -43,9 +39,10 @@ from lockstep.connectors.base import (
     TargetUnreachable,
     Usage,
 )
-from lockstep.connectors.postgres_catalog import Conn
+from lockstep.connectors.postgres import catalog, grammar, leases, usage
+from lockstep.connectors.postgres.catalog import Conn
 from lockstep.model import LEASE_PREFIX, Account, Action, Op, Snapshot, Target
-from lockstep.secrets import Secret, redact, register
+from lockstep.secret import Secret, redact, register
 
 MARKER = "managed by lockstep"
 _COLLISION_RETRIES = 8

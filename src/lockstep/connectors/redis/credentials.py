@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 
 from lockstep.connectors.base import ActionFailed, Credential, TargetUnreachable
-from lockstep.connectors.redis_admin import RedisAdmin
-from lockstep.secrets import Secret, generate_password
+from lockstep.connectors.redis.admin import RedisAdmin
+from lockstep.secret import Secret, generate_password
 
 
 class RedisCredentials(RedisAdmin):

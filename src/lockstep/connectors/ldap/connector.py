@@ -15,8 +15,8 @@ Besides the per-operation rights in ``permissions``, the bind DN must read both 
 it cannot see reads as disabled) without a size limit, or reads fail as unreachable.
 
 Sessions also offer optional capabilities (see ``connectors.base``), each in its own module:
-the last bind of each account and a change token (``ldap_observe``), and zero-downtime
-rotation with two userPassword values (``ldap_passwords``). LDAP has no leases: a directory
+the last bind of each account and a change token (``observe``), and zero-downtime
+rotation with two userPassword values (``passwords``). LDAP has no leases: a directory
 entry cannot expire by itself, so lockstep issues none here.
 
 A session is one ldap3 connection and is used from one thread at a time.
@@ -43,7 +43,7 @@ from lockstep.connectors.base import (
     Scope,
     TargetUnreachable,
 )
-from lockstep.connectors.ldap_directory import (
+from lockstep.connectors.ldap.directory import (
     GROUPS_FILTER,
     LOCK,
     PASSWORD,
@@ -56,10 +56,10 @@ from lockstep.connectors.ldap_directory import (
     normal_dn,
     rdns,
 )
-from lockstep.connectors.ldap_observe import LdapObserver
-from lockstep.connectors.ldap_passwords import LdapPasswords
+from lockstep.connectors.ldap.observe import LdapObserver
+from lockstep.connectors.ldap.passwords import LdapPasswords
 from lockstep.model import Account, Action, Op, Snapshot, Target
-from lockstep.secrets import Secret, redact
+from lockstep.secret import Secret, redact
 
 MAX_NAME_LENGTH: Final = 256
 # ppolicy's "locked until an administrator unlocks it" value (draft-behera, section 5.3.3).
@@ -121,7 +121,7 @@ class LdapConnectorType:
         ),
         Op.GRANT: ("write member on groupOfNames entries under groups_dn",),
         Op.REVOKE: ("write member on groupOfNames entries under groups_dn",),
-        # Rotation adds a value and retires the old one by its stored hash (ldap_passwords).
+        # Rotation adds a value and retires the old one by its stored hash (passwords).
         Op.ROTATE_CREDENTIAL: ("read and write userPassword on accounts_dn entries",),
         Op.SUSPEND_ACCOUNT: (
             "write userPassword on accounts_dn entries",

@@ -24,7 +24,7 @@ from lockstep.connectors.base import (
     TargetUnreachable,
 )
 from lockstep.model import Target
-from lockstep.secrets import Secret, redact
+from lockstep.secret import Secret, redact
 
 TIMEOUT_S: Final = 5  # seconds; ldap3 packs it into a socket option that takes whole seconds
 PAGE_SIZE: Final = 500

@@ -23,15 +23,15 @@ from lockstep.connectors.base import (
     LeaseAccount,
     TargetUnreachable,
 )
-from lockstep.connectors.redis_acl import (
+from lockstep.connectors.redis.acl import (
     RULES_KEY,
     apply_order,
     canonical_entitlement,
     check_account,
 )
-from lockstep.connectors.redis_admin import RedisAdmin, call, guard, scrub
+from lockstep.connectors.redis.admin import RedisAdmin, call, guard, scrub
 from lockstep.model import LEASE_PREFIX
-from lockstep.secrets import Secret
+from lockstep.secret import Secret
 
 LEASES_KEY = "lockstep:lease-expiry"
 

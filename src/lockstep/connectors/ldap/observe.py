@@ -30,7 +30,7 @@ from ldap3.protocol.formatters.formatters import (  # type: ignore[import-untype
 from ldap3.utils.dn import to_dn  # type: ignore[import-untyped, unused-ignore]
 
 from lockstep.connectors.base import TargetUnreachable, Usage
-from lockstep.connectors.ldap_directory import (
+from lockstep.connectors.ldap.directory import (
     GROUPS_FILTER,
     LOCK,
     PASSWORD,

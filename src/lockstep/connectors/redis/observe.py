@@ -19,8 +19,8 @@ from typing import Any
 import redis
 
 from lockstep.connectors.base import TargetUnreachable, Usage
-from lockstep.connectors.redis_acl import RULES_KEY, printable
-from lockstep.connectors.redis_admin import RedisAdmin, call, guard, scrub
+from lockstep.connectors.redis.acl import RULES_KEY, printable
+from lockstep.connectors.redis.admin import RedisAdmin, call, guard, scrub
 
 CLIENT_LIST = "client-list"  # the Usage source of an open connection's last command
 ACL_LOG = "acl-log"  # ... of a command, key or channel the user was denied

@@ -38,8 +38,8 @@ the next read then shows the drift, and the next apply repairs it.
 
 Sessions also offer the optional capabilities (see ``connectors.base``), each in its own
 module: use sampled from ``CLIENT LIST`` and ``ACL LOG`` and a change token over ``ACL LIST``
-(``redis_observe``), zero-downtime rotation with two passwords (``redis_credentials``) and one
-ACL user per lease, whose expiry lockstep enforces because Redis cannot (``redis_leases``).
+(``observe``), zero-downtime rotation with two passwords (``credentials``) and one
+ACL user per lease, whose expiry lockstep enforces because Redis cannot (``leases``).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from lockstep.connectors.base import (
     Session,
     TargetUnreachable,
 )
-from lockstep.connectors.redis_acl import (
+from lockstep.connectors.redis.acl import (
     MARKER_PREFIX,
     RESET_PERMISSIONS,
     RULES_KEY,
@@ -77,7 +77,7 @@ from lockstep.connectors.redis_acl import (
     user_from_line,
     user_from_reply,
 )
-from lockstep.connectors.redis_admin import (
+from lockstep.connectors.redis.admin import (
     call,
     guard,
     parse_redis_url,
@@ -85,11 +85,11 @@ from lockstep.connectors.redis_admin import (
     scrub,
     target_url,
 )
-from lockstep.connectors.redis_credentials import RedisCredentials
-from lockstep.connectors.redis_leases import LEASES_KEY, RedisLeases
-from lockstep.connectors.redis_observe import RedisObserver
+from lockstep.connectors.redis.credentials import RedisCredentials
+from lockstep.connectors.redis.leases import LEASES_KEY, RedisLeases
+from lockstep.connectors.redis.observe import RedisObserver
 from lockstep.model import Account, Action, Op, Snapshot, Target
-from lockstep.secrets import Secret
+from lockstep.secret import Secret
 
 __all__ = [
     "LEASES_KEY",

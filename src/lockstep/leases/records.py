@@ -17,7 +17,7 @@ from lockstep.credentials.vault import LOCK as vault_lock
 from lockstep.credentials.vault import StoredCredential, Vault
 from lockstep.journal import LOCK as journal_lock
 from lockstep.journal import Journal
-from lockstep.secrets import Secret
+from lockstep.secret import Secret
 from lockstep.store import Store
 from lockstep.store.tables import credentials, leases
 

@@ -24,7 +24,7 @@ from lockstep.model import Finding, FindingType, Op, Result, Severity, Status
 from lockstep.store import Store
 from lockstep.store.tables import findings as table
 from lockstep.store.tables import target_passes
-from lockstep.usage import upsert_newer
+from lockstep.store.usage import upsert_newer
 
 OPEN = "open"
 REMEDIATED = "remediated"

@@ -26,8 +26,8 @@ from typing import Final
 import ldap3  # type: ignore[import-untyped, unused-ignore]
 
 from lockstep.connectors.base import ActionFailed, Credential
-from lockstep.connectors.ldap_directory import LOCK, PASSWORD, LdapDirectory
-from lockstep.secrets import Secret, generate_password
+from lockstep.connectors.ldap.directory import LOCK, PASSWORD, LdapDirectory
+from lockstep.secret import Secret, generate_password
 
 # Scheme -> (hashlib name, salted).
 SCHEMES: Final = {

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from lockstep import localpg
+from lockstep.demo import localpg
 
 T = TypeVar("T")
 WAIT_S = 90.0  # generous: the machine is shared, and no test asserts a duration

@@ -18,8 +18,8 @@ from redis.connection import parse_url
 from redis.retry import Retry
 
 from lockstep.connectors.base import ActionFailed, ConnectorError, Credential, TargetUnreachable
-from lockstep.connectors.redis_acl import RULES_KEY, AclUser, count_sessions, user_from_reply
-from lockstep.secrets import Secret, redact
+from lockstep.connectors.redis.acl import RULES_KEY, AclUser, count_sessions, user_from_reply
+from lockstep.secret import Secret, redact
 
 TIMEOUT_S = 10.0
 

@@ -1,7 +1,7 @@
 """What lockstep knows of Redis ACLs without a server: the entitlement grammar, the order
 rules are applied in, and how ``ACL LIST`` lines and ``ACL GETUSER`` replies read.
 
-See ``lockstep.connectors.redis`` for why rule sets are checked against a throw-away user.
+See ``lockstep.connectors.redis.connector`` for why rule sets are checked against a throw-away user.
 """
 
 from __future__ import annotations

@@ -18,11 +18,11 @@ The admin lockstep acts as is not named in the policy: it is learned from STS at
 never read, reported or touched. docs/aws.md says what the moto emulator does not enforce.
 
 Sessions offer three optional capabilities: two access keys at once (zero-downtime rotation),
-observed use of keys and roles (aws_usage.py) and leases as STS role sessions (aws_leases.py).
+observed use of keys and roles (usage.py) and leases as STS role sessions (leases.py).
 They do not watch changes: IAM has no cheap change token.
 
 The names lockstep accepts, its settings and the policy documents it writes are in
-aws_grammar.py, which never calls AWS.
+grammar.py, which never calls AWS.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from botocore import exceptions as aws_errors  # type: ignore[import-untyped,unu
 from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
 from pydantic import BaseModel
 
-from lockstep.connectors import aws_leases
-from lockstep.connectors.aws_grammar import (
+from lockstep.connectors.aws import leases as aws_leases
+from lockstep.connectors.aws.grammar import (
     CAPABILITY_PERMISSIONS,
     PERMISSIONS,
     READ_PERMISSIONS,
@@ -53,7 +53,7 @@ from lockstep.connectors.aws_grammar import (
     revoke_older_sessions_document,
     trust_account_document,
 )
-from lockstep.connectors.aws_usage import key_last_used, roles_usage, users_usage
+from lockstep.connectors.aws.usage import key_last_used, roles_usage, users_usage
 from lockstep.connectors.base import (
     ActionFailed,
     ConnectorError,
@@ -66,7 +66,7 @@ from lockstep.connectors.base import (
     Usage,
 )
 from lockstep.model import Account, Action, Op, Snapshot, Target
-from lockstep.secrets import Secret, redact
+from lockstep.secret import Secret, redact
 
 SUSPENDED_POLICY = "lockstep-suspended"
 REVOKE_SESSIONS_POLICY = "lockstep-revoke-older-sessions"
@@ -287,7 +287,7 @@ class AwsSession:
             return {key_id: key_last_used(self._iam, key_id) for key_id in key_ids}
 
     def observe_usage(self) -> list[Usage]:
-        """When each in-scope user's keys and each in-scope role were last used (aws_usage.py
+        """When each in-scope user's keys and each in-scope role were last used (usage.py
         says what it costs)."""
         with _aws_errors(f"observe usage on {self._target}", TargetUnreachable):
             pages = self._iam.get_paginator("list_users").paginate()
@@ -477,7 +477,7 @@ class AwsSession:
                 )
         self._call("delete_{}", ref)
 
-    # ------------------------------------------------------------ leases (aws_leases.py)
+    # ------------------------------------------------------------ leases (leases.py)
 
     def issue_lease(
         self,

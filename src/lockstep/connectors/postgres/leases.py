@@ -25,10 +25,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from lockstep.connectors import postgres_grammar as grammar
 from lockstep.connectors.base import GrammarError, LeaseOrder
+from lockstep.connectors.postgres import grammar
 from lockstep.model import LEASE_PREFIX
-from lockstep.secrets import Secret
+from lockstep.secret import Secret
 
 LEASE_MARKER = "managed by lockstep: lease"
 # RFC 7677's floor, and what PostgreSQL itself uses; pgjdbc's SCRAM library refuses fewer.

@@ -24,7 +24,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from lockstep.batches import Batcher
 from lockstep.connectors.base import (
     ActionFailed,
     ConnectorError,
@@ -37,14 +36,15 @@ from lockstep.connectors.base import (
 )
 from lockstep.credentials.vault import Vault
 from lockstep.engine.verify import Inconclusive, probe_until
+from lockstep.engine.workspace import Workspace
 from lockstep.journal import Journal
-from lockstep.lease_records import Lease, LeaseError, LeaseRecords, LeaseStatus
-from lockstep.lease_sessions import TargetSessions
+from lockstep.leases.batcher import Batcher
+from lockstep.leases.records import Lease, LeaseError, LeaseRecords, LeaseStatus
+from lockstep.leases.sessions import TargetSessions
 from lockstep.model import LEASE_PREFIX, OwnerStatus, Policy, RuleAction
 from lockstep.policy.durations import format_duration
-from lockstep.secrets import forget, generate_password, redact
+from lockstep.secret import forget, generate_password, redact
 from lockstep.store import Store
-from lockstep.workspace import Workspace
 
 __all__ = [
     "DEFAULT_MAX_TTL_S",

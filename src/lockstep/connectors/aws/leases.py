@@ -26,7 +26,7 @@ from typing import Any
 
 from lockstep.connectors.base import ActionFailed, Credential, LeaseAccount
 from lockstep.model import LEASE_PREFIX
-from lockstep.secrets import Secret
+from lockstep.secret import Secret
 
 STS_MIN_SESSION_S = 900  # AWS refuses shorter sessions
 ROLE_CHAINING_MAX_S = 3600  # a role session assuming another role gets at most an hour

@@ -20,8 +20,6 @@ from lockstep.engine.desired import desired_state
 from lockstep.engine.observe import Observer
 from lockstep.engine.plan import make_plan
 from lockstep.engine.verify import propagation_window
-from lockstep.findings_ledger import FindingLedger, FindingRecord, remediated_ids
-from lockstep.identity_states import IdentityStates
 from lockstep.journal import Journal
 from lockstep.model import (
     Action,
@@ -37,7 +35,9 @@ from lockstep.model import (
 )
 from lockstep.policy import LoadedPolicy, load_policy
 from lockstep.store import Store
-from lockstep.usage import UsageStore
+from lockstep.store.findings import FindingLedger, FindingRecord, remediated_ids
+from lockstep.store.identity_states import IdentityStates
+from lockstep.store.usage import UsageStore
 
 STATE_ENV = "LOCKSTEP_STATE"
 STATE_DIR = ".lockstep"

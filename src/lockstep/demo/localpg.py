@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lockstep.secrets import Secret, generate_password
+from lockstep.secret import Secret, generate_password
 
 OS_USER = "postgres"
 

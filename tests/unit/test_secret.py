@@ -9,8 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockstep import secrets
-from lockstep.secrets import Secret, generate_password, redact
+from lockstep.secret import (
+    Secret,
+    _current_groups,
+    forget,
+    generate_password,
+    holds_secret,
+    redact,
+    register,
+)
 
 
 def test_a_secret_renders_masked_everywhere():
@@ -21,8 +28,8 @@ def test_a_secret_renders_masked_everywhere():
 
 
 def test_every_occurrence_is_redacted_and_overlaps_are_masked_once():
-    secrets.register("abcdef-secret")
-    secrets.register("def-secret-xyz")
+    register("abcdef-secret")
+    register("def-secret-xyz")
     text = "a=abcdef-secret b=abcdef-secret-xyz c=def-secret-xyz"
     out = redact(text)
     assert "secret" not in out
@@ -42,16 +49,16 @@ def test_a_secret_registered_after_many_of_its_length_is_redacted_at_once():
     assert redact(many[0].reveal()) == "***"  # the index of that length is built
     late = generate_password(41).reveal()
     assert redact(f"x {late} y") == "x *** y"
-    assert secrets.holds_secret(f"x{late}y")
-    secrets.forget(late)
-    assert redact(late) == late and not secrets.holds_secret(late)
+    assert holds_secret(f"x{late}y")
+    forget(late)
+    assert redact(late) == late and not holds_secret(late)
 
 
 def test_holds_secret_answers_as_redact_does():
     value = generate_password().reveal()
-    assert secrets.holds_secret(f"password={value};")
-    assert not secrets.holds_secret("nothing secret here")
-    assert not secrets.holds_secret("")
+    assert holds_secret(f"password={value};")
+    assert not holds_secret("nothing secret here")
+    assert not holds_secret("")
 
 
 def test_generated_passwords_are_url_safe_and_of_the_length_asked():
@@ -64,12 +71,12 @@ def test_generated_passwords_are_url_safe_and_of_the_length_asked():
 def test_a_forgotten_secret_is_no_longer_redacted():
     value = generate_password().reveal()
     assert redact(value) == "***"
-    secrets.forget(value)
+    forget(value)
     assert redact(value) == value
 
 
 @given(st.text(max_size=200))
 def test_text_without_secrets_is_unchanged(text):
-    known = {v for group in secrets._current_groups() for v in group.values}
+    known = {v for group in _current_groups() for v in group.values}
     if not any(v in text for v in known):
         assert redact(text) == text

@@ -1,0 +1,2 @@
+"""The OpenLDAP connector: entries under accounts_dn are accounts, groupOfNames memberships
+are entitlements."""

@@ -1,0 +1,1 @@
+"""The PostgreSQL connector: roles that can log in are accounts, everything else is granted."""

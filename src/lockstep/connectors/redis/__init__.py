@@ -1,0 +1,1 @@
+"""The Redis connector: ACL users are accounts, ACL rule tokens are entitlements."""
