@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
 
+from lockstep.errors import LockstepError
 from lockstep.secret import Secret, holds_secret, redact
 from lockstep.store import Store, StoreError
 from lockstep.store.tables import journal, journal_head
@@ -30,8 +31,11 @@ LOCK = journal_head  # what a transaction that appends must lock, before anythin
 _PAGE = 500
 
 
-class JournalError(Exception):
+class JournalError(LockstepError):
     """The journal cannot be written (or read): the caller must change nothing in any target."""
+
+    code = "journal_unavailable"
+    default_hint = "nothing more was changed; check the state store, then run lockstep audit verify"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from lockstep.cli import render
 from lockstep.connectors.registry import connector_type
 from lockstep.engine.enforcement import enforcement
 from lockstep.engine.workspace import Workspace
+from lockstep.errors import LockstepError
 from lockstep.leases.manager import Ended, LeaseManager
 from lockstep.model import Status
 from lockstep.policy import DEFAULT_FILE, PolicyInvalid, load_policy
@@ -60,12 +61,14 @@ class Options:
 _options = Options()
 
 
-class CliError(Exception):
+class CliError(LockstepError):
     """A failure to report as one line, with an exit code."""
 
-    def __init__(self, message: str, code: int = 1) -> None:
+    code = "cli"
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
-        self.code = code
+        self.exit_code = exit_code
 
 
 @app.callback()
@@ -313,20 +316,19 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def main() -> None:
-    from lockstep.errors import EXPECTED_ERRORS
-
     try:
         app()
     except CliError as exc:
-        _fail(f"error: {exc}", exc.code)
+        _fail(f"error: {exc}", exc.exit_code)
     except PolicyInvalid as exc:
         for error in exc.errors:
             err.print(redact(str(error)), markup=False, highlight=False)
         _fail(f"policy invalid: {len(exc.errors)} error(s)", 1)
-    except EXPECTED_ERRORS as exc:
+    except LockstepError as exc:
         if _options.debug:
             raise
-        _fail(f"error: {exc}", 1)
+        hint = f" (hint: {exc.hint})" if exc.hint else ""
+        _fail(f"error: {exc}{hint}", 1)
     except Exception as exc:
         if _options.debug:
             raise

@@ -19,24 +19,35 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from lockstep.errors import LockstepError
 from lockstep.model import Account, Action, Op, Snapshot, Target
 from lockstep.secret import Secret
 
 
-class ConnectorError(Exception):
+class ConnectorError(LockstepError):
     """Base of what connectors raise. Messages never contain a secret."""
+
+    code = "connector_error"
 
 
 class TargetUnreachable(ConnectorError):
     """The target could not be reached or read: nothing may be concluded about it."""
 
+    code = "target_unreachable"
+    default_hint = "check the target's address and admin credentials (see lockstep permissions)"
+
 
 class ActionFailed(ConnectorError):
     """The target refused or failed one action; the target is still reachable."""
 
+    code = "action_failed"
+    default_hint = "lockstep permissions lists what the admin needs for each operation"
 
-class GrammarError(ValueError):
+
+class GrammarError(LockstepError, ValueError):
     """An entitlement or account name that the target type cannot express."""
+
+    code = "grammar"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,12 +10,14 @@ from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 
 from lockstep.connectors.base import ConnectorType
+from lockstep.errors import LockstepError
 
 GROUP = "lockstep.connectors"
 
 
-class UnknownConnector(LookupError):
-    pass
+class UnknownConnector(LockstepError, LookupError):
+    code = "unknown_connector"
+    default_hint = "fix the target's type, or install the package that provides the connector"
 
 
 def _entry_points() -> dict[str, EntryPoint]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lockstep.errors import LockstepError
 from lockstep.secret import Secret
 
 _TARGET = "{target}"
@@ -43,8 +44,11 @@ _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 
 
-class SinkError(Exception):
+class SinkError(LockstepError):
     """A sink that cannot be used or written. The message holds no secret."""
+
+    code = "sink_unusable"
+    default_hint = "check the sink's path (or secret name) and that lockstep may write there"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import ColumnElement, Connection, Row, and_, delete, insert, select, tuple_, update
 
+from lockstep.errors import LockstepError
 from lockstep.secret import Secret
 from lockstep.store import Store
 from lockstep.store.tables import credentials
@@ -30,8 +31,11 @@ _CURRENT = "current"
 _RETIRED = "retired"
 
 
-class VaultError(Exception):
+class VaultError(LockstepError):
     """The key or a stored credential cannot be used. The message holds no secret."""
+
+    code = "vault_unusable"
+    default_hint = "check LOCKSTEP_KEY, or the key file in the state directory (.lockstep/key)"
 
 
 @dataclass(frozen=True)

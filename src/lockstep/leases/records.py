@@ -15,6 +15,7 @@ from sqlalchemy import Row, and_, delete, insert, select, update
 from lockstep.connectors.base import Credential
 from lockstep.credentials.vault import LOCK as vault_lock
 from lockstep.credentials.vault import StoredCredential, Vault
+from lockstep.errors import LockstepError
 from lockstep.journal import LOCK as journal_lock
 from lockstep.journal import Journal
 from lockstep.secret import Secret
@@ -31,8 +32,10 @@ class LeaseStatus(StrEnum):
     FAILED = "failed"  # issue or revocation not proven: the reaper tries again
 
 
-class LeaseError(Exception):
+class LeaseError(LockstepError):
     """A lease that cannot be issued, renewed or found. One clear line, never a secret."""
+
+    code = "lease_refused"
 
 
 @dataclass(frozen=True, slots=True)

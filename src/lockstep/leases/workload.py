@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import jwt
 
+from lockstep.errors import LockstepError
 from lockstep.model import Identity, Workload
 
 ALGORITHMS = ("RS256", "ES256", "EdDSA")
@@ -59,11 +60,13 @@ class TokenInfo:
         }
 
 
-class WorkloadRefused(Exception):
+class WorkloadRefused(LockstepError):
     """A token that does not entitle its bearer to the identity it asked for.
 
     ``status`` is 401 when the token itself is not acceptable, 403 when it is but is not
     bound to the identity, 503 when the issuer's keys cannot be fetched."""
+
+    code = "workload_refused"
 
     def __init__(self, status: HTTPStatus, reason: str, token: TokenInfo) -> None:
         super().__init__(reason)
@@ -82,8 +85,10 @@ class VerifiedWorkload:
         return self.subject
 
 
-class KeySourceError(ValueError):
+class KeySourceError(LockstepError, ValueError):
     """A ``--jwks`` option or a discovery document that cannot be used."""
+
+    code = "key_source_invalid"
 
 
 def parse_key_source(option: str) -> tuple[str, str]:

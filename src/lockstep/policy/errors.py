@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from lockstep.errors import LockstepError
 from lockstep.model import Location
 
 
@@ -17,8 +18,11 @@ class PolicyError:
         return f"{self.location}: {self.message}"
 
 
-class PolicyInvalid(Exception):
+class PolicyInvalid(LockstepError):
     """Every error found in a policy, reported at once, in file and line order."""
+
+    code = "policy_invalid"
+    default_hint = "fix each FILE:LINE error above, then run lockstep validate"
 
     def __init__(self, errors: Iterable[PolicyError]) -> None:
         self.errors = sorted(

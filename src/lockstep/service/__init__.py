@@ -21,6 +21,7 @@ import uvicorn
 
 from lockstep.credentials.vault import Vault, load_key
 from lockstep.engine.workspace import STATE_DIR, state_url
+from lockstep.errors import LockstepError
 from lockstep.policy import load_policy
 from lockstep.secret import Secret
 from lockstep.service.api import Credentials, create_app
@@ -36,8 +37,10 @@ SHUTDOWN_GRACE_S = 120.0  # for the actions under way to finish and be verified
 _HTTP_STOP_S = 10.0
 
 
-class ServiceError(Exception):
+class ServiceError(LockstepError):
     """The service cannot start (its address is taken, ...). The message holds no secret."""
+
+    code = "service_cannot_start"
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from starlette.datastructures import State
 from lockstep.cli.render import finding_json
 from lockstep.credentials.vault import Vault
 from lockstep.engine.workspace import Workspace
-from lockstep.errors import EXPECTED_ERRORS
+from lockstep.errors import LockstepError
 from lockstep.journal import Journal
-from lockstep.leases.manager import LeaseError, LeaseManager
+from lockstep.leases.manager import LeaseManager
 from lockstep.leases.workload import KeySets, WorkloadVerifier
 from lockstep.policy import LoadedPolicy
 from lockstep.secret import Secret
@@ -35,7 +35,6 @@ from lockstep.store import Store, StoreError
 from lockstep.store.findings import HELD, STATUSES, FindingLedger
 
 MAX_WAIT_S = 600.0
-_REAP_ERRORS: tuple[type[Exception], ...] = (*EXPECTED_ERRORS, LeaseError)
 ALL = "all"
 
 
@@ -188,7 +187,7 @@ class Credentials:
         manager: LeaseManager = self._state.leases
         try:
             report = manager.reap()
-        except _REAP_ERRORS as exc:
+        except LockstepError as exc:
             self._log.error(
                 "lease reaper failed", target=None, op="reap", status="error", error=str(exc)
             )

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lockstep.credentials.vault import Vault
-from lockstep.errors import EXPECTED_ERRORS
+from lockstep.errors import LockstepError
 from lockstep.journal import Journal, JournalError
 from lockstep.policy import LoadedPolicy
 from lockstep.service.events import Doorbell, PolicyChange, PolicySource, TargetWorker
@@ -319,7 +319,7 @@ class Controller:
                     report.outcomes = dict.fromkeys(report.scope, Outcome.SKIPPED)
                 else:
                     token = self._runner.run(worker, report, loaded, generation, waiting)
-        except EXPECTED_ERRORS as exc:
+        except LockstepError as exc:
             self._runner.failed(report, exc)
         # Always scheduled afresh: a failing store must not turn into a tight retry loop.
         worker.passed(token, self._interval(loaded, worker.name), loaded.policy, report.started)

@@ -19,7 +19,7 @@ from lockstep.credentials.vault import Vault
 from lockstep.engine.desired import desired_state
 from lockstep.engine.observe import Observer
 from lockstep.engine.workspace import Workspace
-from lockstep.errors import EXPECTED_ERRORS
+from lockstep.errors import LockstepError
 from lockstep.journal import Journal
 from lockstep.model import Desired, Op, Plan, Policy, Result, Status, Unreachable
 from lockstep.policy import LoadedPolicy
@@ -236,7 +236,7 @@ class PassRunner:
         instance = self._leases.instance
         try:
             note_pass(self._store, instance, passes, datetime.now(UTC))
-        except EXPECTED_ERRORS as exc:
+        except LockstepError as exc:
             self._log.error(
                 "pass not recorded",
                 target=",".join(sorted(report.scope)),

@@ -22,6 +22,7 @@ from sqlalchemy import URL, Connection, Engine, Table, create_engine, event, tex
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from lockstep.errors import LockstepError
 from lockstep.secret import redact, register
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -32,8 +33,11 @@ _SQLITE_BUSY_TIMEOUT_S = 30.0
 _PG_CONNECT_TIMEOUT_S = 10
 
 
-class StoreError(Exception):
+class StoreError(LockstepError):
     """The state store cannot be opened, read or written. The message holds no secret."""
+
+    code = "state_store_unavailable"
+    default_hint = "check --state or LOCKSTEP_STATE, and that the store is reachable and writable"
 
 
 class Store:

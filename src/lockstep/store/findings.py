@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, Select, bindparam, insert, select, update
 
+from lockstep.errors import LockstepError
 from lockstep.model import Finding, FindingType, Op, Result, Severity, Status
 from lockstep.store import Store
 from lockstep.store.tables import findings as table
@@ -55,8 +56,11 @@ _ACCEPTANCE = ("accepted_by", "accepted_reason", "accepted_until")
 _MUTABLE = ("severity", "detail", "first_seen", "last_seen", "status", *_LIFECYCLE)
 
 
-class FindingLedgerError(Exception):
+class FindingLedgerError(LockstepError):
     """A lifecycle change that cannot be made (an unknown finding, a bad acceptance)."""
+
+    code = "finding_change_refused"
+    default_hint = "lockstep findings lists the ids and their status"
 
 
 @dataclass(frozen=True)
