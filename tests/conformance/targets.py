@@ -32,7 +32,7 @@ from lockstep.connectors.base import ConnectorType, Credential, Scope, Session
 from lockstep.connectors.registry import connector_type
 from lockstep.demo.localpg import LocalPostgres, free_port
 from lockstep.model import Target
-from lockstep.policy import load_policy
+from lockstep.policy.load import load_policy
 from lockstep.secret import Secret
 from services.slapd import (  # noqa: F401 - fixtures, imported as the LDAP tests do
     LdapTarget,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lockstep.policy import PolicyInvalid, load_policy
+from lockstep.policy.errors import PolicyInvalid
+from lockstep.policy.load import load_policy
 from lockstep.secret import Secret
 
 ENV = {"DSN": "postgresql://admin:s3cret-pw@127.0.0.1:5432/orders"}

@@ -1,31 +1,38 @@
 """``lockstep``: plan and apply like Terraform, verify like an auditor.
 
 Errors reach the user as one clear line on stderr (a traceback only with --debug), and every
-line that leaves the process passes through the secret redactor.
+line that leaves the process passes through the secret redactor. Commands import what they
+use in their bodies (see ``cli.common``), so that ``--help`` and ``validate`` start fast.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from rich.console import Console
 
-from lockstep.cli import render
-from lockstep.connectors.registry import connector_type
-from lockstep.engine.enforcement import enforcement
-from lockstep.engine.workspace import Workspace
+from lockstep.cli.common import (
+    CliError,
+    ConfigOpt,
+    JsonOpt,
+    StateOpt,
+    config_path,
+    emit_json,
+    err,
+    options,
+    out,
+    workspace,
+)
 from lockstep.errors import LockstepError
-from lockstep.leases.manager import Ended, LeaseManager
-from lockstep.model import Status
-from lockstep.policy import DEFAULT_FILE, PolicyInvalid, load_policy
 from lockstep.secret import redact
+
+if TYPE_CHECKING:
+    from lockstep.engine.reconcile import Pass
+    from lockstep.engine.workspace import Workspace
+    from lockstep.leases.manager import Ended
+    from lockstep.model import Plan
 
 app = typer.Typer(
     name="lockstep",
@@ -37,39 +44,6 @@ app = typer.Typer(
 audit_app = typer.Typer(help="The tamper-evident journal.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="Policy file, or a directory of *.yaml files."),
-]
-StateOpt = Annotated[
-    str | None,
-    typer.Option("--state", help="State store URL (default: sqlite at .lockstep/state.db)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
-@dataclass
-class Options:
-    config: Path = Path(DEFAULT_FILE)
-    state: str | None = None
-    debug: bool = False
-
-
-_options = Options()
-
-
-class CliError(LockstepError):
-    """A failure to report as one line, with an exit code."""
-
-    code = "cli"
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
 
 @app.callback()
 def main_options(
@@ -78,33 +52,18 @@ def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     if config is not None:
-        _options.config = config
+        options.config = config
     if state is not None:
-        _options.state = state
-    _options.debug = debug
-
-
-def _config(config: Path | None) -> Path:
-    path = config or _options.config
-    if not path.exists():
-        raise CliError(f"{path}: no such policy file or directory (use -c/--config PATH)")
-    return path
-
-
-@contextmanager
-def _workspace(config: Path | None, state: str | None) -> Iterator[Workspace]:
-    with Workspace.open(_config(config), state or _options.state) as ws:
-        yield ws
-
-
-def _emit_json(data: Any) -> None:
-    sys.stdout.write(redact(json.dumps(data, indent=2, default=str)) + "\n")
+        options.state = state
+    options.debug = debug
 
 
 @app.command()
 def validate(config: ConfigOpt = None) -> None:
     """Check the policy without touching any target."""
-    loaded = load_policy(_config(config))
+    from lockstep.policy.load import load_policy
+
+    loaded = load_policy(config_path(config))
     p = loaded.policy
     out.print(
         f"[green]Policy valid:[/] {len(p.targets)} target(s), {len(p.owners)} owner(s), "
@@ -116,12 +75,16 @@ def validate(config: ConfigOpt = None) -> None:
 @app.command()
 def permissions(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Show every admin permission lockstep may need on each target, without touching any."""
-    policy = load_policy(_config(config)).policy
+    from lockstep.cli import render
+    from lockstep.connectors.registry import connector_type
+    from lockstep.policy.load import load_policy
+
+    policy = load_policy(config_path(config)).policy
     needed = render.target_permissions(
         {name: connector_type(t.type) for name, t in policy.targets.items()}
     )
     if as_json:
-        _emit_json(needed)
+        emit_json(needed)
     else:
         render.print_target_permissions(out, needed)
 
@@ -131,7 +94,7 @@ def schema() -> None:
     """Print the policy's JSON Schema (for editors)."""
     from lockstep.policy.jsonschema import policy_json_schema
 
-    _emit_json(policy_json_schema())
+    emit_json(policy_json_schema())
 
 
 @app.command()
@@ -144,12 +107,16 @@ def plan(
     ] = False,
 ) -> None:
     """Read every target and show what apply would change, and the findings."""
-    with _workspace(config, state) as ws, ws.observer() as (observer, desired):
-        p = ws.observe(observer, desired)
+    from lockstep.cli import render
+    from lockstep.engine.enforcement import enforcement
+    from lockstep.engine.reconcile import observe
+
+    with workspace(config, state) as ws, ws.observer() as (observer, desired):
+        p = observe(ws, observer, desired)
         permissions = render.needed_permissions(p.plan, observer.connectors)
         report = enforcement(ws.policy, p.plan)
         if as_json:
-            _emit_json(render.plan_json(p.plan, p.findings, permissions, report))
+            emit_json(render.plan_json(p.plan, p.findings, permissions, report))
         else:
             render.print_plan(out, p.plan, permissions, p.findings)
             render.print_enforcement(out, report)
@@ -168,31 +135,43 @@ def apply(
     ] = False,
 ) -> None:
     """Compute a fresh plan, execute it, and verify every action."""
-    with _workspace(config, state) as ws, ws.observer() as (observer, desired):
-        p = ws.observe(observer, desired)
-        permissions = render.needed_permissions(p.plan, observer.connectors)
-        if not as_json:
-            render.print_plan(out, p.plan, permissions, p.findings)
-        if p.plan.blocked and not allow_mass_change:
-            raise CliError(
-                "apply refused: the plan trips the blast-radius guard "
-                "(rules.mass_change_limit); review it and re-run with --allow-mass-change"
-            )
-        if p.plan.actions and not yes:
-            _confirm()
-        console = err if as_json else out
-        results = ws.apply(
+    from lockstep.cli import render
+    from lockstep.engine.enforcement import enforcement
+    from lockstep.engine.reconcile import reconcile
+    from lockstep.model import Status
+
+    console = err if as_json else out
+    with workspace(config, state) as ws, ws.observer() as (observer, desired):
+
+        def gate(seen: Pass) -> Plan:
+            plan = seen.plan
+            if not as_json:
+                permissions = render.needed_permissions(plan, observer.connectors)
+                render.print_plan(out, plan, permissions, seen.findings)
+            if plan.blocked and not allow_mass_change:
+                raise CliError(
+                    "apply refused: the plan trips the blast-radius guard "
+                    "(rules.mass_change_limit); review it and re-run with --allow-mass-change"
+                )
+            if plan.actions and not yes:
+                _confirm()
+            return plan
+
+        done = reconcile(
+            ws,
             observer,
-            p.plan,
+            desired,
+            gate,
             lambda r: console.print(f"  {r.status}: {r.action.op} {r.action.account}", style="dim"),
         )
-        report = enforcement(ws.policy, p.plan, results)
+        plan, results = done.seen.plan, done.results
+        report = enforcement(ws.policy, plan, results)
         if as_json:
-            _emit_json(render.results_json(results, p.plan.unreachable, report))
+            emit_json(render.results_json(results, plan.unreachable, report))
         else:
             render.print_results(out, results)
             render.print_enforcement(out, report)
-    if p.plan.unreachable or any(r.status is not Status.VERIFIED for r in results):
+    if plan.unreachable or any(r.status is not Status.VERIFIED for r in results):
         raise typer.Exit(1)
 
 
@@ -206,10 +185,13 @@ def _confirm() -> None:
 @app.command()
 def verify(config: ConfigOpt = None, state: StateOpt = None, as_json: JsonOpt = False) -> None:
     """Re-read every target and probe every credential lockstep revoked or rotated."""
-    with _workspace(config, state) as ws, ws.observer() as (observer, desired):
-        in_sync, checks = ws.verify(observer, desired)
+    from lockstep.cli import render
+    from lockstep.engine.audit import verify_state
+
+    with workspace(config, state) as ws, ws.observer() as (observer, desired):
+        in_sync, checks = verify_state(ws, observer, desired)
     if as_json:
-        _emit_json(render.checks_json(in_sync, checks))
+        emit_json(render.checks_json(in_sync, checks))
     else:
         render.print_checks(out, in_sync, checks)
     if not in_sync:
@@ -231,17 +213,25 @@ def rotate(
     as_json: JsonOpt = False,
 ) -> None:
     """Rotate now: the new credential delivered and working, the old one refused."""
-    with _workspace(config, state) as ws:
-        with ws.observer() as (observer, _):
-            observed = observer.observe()
-            try:
-                plan = ws.rotation_plan(observed, identity, target, reason)
-            except LookupError as exc:
-                raise CliError(str(exc.args[0])) from None
-            ws.journal.append(
-                "rotation_requested", {"identity": identity, "target": target, "reason": reason}
-            )
-            results = ws.apply(observer, plan, lambda r: None)
+    from lockstep.cli import render
+    from lockstep.engine.reconcile import reconcile
+    from lockstep.engine.rotation import rotation_plan
+    from lockstep.model import Status
+
+    with workspace(config, state) as ws:
+        with ws.observer() as (observer, desired):
+
+            def gate(seen: Pass) -> Plan:
+                plan = rotation_plan(ws.policy, seen.observed, identity, target, reason)
+                ws.journal.append(
+                    "rotation_requested",
+                    {"identity": identity, "target": target, "reason": reason},
+                )
+                return plan
+
+            done = reconcile(ws, observer, desired, gate, lambda r: None)
+        assert done.applied is not None  # the gate always returns a plan
+        plan, results = done.applied, done.results
         # A leaked secret may have been used to obtain short-lived credentials too: they end
         # in the same pass, each proven refused.
         ended = _revoke_leases(ws, identity, target) if reason == "leaked" else []
@@ -256,7 +246,7 @@ def rotate(
             }
             for e in ended
         ]
-        _emit_json(data)
+        emit_json(data)
     else:
         for name in plan.unreachable:
             err.print(f"target {name} is unreachable: its credential was not rotated")
@@ -269,6 +259,8 @@ def rotate(
 
 
 def _revoke_leases(ws: Workspace, identity: str, target: str | None) -> list[Ended]:
+    from lockstep.leases.manager import LeaseManager
+
     manager = LeaseManager.for_workspace(ws)
     try:
         return manager.revoke_where(identity=identity, target=target)
@@ -279,7 +271,7 @@ def _revoke_leases(ws: Workspace, identity: str, target: str | None) -> list[End
 @audit_app.command("verify")
 def audit_verify(config: ConfigOpt = None, state: StateOpt = None) -> None:
     """Check the journal's hash chain."""
-    with _workspace(config, state) as ws:
+    with workspace(config, state) as ws:
         report = ws.journal.verify()
     if report.ok:
         out.print(f"[green]Journal intact:[/] {report.entries} entries, hash chain verified.")
@@ -316,6 +308,8 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def main() -> None:
+    from lockstep.policy.errors import PolicyInvalid
+
     try:
         app()
     except CliError as exc:
@@ -325,11 +319,11 @@ def main() -> None:
             err.print(redact(str(error)), markup=False, highlight=False)
         _fail(f"policy invalid: {len(exc.errors)} error(s)", 1)
     except LockstepError as exc:
-        if _options.debug:
+        if options.debug:
             raise
         hint = f" (hint: {exc.hint})" if exc.hint else ""
         _fail(f"error: {exc}{hint}", 1)
     except Exception as exc:
-        if _options.debug:
+        if options.debug:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (re-run with --debug)", 1)

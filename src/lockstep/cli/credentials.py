@@ -1,5 +1,5 @@
 """Short-lived credentials from the command line: ``issue``, ``renew``, ``revoke``, ``leases``
-and ``reap``. Registered on the main app by ``lockstep.cli.app``, which is imported first.
+and ``reap``. Registered on the main app by ``lockstep.cli.app``.
 
 ``issue`` is the one command that prints a secret: handing the new credential to its caller
 is its whole purpose. It writes the credential to stdout only, once, and nowhere else.
@@ -13,22 +13,24 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lockstep.cli.app import (
+from lockstep.cli.common import (
     CliError,
     ConfigOpt,
     JsonOpt,
     StateOpt,
-    _emit_json,
-    _workspace,
+    emit_json,
     err,
     out,
+    workspace,
 )
-from lockstep.leases.manager import Ended, Lease, LeaseError, LeaseManager, LeaseStatus
 from lockstep.policy.durations import parse_duration
+
+if TYPE_CHECKING:
+    from lockstep.leases.manager import Ended, Lease, LeaseManager
 
 TtlOpt = Annotated[
     str | None,
@@ -38,7 +40,9 @@ TtlOpt = Annotated[
 
 @contextmanager
 def _leases(config: Path | None, state: str | None) -> Iterator[LeaseManager]:
-    with _workspace(config, state) as ws:
+    from lockstep.leases.manager import LeaseError, LeaseManager
+
+    with workspace(config, state) as ws:
         manager = LeaseManager.for_workspace(ws)
         try:
             yield manager
@@ -100,7 +104,7 @@ def renew(
     with _leases(config, state) as manager:
         lease = manager.renew(lease_id, _seconds(ttl))
     if as_json:
-        _emit_json(_lease_json(lease))
+        emit_json(_lease_json(lease))
     else:
         out.print(f"Lease {lease.id} now expires at {_iso(lease.expires_at)}.")
 
@@ -154,6 +158,8 @@ def leases(
     as_json: JsonOpt = False,
 ) -> None:
     """The leases lockstep has issued (never their credentials)."""
+    from lockstep.leases.records import LeaseStatus
+
     try:
         wanted = LeaseStatus(status) if status is not None else None
     except ValueError:
@@ -161,7 +167,7 @@ def leases(
     with _leases(config, state) as manager:
         found = manager.list(identity=identity, target=target, status=wanted)
     if as_json:
-        _emit_json({"leases": [_lease_json(lease) for lease in found]})
+        emit_json({"leases": [_lease_json(lease) for lease in found]})
         return
     if not found:
         out.print("No leases.")
@@ -174,6 +180,8 @@ def leases(
 
 
 def _statuses() -> str:
+    from lockstep.leases.records import LeaseStatus
+
     return ", ".join(s.value for s in LeaseStatus)
 
 
@@ -186,7 +194,7 @@ def _lease_json(lease: Lease) -> dict[str, Any]:
 
 def _report(ended: Sequence[Ended], unreachable: dict[str, str], as_json: bool) -> None:
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 "ended": [
                     {

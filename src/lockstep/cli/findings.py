@@ -1,5 +1,5 @@
 """``lockstep findings``: the findings ledger after a fresh read of every target, and risk
-acceptance. Registered on the main app by ``lockstep.cli.app``, which is imported first."""
+acceptance. Registered on the main app by ``lockstep.cli.app``."""
 
 from __future__ import annotations
 
@@ -7,22 +7,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lockstep.cli import render
-from lockstep.cli.app import CliError, ConfigOpt, JsonOpt, StateOpt, _emit_json, _workspace, out
+from lockstep.cli.common import CliError, ConfigOpt, JsonOpt, StateOpt, emit_json, out, workspace
+from lockstep.engine.catalog import HELD, MAX_ACCEPTANCE, STATUSES
 from lockstep.model import FindingType, Policy
 from lockstep.policy.durations import parse_duration
-from lockstep.store.findings import (
-    HELD,
-    MAX_ACCEPTANCE,
-    STATUSES,
-    FindingLedgerError,
-    FindingRecord,
-    check_acceptance,
-)
+
+if TYPE_CHECKING:
+    from lockstep.store.findings import FindingRecord
 
 ALL = "all"
 
@@ -87,10 +82,14 @@ def list_findings(
     ctx.obj = _Where(config, state)
     if ctx.invoked_subcommand is not None:
         return
-    with _workspace(config, state) as ws:
+    from lockstep.cli import render
+    from lockstep.engine.reconcile import observe
+    from lockstep.engine.shapes import finding_record_json
+
+    with workspace(config, state) as ws:
         selection = _select(ws.policy, types, targets, owners, statuses)
         with ws.observer() as (observer, desired):
-            ws.observe(observer, desired)
+            observe(ws, observer, desired)
         records = ws.ledger.current(
             selection.statuses,
             types=selection.types,
@@ -100,7 +99,7 @@ def list_findings(
         owner_of = {r.id: _owner(ws.policy, r) for r in records}
     records.sort(key=render.finding_record_sort_key)
     if as_json:
-        _emit_json({"findings": [render.finding_record_json(r, owner_of[r.id]) for r in records]})
+        emit_json({"findings": [finding_record_json(r, owner_of[r.id]) for r in records]})
     else:
         render.print_finding_records(out, records, owner_of, selection.statuses)
 
@@ -137,8 +136,12 @@ def accept(
 
     Seen until then, it stays accepted; still seen after, it reopens; gone, it resolves.
     """
+    from lockstep.cli import render
+    from lockstep.engine.shapes import finding_record_json
+    from lockstep.store.findings import FindingLedgerError, check_acceptance
+
     where = ctx.obj if isinstance(ctx.obj, _Where) else _Where()
-    with _workspace(config or where.config, state or where.state) as ws:
+    with workspace(config or where.config, state or where.state) as ws:
         now = ws.clock()
         expires = parse_until(until, now)
         try:
@@ -170,7 +173,7 @@ def accept(
             raise CliError(str(exc)) from None
         owner = _owner(ws.policy, accepted)
     if as_json:
-        _emit_json(render.finding_record_json(accepted, owner))
+        emit_json(finding_record_json(accepted, owner))
     else:
         render.print_acceptance(out, accepted)
 

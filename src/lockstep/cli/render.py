@@ -11,8 +11,9 @@ from rich.table import Table
 from rich.text import Text
 
 from lockstep.connectors.base import ConnectorType
-from lockstep.engine.catalog import KINDS, OWASP_NHI_2025
+from lockstep.engine.catalog import KINDS
 from lockstep.engine.enforcement import Enforcement, IdentityEnforcement
+from lockstep.engine.shapes import finding_json
 from lockstep.model import Check, Finding, Op, Plan, Result, Status
 from lockstep.store.findings import FindingRecord
 
@@ -28,26 +29,6 @@ _OP_STYLE = {
 }
 _STATUS_STYLE = {Status.VERIFIED: "green", Status.FAILED: "bold red", Status.UNVERIFIED: "yellow"}
 _SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
-
-
-def finding_json(f: Finding, record: FindingRecord | None = None) -> dict[str, Any]:
-    kind = KINDS[f.type]
-    return {
-        "id": f.id,
-        "type": str(f.type),
-        "severity": str(f.severity),
-        "target": f.target,
-        "account": f.account,
-        "entitlement": f.entitlement,
-        "identity": f.identity,
-        "detail": f.detail,
-        "owasp_nhi": list(kind.owasp_nhi),
-        "owasp_nhi_titles": [OWASP_NHI_2025[i] for i in kind.owasp_nhi],
-        "nist_csf": list(kind.nist_csf),
-        "first_seen": record.first_seen.isoformat() if record else None,
-        "last_seen": record.last_seen.isoformat() if record else None,
-        "status": record.status if record else "open",
-    }
 
 
 def needed_permissions(plan: Plan, connectors: Mapping[str, ConnectorType]) -> dict[str, list[str]]:
@@ -307,19 +288,6 @@ def finding_record_sort_key(record: FindingRecord) -> tuple[int, str, str, str, 
         f.account or "",
         f.entitlement or "",
     )
-
-
-def finding_record_json(record: FindingRecord, owner: str | None) -> dict[str, Any]:
-    """The contract's finding keys, plus its lifecycle and the owner answerable for it."""
-    return {
-        **finding_json(record.finding, record),
-        "owner": owner,
-        "remediated_at": _iso(record.remediated_at),
-        "verified_at": _iso(record.verified_at),
-        "accepted_by": record.accepted_by,
-        "accepted_reason": record.accepted_reason,
-        "accepted_until": _iso(record.accepted_until),
-    }
 
 
 def print_finding_records(

@@ -1,5 +1,5 @@
 """``lockstep run`` (the service) and ``lockstep reconcile`` (ask a running service for a pass
-now). Registered on the main app by ``lockstep.cli.app``, which is imported first."""
+now). Registered on the main app by ``lockstep.cli.app``."""
 
 from __future__ import annotations
 
@@ -13,13 +13,18 @@ from urllib.parse import urlencode
 
 import typer
 
-from lockstep.cli.app import CliError, ConfigOpt, JsonOpt, StateOpt, _config, _emit_json, _options
-from lockstep.cli.app import out as console
-from lockstep.leases.workload import KeySourceError, parse_key_source
-from lockstep.service import BEARER_ENV, ServiceError, ServiceOptions, run_service
+from lockstep.cli.common import (
+    CliError,
+    ConfigOpt,
+    JsonOpt,
+    StateOpt,
+    config_path,
+    emit_json,
+    options,
+    out,
+)
+from lockstep.service.settings import BEARER_ENV, DEFAULT_LISTEN, LISTEN_ENV
 
-LISTEN_ENV = "LOCKSTEP_LISTEN"
-DEFAULT_LISTEN = "127.0.0.1:8787"
 _INTERVAL = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _SETTLED = {"unchanged", "remediated"}  # pass outcomes that leave the target as the policy says
@@ -61,16 +66,18 @@ def run(
 ) -> None:
     """The service: reconcile every target continuously, serve /healthz, /metrics and the API."""
     host, port = parse_listen(listen)
-    options = ServiceOptions(
-        config=_config(config),
-        state=state or _options.state,
+    from lockstep.service.process import ServiceError, ServiceOptions, run_service
+
+    service_options = ServiceOptions(
+        config=config_path(config),
+        state=state or options.state,
         host=host,
         port=port,
         interval_cap_s=parse_interval(interval) if interval else None,
         key_sources=_key_sources(jwks or []),
     )
     try:
-        code = run_service(options)
+        code = run_service(service_options)
     except ServiceError as exc:
         raise CliError(str(exc)) from None
     raise typer.Exit(code)
@@ -93,7 +100,7 @@ def reconcile(
         query["timeout"] = str(wait_s)
     body = _post(f"http://{_authority(host, port)}/v1/reconcile?{urlencode(query)}", wait_s)
     if as_json:
-        _emit_json(body)
+        emit_json(body)
     else:
         _print(body)
     passes: dict[str, str | None] = body.get("passes", {})
@@ -103,13 +110,13 @@ def reconcile(
 
 def _print(body: dict[str, Any]) -> None:
     for name in body.get("elsewhere", []):
-        console.print(f"{name}: reconciled by another service; ask that one")
+        out.print(f"{name}: reconciled by another service; ask that one")
     passes = body.get("passes")
     for name in body.get("requested", []):
         if passes is None:
-            console.print(f"{name}: pass requested")
+            out.print(f"{name}: pass requested")
         else:
-            console.print(f"{name}: {passes.get(name) or 'no outcome yet (timed out)'}")
+            out.print(f"{name}: {passes.get(name) or 'no outcome yet (timed out)'}")
 
 
 def _post(url: str, wait_s: float) -> dict[str, Any]:
@@ -137,6 +144,8 @@ def _post(url: str, wait_s: float) -> dict[str, Any]:
 
 
 def _key_sources(options: list[str]) -> dict[str, str]:
+    from lockstep.leases.workload import KeySourceError, parse_key_source
+
     sources: dict[str, str] = {}
     for option in options:
         try:

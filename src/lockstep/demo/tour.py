@@ -19,7 +19,10 @@ from rich.panel import Panel
 from lockstep.cli import render
 from lockstep.connectors.base import Credential, ProbeResult
 from lockstep.demo import localpg
+from lockstep.engine.audit import verify_state
+from lockstep.engine.reconcile import Pass, reconcile
 from lockstep.engine.workspace import Workspace
+from lockstep.model import Plan
 from lockstep.secret import Secret
 
 DSN_VAR = "LOCKSTEP_DEMO_DSN"
@@ -119,17 +122,20 @@ def _seed(server: localpg.LocalPostgres) -> None:
 
 
 def _pass(console: Console, policy_file: Path, apply: bool) -> None:
+    def gate(seen: Pass) -> Plan | None:
+        plan = seen.plan
+        render.print_plan(console, plan, render.needed_permissions(plan, observer.connectors))
+        return plan if apply else None
+
     with Workspace.open(policy_file) as ws, ws.observer() as (observer, desired):
-        p = ws.observe(observer, desired)
-        render.print_plan(console, p.plan, render.needed_permissions(p.plan, observer.connectors))
-        if apply and p.plan.actions:
-            results = ws.apply(observer, p.plan, lambda r: None)
-            render.print_results(console, results)
+        done = reconcile(ws, observer, desired, gate, lambda r: None)
+        if done.results:
+            render.print_results(console, done.results)
 
 
 def _verify(console: Console, policy_file: Path) -> None:
     with Workspace.open(policy_file) as ws, ws.observer() as (observer, desired):
-        in_sync, checks = ws.verify(observer, desired)
+        in_sync, checks = verify_state(ws, observer, desired)
     render.print_checks(console, in_sync, checks)
 
 

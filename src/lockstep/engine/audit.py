@@ -1,5 +1,5 @@
 """The whole-state check behind ``lockstep verify``: live state against the policy, and every
-credential lockstep took away tried again."""
+credential lockstep took away tried again; journaled as one verification."""
 
 from __future__ import annotations
 
@@ -7,8 +7,41 @@ from collections.abc import Iterable, Iterator, Mapping
 
 from lockstep.connectors.base import Credential, ProbeResult, Session
 from lockstep.credentials.vault import Vault
-from lockstep.engine.verify import Inconclusive, probe_until
+from lockstep.engine.observe import Observer
+from lockstep.engine.verify import Inconclusive, probe_until, propagation_window
+from lockstep.engine.workspace import Workspace
 from lockstep.model import LEASE_PREFIX, Check, Desired, Observation, Policy, RuleAction, Snapshot
+
+
+def verify_state(ws: Workspace, observer: Observer, desired: Desired) -> tuple[bool, list[Check]]:
+    """Read every target again, compare it with ``desired`` and probe the credentials; the
+    verdict and every failed check are journaled."""
+    observed = observer.observe()
+    checks = state_checks(ws.policy, desired, observed)
+    windows = {
+        n: propagation_window(ws.policy.targets[n], c) for n, c in observer.connectors.items()
+    }
+    checks += probe_checks(observer.sessions, ws.vault, desired, observed, windows)
+    in_sync = all(c.ok for c in checks)
+    ws.journal.append(
+        "verification",
+        {
+            "in_sync": in_sync,
+            "checks": len(checks),
+            "failed": [
+                {
+                    "target": c.target,
+                    "account": c.account,
+                    "entitlement": c.entitlement,
+                    "expected": c.expected,
+                    "actual": c.actual,
+                }
+                for c in checks
+                if not c.ok
+            ],
+        },
+    )
+    return in_sync, checks
 
 
 def state_checks(

@@ -9,8 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from lockstep.model import FindingType, Severity
+
+# A finding's lifecycle (``store.findings`` keeps it across runs).
+OPEN = "open"
+REMEDIATED = "remediated"
+VERIFIED = "verified"
+ACCEPTED = "accepted"
+RESOLVED = "resolved"
+STATUSES = (OPEN, REMEDIATED, VERIFIED, ACCEPTED, RESOLVED)
+HELD = (OPEN, REMEDIATED, ACCEPTED)  # the finding is still true as far as lockstep knows
+MAX_ACCEPTANCE = timedelta(days=365)  # the longest a risk acceptance may run
 
 
 @dataclass(frozen=True, slots=True)

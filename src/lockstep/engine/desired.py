@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from lockstep.model import Access, Desired, DesiredAccount, OwnerStatus, Policy, RuleAction
+from lockstep.model import (
+    Access,
+    Desired,
+    DesiredAccount,
+    Identity,
+    OwnerStatus,
+    Policy,
+    RuleAction,
+)
 
 Key = tuple[str, str]
 # One identity's declaration of an account: (identity, whether its owner is active, access).
@@ -15,9 +23,7 @@ _NOTHING: frozenset[str] = frozenset()
 
 
 def desired_state(policy: Policy, now: datetime) -> Desired:
-    active_owners = {
-        name for name, owner in policy.owners.items() if owner.status is OwnerStatus.ACTIVE
-    }
+    active_owners = _active_owners(policy)
     declared: defaultdict[Key, list[Declaration]] = defaultdict(list)
     for identity in policy.identities.values():
         owned = identity.owner in active_owners
@@ -28,6 +34,20 @@ def desired_state(policy: Policy, now: datetime) -> Desired:
     return Desired(
         {key: _account(key, found, now, suspend_ownerless) for key, found in declared.items()}
     )
+
+
+def own_access(policy: Policy, identity: Identity, access: Access, now: datetime) -> DesiredAccount:
+    """What ``access`` of ``identity`` alone amounts to at ``now``, by the rules the desired
+    state applies to every account: what short-lived credentials issued to the identity may
+    hold, whoever else shares the account."""
+    owned = identity.owner in _active_owners(policy)
+    suspend_ownerless = policy.rules.ownerless_identities is RuleAction.SUSPEND
+    key = (access.target, access.account)
+    return _account(key, [(identity.name, owned, access)], now, suspend_ownerless)
+
+
+def _active_owners(policy: Policy) -> set[str]:
+    return {name for name, owner in policy.owners.items() if owner.status is OwnerStatus.ACTIVE}
 
 
 def _account(

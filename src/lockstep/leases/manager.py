@@ -35,14 +35,20 @@ from lockstep.connectors.base import (
     Session,
 )
 from lockstep.credentials.vault import Vault
+from lockstep.engine.eligibility import (
+    DEFAULT_MAX_TTL_S,
+    DEFAULT_TTL_S,
+    Ineligible,
+    LeaseTerms,
+    lease_terms,
+)
 from lockstep.engine.verify import Inconclusive, probe_until
 from lockstep.engine.workspace import Workspace
 from lockstep.journal import Journal
 from lockstep.leases.batcher import Batcher
 from lockstep.leases.records import Lease, LeaseError, LeaseRecords, LeaseStatus
 from lockstep.leases.sessions import TargetSessions
-from lockstep.model import LEASE_PREFIX, OwnerStatus, Policy, RuleAction
-from lockstep.policy.durations import format_duration
+from lockstep.model import LEASE_PREFIX, Policy
 from lockstep.secret import forget, generate_password, redact
 from lockstep.store import Store
 
@@ -57,8 +63,6 @@ __all__ = [
     "ReapReport",
 ]
 
-DEFAULT_TTL_S = 3600  # an identity's lease lifetime unless credentials.lease_ttl says otherwise
-DEFAULT_MAX_TTL_S = 86400  # ... and the longest a lease may live, renewals included
 _ID_BYTES = 8  # 64 random bits: LEASE_PREFIX + 16 hex digits = 31 characters, within every
 # target's limit (PostgreSQL's is 63 bytes)
 _EXPIRY_TOLERANCE = timedelta(seconds=1)  # targets may store expiry at a coarser precision
@@ -171,7 +175,7 @@ class LeaseManager:
         """``issue`` without waiting for the target: a lease the policy refuses raises
         LeaseError at once; the rest comes as a future (for an event loop to await)."""
         now = self._now()
-        template, entitlements, ttl, max_ttl = self._terms(identity, target, ttl_s, now)
+        terms = self._terms(identity, target, ttl_s, now)
         lease_id = _random.token_hex(_ID_BYTES)
         secret = generate_password()
         lease = Lease(
@@ -183,12 +187,14 @@ class LeaseManager:
             fingerprint=secret.fingerprint(),
             workload=workload,
             issued_at=now,
-            expires_at=now + timedelta(seconds=ttl),
-            max_expires_at=now + timedelta(seconds=max_ttl),
+            expires_at=now + timedelta(seconds=terms.ttl_s),
+            max_expires_at=now + timedelta(seconds=terms.max_ttl_s),
             revoked_at=None,
             status=LeaseStatus.ACTIVE,
         )
-        order = LeaseOrder(lease.account, template, entitlements, secret, lease.expires_at)
+        order = LeaseOrder(
+            lease.account, terms.template, terms.entitlements, secret, lease.expires_at
+        )
         return self._issuer(target).enqueue((lease, order))
 
     def _issuer(self, target: str) -> Batcher[_Ordered, tuple[Lease, Credential]]:
@@ -325,41 +331,11 @@ class LeaseManager:
                 continue
             outcomes[i] = (made, credential)
 
-    def _terms(
-        self, identity: str, target: str, ttl_s: int | None, now: datetime
-    ) -> tuple[str, frozenset[str], int, int]:
-        """The identity's declared account and its entitlements on ``target`` (its own, not
-        those of other identities sharing the account), and the lease's lifetime and longest
-        lifetime. Refused whenever the identity itself may not use the target now."""
-        ident = self._policy.identities.get(identity)
-        if ident is None:
-            raise LeaseError(f"unknown identity {identity!r}")
-        if target not in self._policy.targets:
-            raise LeaseError(f"unknown target {target!r}")
-        access = next((a for a in ident.access if a.target == target), None)
-        if access is None:
-            raise LeaseError(f"identity {identity!r} has no access on target {target!r}")
-        if access.expires is not None and access.expires <= now:
-            raise LeaseError(
-                f"identity {identity!r}'s access on {target!r} expired at "
-                f"{access.expires.isoformat()}"
-            )
-        owner = self._policy.owners.get(ident.owner)
-        if (owner is None or owner.status is not OwnerStatus.ACTIVE) and (
-            self._policy.rules.ownerless_identities is RuleAction.SUSPEND
-        ):
-            raise LeaseError(f"identity {identity!r} is suspended: its owner departed")
-        policy = ident.credentials
-        max_ttl = policy.lease_max_ttl_s or DEFAULT_MAX_TTL_S
-        ttl = ttl_s if ttl_s is not None else min(policy.lease_ttl_s or DEFAULT_TTL_S, max_ttl)
-        if ttl <= 0:
-            raise LeaseError("a lease's ttl must be at least 1s")
-        if ttl > max_ttl:
-            raise LeaseError(
-                f"ttl {format_duration(ttl)} is longer than identity {identity!r} allows "
-                f"(credentials.lease_max_ttl: {format_duration(max_ttl)})"
-            )
-        return access.account, access.entitlements, ttl, max_ttl
+    def _terms(self, identity: str, target: str, ttl_s: int | None, now: datetime) -> LeaseTerms:
+        try:
+            return lease_terms(self._policy, identity, target, ttl_s, now)
+        except Ineligible as exc:
+            raise LeaseError(str(exc)) from None
 
     def _prove_works(self, session: Session, credential: Credential, target: str) -> None:
         window = self._sessions.propagation_window_s(target)
@@ -388,7 +364,7 @@ class LeaseManager:
         if lease.expires_at <= now:
             raise LeaseError(f"lease {lease_id} has expired; issue a new one")
         # A lease is renewed only while a new one could be issued.
-        _, _, default, _ = self._terms(lease.identity, lease.target, None, now)
+        default = self._terms(lease.identity, lease.target, None, now).ttl_s
         ttl = ttl_s if ttl_s is not None else default
         if ttl <= 0:
             raise LeaseError("a lease's ttl must be at least 1s")

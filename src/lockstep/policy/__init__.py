@@ -1,6 +1,3 @@
-"""Policy as code: YAML files -> validated ``model.Policy``."""
-
-from lockstep.policy.errors import PolicyError, PolicyInvalid
-from lockstep.policy.load import DEFAULT_FILE, LoadedPolicy, load_policy
-
-__all__ = ["DEFAULT_FILE", "LoadedPolicy", "PolicyError", "PolicyInvalid", "load_policy"]
+"""Policy as code: YAML files -> validated ``model.Policy`` (``load.load_policy``), every
+error with its file and line (``errors``). Importing the package loads nothing else, so that
+light modules (``durations``) stay light."""

@@ -18,21 +18,22 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import State
 
-from lockstep.cli.render import finding_json
 from lockstep.credentials.vault import Vault
+from lockstep.engine.catalog import HELD, STATUSES
+from lockstep.engine.shapes import finding_json
 from lockstep.engine.workspace import Workspace
 from lockstep.errors import LockstepError
 from lockstep.journal import Journal
 from lockstep.leases.manager import LeaseManager
 from lockstep.leases.workload import KeySets, WorkloadVerifier
-from lockstep.policy import LoadedPolicy
+from lockstep.policy.load import LoadedPolicy
 from lockstep.secret import Secret
 from lockstep.service.controller import Controller, UnknownTarget
 from lockstep.service.credentials_api import router as credentials_router
 from lockstep.service.logs import Log
 from lockstep.service.scaleout import pass_times
 from lockstep.store import Store, StoreError
-from lockstep.store.findings import HELD, STATUSES, FindingLedger
+from lockstep.store.findings import FindingLedger
 
 MAX_WAIT_S = 600.0
 ALL = "all"

@@ -24,7 +24,7 @@ from typing import Any
 from lockstep.credentials.vault import Vault
 from lockstep.errors import LockstepError
 from lockstep.journal import Journal, JournalError
-from lockstep.policy import LoadedPolicy
+from lockstep.policy.load import LoadedPolicy
 from lockstep.service.events import Doorbell, PolicyChange, PolicySource, TargetWorker
 from lockstep.service.logs import Log
 from lockstep.service.metrics import Metrics

@@ -16,8 +16,8 @@ from typing import Protocol
 from lockstep.connectors.base import TargetUnreachable, WatchesChanges
 from lockstep.engine.observe import Observer
 from lockstep.model import Desired, Policy
-from lockstep.policy import LoadedPolicy, PolicyError, PolicyInvalid, load_policy
-from lockstep.policy.load import policy_files
+from lockstep.policy.errors import PolicyError, PolicyInvalid
+from lockstep.policy.load import LoadedPolicy, load_policy, policy_files
 
 WATCH_PERIOD_S = 1.0  # how often a target's change token is asked for
 HELD_RECHECK_S = 1.0  # how often a target another service holds is looked at again

@@ -18,11 +18,13 @@ from enum import StrEnum
 from lockstep.credentials.vault import Vault
 from lockstep.engine.desired import desired_state
 from lockstep.engine.observe import Observer
+from lockstep.engine.reconcile import Pass, reconcile
+from lockstep.engine.scope import narrowed, pass_scope, without_rotations
 from lockstep.engine.workspace import Workspace
 from lockstep.errors import LockstepError
 from lockstep.journal import Journal
-from lockstep.model import Desired, Op, Plan, Policy, Result, Status, Unreachable
-from lockstep.policy import LoadedPolicy
+from lockstep.model import Desired, Plan, Result, Status, Unreachable
+from lockstep.policy.load import LoadedPolicy
 from lockstep.service.events import SKIPPED, TargetWorker
 from lockstep.service.logs import Log
 from lockstep.service.metrics import Metrics
@@ -121,7 +123,7 @@ class PassRunner:
         waiting: frozenset[str],
     ) -> str | None:
         """Runs the pass; returns the target's change token as it was before the read."""
-        narrowed_ = narrowed(loaded, report.scope)
+        narrowed_ = replace(loaded, policy=narrowed(loaded.policy, report.scope))
         ws = Workspace(narrowed_, self._store, self._journal, self._vault, self._ledger)
         desired = desired_state(narrowed_.policy, report.started)
         solo = report.scope == {worker.name}
@@ -147,10 +149,44 @@ class PassRunner:
         report: PassReport,
         waiting: frozenset[str],
     ) -> None:
-        seen = ws.observe(observer, desired)
-        report.read = set(seen.targets_read)
-        report.findings = len(seen.plan.findings)
-        self._metrics.new_findings(seen.findings, report.started)
+        first_seen: dict[_FindingKey, datetime] = {}
+        planned = 0
+
+        def gate(seen: Pass) -> Plan | None:
+            nonlocal first_seen, planned
+            report.read = set(seen.targets_read)
+            report.findings = len(seen.plan.findings)
+            self._metrics.new_findings(seen.findings, report.started)
+            self._log_unreachable(report, seen)
+            plan = without_rotations(seen.plan, waiting, ws.policy)
+            for name in report.read:
+                self._metrics.plan_blocked.labels(target=name).set(1 if plan.blocked else 0)
+            if plan.blocked:
+                self._refuse_blocked(report, plan)
+                return None
+            # Drift without a finding (a newly declared account) dates from this pass.
+            first_seen = _first_seen(seen.findings, report.started)
+            planned = len(plan.actions)
+            return plan
+
+        def progress(result: Result) -> None:
+            report.results.append(result)
+            self._count_result(result, first_seen)
+            if self._stopping.is_set() and len(report.results) < planned:
+                raise Stopping
+
+        if reconcile(ws, observer, desired, gate, progress).applied is None:
+            return
+        for name in report.read:
+            mine = [r for r in report.results if r.action.target == name]
+            if not mine:
+                report.outcomes[name] = Outcome.UNCHANGED
+            elif all(r.status is Status.VERIFIED for r in mine):
+                report.outcomes[name] = Outcome.REMEDIATED
+            else:
+                report.outcomes[name] = Outcome.FAILED
+
+    def _log_unreachable(self, report: PassReport, seen: Pass) -> None:
         for name in sorted(report.scope - report.read):
             report.outcomes[name] = Outcome.UNREACHABLE
             obs = seen.observed.get(name)
@@ -161,45 +197,21 @@ class PassRunner:
                 status="unreachable",
                 error=obs.error if isinstance(obs, Unreachable) else "not read",
             )
-        plan = _without_rotations(seen.plan, waiting, ws.policy) if waiting else seen.plan
-        for name in report.read:
-            self._metrics.plan_blocked.labels(target=name).set(1 if plan.blocked else 0)
-        if plan.blocked:
-            assert plan.mass_change is not None
-            for name in report.read:
-                report.outcomes[name] = Outcome.BLOCKED
-            self._log.error(
-                "plan not applied: it trips the blast-radius guard (rules.mass_change_limit)",
-                target=",".join(sorted(report.read)),
-                op="plan",
-                status="blocked",
-                removals=plan.mass_change.removals,
-                managed=plan.mass_change.managed,
-                limit=plan.mass_change.limit,
-                actions=len(plan.actions),
-            )
-            return
-        if plan.actions:
-            # Drift without a finding (a newly declared account) dates from this pass.
-            first_seen = _first_seen(seen.findings, report.started)
 
-            def progress(result: Result) -> None:
-                report.results.append(result)
-                self._count_result(result, first_seen)
-                if self._stopping.is_set() and len(report.results) < len(plan.actions):
-                    raise Stopping
-
-            ws.apply(observer, plan, progress)
-        else:
-            ws.settle_identity_states(plan, [])
+    def _refuse_blocked(self, report: PassReport, plan: Plan) -> None:
+        assert plan.mass_change is not None
         for name in report.read:
-            mine = [r for r in report.results if r.action.target == name]
-            if not mine:
-                report.outcomes[name] = Outcome.UNCHANGED
-            elif all(r.status is Status.VERIFIED for r in mine):
-                report.outcomes[name] = Outcome.REMEDIATED
-            else:
-                report.outcomes[name] = Outcome.FAILED
+            report.outcomes[name] = Outcome.BLOCKED
+        self._log.error(
+            "plan not applied: it trips the blast-radius guard (rules.mass_change_limit)",
+            target=",".join(sorted(report.read)),
+            op="plan",
+            status="blocked",
+            removals=plan.mass_change.removals,
+            managed=plan.mass_change.managed,
+            limit=plan.mass_change.limit,
+            actions=len(plan.actions),
+        )
 
     def failed(self, report: PassReport, exc: Exception) -> None:
         for name in report.scope:
@@ -287,51 +299,3 @@ def _first_seen(
             if record.first_seen < seen[key]:
                 seen[key] = record.first_seen
     return seen
-
-
-def pass_scope(policy: Policy, target: str, pending: Iterable[str]) -> frozenset[str]:
-    """``target``, joined by every target of each identity with a pending rotation event
-    that reaches the scope: such an identity's credentials rotate on all of its targets in
-    one pass, which alone may record the event as enforced."""
-    spans = [
-        frozenset(a.target for a in policy.identities[name].access)
-        for name in pending
-        if name in policy.identities
-    ]
-    scope = {target}
-    grown = True
-    while grown:
-        grown = False
-        for span in spans:
-            if span & scope and not span <= scope:
-                scope |= span
-                grown = True
-    return frozenset(scope)
-
-
-def narrowed(loaded: LoadedPolicy, scope: frozenset[str]) -> LoadedPolicy:
-    """The policy as one pass over ``scope`` sees it: those targets, and the identities with
-    access on them (identities elsewhere are none of this pass's business)."""
-    policy = loaded.policy
-    identities = {
-        name: identity
-        for name, identity in policy.identities.items()
-        if any(a.target in scope for a in identity.access)
-    }
-    targets = {name: policy.targets[name] for name in sorted(scope)}
-    return replace(loaded, policy=replace(policy, targets=targets, identities=identities))
-
-
-def _without_rotations(plan: Plan, identities: frozenset[str], policy: Policy) -> Plan:
-    keys = {
-        (a.target, a.account)
-        for name in identities
-        if name in policy.identities
-        for a in policy.identities[name].access
-    }
-    kept = tuple(
-        a
-        for a in plan.actions
-        if not (a.op is Op.ROTATE_CREDENTIAL and (a.target, a.account) in keys)
-    )
-    return replace(plan, actions=kept)

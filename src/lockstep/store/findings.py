@@ -15,11 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, Select, bindparam, insert, select, update
 
+from lockstep.engine.catalog import (
+    ACCEPTED,
+    HELD,
+    MAX_ACCEPTANCE,
+    OPEN,
+    REMEDIATED,
+    RESOLVED,
+    VERIFIED,
+)
 from lockstep.errors import LockstepError
 from lockstep.model import Finding, FindingType, Op, Result, Severity, Status
 from lockstep.store import Store
@@ -27,14 +36,6 @@ from lockstep.store.tables import findings as table
 from lockstep.store.tables import target_passes
 from lockstep.store.usage import upsert_newer
 
-OPEN = "open"
-REMEDIATED = "remediated"
-VERIFIED = "verified"
-ACCEPTED = "accepted"
-RESOLVED = "resolved"
-STATUSES = (OPEN, REMEDIATED, VERIFIED, ACCEPTED, RESOLVED)
-HELD = (OPEN, REMEDIATED, ACCEPTED)  # the finding is still true as far as lockstep knows
-MAX_ACCEPTANCE = timedelta(days=365)
 _CHUNK = 500  # ids per IN (...): far below SQLite's and PostgreSQL's bind limits
 
 # Which findings a verified action addresses, matched on the same target, account and

@@ -1,0 +1,85 @@
+"""What every command module shares: the global options, the consoles, the option types,
+and opening the workspace.
+
+This module, like the command modules' top levels, imports nothing heavy: ``lockstep --help``
+and ``validate`` must not pay for the state store, the web stack or a cloud SDK. Commands
+import what they use inside their bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from lockstep.errors import LockstepError
+from lockstep.secret import redact
+
+if TYPE_CHECKING:
+    from lockstep.engine.workspace import Workspace
+
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Policy file, or a directory of *.yaml files."),
+]
+StateOpt = Annotated[
+    str | None,
+    typer.Option("--state", help="State store URL (default: sqlite at .lockstep/state.db)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@dataclass
+class Options:
+    """The options given before the command, for every command to fall back on."""
+
+    config: Path | None = None
+    state: str | None = None
+    debug: bool = False
+
+
+options = Options()
+
+
+class CliError(LockstepError):
+    """A failure to report as one line, with an exit code."""
+
+    code = "cli"
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def config_path(config: Path | None) -> Path:
+    """The policy file or directory: the command's -c, else the global one, else
+    ``lockstep.yaml`` in the working directory."""
+    from lockstep.policy.load import DEFAULT_FILE
+
+    path = config or options.config or Path(DEFAULT_FILE)
+    if not path.exists():
+        raise CliError(f"{path}: no such policy file or directory (use -c/--config PATH)")
+    return path
+
+
+@contextmanager
+def workspace(config: Path | None, state: str | None) -> Iterator[Workspace]:
+    from lockstep.engine.workspace import Workspace
+
+    with Workspace.open(config_path(config), state or options.state) as ws:
+        yield ws
+
+
+def emit_json(data: Any) -> None:
+    """``data`` as JSON on stdout, through the redactor like every line that leaves."""
+    sys.stdout.write(redact(json.dumps(data, indent=2, default=str)) + "\n")

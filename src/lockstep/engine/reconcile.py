@@ -1,0 +1,170 @@
+"""One reconcile pass, the shape of a Kubernetes controller's ``Reconcile``: read every target,
+plan against the desired state, record what was seen (use, findings), apply what may be
+applied, then settle what the pass enforced. The CLI (``plan``, ``apply``, ``rotate``, the
+demo) and the service assemble their passes here and nowhere else.
+
+What differs between them is the gate between planning and applying: the CLI shows the plan
+and asks; the service drops rotations another service must make and never applies a plan
+the blast-radius guard stopped. A gate returns the plan to apply, or None to stop there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from lockstep.connectors.base import ObservesUsage, TargetUnreachable
+from lockstep.engine.apply import Applier, action_fields
+from lockstep.engine.observe import Observer
+from lockstep.engine.plan import make_plan
+from lockstep.engine.workspace import Workspace
+from lockstep.model import Desired, Observation, Op, Plan, Result, Snapshot, Status
+from lockstep.store.findings import FindingRecord, remediated_ids
+from lockstep.store.identity_states import IdentityStates
+
+Progress = Callable[[Result], None]
+
+
+@dataclass
+class Pass:
+    """What one observation of every target found."""
+
+    desired: Desired
+    observed: dict[str, Observation]
+    plan: Plan
+    findings: list[FindingRecord]
+
+    @property
+    def targets_read(self) -> list[str]:
+        return [n for n, o in self.observed.items() if isinstance(o, Snapshot)]
+
+
+@dataclass
+class Reconciled:
+    seen: Pass
+    applied: Plan | None  # None when the gate stopped the pass before applying
+    results: list[Result] = field(default_factory=list)
+
+
+Gate = Callable[[Pass], Plan | None]
+
+
+def reconcile(
+    ws: Workspace, observer: Observer, desired: Desired, gate: Gate, progress: Progress
+) -> Reconciled:
+    seen = observe(ws, observer, desired)
+    plan = gate(seen)
+    if plan is None:
+        return Reconciled(seen, None)
+    if not plan.actions:
+        settle_identity_states(ws, plan, [])
+        return Reconciled(seen, plan)
+    return Reconciled(seen, plan, apply(ws, observer, plan, progress))
+
+
+def observe(ws: Workspace, observer: Observer, desired: Desired) -> Pass:
+    """Read every target, record the use seen, plan, and bring the findings ledger up to
+    date with what the plan found."""
+    now = ws.clock()
+    observed = observer.observe()
+    issued = ws.vault.issued_times()
+    _record_usage(ws, observer, observed, now)
+    accepted = {r.id for r in ws.ledger.current("accepted")}
+    plan = make_plan(
+        ws.policy,
+        desired,
+        observed,
+        now,
+        issued,
+        last_used=ws.usage.last_used(),
+        rotate_now=_rotation_events(ws),
+        accepted=accepted,
+    )
+    targets_read = [n for n, o in observed.items() if isinstance(o, Snapshot)]
+    outcome = ws.ledger.reconcile(plan.findings, targets_read, now)
+    return Pass(desired, observed, plan, outcome.records)
+
+
+def apply(ws: Workspace, observer: Observer, plan: Plan, progress: Progress) -> list[Result]:
+    """Journal the plan, execute and verify each action, then settle: old credentials
+    purged, usage of deleted accounts forgotten, findings marked remediated, identity
+    states recorded."""
+    ws.journal.append(
+        "plan",
+        {
+            "actions": [action_fields(a) for a in plan.actions],
+            "unreachable": list(plan.unreachable),
+            "findings": len(plan.findings),
+        },
+    )
+    applier = Applier(
+        ws.policy,
+        observer.sessions,
+        observer.connectors,
+        ws.journal,
+        ws.vault,
+        ws.clock,
+        progress,
+    )
+    results = applier.apply(plan)
+    now = ws.clock()
+    for key in {(r.action.target, r.action.account) for r in results}:
+        ws.vault.purge_retired(*key, keep=3)
+    for r in results:
+        if r.action.op is Op.DELETE_ACCOUNT and r.status is Status.VERIFIED:
+            ws.usage.forget(r.action.target, r.action.account)
+    ws.ledger.remediated(remediated_ids(results, plan.findings), now)
+    settle_identity_states(ws, plan, results)
+    return results
+
+
+def settle_identity_states(ws: Workspace, plan: Plan, results: list[Result]) -> None:
+    """Remember what was enforced, except for identities whose rotation did not happen
+    (a failed rotation or an unreadable target): their event stays pending. In a
+    workspace narrowed to some targets (the service's per-target passes), an identity
+    with access beyond them is recorded when first seen, but a change of it stays
+    pending until a pass covers all of its targets."""
+    pending = {
+        r.action.identity
+        for r in results
+        if r.action.op is Op.ROTATE_CREDENTIAL and r.status is not Status.VERIFIED
+    }
+    states = IdentityStates(ws.store)
+    uncovered = {
+        name
+        for name, identity in ws.policy.identities.items()
+        if any(a.target not in ws.policy.targets for a in identity.access)
+    }
+    if uncovered:
+        pending |= uncovered & states.changed(ws.policy.identities).keys()
+    unread = set(plan.unreachable)
+    settled = {
+        name: identity
+        for name, identity in ws.policy.identities.items()
+        if name not in pending and not any(a.target in unread for a in identity.access)
+    }
+    states.save(settled, ws.clock())
+
+
+def _record_usage(
+    ws: Workspace, observer: Observer, observed: Mapping[str, Observation], now: datetime
+) -> None:
+    for name, obs in observed.items():
+        session = observer.sessions.get(name)
+        if not isinstance(obs, Snapshot) or session is None:
+            continue
+        try:
+            used = session.observe_usage() if isinstance(session, ObservesUsage) else []
+        except TargetUnreachable:
+            continue  # use unknown this pass: nothing is stamped, nothing concluded
+        ws.usage.record(name, used, obs.accounts, now)
+
+
+def _rotation_events(ws: Workspace) -> dict[tuple[str, str], str]:
+    changed = IdentityStates(ws.store).changed(ws.policy.identities)
+    return {
+        (access.target, access.account): reason
+        for name, reason in changed.items()
+        for access in ws.policy.identities[name].access
+    }

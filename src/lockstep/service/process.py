@@ -1,0 +1,169 @@
+"""`lockstep run`: the reconcile loop, its HTTP server, and the process around them.
+
+The controller's threads reconcile; uvicorn serves the API from a thread of its own; the main
+thread waits for SIGTERM or SIGINT, then stops scheduling, lets the actions under way finish,
+releases the targets and exits 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from secrets import token_hex
+from types import FrameType
+
+import uvicorn
+
+from lockstep.credentials.vault import Vault, load_key
+from lockstep.engine.workspace import STATE_DIR, state_url
+from lockstep.errors import LockstepError
+from lockstep.policy.load import load_policy
+from lockstep.secret import Secret
+from lockstep.service.api import Credentials, create_app
+from lockstep.service.controller import Controller
+from lockstep.service.events import PolicySource, policy_fingerprint
+from lockstep.service.logs import configure, get_logger
+from lockstep.service.metrics import Metrics
+from lockstep.service.scaleout import open_leases
+from lockstep.service.settings import BEARER_ENV
+from lockstep.store import Store
+
+SHUTDOWN_GRACE_S = 120.0  # for the actions under way to finish and be verified
+_HTTP_STOP_S = 10.0
+
+
+class ServiceError(LockstepError):
+    """The service cannot start (its address is taken, ...). The message holds no secret."""
+
+    code = "service_cannot_start"
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    config: Path
+    state: str | None
+    host: str
+    port: int
+    interval_cap_s: float | None = None  # no target is checked less often than this
+    key_sources: Mapping[str, str] = field(default_factory=dict)  # issuer -> URL or file:PATH
+
+
+def run_service(options: ServiceOptions) -> int:
+    """Run until SIGTERM or SIGINT; returns the exit code."""
+    fingerprint = policy_fingerprint(options.config)  # before loading: an edit in between
+    loaded = load_policy(options.config)  # is then seen as a change, not missed
+    configure()
+    log = get_logger()
+    listener = _bind(options.host, options.port)
+    store = Store.open(state_url(loaded, options.state))
+    try:
+        vault = Vault(store, load_key(loaded.base_dir / STATE_DIR))
+        instance = f"{socket.gethostname()}:{os.getpid()}:{token_hex(3)}"
+        leases = open_leases(store, instance, log)
+        credentials = Credentials(store, vault, options.key_sources, log)
+        controller = Controller(
+            PolicySource(options.config, fingerprint),
+            loaded,
+            store,
+            vault,
+            leases,
+            Metrics.create(),
+            log,
+            options.interval_cap_s,
+            on_policy=credentials.load,
+            chore=credentials.reap,
+        )
+        token = os.environ.get(BEARER_ENV)
+        app = create_app(controller, credentials, Secret(token) if token else None)
+        server = uvicorn.Server(
+            uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        )
+        try:
+            return _serve(controller, server, listener, options)
+        finally:
+            credentials.close()
+    finally:
+        store.close()
+        listener.close()
+
+
+def _serve(
+    controller: Controller,
+    server: uvicorn.Server,
+    listener: socket.socket,
+    options: ServiceOptions,
+) -> int:
+    log = get_logger()
+    stop = threading.Event()
+    crashed: list[str] = []
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        log.info(
+            "stopping",
+            target=None,
+            op="stop",
+            status="requested",
+            signal=signal.Signals(signum).name,
+        )
+        stop.set()
+
+    def on_crash(args: threading.ExceptHookArgs) -> None:
+        # A bug, not a failure of a target or the store (those are handled where they
+        # happen): stop loudly rather than leave a target silently unreconciled.
+        crashed.append(args.thread.name if args.thread else "?")
+        log.error(
+            "internal error: the service stops",
+            target=None,
+            op="crash",
+            status="error",
+            thread=crashed[-1],
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    threading.excepthook = on_crash
+    controller.start()
+    http = threading.Thread(
+        target=server.run, kwargs={"sockets": [listener]}, name="lockstep-http", daemon=True
+    )
+    http.start()
+    host, port = listener.getsockname()[:2]
+    log.info(
+        "service started",
+        target=None,
+        op="start",
+        status="running",
+        instance=controller.instance,
+        listen=f"{host}:{port}",
+        interval_cap_s=options.interval_cap_s,
+    )
+    stop.wait()
+    finished = controller.stop(SHUTDOWN_GRACE_S)
+    server.should_exit = True
+    http.join(_HTTP_STOP_S)
+    clean = finished and not crashed
+    log.info("service stopped", target=None, op="stop", status="stopped" if clean else "failed")
+    return 0 if clean else 1
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listener = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ServiceError(f"cannot listen on {host}:{port}: {exc}") from None
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(128)
+    except OSError as exc:
+        listener.close()
+        raise ServiceError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return listener
