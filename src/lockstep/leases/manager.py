@@ -20,8 +20,8 @@ from __future__ import annotations
 import secrets as _random
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from concurrent.futures import Future
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from lockstep.connectors.base import (
@@ -31,7 +31,6 @@ from lockstep.connectors.base import (
     IssuesLeaseBatches,
     IssuesLeases,
     LeaseOrder,
-    ProbeResult,
     Session,
 )
 from lockstep.credentials.vault import Vault
@@ -42,14 +41,15 @@ from lockstep.engine.eligibility import (
     LeaseTerms,
     lease_terms,
 )
-from lockstep.engine.verify import Inconclusive, probe_until
 from lockstep.engine.workspace import Workspace
 from lockstep.journal import Journal
 from lockstep.leases.batcher import Batcher
+from lockstep.leases.ending import Ended, LeaseEnder, ReapReport
+from lockstep.leases.proofs import Unproven, check_native_expiry, leasing_of, prove_works
 from lockstep.leases.records import Lease, LeaseError, LeaseRecords, LeaseStatus
 from lockstep.leases.sessions import TargetSessions
 from lockstep.model import LEASE_PREFIX, Policy
-from lockstep.secret import forget, generate_password, redact
+from lockstep.secret import generate_password, redact
 from lockstep.store import Store
 
 __all__ = [
@@ -65,51 +65,18 @@ __all__ = [
 
 _ID_BYTES = 8  # 64 random bits: LEASE_PREFIX + 16 hex digits = 31 characters, within every
 # target's limit (PostgreSQL's is 63 bytes)
-_EXPIRY_TOLERANCE = timedelta(seconds=1)  # targets may store expiry at a coarser precision
 # Leases requested at once on one target are issued in batches of up to MAX_BATCH, by
 # ISSUING_WORKERS at a time, each on its own connection so that the server works on two
 # batches at once. More workers make smaller batches, each with its own commits and proof
 # login: on a 2-core machine 2 workers issued 1,019 leases/s, 3 issued 799/s and 4 780/s.
 MAX_BATCH = 64
 ISSUING_WORKERS = 2
-# Leases ended at once (revoked by identity, target or prefix, or reaped) are ended this
-# many at a time: each one's proof is a login attempt that mostly waits on the target.
-ENDING_WORKERS = 4
 
 _Ordered = tuple[Lease, LeaseOrder]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Ended:
-    """What ending one lease (or one lease account without a record) came to."""
-
-    target: str
-    account: str
-    status: LeaseStatus  # revoked or expired when proven, failed otherwise
-    detail: str
-    lease_id: str | None = None
-
-    @property
-    def verified(self) -> bool:
-        return self.status in (LeaseStatus.REVOKED, LeaseStatus.EXPIRED)
-
-
-@dataclass
-class ReapReport:
-    ended: list[Ended] = field(default_factory=list)
-    unreachable: dict[str, str] = field(default_factory=dict)  # target -> why
-
-    @property
-    def verified(self) -> bool:
-        return not self.unreachable and all(e.verified for e in self.ended)
-
-
-class _Unproven(Exception):
-    pass
 
 
 class LeaseManager:
@@ -129,6 +96,7 @@ class LeaseManager:
         self._records = LeaseRecords(store, vault, journal)
         self._sessions = sessions
         self._clock = clock
+        self._ender = LeaseEnder(policy, self._records, journal, sessions, clock)
         self._issuers: dict[str, Batcher[_Ordered, tuple[Lease, Credential]]] = {}
         self._lock = threading.Lock()
 
@@ -220,7 +188,7 @@ class LeaseManager:
         recorded = False
         try:
             with self._sessions.session(target) as session:
-                leasing = _leasing(session, target)
+                leasing = leasing_of(session, target)
                 self._records.insert(
                     leases,
                     [("lease_intent", {"op": "issue", **lease.fields()}) for lease in leases],
@@ -288,8 +256,8 @@ class LeaseManager:
             return
         _, first, credential = made[0]
         try:
-            self._prove_works(session, credential, first.target)
-        except _Unproven as exc:
+            prove_works(session, credential, self._sessions.propagation_window_s(first.target))
+        except Unproven as exc:
             why = str(exc) if len(batch) == 1 else f"{exc} (the first of a batch of {len(batch)})"
             if first.expires_at <= self._clock():
                 why += "; it had expired already: ask for a longer ttl"
@@ -325,8 +293,8 @@ class LeaseManager:
                     self._records.update(
                         made.id, username=made.username, fingerprint=made.fingerprint
                     )
-                self._prove_works(session, credential, lease.target)
-            except (ActionFailed, _Unproven) as exc:
+                prove_works(session, credential, self._sessions.propagation_window_s(lease.target))
+            except (ActionFailed, Unproven) as exc:
                 outcomes[i] = redact(str(exc))
                 continue
             outcomes[i] = (made, credential)
@@ -337,20 +305,11 @@ class LeaseManager:
         except Ineligible as exc:
             raise LeaseError(str(exc)) from None
 
-    def _prove_works(self, session: Session, credential: Credential, target: str) -> None:
-        window = self._sessions.propagation_window_s(target)
-        try:
-            got = probe_until(session, credential, ProbeResult.ACCEPTED, window)
-        except Inconclusive as exc:
-            raise _Unproven(f"the new credential could not be tried: {exc}") from None
-        if got is not ProbeResult.ACCEPTED:
-            raise _Unproven("the target refused the new credential")
-
     def _fail(self, lease: Lease, detail: str) -> None:
         """An issue that did not complete: its account, if it was made, is removed and
         proven unusable; failing that the lease stays failed and the reaper tries again."""
         self._journal.append("lease_failed", {**lease.fields(), "op": "issue", "detail": detail})
-        self._end(lease, LeaseStatus.REVOKED)
+        self._ender.end(lease, LeaseStatus.REVOKED)
 
     # ------------------------------------------------------------ renewing
 
@@ -373,10 +332,10 @@ class LeaseManager:
         self._journal.append("lease_intent", {"op": "renew", **renewed.fields()})
         try:
             with self._sessions.session(lease.target) as session:
-                leasing = _leasing(session, lease.target)
+                leasing = leasing_of(session, lease.target)
                 leasing.renew_lease(lease.account, expires_at)
-                _check_native_expiry(leasing, lease.account, expires_at)
-        except (ConnectorError, _Unproven) as exc:
+                check_native_expiry(leasing, lease.account, expires_at)
+        except (ConnectorError, Unproven) as exc:
             detail = redact(str(exc))
             self._journal.append(
                 "lease_failed", {**lease.fields(), "op": "renew", "detail": detail}
@@ -390,132 +349,18 @@ class LeaseManager:
 
     def revoke(self, lease_id: str) -> Ended:
         """End a lease now and prove its credential refused."""
-        lease = self._records.get(lease_id)
-        if lease.status in (LeaseStatus.REVOKED, LeaseStatus.EXPIRED):
-            return Ended(lease.target, lease.account, lease.status, "already ended", lease.id)
-        return self._end(lease, LeaseStatus.REVOKED)
+        return self._ender.revoke(lease_id)
 
     def revoke_where(
         self, identity: str | None = None, target: str | None = None, prefix: str | None = None
     ) -> list[Ended]:
         """End every live or failed lease of ``identity``, on ``target``, or whose id starts
         with ``prefix`` (all that are given must match)."""
-        if identity is None and target is None and not prefix:
-            raise LeaseError("name an identity, a target or a lease id prefix to revoke")
-        selected = [
-            lease
-            for lease in self._records.list(identity=identity, target=target)
-            if lease.status in (LeaseStatus.ACTIVE, LeaseStatus.FAILED)
-            and lease.id.startswith(prefix or "")
-        ]
-        return self._end_all([(lease, LeaseStatus.REVOKED, "") for lease in selected])
+        return self._ender.revoke_where(identity, target, prefix)
 
     def reap(self, now: datetime | None = None) -> ReapReport:
-        """End every active lease past its expiry or whose identity may no longer have one
-        (access expired, owner departed, identity or access gone from the policy), then every
-        lease account in a reachable target that has no live record (lost in a crash, or
-        left by a failed revocation)."""
-        now = now or self._clock()
-        report = ReapReport()
-        due = []
-        for lease in self._records.list(status=LeaseStatus.ACTIVE):
-            if lease.expires_at <= now:
-                due.append((lease, LeaseStatus.EXPIRED, ""))
-            elif (why := self._ineligible(lease, now)) is not None:
-                due.append((lease, LeaseStatus.REVOKED, why))
-        report.ended.extend(self._end_all(due))
-        for target in sorted(self._policy.targets):
-            self._reap_target(target, now, report)
-        return report
-
-    def _reap_target(self, target: str, now: datetime, report: ReapReport) -> None:
-        try:
-            with self._sessions.session(target) as session:
-                if not isinstance(session, IssuesLeases):
-                    return
-                found = session.list_leases(LEASE_PREFIX)
-        except ConnectorError as exc:
-            report.unreachable[target] = redact(str(exc))
-            return
-        # Records are read after the accounts were listed: an account that a concurrent
-        # issue is creating already has its record, and is left alone.
-        records = {lease.account: lease for lease in self._records.list(target=target)}
-        tried = {e.account for e in report.ended if e.target == target}
-        for account in sorted(a.name for a in found if a.name not in tried):
-            lease = records.get(account)
-            if lease is None:
-                report.ended.append(self._end_lost(target, account))
-            elif lease.status is not LeaseStatus.ACTIVE or lease.expires_at <= now:
-                ended = LeaseStatus.EXPIRED if lease.expires_at <= now else LeaseStatus.REVOKED
-                report.ended.append(self._end(lease, ended))
-
-    def _ineligible(self, lease: Lease, now: datetime) -> str | None:
-        """Why the policy would not issue this lease now, if it would not."""
-        try:
-            self._terms(lease.identity, lease.target, None, now)
-        except LeaseError as exc:
-            return str(exc)
-        return None
-
-    def _end_all(self, due: list[tuple[Lease, LeaseStatus, str]]) -> list[Ended]:
-        """End leases several at a time (each proof is a login that mostly waits), in
-        order; each as ``_end`` would."""
-        if len(due) <= 1:
-            return [self._end(*each) for each in due]
-        with ThreadPoolExecutor(min(ENDING_WORKERS, len(due)), "lease-ender") as pool:
-            return list(pool.map(lambda each: self._end(*each), due))
-
-    def _end(self, lease: Lease, final: LeaseStatus, reason: str = "") -> Ended:
-        op = "revoke" if final is LeaseStatus.REVOKED else "expire"
-        self._journal.append("lease_intent", {"op": op, "reason": reason, **lease.fields()})
-        try:
-            proof = self._remove(lease.target, lease.account)
-        except (ConnectorError, _Unproven) as exc:
-            detail = redact(str(exc))
-            self._records.update(lease.id, status=LeaseStatus.FAILED)
-            self._journal.append("lease_failed", {**lease.fields(), "op": op, "detail": detail})
-            return Ended(lease.target, lease.account, LeaseStatus.FAILED, detail, lease.id)
-        ended = replace(lease, status=final, revoked_at=self._clock())
-        self._records.settle(lease.target, lease.account, ended)
-        self._journal.append(f"lease_{final}", {**ended.fields(), "proof": proof})
-        return Ended(lease.target, lease.account, final, proof, lease.id)
-
-    def _end_lost(self, target: str, account: str) -> Ended:
-        where = {"target": target, "account": account, "reason": "no lease record"}
-        self._journal.append("lease_intent", {"op": "reap", **where})
-        try:
-            proof = self._remove(target, account)
-        except (ConnectorError, _Unproven) as exc:
-            detail = redact(str(exc))
-            self._journal.append("lease_failed", {"op": "reap", **where, "detail": detail})
-            return Ended(target, account, LeaseStatus.FAILED, detail)
-        self._records.settle(target, account, None)
-        self._journal.append("lease_reaped", {**where, "proof": proof})
-        return Ended(target, account, LeaseStatus.REVOKED, proof)
-
-    def _remove(self, target: str, account: str) -> str:
-        """Remove a lease account and prove it can no longer be used; returns the proof."""
-        with self._sessions.session(target) as session:
-            leasing = _leasing(session, target)
-            leasing.revoke_lease(account)
-            credential = self._records.kept_credential(target, account)
-            if credential is None:
-                # Nothing to try (the issue never got that far): absence is the proof.
-                if any(a.name == account for a in leasing.list_leases(account)):
-                    raise _Unproven(f"lease account {account} is still present")
-                return "lease account absent"
-            window = self._sessions.propagation_window_s(target)
-            try:
-                got = probe_until(session, credential, ProbeResult.REFUSED, window)
-            except Inconclusive as exc:
-                raise _Unproven(f"the credential could not be tried: {exc}") from None
-            if got is not ProbeResult.REFUSED:
-                raise _Unproven(f"the credential is still accepted after {window:g}s")
-            # Proven dead: the redactor need not keep scanning every text for it.
-            forget(credential.secret.reveal())
-            if credential.token is not None:
-                forget(credential.token.reveal())
-            return f"credential {credential.secret.fingerprint()} refused"
+        """See ``LeaseEnder.reap``."""
+        return self._ender.reap(now)
 
     # ------------------------------------------------------------ records
 
@@ -529,18 +374,3 @@ class LeaseManager:
         status: LeaseStatus | None = None,
     ) -> list[Lease]:
         return self._records.list(identity, target, status)
-
-
-def _leasing(session: Session, target: str) -> IssuesLeases:
-    if not isinstance(session, IssuesLeases):
-        raise LeaseError(f"target {target!r} cannot issue short-lived credentials")
-    return session
-
-
-def _check_native_expiry(leasing: IssuesLeases, account: str, expires_at: datetime) -> None:
-    found = [a for a in leasing.list_leases(account) if a.name == account]
-    if not found:
-        raise _Unproven(f"lease account {account} is missing")
-    native = found[0].expires_at
-    if native is not None and abs(native - expires_at) > _EXPIRY_TOLERANCE:
-        raise _Unproven(f"the target reports expiry {native.isoformat()}, not the new one")
