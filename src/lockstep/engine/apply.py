@@ -18,9 +18,19 @@ from lockstep.connectors.base import (
 )
 from lockstep.credentials.sinks import Delivery, SinkError, deliver
 from lockstep.credentials.vault import StoredCredential, Vault
-from lockstep.engine.verify import Evidence, propagation_window, verify_action
+from lockstep.engine.verify import REAL_TIME, Evidence, Timer, propagation_window, verify_action
 from lockstep.journal import Journal, JournalError
-from lockstep.model import ISSUING_OPS, REMOVING_OPS, Action, Op, Plan, Policy, Result, Status
+from lockstep.model import (
+    ISSUING_OPS,
+    REMOVING_OPS,
+    Action,
+    Check,
+    Op,
+    Plan,
+    Policy,
+    Result,
+    Status,
+)
 from lockstep.secret import generate_password, redact
 
 
@@ -44,6 +54,7 @@ class Applier:
     vault: Vault
     clock: Callable[[], datetime]
     progress: Callable[[Result], None] = lambda result: None
+    timer: Timer = REAL_TIME  # for probe backoff within a propagation window
     _lost: dict[str, str] = field(default_factory=dict)  # targets that went away mid-apply
 
     def apply(self, plan: Plan) -> list[Result]:
@@ -97,7 +108,9 @@ class Applier:
             if delivery_error:
                 return self._finish(action, Status.FAILED, delivery_error, fingerprint)
             evidence = Evidence(issued=returned, refused=self._old(action, old))
-        status, detail, checks = verify_action(session, action, evidence, self._window(action))
+        status, detail, checks = verify_action(
+            session, action, evidence, self._window(action), self.timer
+        )
         return self._finish(action, status, detail, fingerprint, checks)
 
     def _rotate(self, session: Session, action: Action, old: StoredCredential | None) -> Result:
@@ -135,14 +148,18 @@ class Applier:
             holder.retire_credential(action.account, new)
             return self._finish(action, Status.FAILED, f"{delivery_error}; old kept")
         accepted = Evidence(issued=new)
-        status, detail, checks = verify_action(session, action, accepted, self._window(action))
+        status, detail, checks = verify_action(
+            session, action, accepted, self._window(action), self.timer
+        )
         if status is not Status.VERIFIED:
             return self._finish(action, status, f"{detail}; old kept", None, checks)
         for _, cred in previous:
             holder.retire_credential(action.account, cred)
         self._keep(action, new)
         evidence = Evidence(issued=new, refused=previous)
-        status, detail, checks = verify_action(session, action, evidence, self._window(action))
+        status, detail, checks = verify_action(
+            session, action, evidence, self._window(action), self.timer
+        )
         return self._finish(action, status, detail, new.secret.fingerprint(), checks)
 
     def _rotate_in_place(
@@ -160,7 +177,9 @@ class Applier:
             )
         self._keep(action, new)
         evidence = Evidence(issued=new, refused=previous)
-        status, detail, checks = verify_action(session, action, evidence, self._window(action))
+        status, detail, checks = verify_action(
+            session, action, evidence, self._window(action), self.timer
+        )
         return self._finish(action, status, detail, new.secret.fingerprint(), checks)
 
     @staticmethod
@@ -177,6 +196,11 @@ class Applier:
             return f"{why}; the previous credential is unknown to lockstep and cannot be restored"
         session.execute(action, old.secret)
         return f"{why}; previous credential restored"
+
+    def _verify(
+        self, session: Session, action: Action, evidence: Evidence
+    ) -> tuple[Status, str, tuple[Check, ...]]:
+        return verify_action(session, action, evidence, self._window(action), self.timer)
 
     def _window(self, action: Action) -> float:
         return propagation_window(

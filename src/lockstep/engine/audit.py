@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from lockstep.connectors.base import Credential, ProbeResult, Session
 from lockstep.credentials.vault import Vault
 from lockstep.engine.observe import Observer
-from lockstep.engine.verify import Inconclusive, probe_until, propagation_window
+from lockstep.engine.verify import REAL_TIME, Inconclusive, Timer, probe_until, propagation_window
 from lockstep.engine.workspace import Workspace
 from lockstep.model import LEASE_PREFIX, Check, Desired, Observation, Policy, RuleAction, Snapshot
 
@@ -111,6 +111,7 @@ def probe_checks(
     desired: Desired,
     observed: Mapping[str, Observation],
     windows: Mapping[str, float],
+    timer: Timer = REAL_TIME,
 ) -> list[Check]:
     """Every credential lockstep retired must still be refused; the current credential of an
     account that should work must still work, and of one that should not, must not."""
@@ -135,7 +136,7 @@ def probe_checks(
                 cred = Credential(stored.username, stored.secret)
                 label = f"credential {stored.fingerprint}"
                 try:
-                    got = str(probe_until(session, cred, expect, windows.get(name, 0.0)))
+                    got = str(probe_until(session, cred, expect, windows.get(name, 0.0), timer))
                 except Inconclusive as exc:
                     got = f"unknown ({exc})"
                 checks.append(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from lockstep.connectors.base import (
@@ -17,6 +17,18 @@ from lockstep.model import Account, Action, Check, Op, Status, Target
 from lockstep.secret import redact
 
 _FIRST_BACKOFF_S = 0.25
+
+
+@dataclass(frozen=True)
+class Timer:
+    """Where code that waits reads the time and sleeps: the machine's by default, a fake one
+    in tests (so that a propagation window is tested without waiting it out)."""
+
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+REAL_TIME = Timer()
 
 
 @dataclass(frozen=True)
@@ -41,30 +53,38 @@ class Inconclusive(Exception):
 
 
 def probe_until(
-    session: Session, credential: Credential, want: ProbeResult, window_s: float
+    session: Session,
+    credential: Credential,
+    want: ProbeResult,
+    window_s: float,
+    timer: Timer = REAL_TIME,
 ) -> ProbeResult:
     """Probe, re-probing with backoff while the answer is not ``want`` and the propagation
     window lasts (some providers keep accepting a deleted key for seconds)."""
-    deadline = time.monotonic() + window_s
+    deadline = timer.monotonic() + window_s
     delay = _FIRST_BACKOFF_S
     while True:
         try:
             result = session.probe(credential)
         except TargetUnreachable as exc:
             raise Inconclusive(redact(str(exc))) from exc
-        if result is want or time.monotonic() + delay > deadline:
+        if result is want or timer.monotonic() + delay > deadline:
             return result
-        time.sleep(delay)
+        timer.sleep(delay)
         delay *= 2
 
 
 def verify_action(
-    session: Session, action: Action, evidence: Evidence, window_s: float
+    session: Session,
+    action: Action,
+    evidence: Evidence,
+    window_s: float,
+    timer: Timer = REAL_TIME,
 ) -> tuple[Status, str, tuple[Check, ...]]:
     try:
         account = session.read_account(action.account)
         checks = [*_state_checks(action, account)]
-        checks += _probe_checks(session, action, evidence, window_s)
+        checks += _probe_checks(session, action, evidence, window_s, timer)
     except TargetUnreachable as exc:
         return Status.UNVERIFIED, f"could not read back: {redact(str(exc))}", ()
     except Inconclusive as exc:
@@ -108,13 +128,13 @@ def _state_checks(action: Action, account: Account | None) -> Iterable[Check]:
 
 
 def _probe_checks(
-    session: Session, action: Action, evidence: Evidence, window_s: float
+    session: Session, action: Action, evidence: Evidence, window_s: float, timer: Timer
 ) -> list[Check]:
     checks = []
     if evidence.issued is not None:
-        got = probe_until(session, evidence.issued, ProbeResult.ACCEPTED, window_s)
+        got = probe_until(session, evidence.issued, ProbeResult.ACCEPTED, window_s, timer)
         checks.append(_check(action, "new credential accepted", f"new credential {got}"))
     for label, old in evidence.refused:
-        got = probe_until(session, old, ProbeResult.REFUSED, window_s)
+        got = probe_until(session, old, ProbeResult.REFUSED, window_s, timer)
         checks.append(_check(action, f"{label} refused", f"{label} {got}"))
     return checks
