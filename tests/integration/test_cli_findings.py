@@ -16,42 +16,35 @@ import pytest
 from lockstep.demo import localpg
 from support import cli_project
 from support.cli_project import create_orders_db, project_env
+from support.policies import Access, Identity, Owner, Policy, Target, Var
 
-POLICY = """\
-version: 1
-targets:
-  orders-db:
-    type: postgres
-    dsn: ${ORDERS_DB_DSN}
-    environment: prod
-owners:
-  payments-team:
-    contacts: [alice@example.com]
-    status: active
-  reporting-team:
-    contacts: [bob@example.com]
-    status: active
-identities:
-  payments-api:
-    owner: payments-team
-    purpose: Serve the payments API
-    environment: prod
-    access:
-      - target: orders-db
-        account: payments_api
-        entitlements: [role:app_readonly]
-  reporting-job:
-    owner: reporting-team
-    purpose: Nightly report
-    environment: prod
-    access:
-      - target: orders-db
-        account: reporting_job
-        entitlements: [role:app_readonly]
-rules:
-  orphan_accounts: report
-  excess_entitlements: report
-"""
+
+def policy() -> Policy:
+    """Two identities on orders-db holding role:app_readonly, and rules that only report."""
+    return Policy(
+        targets={"orders-db": Target.postgres(Var("ORDERS_DB_DSN"), environment="prod")},
+        owners={
+            "payments-team": Owner(["alice@example.com"], status="active"),
+            "reporting-team": Owner(["bob@example.com"], status="active"),
+        },
+        identities={
+            "payments-api": Identity(
+                owner="payments-team",
+                purpose="Serve the payments API",
+                environment="prod",
+                access=[Access("orders-db", "payments_api", ["role:app_readonly"])],
+            ),
+            "reporting-job": Identity(
+                owner="reporting-team",
+                purpose="Nightly report",
+                environment="prod",
+                access=[Access("orders-db", "reporting_job", ["role:app_readonly"])],
+            ),
+        },
+        rules={"orphan_accounts": "report", "excess_entitlements": "report"},
+    )
+
+
 CONTRACT_KEYS = {
     "id",
     "type",
@@ -97,7 +90,7 @@ def db(pg: localpg.LocalPostgres) -> localpg.LocalPostgres:
 
 @pytest.fixture
 def lockstep(db: localpg.LocalPostgres, tmp_path: Path) -> Iterator[Lockstep]:
-    (tmp_path / "lockstep.yaml").write_text(POLICY)
+    policy().write(tmp_path)
     cli = Lockstep(tmp_path, project_env(ORDERS_DB_DSN=db.dsn("orders")))
     yield cli
     text = "\n".join(cli.outputs)

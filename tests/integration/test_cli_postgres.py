@@ -18,59 +18,55 @@ from psycopg import sql
 from lockstep.demo import localpg
 from support import cli_project
 from support.cli_project import ORDERS_TABLE, admin, create_orders_db, login, project_env, refused
+from support.policies import Access, Credentials, Identity, Owner, Policy, Target, Var
 
-POLICY = """\
-version: 1
-targets:
-  orders-db:
-    type: postgres
-    dsn: ${ORDERS_DB_DSN}
-    environment: prod
-owners:
-  payments-team:
-    contacts: [alice@example.com]
-    status: active
-  reporting-team:
-    contacts: [bob@example.com]
-    status: REPORTING_STATUS
-identities:
-  payments-api:
-    owner: payments-team
-    purpose: Serve the payments API
-    environment: prod
-    access:
-      - target: orders-db
-        account: payments_api
-        entitlements:
-          - role:app_readonly
-          - SELECT on table public.orders
-          - USAGE on schema billing
-          - CONNECT on database orders
-    credentials:
-      sink: file:SECRETS/payments-api.json
-  reporting-job:
-    owner: reporting-team
-    purpose: Nightly report
-    environment: prod
-    access:
-      - target: orders-db
-        account: reporting_job
-        entitlements: [SELECT on table public.orders]
-    credentials:
-      sink: file:SECRETS/reporting-job.json
-rules:
-  orphan_accounts: ORPHAN_RULE
-"""
+
+def policy(secrets: Path) -> Policy:
+    """Two identities on orders-db, each owned by its own team and delivered to a sink file."""
+    return Policy(
+        targets={"orders-db": Target.postgres(Var("ORDERS_DB_DSN"), environment="prod")},
+        owners={
+            "payments-team": Owner(["alice@example.com"], status="active"),
+            "reporting-team": Owner(["bob@example.com"], status="active"),
+        },
+        identities={
+            "payments-api": Identity(
+                owner="payments-team",
+                purpose="Serve the payments API",
+                environment="prod",
+                access=[
+                    Access(
+                        "orders-db",
+                        "payments_api",
+                        [
+                            "role:app_readonly",
+                            "SELECT on table public.orders",
+                            "USAGE on schema billing",
+                            "CONNECT on database orders",
+                        ],
+                    )
+                ],
+                credentials=Credentials(sink=f"file:{secrets / 'payments-api.json'}"),
+            ),
+            "reporting-job": Identity(
+                owner="reporting-team",
+                purpose="Nightly report",
+                environment="prod",
+                access=[Access("orders-db", "reporting_job", ["SELECT on table public.orders"])],
+                credentials=Credentials(sink=f"file:{secrets / 'reporting-job.json'}"),
+            ),
+        },
+        rules={"orphan_accounts": "report"},
+    )
 
 
 class Lockstep(cli_project.Lockstep):
-    def write_policy(self, reporting_status: str = "active", orphan_rule: str = "report") -> None:
-        text = (
-            POLICY.replace("REPORTING_STATUS", reporting_status)
-            .replace("ORPHAN_RULE", orphan_rule)
-            .replace("SECRETS", str(self.workdir / "secrets"))
-        )
-        (self.workdir / "lockstep.yaml").write_text(text)
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        super().__init__(workdir, env)
+        self.policy = policy(workdir / "secrets")
+
+    def write_policy(self) -> None:
+        self.policy.write(self.workdir)
 
     def secret(self, identity: str) -> dict:
         return json.loads((self.workdir / "secrets" / f"{identity}.json").read_text())
@@ -145,7 +141,8 @@ def test_out_of_band_drift_is_found_revoked_and_verified(lockstep: Lockstep, db)
     assert orphan["first_seen"] and orphan["status"] == "open"
     assert lockstep("verify").returncode == 2
 
-    lockstep.write_policy(orphan_rule="suspend")
+    lockstep.policy.rules["orphan_accounts"] = "suspend"
+    lockstep.write_policy()
     assert lockstep("apply", "--yes").returncode == 0
     assert lockstep.json("plan")["actions"] == []
     assert refused(db, "legacy_batch", "legacy-pw-123")
@@ -160,7 +157,8 @@ def test_a_departed_owner_suspends_the_account_and_its_old_password_is_refused(
     old = lockstep.secret("reporting-job")["password"]
     session = login(db, "reporting_job", old)
 
-    lockstep.write_policy(reporting_status="departed")
+    lockstep.policy.owners["reporting-team"].status = "departed"
+    lockstep.write_policy()
     applied = lockstep.json("apply", "--yes")
     [result] = applied["results"]
     assert (result["op"], result["account"], result["status"]) == (
@@ -175,7 +173,8 @@ def test_a_departed_owner_suspends_the_account_and_its_old_password_is_refused(
         assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname='reporting_job'").fetchone()
     assert lockstep("verify").returncode == 0
 
-    lockstep.write_policy(reporting_status="active")
+    lockstep.policy.owners["reporting-team"].status = "active"
+    lockstep.write_policy()
     assert lockstep("apply", "--yes").returncode == 0
     new = lockstep.secret("reporting-job")["password"]
     assert new != old
@@ -237,7 +236,8 @@ def test_the_blast_radius_guard_stops_a_mass_suspension(lockstep: Lockstep, db):
     with admin(db) as conn:
         for i in range(6):
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(f"ghost{i}")))
-    lockstep.write_policy(orphan_rule="suspend")
+    lockstep.policy.rules["orphan_accounts"] = "suspend"
+    lockstep.write_policy()
     stopped = lockstep("apply", "--yes")
     assert stopped.returncode == 1 and "--allow-mass-change" in stopped.stderr
     with admin(db) as conn:
@@ -249,16 +249,13 @@ def test_the_blast_radius_guard_stops_a_mass_suspension(lockstep: Lockstep, db):
 
 def test_hostile_account_names_are_managed_exactly(lockstep: Lockstep, db):
     names = ['a"b', "x; DROP ROLE app_readonly; --", "Robert'); --", "søren-ü", "n" * 63]
-    body = "".join(
-        f"  hostile{i}:\n    owner: payments-team\n    purpose: test\n    access:\n"
-        f"      - target: orders-db\n        account: '{n.replace(chr(39), chr(39) * 2)}'\n"
-        f"        entitlements: [role:app_readonly]\n"
-        for i, n in enumerate(names)
-    )
-    policy = (lockstep.workdir / "lockstep.yaml").read_text()
-    (lockstep.workdir / "lockstep.yaml").write_text(
-        policy.replace("identities:\n", "identities:\n" + body)
-    )
+    for i, name in enumerate(names):
+        lockstep.policy.identities[f"hostile{i}"] = Identity(
+            owner="payments-team",
+            purpose="test",
+            access=[Access("orders-db", name, ["role:app_readonly"])],
+        )
+    lockstep.write_policy()
     assert lockstep("apply", "--yes").returncode == 0
     assert lockstep.json("plan")["actions"] == []
     with admin(db) as conn:
@@ -337,13 +334,8 @@ def test_rotate_delivers_a_working_password_and_proves_the_old_one_refused(locks
 def test_a_changed_owner_rotates_the_identitys_credential(lockstep: Lockstep, db):
     lockstep("apply", "--yes")
     old = lockstep.secret("payments-api")["password"]
-    policy = (lockstep.workdir / "lockstep.yaml").read_text()
-    (lockstep.workdir / "lockstep.yaml").write_text(
-        policy.replace(
-            "  payments-api:\n    owner: payments-team",
-            "  payments-api:\n    owner: reporting-team",
-        )
-    )
+    lockstep.policy.identities["payments-api"].owner = "reporting-team"
+    lockstep.write_policy()
     plan = lockstep.json("plan")
     assert ops(plan) == [("rotate_credential", "payments_api", None)]
     assert "owner changed" in plan["actions"][0]["reason"]
@@ -355,13 +347,11 @@ def test_a_changed_owner_rotates_the_identitys_credential(lockstep: Lockstep, db
 def test_a_failed_delivery_leaves_the_workload_its_working_password(lockstep: Lockstep, db):
     lockstep("apply", "--yes")
     old = lockstep.secret("payments-api")["password"]
-    sink = lockstep.workdir / "secrets" / "payments-api.json"
     blocked = lockstep.workdir / "secrets-blocked"
     blocked.write_text("a file where the sink's directory should be")
-    policy = (lockstep.workdir / "lockstep.yaml").read_text()
-    (lockstep.workdir / "lockstep.yaml").write_text(
-        policy.replace(f"file:{sink}", f"file:{blocked}/payments-api.json")
-    )
+    sink = f"file:{blocked / 'payments-api.json'}"
+    lockstep.policy.identities["payments-api"].credentials.sink = sink
+    lockstep.write_policy()
     rotated = lockstep.json("rotate", "payments-api")
     [result] = rotated["results"]
     assert result["status"] == "failed" and "previous credential restored" in result["detail"]
@@ -369,14 +359,8 @@ def test_a_failed_delivery_leaves_the_workload_its_working_password(lockstep: Lo
 
 
 def test_a_credential_older_than_rotate_every_is_rotated(lockstep: Lockstep, db):
-    policy = (lockstep.workdir / "lockstep.yaml").read_text()
-    (lockstep.workdir / "lockstep.yaml").write_text(
-        policy.replace(
-            "    credentials:\n      sink: file:",
-            "    credentials:\n      rotate_every: 1s\n      sink: file:",
-            1,
-        )
-    )
+    lockstep.policy.identities["payments-api"].credentials.rotate_every = "1s"
+    lockstep.write_policy()
     lockstep("apply", "--yes")
     old = lockstep.secret("payments-api")["password"]
     time.sleep(1.1)

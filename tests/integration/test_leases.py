@@ -37,6 +37,7 @@ from lockstep.model import LEASE_PREFIX
 from lockstep.store.tables import leases as leases_table
 from support.cli_project import Lockstep, create_orders_db, project_env
 from support.cli_project import login as pg_login
+from support.policies import Access, Credentials, Identity, Owner, Policy, Setting, Target, Var
 
 if TYPE_CHECKING:
     from services.moto_server import MotoServer
@@ -44,53 +45,48 @@ if TYPE_CHECKING:
 
 pytest_plugins = ("services.redis_server", "services.moto_server")
 
-PG_POLICY = """\
-version: 1
-targets:
-  orders-db:
-    type: postgres
-    dsn: ${ORDERS_DB_DSN}
-owners:
-  payments-team:
-    contacts: [alice@example.com]
-    status: OWNER_STATUS
-identities:
-  payments-api:
-    owner: payments-team
-    purpose: Serve the payments API
-    access:
-      - target: orders-db
-        account: payments_api
-        entitlements:
-          - role:app_readonly
-          - SELECT on table public.orders
-          - CONNECT on database orders
-    credentials:
-      lease_ttl: 10m
-      lease_max_ttl: 1h
-  reporting-job:
-    owner: payments-team
-    purpose: Nightly report
-    access:
-      - target: orders-db
-        account: reporting_job
-        entitlements: [SELECT on table public.orders, CONNECT on database orders]
-  retired-job:
-    owner: payments-team
-    purpose: Access that has run out
-    access:
-      - target: orders-db
-        account: retired_job
-        entitlements: [CONNECT on database orders]
-        expires: 2020-01-01T00:00:00Z
-  broken-job:
-    owner: payments-team
-    purpose: Wants a table that does not exist
-    access:
-      - target: orders-db
-        account: broken_job
-        entitlements: [SELECT on table public.missing]
-"""
+
+def pg_policy(owner_status: str = "active", **settings: Setting) -> Policy:
+    """Identities on orders-db: one with lease settings, one plain, one whose access has run
+    out and one that wants a table that does not exist."""
+    connect = "CONNECT on database orders"
+    return Policy(
+        targets={"orders-db": Target.postgres(Var("ORDERS_DB_DSN"), **settings)},
+        owners={"payments-team": Owner(["alice@example.com"], status=owner_status)},
+        identities={
+            "payments-api": Identity(
+                owner="payments-team",
+                purpose="Serve the payments API",
+                access=[
+                    Access(
+                        "orders-db",
+                        "payments_api",
+                        ["role:app_readonly", "SELECT on table public.orders", connect],
+                    )
+                ],
+                credentials=Credentials(lease_ttl="10m", lease_max_ttl="1h"),
+            ),
+            "reporting-job": Identity(
+                owner="payments-team",
+                purpose="Nightly report",
+                access=[
+                    Access("orders-db", "reporting_job", ["SELECT on table public.orders", connect])
+                ],
+            ),
+            "retired-job": Identity(
+                owner="payments-team",
+                purpose="Access that has run out",
+                access=[
+                    Access("orders-db", "retired_job", [connect], datetime(2020, 1, 1, tzinfo=UTC))
+                ],
+            ),
+            "broken-job": Identity(
+                owner="payments-team",
+                purpose="Wants a table that does not exist",
+                access=[Access("orders-db", "broken_job", ["SELECT on table public.missing"])],
+            ),
+        },
+    )
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -112,8 +108,8 @@ class Project:
     def state_db(self) -> Path:
         return self.workdir / ".lockstep" / "state.db"
 
-    def write(self, policy: str) -> None:
-        (self.workdir / "lockstep.yaml").write_text(policy)
+    def write(self, policy: Policy) -> None:
+        policy.write(self.workdir)
 
     @contextmanager
     def manager(self, clock: Callable[[], datetime] | None = None) -> Iterator[LeaseManager]:
@@ -145,7 +141,7 @@ class Project:
 @pytest.fixture
 def project(db: localpg.LocalPostgres, tmp_path: Path) -> Project:
     project = Project(tmp_path, project_env(ORDERS_DB_DSN=db.dsn("orders")))
-    project.write(PG_POLICY.replace("OWNER_STATUS", "active"))
+    project.write(pg_policy())
     return project
 
 
@@ -438,7 +434,7 @@ def test_a_lease_for_an_unknown_identity_or_target_or_expired_access_is_refused(
 def test_an_identity_whose_owner_departed_gets_no_lease(
     project: Project, db: localpg.LocalPostgres
 ) -> None:
-    project.write(PG_POLICY.replace("OWNER_STATUS", "departed"))
+    project.write(pg_policy(owner_status="departed"))
     with project.manager() as manager, pytest.raises(LeaseError, match="owner departed"):
         manager.issue("payments-api", "orders-db")
     assert lease_roles(db) == []
@@ -449,7 +445,7 @@ def test_the_reaper_revokes_leases_of_an_identity_whose_owner_departed(
 ) -> None:
     with project.manager() as manager:
         lease, credential = manager.issue("payments-api", "orders-db")
-    project.write(PG_POLICY.replace("OWNER_STATUS", "departed"))
+    project.write(pg_policy(owner_status="departed"))
     with project.manager() as manager:
         with pytest.raises(LeaseError, match="owner departed"):
             manager.renew(lease.id)
@@ -491,11 +487,7 @@ def test_leases_issued_from_many_threads_at_once_all_work(
 def test_a_batch_whose_credential_cannot_be_tried_is_not_issued_and_its_accounts_go(
     project: Project, db: localpg.LocalPostgres
 ) -> None:
-    unreachable = PG_POLICY.replace("OWNER_STATUS", "active").replace(
-        "    dsn: ${ORDERS_DB_DSN}\n",
-        f"    dsn: ${{ORDERS_DB_DSN}}\n    probe_port: {free_port()}\n",
-    )
-    project.write(unreachable)
+    project.write(pg_policy(probe_port=free_port()))
     with project.manager() as manager, pytest.raises(LeaseError, match="could not be tried"):
         manager.issue("payments-api", "orders-db")
     assert lease_roles(db) == []
@@ -595,30 +587,25 @@ def test_leases_requested_together_are_issued_as_one_batch_and_a_bad_one_fails_a
 
 # ---------------------------------------------------------------- Redis
 
-REDIS_POLICY = """\
-version: 1
-targets:
-  cache:
-    type: redis
-    url: ${CACHE_URL}
-owners:
-  team:
-    contacts: [team@example.com]
-identities:
-  payments-api:
-    owner: team
-    purpose: Cache orders
-    access:
-      - target: cache
-        account: payments_api
-        entitlements: ["~orders:*", "+get", "+ping"]
-"""
+
+def redis_policy() -> Policy:
+    return Policy(
+        targets={"cache": Target.redis(Var("CACHE_URL"))},
+        owners={"team": Owner(["team@example.com"])},
+        identities={
+            "payments-api": Identity(
+                owner="team",
+                purpose="Cache orders",
+                access=[Access("cache", "payments_api", ["~orders:*", "+get", "+ping"])],
+            )
+        },
+    )
 
 
 @pytest.fixture
 def redis_project(tmp_path: Path, redis_server: LocalRedis, redis_target: object) -> Project:
     project = Project(tmp_path, project_env(CACHE_URL=redis_server.url()))
-    project.write(REDIS_POLICY)
+    project.write(redis_policy())
     return project
 
 
@@ -666,29 +653,24 @@ def test_redis_leases_expire_through_the_reaper_since_redis_cannot(
 
 # ---------------------------------------------------------------- AWS (moto)
 
-AWS_POLICY = """\
-version: 1
-targets:
-  aws:
-    type: aws
-    region: REGION
-    endpoint_url: ENDPOINT
-    propagation_window: 0
-owners:
-  team:
-    contacts: [team@example.com]
-identities:
-  etl:
-    owner: team
-    purpose: Nightly ETL
-    access:
-      - target: aws
-        account: role/etl
-        entitlements: [POLICY]
-    credentials:
-      lease_ttl: 20m
-      lease_max_ttl: 1h
-"""
+
+def aws_policy(region: str, endpoint_url: str, policy_arn: str) -> Policy:
+    """etl takes role/etl, which holds the managed policy ``policy_arn``."""
+    return Policy(
+        targets={
+            "aws": Target.aws(region, endpoint_url=endpoint_url, propagation_window=0),
+        },
+        owners={"team": Owner(["team@example.com"])},
+        identities={
+            "etl": Identity(
+                owner="team",
+                purpose="Nightly ETL",
+                access=[Access("aws", "role/etl", [f"policy:{policy_arn}"])],
+                credentials=Credentials(lease_ttl="20m", lease_max_ttl="1h"),
+            )
+        },
+    )
+
 
 ALLOW_LIST_USERS = {
     "Version": "2012-10-17",
@@ -711,11 +693,7 @@ def aws_project(tmp_path: Path, moto_server: MotoServer, aws_target: object) -> 
     iam.attach_role_policy(RoleName="etl", PolicyArn=policy_arn)
     env = dict(os.environ)  # aws_target put the admin key in the environment
     project = Project(tmp_path, env)
-    project.write(
-        AWS_POLICY.replace("REGION", moto_server.region)
-        .replace("ENDPOINT", moto_server.endpoint_url)
-        .replace("POLICY", f"policy:{policy_arn}")
-    )
+    project.write(aws_policy(moto_server.region, moto_server.endpoint_url, policy_arn))
     return project
 
 

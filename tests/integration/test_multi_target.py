@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import pytest
 import redis
 
 from lockstep.demo import localpg
+from services.process import start_or_unavailable
 from services.slapd import (  # noqa: F401 - fixtures, imported as the LDAP tests do
     LdapTarget,
     ldap_target_fixture,
@@ -31,6 +31,7 @@ from services.slapd import (  # noqa: F401 - fixtures, imported as the LDAP test
 )
 from support import cli_project
 from support.cli_project import create_orders_db, login, project_env
+from support.policies import Access, Credentials, Identity, Owner, Policy, Target, Var
 
 if TYPE_CHECKING:  # loaded for real through pytest_plugins, so that pytest rewrites it
     from services.redis_server import LocalRedis
@@ -38,42 +39,6 @@ if TYPE_CHECKING:  # loaded for real through pytest_plugins, so that pytest rewr
 pytest_plugins = ("services.redis_server",)
 
 IDENTITY = "checkout-worker"
-POLICY = """\
-version: 1
-targets:
-  directory:
-    type: ldap
-    url: ${LDAP_URL}
-    bind_dn: BIND_DN
-    bind_password: ${LDAP_PASSWORD}
-    accounts_dn: ACCOUNTS_DN
-    groups_dn: GROUPS_DN
-  orders-db:
-    type: postgres
-    dsn: ${ORDERS_DB_DSN}
-  sessions-cache:
-    type: redis
-    url: ${SESSIONS_CACHE_URL}
-owners:
-  checkout-team:
-    contacts: [carol@example.test]
-identities:
-  checkout-worker:
-    owner: checkout-team
-    purpose: Take orders and keep shopping carts
-    access:
-      - target: directory
-        account: checkout-worker
-        entitlements: [group:readers]
-      - target: orders-db
-        account: checkout_worker
-        entitlements: [SELECT on table public.orders, CONNECT on database orders]
-      - target: sessions-cache
-        account: checkout-worker
-        entitlements: ["~cart:*", +get, +set]
-    credentials:
-      sink: SINK
-"""
 TARGETS = ["directory", "orders-db", "sessions-cache"]
 ACCOUNTS = {
     "directory": "checkout-worker",
@@ -109,55 +74,47 @@ def orders_db(pg: localpg.LocalPostgres) -> localpg.LocalPostgres:
 def cache() -> Iterator[LocalRedis]:
     """A Redis of this test's own: it is stopped and restarted, which the shared one must not
     be. Users live in an ACL file, so what lockstep created survives the restart."""
-    from conftest import unavailable
-    from services.redis_server import LocalRedisError, start
+    from services.redis_server import start
 
-    try:
-        server = start(aclfile=True)
-    except LocalRedisError as exc:
-        unavailable(str(exc))
-        raise
+    server = start_or_unavailable(lambda: start(aclfile=True))
     yield server
     server.stop()
 
 
-def kill(server: LocalRedis) -> None:
-    server.process.kill()
-    server.process.wait()
-
-
-def restart(server: LocalRedis) -> None:
-    """The same server again: same port, configuration and ACL file."""
-    binary = os.environ.get("LOCKSTEP_REDIS_SERVER") or shutil.which("redis-server")
-    assert binary is not None
-    server.process = subprocess.Popen(
-        [binary, str(server.directory / "redis.conf")],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def policy(ldap: LdapTarget, sink: str) -> Policy:
+    """checkout-worker on the directory, the database and the cache, delivered to ``sink``."""
+    return Policy(
+        targets={
+            "directory": Target.ldap(
+                url=Var("LDAP_URL"),
+                bind_dn=ldap.server.admin_dn,
+                bind_password=Var("LDAP_PASSWORD"),
+                accounts_dn=ldap.server.people_dn,
+                groups_dn=ldap.server.groups_dn,
+            ),
+            "orders-db": Target.postgres(Var("ORDERS_DB_DSN")),
+            "sessions-cache": Target.redis(Var("SESSIONS_CACHE_URL")),
+        },
+        owners={"checkout-team": Owner(["carol@example.test"])},
+        identities={
+            IDENTITY: Identity(
+                owner="checkout-team",
+                purpose="Take orders and keep shopping carts",
+                access=[
+                    Access("directory", ACCOUNTS["directory"], ["group:readers"]),
+                    Access(
+                        "orders-db",
+                        ACCOUNTS["orders-db"],
+                        ["SELECT on table public.orders", "CONNECT on database orders"],
+                    ),
+                    Access(
+                        "sessions-cache", ACCOUNTS["sessions-cache"], ["~cart:*", "+get", "+set"]
+                    ),
+                ],
+                credentials=Credentials(sink=sink),
+            )
+        },
     )
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            with server.admin() as admin:
-                admin.ping()
-            return
-        except redis.exceptions.ConnectionError:
-            assert time.monotonic() < deadline, "redis-server did not come back"
-            time.sleep(0.05)
-
-
-def write_policy(workdir: Path, ldap: LdapTarget, sink: str) -> Path:
-    server = ldap.server
-    text = (
-        POLICY.replace("BIND_DN", server.admin_dn)
-        .replace("ACCOUNTS_DN", server.people_dn)
-        .replace("GROUPS_DN", server.groups_dn)
-        .replace("SINK", sink)
-    )
-    path = workdir / "lockstep.yaml"
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture
@@ -170,7 +127,7 @@ def lockstep(
         ORDERS_DB_DSN=orders_db.dsn("orders"),
         SESSIONS_CACHE_URL=cache.url(),
     )
-    write_policy(tmp_path, ldap_target, f"file:{tmp_path / 'secrets' / '{target}.json'}")
+    policy(ldap_target, f"file:{tmp_path / 'secrets' / '{target}.json'}").write(tmp_path)
     return Lockstep(tmp_path, env)
 
 
@@ -259,7 +216,7 @@ def test_a_target_lost_mid_apply_leaves_the_identity_partially_enforced_until_th
     )
     try:
         wait_until_blocked(orders_db, apply)
-        kill(cache)
+        cache.kill()
     finally:
         blocker.rollback()
         blocker.close()
@@ -284,7 +241,7 @@ def test_a_target_lost_mid_apply_leaves_the_identity_partially_enforced_until_th
     assert f"identity {IDENTITY} is partially enforced" in human
     assert lockstep("verify").returncode == 2
 
-    restart(cache)
+    cache.launch()  # the same server again: same port, configuration and ACL file
     retry = lockstep.json("plan")
     assert {a["target"] for a in retry["actions"]} == {"sessions-cache"}
     applied = lockstep("apply", "--yes", "--json")
@@ -301,7 +258,7 @@ def test_a_target_lost_mid_apply_leaves_the_identity_partially_enforced_until_th
 def test_a_file_sink_without_target_is_refused_for_access_on_several_targets(
     tmp_path: Path, ldap_target: LdapTarget
 ) -> None:
-    policy = write_policy(tmp_path, ldap_target, "file:/run/secrets/checkout-worker.json")
+    written = policy(ldap_target, "file:/run/secrets/checkout-worker.json").write(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKSTEP_")}
     env |= {
         "LDAP_URL": "ldap://127.0.0.1:1",
@@ -311,7 +268,7 @@ def test_a_file_sink_without_target_is_refused_for_access_on_several_targets(
     }
     proc = Lockstep(tmp_path, env)("validate")
     assert proc.returncode == 1
-    line = 1 + policy.read_text().splitlines().index(
+    line = 1 + written.read_text().splitlines().index(
         "      sink: file:/run/secrets/checkout-worker.json"
     )
     assert f"lockstep.yaml:{line}: this identity has access on several targets" in proc.stderr

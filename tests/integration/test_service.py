@@ -18,34 +18,8 @@ from psycopg import sql
 
 from lockstep.demo import localpg
 from support.cli_project import Lockstep, admin, create_orders_db, project_env, refused
+from support.policies import Access, Credentials, Identity, Owner, Policy, Target, Var, Workload
 from support.service_harness import Service, eventually, journal, row_counts
-
-POLICY = """\
-version: 1
-targets:
-  orders-db:
-    type: postgres
-    dsn: ${ORDERS_DB_DSN}
-    environment: prod
-    TARGET_EXTRA
-owners:
-  payments-team:
-    contacts: [alice@example.com]
-identities:
-  payments-api:
-    owner: payments-team
-    purpose: Serve the payments API
-    environment: prod
-    access:
-      - target: orders-db
-        account: payments_api
-        entitlements:
-          ENTITLEMENTS
-    credentials:
-      sink: file:SECRETS/payments-api.json
-rules:
-  orphan_accounts: ORPHAN_RULE
-"""
 
 
 class Project:
@@ -58,10 +32,6 @@ class Project:
         self.services: list[Service] = []
 
     @property
-    def policy_file(self) -> Path:
-        return self.workdir / "lockstep.yaml"
-
-    @property
     def state(self) -> Path:
         return self.workdir / ".lockstep" / "state.db"
 
@@ -69,22 +39,31 @@ class Project:
         self,
         orphan_rule: str = "report",
         entitlements: tuple[str, ...] = ("SELECT on table public.orders",),
-        target_extra: str = "",
+        interval: str | None = None,
         expires: datetime | None = None,
+        owner: str = "payments-team",
+        workload: Workload | None = None,
     ) -> None:
-        listed = "\n          ".join(f"- {e}" for e in entitlements)
-        text = (
-            POLICY.replace("ORPHAN_RULE", orphan_rule)
-            .replace("ENTITLEMENTS", listed)
-            .replace("TARGET_EXTRA", target_extra)
-            .replace("SECRETS", str(self.workdir / "secrets"))
-        )
-        if expires is not None:
-            text = text.replace(
-                "    credentials:\n",
-                f"        expires: {expires:%Y-%m-%dT%H:%M:%SZ}\n    credentials:\n",
-            )
-        self.policy_file.write_text(text)
+        """payments-api on orders-db, its credential delivered to a sink file."""
+        settings = {} if interval is None else {"interval": interval}
+        sink = f"file:{self.workdir / 'secrets' / 'payments-api.json'}"
+        Policy(
+            targets={
+                "orders-db": Target.postgres(Var("ORDERS_DB_DSN"), environment="prod", **settings)
+            },
+            owners={"payments-team": Owner(["alice@example.com"])},
+            identities={
+                "payments-api": Identity(
+                    owner=owner,
+                    purpose="Serve the payments API",
+                    environment="prod",
+                    access=[Access("orders-db", "payments_api", list(entitlements), expires)],
+                    credentials=Credentials(sink=sink),
+                    workload=workload,
+                )
+            },
+            rules={"orphan_accounts": orphan_rule},
+        ).write(self.workdir)
 
     def start(self, *args: str) -> Service:
         service = Service(self.workdir, self.env, *args, name=f"svc{len(self.services)}")
@@ -200,12 +179,12 @@ def test_a_new_orphan_account_is_suspended_when_the_rule_says_so(project: Projec
 
 
 def test_a_policy_edit_starts_a_pass_at_once(project: Project, db):
-    project.write_policy(target_extra="interval: 1h")
+    project.write_policy(interval="1h")
     service = project.start()
     converged(project)
 
     project.write_policy(
-        target_extra="interval: 1h",
+        interval="1h",
         entitlements=("SELECT on table public.orders", "INSERT on table public.orders"),
     )
     eventually(
@@ -221,7 +200,7 @@ def test_a_policy_edit_starts_a_pass_at_once(project: Project, db):
 
 def test_an_expiry_starts_a_pass_when_it_is_reached(project: Project, db):
     expires = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
-    project.write_policy(target_extra="interval: 1h", expires=expires)
+    project.write_policy(interval="1h", expires=expires)
     service = project.start()
     converged(project)
 
@@ -236,7 +215,7 @@ def test_an_expiry_starts_a_pass_when_it_is_reached(project: Project, db):
 
 
 def test_lockstep_reconcile_asks_the_service_for_a_pass(project: Project):
-    project.write_policy(target_extra="interval: 1h")
+    project.write_policy(interval="1h")
     service = project.start()
     converged(project)
     eventually(lambda: service.passes("orders-db") >= 1, "the first pass")
@@ -264,7 +243,7 @@ def test_sigterm_stops_the_service_with_exit_0(project: Project):
 
 
 def test_a_pass_with_nothing_to_change_writes_only_the_heartbeat(project: Project):
-    project.write_policy(target_extra="interval: 1h")
+    project.write_policy(interval="1h")
     service = project.start()
     converged(project)
     reconcile = ("reconcile", "--listen", f"127.0.0.1:{service.port}", "--wait")
@@ -282,8 +261,7 @@ def test_a_pass_with_nothing_to_change_writes_only_the_heartbeat(project: Projec
 def test_an_invalid_policy_edit_keeps_the_last_good_policy_in_force(project: Project, db):
     service = project.start()
     converged(project)
-    good = project.policy_file.read_text()
-    project.policy_file.write_text(good.replace("owner: payments-team", "owner: nobody"))
+    project.write_policy(owner="nobody")
 
     invalid = eventually(
         lambda: service.events("policy invalid: the last valid policy stays in force"),
@@ -359,44 +337,37 @@ def test_a_second_service_on_the_same_sqlite_state_is_refused(project: Project):
     assert "another `lockstep run` already uses the state store" in proc.stderr
 
 
-TWO_TARGETS = """\
-version: 1
-targets:
-  orders-db:
-    type: postgres
-    dsn: ${ORDERS_DB_DSN}
-    interval: 1h
-    manage: {exclude: [ledger_worker]}
-  ledger-db:
-    type: postgres
-    dsn: ${LEDGER_DB_DSN}
-    interval: 1h
-    manage: {exclude: [orders_worker]}
-owners:
-  team-a: {contacts: [a@example.com]}
-  team-b: {contacts: [b@example.com]}
-identities:
-  settlement:
-    owner: OWNER
-    purpose: Settle orders into the ledger
-    access:
-      - target: orders-db
-        account: orders_worker
-        entitlements: [SELECT on table public.orders]
-      - target: ledger-db
-        account: ledger_worker
-        entitlements: [CONNECT on database ledger]
-    credentials:
-      sink: file:SECRETS/settlement-{target}.json
-"""
+def two_targets(owner: str, secrets: Path) -> Policy:
+    """settlement on orders-db and ledger-db, each target excluding the other's account."""
+    return Policy(
+        targets={
+            "orders-db": Target.postgres(
+                Var("ORDERS_DB_DSN"), interval="1h", exclude=["ledger_worker"]
+            ),
+            "ledger-db": Target.postgres(
+                Var("LEDGER_DB_DSN"), interval="1h", exclude=["orders_worker"]
+            ),
+        },
+        owners={"team-a": Owner(["a@example.com"]), "team-b": Owner(["b@example.com"])},
+        identities={
+            "settlement": Identity(
+                owner=owner,
+                purpose="Settle orders into the ledger",
+                access=[
+                    Access("orders-db", "orders_worker", ["SELECT on table public.orders"]),
+                    Access("ledger-db", "ledger_worker", ["CONNECT on database ledger"]),
+                ],
+                credentials=Credentials(sink=f"file:{secrets / 'settlement-{target}.json'}"),
+            )
+        },
+    )
 
 
 def test_an_owner_change_rotates_an_identity_on_every_one_of_its_targets(project: Project, db):
     with psycopg.connect(db.dsn(), autocommit=True) as conn:
         conn.execute("CREATE DATABASE ledger")
     project.env["LEDGER_DB_DSN"] = db.dsn("ledger")
-    policy = TWO_TARGETS.replace("SECRETS", str(project.workdir / "secrets"))
-    project.policy_file.write_text(policy.replace("OWNER", "team-a"))
+    two_targets("team-a", project.workdir / "secrets").write(project.workdir)
     service = project.start()
 
     def owner() -> str | None:
@@ -412,7 +383,7 @@ def test_an_owner_change_rotates_an_identity_on_every_one_of_its_targets(project
     }
     old = {t: json.loads(path.read_text())["password"] for t, path in sinks.items()}
 
-    project.policy_file.write_text(policy.replace("OWNER", "team-b"))
+    two_targets("team-b", project.workdir / "secrets").write(project.workdir)
     for account in ("orders_worker", "ledger_worker"):
         eventually(
             lambda a=account: project.results(op="rotate_credential", account=a, status="verified"),
@@ -432,12 +403,7 @@ def test_a_workload_gets_a_working_lease_from_the_running_service(project: Proje
     public = json.loads(jwt.get_algorithm_by_name("ES256").to_jwk(key.public_key()))
     jwks = project.workdir / "jwks.json"
     jwks.write_text(json.dumps({"keys": [{**public, "kid": "k1", "alg": "ES256", "use": "sig"}]}))
-    project.write_policy()
-    binding = f"    workload: {{issuer: {issuer}, subject: {subject}, audience: lockstep}}\n"
-    policy = project.policy_file.read_text()
-    project.policy_file.write_text(
-        policy.replace("    credentials:\n", binding + "    credentials:\n")
-    )
+    project.write_policy(workload=Workload(issuer, subject, audience="lockstep"))
     service = project.start("--jwks", f"{issuer}=file:{jwks}")
     converged(project)
 

@@ -14,26 +14,30 @@ import psycopg
 import pytest
 
 from lockstep.demo import localpg
+from support.policies import Access, Identity, Owner, Policy, Target, Var
 from support.service_harness import Service, eventually
 
 TARGETS = ("t0", "t1", "t2", "t3")
 
 
-def policy() -> str:
-    targets = "".join(
-        f"  {t}:\n    type: postgres\n    dsn: ${{{t.upper()}_DSN}}\n"
-        f"    manage:\n      exclude: [{', '.join(f'{o}_api' for o in TARGETS if o != t)}]\n"
-        for t in TARGETS
-    )
-    identities = "".join(
-        f"  {t}-api:\n    owner: team\n    purpose: test\n    access:\n"
-        f"      - target: {t}\n        account: {t}_api\n"
-        f"        entitlements: [CONNECT on database {t}]\n"
-        for t in TARGETS
-    )
-    return (
-        "version: 1\ntargets:\n" + targets + "owners:\n  team:\n    contacts: [a@example.com]\n"
-        "identities:\n" + identities
+def policy() -> Policy:
+    """One identity per target; each target leaves the other targets' accounts alone."""
+    return Policy(
+        targets={
+            t: Target.postgres(
+                Var(f"{t.upper()}_DSN"), exclude=[f"{o}_api" for o in TARGETS if o != t]
+            )
+            for t in TARGETS
+        },
+        owners={"team": Owner(["a@example.com"])},
+        identities={
+            f"{t}-api": Identity(
+                owner="team",
+                purpose="test",
+                access=[Access(t, f"{t}_api", [f"CONNECT on database {t}"])],
+            )
+            for t in TARGETS
+        },
     )
 
 
@@ -46,7 +50,7 @@ class Cluster:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKSTEP_")}
         self.env["LOCKSTEP_STATE"] = pg.dsn("lockstep_state")
         self.env.update({f"{t.upper()}_DSN": pg.dsn(t) for t in TARGETS})
-        (workdir / "lockstep.yaml").write_text(policy())
+        policy().write(workdir)
         self.services: list[Service] = []
 
     def start(self, *args: str) -> Service:

@@ -42,6 +42,7 @@ from lockstep.leases.workload import (
 )
 from lockstep.model import Identity, Workload
 from lockstep.service.credentials_api import router
+from support import policies
 
 if TYPE_CHECKING:
     from services.redis_server import LocalRedis
@@ -52,54 +53,34 @@ PAYMENTS = "spiffe://example.org/ns/payments/sa/api"
 REPORTING = "spiffe://example.org/ns/reporting/sa/job"
 AUDIENCE = "lockstep"
 
-POLICY = """\
-version: 1
-targets:
-  cache:
-    type: redis
-    url: ${CACHE_URL}
-owners:
-  team:
-    contacts: [team@example.com]
-identities:
-  payments-api:
-    owner: team
-    purpose: Serve payments
-    access:
-      - target: cache
-        account: payments_api
-        entitlements: ["~orders:*", "+get", "+ping"]
-    credentials:
-      lease_ttl: 10m
-      lease_max_ttl: 1h
-    workload:
-      issuer: ISSUER
-      subject: PAYMENTS
-      audience: lockstep
-      claims: {env: prod}
-  reporting-job:
-    owner: team
-    purpose: Nightly report
-    access:
-      - target: cache
-        account: reporting_job
-        entitlements: ["~reports:*", "+get"]
-    workload:
-      issuer: ISSUER
-      subject: REPORTING
-      audience: lockstep
-  partner-feed:
-    owner: team
-    purpose: A partner's feed, vouched for by the partner's own issuer
-    access:
-      - target: cache
-        account: partner_feed
-        entitlements: ["~feed:*", "+get"]
-    workload:
-      issuer: PARTNER
-      subject: PAYMENTS
-      audience: lockstep
-"""
+
+def policy(issuer: str, partner: str) -> policies.Policy:
+    """Three identities on the cache, each bound to the one workload that may obtain it."""
+    return policies.Policy(
+        targets={"cache": policies.Target.redis(policies.Var("CACHE_URL"))},
+        owners={"team": policies.Owner(["team@example.com"])},
+        identities={
+            "payments-api": policies.Identity(
+                owner="team",
+                purpose="Serve payments",
+                access=[policies.Access("cache", "payments_api", ["~orders:*", "+get", "+ping"])],
+                credentials=policies.Credentials(lease_ttl="10m", lease_max_ttl="1h"),
+                workload=policies.Workload(issuer, PAYMENTS, AUDIENCE, claims={"env": "prod"}),
+            ),
+            "reporting-job": policies.Identity(
+                owner="team",
+                purpose="Nightly report",
+                access=[policies.Access("cache", "reporting_job", ["~reports:*", "+get"])],
+                workload=policies.Workload(issuer, REPORTING, AUDIENCE),
+            ),
+            "partner-feed": policies.Identity(
+                owner="team",
+                purpose="A partner's feed, vouched for by the partner's own issuer",
+                access=[policies.Access("cache", "partner_feed", ["~feed:*", "+get"])],
+                workload=policies.Workload(partner, PAYMENTS, AUDIENCE),
+            ),
+        },
+    )
 
 
 # ---------------------------------------------------------------- a local OIDC issuer
@@ -246,14 +227,7 @@ def service(
 ) -> Iterator[Service]:
     monkeypatch.setenv("CACHE_URL", redis_server.url())
     monkeypatch.delenv("LOCKSTEP_STATE", raising=False)
-    policy = (
-        POLICY.replace("PARTNER", partner.url)
-        .replace("ISSUER", issuer.url)
-        .replace("REPORTING", REPORTING)
-        .replace("PAYMENTS", PAYMENTS)
-    )
-    (tmp_path / "lockstep.yaml").write_text(policy)
-    with Workspace.open(tmp_path / "lockstep.yaml") as ws:
+    with Workspace.open(policy(issuer.url, partner.url).write(tmp_path)) as ws:
         sessions = TargetSessions(ws.policy)
         app = FastAPI()
         app.include_router(router)

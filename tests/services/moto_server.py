@@ -14,25 +14,25 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import boto3  # type: ignore[import-untyped,unused-ignore]
 import pytest
 
-from conftest import unavailable
 from lockstep.model import Target
 from lockstep.secret import Secret
+from services.process import (
+    ServerProcess,
+    ServerUnavailable,
+    free_port,
+    start_or_unavailable,
+    temp_dir,
+)
 
 REGION = "us-east-1"
 ADMIN_USER = "lockstep-admin"
@@ -53,27 +53,32 @@ _AMBIENT_AWS_VARS = (
 )
 
 
-class MotoServerError(RuntimeError):
+class MotoServerError(ServerUnavailable):
     pass
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
-class MotoServer:
+class MotoServer(ServerProcess):
     """A running moto server. ``secret_access_key`` is the admin's: treat it as a secret."""
 
     endpoint_url: str
-    directory: Path
-    process: subprocess.Popen[bytes]
     region: str = REGION
     admin_user: str = ADMIN_USER
     access_key_id: str = field(default="", init=False)
     secret_access_key: Secret = field(default_factory=lambda: Secret(""), init=False)
+
+    name = "moto-server"
+    error = MotoServerError
+
+    def answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(  # noqa: S310 - our own http://127.0.0.1 endpoint
+                self.endpoint_url + "/moto-api/", timeout=1
+            ) as response:
+                response.read()
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+        return True
 
     def _post(self, path: str, body: bytes) -> None:
         request = urllib.request.Request(  # noqa: S310 - our own http://127.0.0.1 endpoint
@@ -118,51 +123,20 @@ class MotoServer:
             aws_secret_access_key=(secret or self.secret_access_key).reveal(),
         )
 
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:]
-            raise MotoServerError(f"moto server exited with {process.returncode}: {tail}")
-        try:
-            with urllib.request.urlopen(url + "/moto-api/", timeout=1) as response:  # noqa: S310
-                response.read()
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.05)
-    process.kill()
-    raise MotoServerError(f"moto server did not answer within {timeout_s}s; see {log}")
-
 
 def start(timeout_s: float = 30.0) -> MotoServer:
     """Start a moto server subprocess, bootstrap its admin and enforce authentication."""
     missing = [m for m in ("moto", "flask") if importlib.util.find_spec(m) is None]
     if missing:
         raise MotoServerError(f"moto[server] is not installed (missing: {', '.join(missing)})")
-    directory = Path(tempfile.mkdtemp(prefix="lockstep-moto-"))
-    log = directory / "moto.log"
-    port = _free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    server = MotoServer(endpoint_url=url, directory=directory, process=process)
+    port = free_port()
+    server = MotoServer(
+        temp_dir("moto"),
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        endpoint_url=f"http://127.0.0.1:{port}",
+    )
+    server.launch(timeout_s)
     try:
-        _wait_ready(url, process, log, timeout_s)
         server.reset()
     except BaseException:
         server.stop()
@@ -172,11 +146,7 @@ def start(timeout_s: float = 30.0) -> MotoServer:
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
-    try:
-        server = start()
-    except MotoServerError as exc:
-        unavailable(str(exc))
-        raise
+    server = start_or_unavailable(start)
     yield server
     server.stop()
 

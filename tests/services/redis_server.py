@@ -12,9 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,28 +19,34 @@ from pathlib import Path
 import pytest
 import redis
 
-from conftest import unavailable
-from lockstep.demo.localpg import free_port
 from lockstep.model import Target
 from lockstep.secret import Secret, generate_password
+from services.process import (
+    ServerProcess,
+    ServerUnavailable,
+    free_port,
+    start_or_unavailable,
+    temp_dir,
+)
 
 ADMIN_USER = "lockstep_admin"
 
 
-class LocalRedisError(RuntimeError):
+class LocalRedisError(ServerUnavailable):
     pass
 
 
 @dataclass
-class LocalRedis:
+class LocalRedis(ServerProcess):
     """A running server. ``url()`` holds the admin password: treat it as a secret."""
 
-    directory: Path
     port: int
     admin_user: str
     password: Secret
-    process: subprocess.Popen[bytes]
     host: str = "127.0.0.1"
+
+    name = "redis-server"
+    error = LocalRedisError
 
     def url(self) -> str:
         return f"redis://{self.admin_user}:{self.password.reveal()}@{self.host}:{self.port}/0"
@@ -54,15 +57,13 @@ class LocalRedis:
             self.url(), decode_responses=True, encoding_errors="surrogateescape"
         )
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.directory, ignore_errors=True)
+    def answers(self) -> bool:
+        try:
+            with self.admin() as client:
+                client.ping()
+        except redis.exceptions.ConnectionError:
+            return False
+        return True
 
 
 def _binary() -> str:
@@ -94,7 +95,6 @@ def _config(directory: Path, port: int, password: Secret, aclfile: bool) -> str:
             'save ""',
             "appendonly no",
             "daemonize no",
-            f"logfile {directory / 'redis.log'}",
             *users,
             "",
         ]
@@ -105,42 +105,15 @@ def start(aclfile: bool = False) -> LocalRedis:
     """Start a server; returns once the admin can run commands on it. With ``aclfile`` the
     users live in ``users.acl`` in the server's directory (else in its config file)."""
     binary = _binary()
-    directory = Path(tempfile.mkdtemp(prefix="lockstep-redis-"))
+    directory = temp_dir("redis")
     port = free_port()
     password = generate_password()
     config = directory / "redis.conf"
     config.touch(mode=0o600)
     config.write_text(_config(directory, port, password, aclfile))
-    process = subprocess.Popen(
-        [binary, str(config)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = LocalRedis(directory, port, ADMIN_USER, password, process)
-    try:
-        _wait_ready(server)
-    except LocalRedisError:
-        server.process.kill()
-        raise
+    server = LocalRedis(directory, [binary, str(config)], port, ADMIN_USER, password)
+    server.launch()
     return server
-
-
-def _wait_ready(server: LocalRedis, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise LocalRedisError(
-                f"redis-server exited with {server.process.returncode}; "
-                f"see {server.directory / 'redis.log'}"
-            )
-        try:
-            with server.admin() as client:
-                client.ping()
-            return
-        except redis.exceptions.ConnectionError:
-            time.sleep(0.05)
-    raise LocalRedisError(f"redis-server did not answer within {timeout_s}s")
 
 
 def reset(server: LocalRedis) -> None:
@@ -155,11 +128,7 @@ def reset(server: LocalRedis) -> None:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[LocalRedis]:
-    try:
-        server = start()
-    except LocalRedisError as exc:
-        unavailable(str(exc))
-        raise
+    server = start_or_unavailable(start)
     yield server
     server.stop()
 

@@ -20,10 +20,7 @@ import hashlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,9 +29,16 @@ from pathlib import Path
 import ldap3
 import pytest
 
-from conftest import unavailable
 from lockstep.model import Target
 from lockstep.secret import Secret, generate_password
+from services.process import (
+    ServerProcess,
+    ServerUnavailable,
+    free_port,
+    log_tail,
+    start_or_unavailable,
+    temp_dir,
+)
 
 SUFFIX = "dc=example,dc=test"
 ADMIN_DN = f"cn=admin,{SUFFIX}"
@@ -57,12 +61,12 @@ _SCHEMA_DIRS = ("/etc/ldap/schema", "/etc/openldap/schema")
 _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/local/libexec")
 
 
-class SlapdUnavailable(RuntimeError):
+class SlapdUnavailable(ServerUnavailable):
     pass
 
 
 @dataclass
-class LocalSlapd:
+class LocalSlapd(ServerProcess):
     """A running slapd. ``admin_password`` binds as ``admin_dn`` (the rootDN)."""
 
     url: str
@@ -71,8 +75,9 @@ class LocalSlapd:
     base_dn: str
     people_dn: str
     groups_dn: str
-    directory: Path
-    process: subprocess.Popen[bytes]
+
+    name = "slapd"
+    error = SlapdUnavailable
 
     def connect(self, bind_dn: str | None = None) -> ldap3.Connection:
         """An admin connection, for fixtures and for checking the directory behind a
@@ -84,15 +89,12 @@ class LocalSlapd:
             raise SlapdUnavailable(f"admin bind failed: {conn.result['description']}")
         return conn
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.directory, ignore_errors=True)
+    def answers(self) -> bool:
+        try:
+            self.connect().unbind()
+        except (ldap3.core.exceptions.LDAPException, SlapdUnavailable):
+            return False
+        return True
 
 
 def _find(names: tuple[str, ...], where: tuple[str, ...], what: str) -> Path:
@@ -225,12 +227,6 @@ pwdAllowUserChange: TRUE
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _slapadd(slapadd: str, directory: Path, database: str, ldif: str) -> None:
     source = directory / f"db{database}.ldif"
     source.write_text(ldif)
@@ -239,21 +235,7 @@ def _slapadd(slapadd: str, directory: Path, database: str, ldif: str) -> None:
         cmd = [slapadd, "-q", "-n", database, "-F", str(directory / "slapd.d"), "-l", str(source)]
         rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
     if rc != 0:
-        raise SlapdUnavailable(f"slapadd -n {database} failed (exit {rc}); see {log}")
-
-
-def _wait_ready(server: LocalSlapd, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise SlapdUnavailable(f"slapd exited; see {server.directory}/slapd.log")
-        try:
-            server.connect().unbind()
-            return
-        except (ldap3.core.exceptions.LDAPException, SlapdUnavailable):
-            time.sleep(0.05)
-    server.stop()
-    raise SlapdUnavailable(f"slapd did not answer within {timeout_s}s")
+        raise SlapdUnavailable(f"slapadd -n {database} failed (exit {rc}): {log_tail(log)}")
 
 
 def start(*, default_policy: bool = True, syncprov: bool = True) -> LocalSlapd:
@@ -265,7 +247,29 @@ def start(*, default_policy: bool = True, syncprov: bool = True) -> LocalSlapd:
     wanted = ("back_mdb.la", "ppolicy.la", *(("syncprov.la",) if syncprov else ()))
     modules = _find(wanted, _MODULE_DIRS, "slapd modules")
     schemas = _find(("core.ldif", "cosine.ldif"), _SCHEMA_DIRS, "LDAP schema")
-    directory = Path(tempfile.mkdtemp(prefix="lockstep-slapd-"))
+    directory = temp_dir("slapd")
+    try:
+        password = _prepare(directory, slapadd, modules, schemas, default_policy, syncprov)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    url = f"ldap://127.0.0.1:{free_port()}"
+    # -d 0 keeps slapd in the foreground, so the process we hold is the server itself.
+    argv = [slapd, "-h", f"{url}/", "-F", str(directory / "slapd.d"), "-d", "0"]
+    server = LocalSlapd(directory, argv, url, ADMIN_DN, password, SUFFIX, PEOPLE_DN, GROUPS_DN)
+    server.launch()
+    return server
+
+
+def _prepare(
+    directory: Path,
+    slapadd: str,
+    modules: Path,
+    schemas: Path,
+    default_policy: bool,
+    syncprov: bool,
+) -> Secret:
+    """Write the configuration and the base entries into ``directory``; the admin password."""
     (directory / "slapd.d").mkdir()
     (directory / "db").mkdir()
     password = generate_password()
@@ -273,19 +277,7 @@ def start(*, default_policy: bool = True, syncprov: bool = True) -> LocalSlapd:
     config = _config_ldif(directory, modules, schemas, rootpw_hash, default_policy, syncprov)
     _slapadd(slapadd, directory, "0", config)
     _slapadd(slapadd, directory, "1", _BASE_LDIF)
-    port = free_port()
-    url = f"ldap://127.0.0.1:{port}"
-    with (directory / "slapd.log").open("wb") as log:
-        # -d 0 keeps slapd in the foreground, so the process we hold is the server itself.
-        process = subprocess.Popen(
-            [slapd, "-h", f"{url}/", "-F", str(directory / "slapd.d"), "-d", "0"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = LocalSlapd(url, ADMIN_DN, password, SUFFIX, PEOPLE_DN, GROUPS_DN, directory, process)
-    _wait_ready(server)
-    return server
+    return password
 
 
 # ---------------------------------------------------------------- fixtures
@@ -348,11 +340,7 @@ def reset_directory(server: LocalSlapd) -> None:
 @contextmanager
 def private_server(*, default_policy: bool = True, syncprov: bool = True) -> Iterator[LocalSlapd]:
     """A server of one's own, at the baseline, for a test that stops or reconfigures it."""
-    try:
-        server = start(default_policy=default_policy, syncprov=syncprov)
-    except SlapdUnavailable as exc:
-        unavailable(str(exc))
-        raise
+    server = start_or_unavailable(lambda: start(default_policy=default_policy, syncprov=syncprov))
     try:
         reset_directory(server)
         yield server
