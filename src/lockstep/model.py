@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from pydantic import BaseModel
+
 
 class Op(StrEnum):
     CREATE_ACCOUNT = "create_account"
@@ -30,8 +32,6 @@ OP_ORDER: Mapping[Op, int] = {op: i for i, op in enumerate(Op)}
 
 # Operations that take a credential away: verification tries the old credential afterwards.
 REMOVING_OPS = frozenset({Op.SUSPEND_ACCOUNT, Op.DELETE_ACCOUNT, Op.ROTATE_CREDENTIAL})
-# Operations that hand out a new credential, which must be delivered through the sink.
-ISSUING_OPS = frozenset({Op.CREATE_ACCOUNT, Op.RESTORE_ACCOUNT, Op.ROTATE_CREDENTIAL})
 
 
 # Accounts lockstep creates for short-lived leases carry this prefix, so that the lease
@@ -103,9 +103,9 @@ class Target:
     environment: str | None
     exclude: frozenset[str]
     legacy: bool
-    # Connector-specific keys, already validated by the connector's settings model.
-    # Secret-bearing values are ``Secret`` instances and never render in clear.
-    settings: Mapping[str, object]
+    # Connector-specific keys: an instance of the connector's settings model, validated by
+    # the loader. Secret-bearing fields hold ``Secret`` instances and never render in clear.
+    settings: BaseModel
     interval_s: int = DEFAULT_INTERVAL_S  # how often `lockstep run` reconciles it
     max_credential_age_s: int | None = None  # rotation forced on every credential issued here
 

@@ -28,12 +28,22 @@ import pytest
 import yaml
 from psycopg import sql
 
-from lockstep.connectors.base import ConnectorType, Credential, Scope, Session
+from lockstep.connectors.base import (
+    ConnectorType,
+    Credential,
+    HoldsTwoCredentials,
+    IssuesLeaseBatches,
+    IssuesLeases,
+    ObservesUsage,
+    Scope,
+    Session,
+    WatchesChanges,
+)
 from lockstep.connectors.registry import connector_type
 from lockstep.demo.localpg import LocalPostgres, free_port
 from lockstep.model import Target
 from lockstep.policy.load import load_policy
-from lockstep.secret import Secret
+from lockstep.secret import Secret, generate_password
 from services.slapd import (  # noqa: F401 - fixtures, imported as the LDAP tests do
     LdapTarget,
     ldap_target_fixture,
@@ -46,6 +56,14 @@ if TYPE_CHECKING:  # loaded for real through pytest_plugins, so that pytest rewr
 pytest_plugins = ("services.redis_server", "services.moto_server")
 
 TARGET = "conformance"
+# Every optional capability a connector's sessions may offer.
+CAPABILITIES = (
+    WatchesChanges,
+    ObservesUsage,
+    HoldsTwoCredentials,
+    IssuesLeases,
+    IssuesLeaseBatches,
+)
 POLICY_FILE = "lockstep.yaml"
 IDENTITY_PREFIX = "svc"
 
@@ -58,6 +76,10 @@ class ConformanceTarget:
     settings: Mapping[str, object]  # the target's keys as a policy writes them; secrets ${VAR}
     env: Mapping[str, str]  # the variables ``settings`` names
     dead_env: Mapping[str, str]  # the same variables, pointing at a port nobody listens on
+    # Variables (of the policy, or AWS's own) that keep the server but make the admin's
+    # secret ``wrong_secret``.
+    wrong_env: Mapping[str, str]
+    wrong_secret: Secret
     account: str  # a plain, legal account name
     entitlements: tuple[str, str]  # canonical; both exist in the server
     hostile_accounts: tuple[str, ...]  # legal, full of the target's metacharacters
@@ -70,6 +92,11 @@ class ConformanceTarget:
 
     def unreachable(self) -> ConformanceTarget:
         return replace(self, env={**self.env, **self.dead_env})
+
+    def with_wrong_admin(self) -> ConformanceTarget:
+        """The same server, with a wrong admin secret, which must never be shown either."""
+        secrets = (*self.admin_secrets, self.wrong_secret)
+        return replace(self, env={**self.env, **self.wrong_env}, admin_secrets=secrets)
 
     def target(self) -> Target:
         """The target exactly as the policy loader builds it for the CLI."""
@@ -101,11 +128,19 @@ def _postgres(request: pytest.FixtureRequest) -> ConformanceTarget:
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         for group in groups:
             conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(group)))
+    wrong = generate_password()
+    # The dead DSN holds the admin's password too: it must not show when nothing answers.
+    dead = f"postgresql://{pg.superuser}:{pg.password.reveal()}@127.0.0.1:{free_port()}/postgres"
     return ConformanceTarget(
         connector=connector_type("postgres"),
         settings={"dsn": "${CONFORMANCE_DSN}"},
         env={"CONFORMANCE_DSN": pg.dsn()},
-        dead_env={"CONFORMANCE_DSN": f"postgresql://lockstep@127.0.0.1:{free_port()}/postgres"},
+        dead_env={"CONFORMANCE_DSN": dead},
+        wrong_env={
+            "CONFORMANCE_DSN": f"postgresql://{pg.superuser}:{wrong.reveal()}@127.0.0.1:"
+            f"{pg.port}/postgres"
+        },
+        wrong_secret=wrong,
         account="conformance_svc",
         entitlements=(f"role:{groups[0]}", f"role:{groups[1]}"),
         hostile_accounts=(
@@ -127,6 +162,7 @@ def _postgres(request: pytest.FixtureRequest) -> ConformanceTarget:
 def _ldap(request: pytest.FixtureRequest) -> ConformanceTarget:
     ldap: LdapTarget = request.getfixturevalue("ldap_target")
     server = ldap.server
+    wrong = generate_password()
     return ConformanceTarget(
         connector=connector_type("ldap"),
         settings={
@@ -141,6 +177,8 @@ def _ldap(request: pytest.FixtureRequest) -> ConformanceTarget:
             "CONFORMANCE_LDAP_PASSWORD": server.admin_password.reveal(),
         },
         dead_env={"CONFORMANCE_LDAP_URL": f"ldap://127.0.0.1:{free_port()}"},
+        wrong_env={"CONFORMANCE_LDAP_PASSWORD": wrong.reveal()},
+        wrong_secret=wrong,
         account="conformance-svc",
         entitlements=("group:readers", "group:writers"),  # seeded by the fixture
         hostile_accounts=(
@@ -169,11 +207,17 @@ def _redis(request: pytest.FixtureRequest) -> ConformanceTarget:
     request.getfixturevalue("redis_target")  # empties the server around the test
     server = request.getfixturevalue("redis_server")
     dead = f"redis://{server.admin_user}:{server.password.reveal()}@127.0.0.1:{free_port()}/0"
+    wrong = generate_password()
     return ConformanceTarget(
         connector=connector_type("redis"),
         settings={"url": "${CONFORMANCE_REDIS_URL}"},
         env={"CONFORMANCE_REDIS_URL": server.url()},
         dead_env={"CONFORMANCE_REDIS_URL": dead},
+        wrong_env={
+            "CONFORMANCE_REDIS_URL": f"redis://{server.admin_user}:{wrong.reveal()}@"
+            f"{server.host}:{server.port}/0"
+        },
+        wrong_secret=wrong,
         account="conformance-svc",
         entitlements=("~conformance:*", "+get"),
         # ACL keywords and rule-like words are legal user names: they must stay names.
@@ -201,6 +245,7 @@ def _aws(request: pytest.FixtureRequest) -> ConformanceTarget:
     request.getfixturevalue("aws_target")  # resets moto, puts the admin key in the environment
     moto: MotoServer = request.getfixturevalue("moto_server")
     iam = moto.client("iam")
+    wrong = generate_password()
     arns = tuple(
         iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(_ALLOW_READ))["Policy"]["Arn"]
         for name in ("conformance-read", "conformance-write")
@@ -215,6 +260,9 @@ def _aws(request: pytest.FixtureRequest) -> ConformanceTarget:
         },
         env={"CONFORMANCE_AWS_ENDPOINT": moto.endpoint_url},
         dead_env={"CONFORMANCE_AWS_ENDPOINT": f"http://127.0.0.1:{free_port()}"},
+        # The admin key reaches boto3 from the environment, never through the policy.
+        wrong_env={"AWS_SECRET_ACCESS_KEY": wrong.reveal()},
+        wrong_secret=wrong,
         account="user/conformance-svc",
         entitlements=(f"policy:{arns[0]}", f"policy:{arns[1]}"),
         hostile_accounts=("user/a+b=c,d.e@f_g-h", "user/--", "user/=,", "user/" + "n" * 64),

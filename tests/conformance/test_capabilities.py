@@ -32,32 +32,31 @@ if TYPE_CHECKING:
 
 pytest_plugins = ("conformance.targets",)
 
-CAPABILITIES = (
-    WatchesChanges,
-    ObservesUsage,
-    HoldsTwoCredentials,
-    IssuesLeases,
-    IssuesLeaseBatches,
-)
-OFFERED = {
+OFFERED: dict[str, set[type]] = {
     # A role has one password: rotation is in place (docs/postgres.md).
-    "postgres": {"WatchesChanges", "ObservesUsage", "IssuesLeases", "IssuesLeaseBatches"},
-    "ldap": {"WatchesChanges", "ObservesUsage", "HoldsTwoCredentials"},
-    "redis": {"WatchesChanges", "ObservesUsage", "HoldsTwoCredentials", "IssuesLeases"},
+    "postgres": {WatchesChanges, ObservesUsage, IssuesLeases, IssuesLeaseBatches},
+    "ldap": {WatchesChanges, ObservesUsage, HoldsTwoCredentials},
+    "redis": {WatchesChanges, ObservesUsage, HoldsTwoCredentials, IssuesLeases},
     # IAM has no cheap change token.
-    "aws": {"ObservesUsage", "HoldsTwoCredentials", "IssuesLeases"},
+    "aws": {ObservesUsage, HoldsTwoCredentials, IssuesLeases},
 }
-HOLDING_TWO = [name for name, offered in OFFERED.items() if "HoldsTwoCredentials" in offered]
+HOLDING_TWO = [name for name, offered in OFFERED.items() if HoldsTwoCredentials in offered]
 
 
 def test_each_connector_offers_the_capabilities_it_declares_permissions_for(
     conformance_target: ConformanceTarget,
 ) -> None:
+    from conformance.targets import CAPABILITIES
+
     with conformance_target.session() as session:
-        offered = {c.__name__ for c in CAPABILITIES if isinstance(session, c)}
+        offered = {c for c in CAPABILITIES if isinstance(session, c)}
     assert offered == OFFERED[conformance_target.type]
     # ... and says what each one needs of lockstep's admin.
     assert set(conformance_target.connector.capability_permissions) == offered
+
+
+def window(conformance_target: ConformanceTarget) -> float:
+    return conformance_target.connector.propagation_window(conformance_target.target().settings)
 
 
 def two_credentials(session: Session) -> HoldsTwoCredentials:
@@ -78,16 +77,16 @@ def test_an_added_credential_works_beside_the_old_one_until_the_old_is_retired(
 ) -> None:
     account = conformance_target.account
     old = applied(project, account, conformance_target.entitlements[0])
-    window = conformance_target.connector.propagation_window_s
+    window_s = window(conformance_target)
     with conformance_target.session() as session:
         new = two_credentials(session).add_credential(account, generate_password())
         assert new.secret != old.secret
         # Delivered but not yet picked up: the workload may still use either.
         assert session.probe(old) is ProbeResult.ACCEPTED
-        assert probe_until(session, new, ProbeResult.ACCEPTED, window) is ProbeResult.ACCEPTED
+        assert probe_until(session, new, ProbeResult.ACCEPTED, window_s) is ProbeResult.ACCEPTED
 
         two_credentials(session).retire_credential(account, old)
-        assert probe_until(session, old, ProbeResult.REFUSED, window) is ProbeResult.REFUSED
+        assert probe_until(session, old, ProbeResult.REFUSED, window_s) is ProbeResult.REFUSED
         assert session.probe(new) is ProbeResult.ACCEPTED
         read = session.read_account(account)
     assert read is not None and read.enabled
@@ -100,11 +99,11 @@ def test_without_a_secret_a_fresh_credential_is_made(
 ) -> None:
     account = conformance_target.account
     old = applied(project, account)
-    window = conformance_target.connector.propagation_window_s
+    window_s = window(conformance_target)
     with conformance_target.session() as session:
         new = two_credentials(session).add_credential(account, None)
         assert new.secret != old.secret
-        assert probe_until(session, new, ProbeResult.ACCEPTED, window) is ProbeResult.ACCEPTED
+        assert probe_until(session, new, ProbeResult.ACCEPTED, window_s) is ProbeResult.ACCEPTED
     project.assert_no_secret_leaked(old, new)
 
 

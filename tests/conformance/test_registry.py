@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 import pytest
 from pydantic import BaseModel
 
-from lockstep.connectors.base import ConnectorType
+from lockstep.connectors.base import ConnectorType, Session, secret_fields
 from lockstep.connectors.registry import GROUP, connector_type
 from lockstep.model import Op
+from lockstep.secret import Secret
 
 if TYPE_CHECKING:
     from conformance.targets import ConformanceTarget, Project
@@ -50,12 +51,13 @@ def test_lockstep_ships_the_four_connectors_and_each_runs_the_conformance_suite(
 
 @pytest.mark.parametrize("name", NAMES)
 def test_each_entry_point_loads_a_connector_type_of_its_own_name(name: str) -> None:
+    from conformance.targets import CAPABILITIES
+
     connector = connector_type(name)
     assert connector.name == name
-    assert isinstance(connector.propagation_window_s, float | int)
     assert all(isinstance(p, tuple) for p in connector.capability_permissions.values())
+    assert set(connector.capability_permissions) <= set(CAPABILITIES)
     assert isinstance(connector.read_permissions, tuple) and connector.read_permissions
-    assert connector.propagation_window_s >= 0
     for method, parameters in PROTOCOL_METHODS.items():
         implemented = getattr(connector, method, None)
         assert callable(implemented), f"{name} lacks {method}()"
@@ -63,11 +65,32 @@ def test_each_entry_point_loads_a_connector_type_of_its_own_name(name: str) -> N
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_each_connector_names_a_settings_model_holding_its_secret_fields(name: str) -> None:
-    connector = connector_type(name)
-    model = connector.settings_model()
-    assert issubclass(model, BaseModel)
-    assert connector.secret_fields() <= set(model.model_fields)
+def test_each_connector_names_a_settings_model(name: str) -> None:
+    assert issubclass(connector_type(name).settings_model(), BaseModel)
+
+
+def test_the_loaded_settings_are_the_connectors_model_with_its_secrets_held_as_secrets(
+    conformance_target: ConformanceTarget,
+) -> None:
+    target = conformance_target.target()
+    model = conformance_target.connector.settings_model()
+    assert isinstance(target.settings, model)
+    assert all(isinstance(getattr(target.settings, f), Secret) for f in secret_fields(model))
+    window = conformance_target.connector.propagation_window(target.settings)
+    assert isinstance(window, float | int) and window >= 0
+    shown = f"{target} {target!r} {target.settings} {target.settings!r}"
+    assert not any(secret.reveal() in shown for secret in conformance_target.admin_secrets)
+
+
+def test_every_operation_a_plan_names_is_a_method_of_each_session(
+    conformance_target: ConformanceTarget,
+) -> None:
+    with conformance_target.session() as session:
+        for op in Op:
+            implemented = getattr(session, str(op), None)
+            assert callable(implemented), f"{conformance_target.type} lacks {op}()"
+            wanted = list(inspect.signature(getattr(Session, str(op))).parameters)[1:]
+            assert list(inspect.signature(implemented).parameters) == wanted, op
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -107,13 +130,13 @@ def test_permissions_lists_what_every_operation_and_capability_needs_offline(
     assert shown["read"] == list(connector.read_permissions)
     assert shown["operations"] == {str(op): list(p) for op, p in connector.permissions.items()}
     assert {c: n["permissions"] for c, n in shown["capabilities"].items()} == {
-        c: list(p) for c, p in connector.capability_permissions.items()
+        c.__name__: list(p) for c, p in connector.capability_permissions.items()
     }
     assert all(needs["used_for"] for needs in shown["capabilities"].values())
     human = project("permissions")
     assert human.returncode == 0
     assert f"target conformance ({connector.name})" in human.stdout
-    assert all(capability in human.stdout for capability in connector.capability_permissions)
+    assert all(c.__name__ in human.stdout for c in connector.capability_permissions)
 
 
 # ---------------------------------------------------------------- a third party's connector
@@ -137,13 +160,9 @@ class ExampleConnectorType:
     permissions: ClassVar[dict] = {op: ("example:" + op,) for op in Op}
     read_permissions: ClassVar[tuple] = ("example:read",)
     capability_permissions: ClassVar[dict] = {}
-    propagation_window_s: ClassVar[float] = 0.0
 
     def settings_model(self):
         return ExampleSettings
-
-    def secret_fields(self):
-        return frozenset()
 
     def check_account(self, name):
         if not name.isidentifier():
@@ -156,6 +175,9 @@ class ExampleConnectorType:
 
     def default_excluded(self, settings):
         return frozenset()
+
+    def propagation_window(self, settings):
+        return 0.0
 
     def open(self, target, scope):
         raise TargetUnreachable(f"{target.name}: the example service is not running")

@@ -28,13 +28,12 @@ from lockstep.connectors.aws.leases import (
 from lockstep.connectors.aws.usage import KEY_SOURCE, ROLE_SOURCE
 from lockstep.connectors.base import (
     ActionFailed,
-    ConnectorError,
     Credential,
     LeaseAccount,
     ProbeResult,
     Scope,
 )
-from lockstep.model import LEASE_PREFIX, Action, Op, Target
+from lockstep.model import LEASE_PREFIX, Target
 from lockstep.secret import Secret, generate_password
 
 if TYPE_CHECKING:  # imported for real by pytest_plugins, so that pytest rewrites its asserts
@@ -69,7 +68,7 @@ def admin(moto_server: MotoServer, aws_target: Target) -> Any:
 
 
 def create_user(session: AwsSession) -> Credential:
-    credential = session.execute(Action(Op.CREATE_ACCOUNT, "aws-test", USER, None), None)
+    credential = session.create_account(USER, generate_password())  # AWS mints the key
     assert isinstance(credential, Credential)
     return credential
 
@@ -79,10 +78,10 @@ def role(session: AwsSession, admin: Any, moto_server: MotoServer) -> str:
     """``role/etl``, created by lockstep and granted a policy that allows iam:ListUsers, with a
     trust policy naming the admin: moto matches trust principals by exact ARN, where real AWS
     lets the account root delegate to IAM."""
-    session.execute(Action(Op.CREATE_ACCOUNT, "aws-test", ROLE, None), None)
+    session.create_account(ROLE, generate_password())
     arn = admin.create_policy(PolicyName="list-users", PolicyDocument=ALLOW_LIST_USERS)
     entitlement = f"policy:{arn['Policy']['Arn']}"
-    session.execute(Action(Op.GRANT, "aws-test", ROLE, entitlement), None)
+    session.grant(ROLE, entitlement)
     admin_arn = f"arn:aws:iam::123456789012:user/{moto_server.admin_user}"
     trust = {"Effect": "Allow", "Principal": {"AWS": admin_arn}, "Action": "sts:AssumeRole"}
     document = {"Version": "2012-10-17", "Statement": [trust]}
@@ -354,11 +353,10 @@ def test_marker_names_round_trip_and_round_the_expiry_up() -> None:
 # ---------------------------------------------------------------- secrets
 
 
-def test_no_secret_key_or_session_token_in_logs_or_errors(
+def test_botocore_debug_logs_never_show_a_secret_key_or_session_token(
     session: AwsSession, role: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)  # botocore logs bodies, headers and canonical requests
-    errors: list[str] = []
     secrets = [create_user(session).secret, session.add_credential(USER, None).secret]
     lease = issue(session, role)
     assert lease.token is not None
@@ -366,16 +364,6 @@ def test_no_secret_key_or_session_token_in_logs_or_errors(
     session.probe(lease)
     session.revoke_lease(LEASE)
     session.probe(lease)
-    password = generate_password()
-    for attempt in (
-        lambda: session.add_credential(USER, password),
-        lambda: issue(session, role, ttl=timedelta(minutes=1)),
-        lambda: session.retire_credential(USER, lease),
-    ):
-        with pytest.raises(ConnectorError) as raised:
-            attempt()
-        errors.append(str(raised.value))
     assert "SessionToken" in caplog.text and "X-Amz-Security-Token" in caplog.text
-    for secret in (*secrets, password):
+    for secret in secrets:
         assert secret.reveal() not in caplog.text
-        assert all(secret.reveal() not in error for error in errors)

@@ -34,7 +34,6 @@ from support.postgres_sessions import (
     admin,
     assert_clean,
     assert_session_ended,
-    create,
     login,
     query,
     role_exists,
@@ -44,6 +43,12 @@ pytest_plugins = ("support.postgres_sessions",)
 
 LEASE = LEASE_PREFIX + "3f9a"
 IN_AN_HOUR = timedelta(hours=1)
+
+
+def create(session: PostgresSession, account: str) -> Secret:
+    secret = generate_password()
+    session.create_account(account, secret)
+    return secret
 
 
 def non_superuser_admin(pg: localpg.LocalPostgres) -> str:

@@ -16,7 +16,6 @@ from redis.retry import Retry
 
 from lockstep.connectors.base import (
     ActionFailed,
-    ConnectorError,
     Credential,
     GrammarError,
     ProbeResult,
@@ -28,8 +27,10 @@ from lockstep.connectors.redis.connector import (
     RULES_KEY,
     RedisConnectorType,
     RedisSession,
+    RedisSettings,
 )
 from lockstep.demo.localpg import free_port
+from lockstep.engine.apply import execute
 from lockstep.model import Action, Op, Target
 from lockstep.secret import Secret, generate_password
 
@@ -57,27 +58,19 @@ def session(redis_target: Target) -> Iterator[RedisSession]:
     s.close()
 
 
-def act(
-    session: RedisSession,
-    op: Op,
-    account: str = "svc",
-    entitlement: str | None = None,
-    secret: Secret | None = None,
-) -> Credential | None:
-    return session.execute(Action(op, "cache", account, entitlement), secret)
-
-
 def create(session: RedisSession, account: str = "svc") -> Secret:
     password = generate_password()
-    assert act(session, Op.CREATE_ACCOUNT, account, secret=password) == Credential(
-        account, password
-    )
+    assert session.create_account(account, password) == Credential(account, password)
     return password
+
+
+def target_at(url: str) -> Target:
+    return Target("cache", "redis", None, frozenset(), False, RedisSettings(url=Secret(url)))
 
 
 def grant(session: RedisSession, *rules: str, account: str = "svc") -> None:
     for rule in rules:
-        act(session, Op.GRANT, account, CT.parse_entitlement(rule))
+        session.grant(account, CT.parse_entitlement(rule))
 
 
 def held(session: RedisSession, account: str = "svc") -> frozenset[str]:
@@ -254,14 +247,14 @@ def test_revoking_one_key_pattern_keeps_the_others_and_the_password(
 ) -> None:
     password = create(session)
     grant(session, "~orders:*", "~carts:*", "+get", "+set")
-    act(session, Op.REVOKE, entitlement="~orders:*")
+    session.revoke("svc", "~orders:*")
     assert held(session) == {"~carts:*", "+get", "+set"}
     assert not session.dryrun("svc", "GET", "orders:1")
     assert session.dryrun("svc", "GET", "carts:1")
     assert probe(session, password) is ProbeResult.ACCEPTED
     assert session.read().accounts["svc"].enabled
 
-    act(session, Op.REVOKE, entitlement="+set")
+    session.revoke("svc", "+set")
     assert held(session) == {"~carts:*", "+get"}
     assert not session.dryrun("svc", "SET", "carts:1", "v")
     assert probe(session, password) is ProbeResult.ACCEPTED
@@ -272,9 +265,9 @@ def test_revoking_a_denial_or_a_category_restores_or_removes_its_effect(
 ) -> None:
     create(session)
     grant(session, *POLICY)
-    act(session, Op.REVOKE, entitlement="-@dangerous")
+    session.revoke("svc", "-@dangerous")
     assert session.dryrun("svc", "FLUSHALL")
-    act(session, Op.REVOKE, entitlement="+@write")
+    session.revoke("svc", "+@write")
     assert not session.dryrun("svc", "SET", "orders:1", "v")
     assert session.dryrun("svc", "HSET", "orders:1", "f", "v")  # +@hash still held
     expected = {CT.parse_entitlement(r) for r in POLICY} - {"-@dangerous", "+@write"}
@@ -284,7 +277,7 @@ def test_revoking_a_denial_or_a_category_restores_or_removes_its_effect(
 def test_revoking_what_is_not_held_changes_nothing(session: RedisSession) -> None:
     create(session)
     grant(session, "~a:*", "+get")
-    act(session, Op.REVOKE, entitlement="+set")
+    session.revoke("svc", "+set")
     assert held(session) == {"~a:*", "+get"}
 
 
@@ -301,7 +294,7 @@ def test_suspend_kills_open_connections_and_refuses_old_and_new_passwords(
     assert sessions_of(session) == 1
 
     nobody_holds = generate_password()
-    assert act(session, Op.SUSPEND_ACCOUNT, secret=nobody_holds) == Credential("svc", nobody_holds)
+    assert session.suspend_account("svc", nobody_holds) == Credential("svc", nobody_holds)
 
     assert not still_open(connection)
     assert probe(session, password) is ProbeResult.REFUSED
@@ -314,9 +307,9 @@ def test_suspend_kills_open_connections_and_refuses_old_and_new_passwords(
 
 def test_restore_accepts_only_the_new_credential(session: RedisSession) -> None:
     password = create(session)
-    act(session, Op.SUSPEND_ACCOUNT, secret=generate_password())
+    session.suspend_account("svc", generate_password())
     fresh = generate_password()
-    assert act(session, Op.RESTORE_ACCOUNT, secret=fresh) == Credential("svc", fresh)
+    assert session.restore_account("svc", fresh) == Credential("svc", fresh)
     assert probe(session, fresh) is ProbeResult.ACCEPTED
     assert probe(session, password) is ProbeResult.REFUSED
     assert session.read().accounts["svc"].enabled
@@ -326,7 +319,7 @@ def test_rotation_refuses_the_old_password_and_accepts_the_new(session: RedisSes
     old = create(session)
     grant(session, "~a:*")
     new = generate_password()
-    assert act(session, Op.ROTATE_CREDENTIAL, secret=new) == Credential("svc", new)
+    assert session.rotate_credential("svc", new) == Credential("svc", new)
     assert probe(session, old) is ProbeResult.REFUSED
     assert probe(session, new) is ProbeResult.ACCEPTED
     assert held(session) == {"~a:*"}
@@ -338,7 +331,7 @@ def test_end_sessions_closes_connections_and_keeps_the_account(
     password = create(session)
     connections = [login(redis_server, "svc", password) for _ in range(2)]
     assert sessions_of(session) == 2
-    act(session, Op.END_SESSIONS)
+    session.end_sessions("svc")
     assert sessions_of(session) == 0
     assert not any(still_open(c) for c in connections)
     assert probe(session, password) is ProbeResult.ACCEPTED
@@ -350,7 +343,7 @@ def test_delete_removes_the_user_its_connections_and_its_record(
     password = create(session)
     grant(session, "~a:*")
     connection = login(redis_server, "svc", password)
-    act(session, Op.DELETE_ACCOUNT)
+    session.delete_account("svc")
     assert session.read_account("svc") is None
     assert "svc" not in session.read().accounts
     assert probe(session, password) is ProbeResult.REFUSED
@@ -374,7 +367,7 @@ def test_changing_a_missing_account_fails_and_never_creates_it(
     session: RedisSession, op: Op, entitlement: str | None
 ) -> None:
     with pytest.raises(ActionFailed):
-        act(session, op, "ghost", entitlement, generate_password())
+        execute(session, Action(op, "cache", "ghost", entitlement))
     assert session.read_account("ghost") is None
 
 
@@ -393,7 +386,7 @@ def test_smuggled_rules_are_refused_and_change_nothing(
     with pytest.raises(GrammarError):
         CT.parse_entitlement(smuggled)
     with pytest.raises(ActionFailed):
-        act(session, Op.GRANT, entitlement=smuggled)
+        session.grant("svc", smuggled)
     assert held(session) == {"~a:*", "+get"}
     assert probe(session, password) is ProbeResult.ACCEPTED
     assert not session.dryrun("svc", "SET", "a:1", "v")
@@ -419,9 +412,9 @@ def test_hostile_names_made_by_hand_are_read_and_handled_verbatim(
         with pytest.raises(GrammarError):
             CT.check_account(name)
         assert held(session, name) == {"+get"}
-        act(session, Op.SUSPEND_ACCOUNT, name, secret=generate_password())
+        session.suspend_account(name, generate_password())
         assert not session.read().accounts[name].enabled
-        act(session, Op.DELETE_ACCOUNT, name)
+        session.delete_account(name)
     assert set(session.read().accounts) == {"svc", "on", "-svc"}
     assert all(a.enabled for a in session.read().accounts.values())
 
@@ -435,7 +428,7 @@ def test_a_name_that_is_not_utf8_is_shown_escaped_never_hidden(
     assert account.enabled
     assert account.entitlements == {"+get"}
     with pytest.raises(ActionFailed):  # the escaped name is not the user's real name
-        act(session, Op.ROTATE_CREDENTIAL, "bad\\xff", secret=generate_password())
+        session.rotate_credential("bad\\xff", generate_password())
 
 
 def test_default_and_the_admin_are_never_read_or_touched(
@@ -448,7 +441,7 @@ def test_default_and_the_admin_are_never_read_or_touched(
     assert set(session.read().accounts) == {"other"}
     for name in ("default", redis_server.admin_user, "svc"):
         with pytest.raises(ActionFailed, match="excluded"):
-            act(session, Op.DELETE_ACCOUNT, name)
+            session.delete_account(name)
     assert CT.default_excluded(redis_target.settings) == {"default", redis_server.admin_user}
     with redis_server.admin() as admin:
         assert admin.execute_command("ACL", "WHOAMI") == redis_server.admin_user
@@ -470,7 +463,7 @@ def test_selectors_made_by_hand_read_back_opaque_are_kept_and_can_be_revoked(
     grant(session, "~orders:*", "+set")
     assert held(session) == {selector, "~orders:*", "+set"}
     assert session.dryrun("svc", "GET", "sel:1")
-    act(session, Op.REVOKE, entitlement=selector)
+    session.revoke("svc", selector)
     assert held(session) == {"~orders:*", "+set"}
     assert not session.dryrun("svc", "GET", "sel:1")
     assert session.dryrun("svc", "SET", "orders:1", "v")
@@ -491,8 +484,8 @@ def test_rules_no_set_can_express_are_flagged_never_in_sync(
     with pytest.raises(GrammarError):
         CT.parse_entitlement(marker)  # no policy can hold it: always excess
     with pytest.raises(ActionFailed, match="cannot express"):
-        act(session, Op.GRANT, entitlement="+set")
-    act(session, Op.REVOKE, entitlement=marker)
+        session.grant("svc", "+set")
+    session.revoke("svc", marker)
     assert held(session) == {"+get"}
 
 
@@ -523,18 +516,18 @@ def test_the_listed_admin_permissions_are_enough(
             "ACL", "SETUSER", "least", "reset", "on", ">" + password.reveal(), *needed
         )
     url = f"redis://least:{password.reveal()}@{redis_server.host}:{redis_server.port}/0"
-    target = Target("cache", "redis", None, frozenset(), False, {"url": Secret(url)})
+    target = target_at(url)
     session = open_session(target)
     create(session)
     grant(session, *POLICY)
-    act(session, Op.REVOKE, entitlement="+@write")
-    act(session, Op.ROTATE_CREDENTIAL, secret=generate_password())
-    act(session, Op.SUSPEND_ACCOUNT, secret=generate_password())
-    act(session, Op.RESTORE_ACCOUNT, secret=generate_password())
-    act(session, Op.END_SESSIONS)
+    session.revoke("svc", "+@write")
+    session.rotate_credential("svc", generate_password())
+    session.suspend_account("svc", generate_password())
+    session.restore_account("svc", generate_password())
+    session.end_sessions("svc")
     # This session's admin excludes itself; the suite's admin is an account like any other.
     assert set(session.read().accounts) == {"svc", redis_server.admin_user}
-    act(session, Op.DELETE_ACCOUNT)
+    session.delete_account("svc")
     assert set(session.read().accounts) == {redis_server.admin_user}
     session.close()
 
@@ -545,15 +538,14 @@ def test_the_listed_admin_permissions_are_enough(
 def test_a_closed_port_is_unreachable_not_empty(redis_server: LocalRedis) -> None:
     password = redis_server.password.reveal()
     url = f"redis://{redis_server.admin_user}:{password}@127.0.0.1:{free_port()}/0"
-    target = Target("cache", "redis", None, frozenset(), False, {"url": Secret(url)})
-    with pytest.raises(TargetUnreachable) as caught:
+    target = target_at(url)
+    with pytest.raises(TargetUnreachable, match="cannot reach redis"):
         CT.open(target, NOBODY)
-    assert password not in str(caught.value)
 
 
 def test_a_wrong_admin_password_is_unreachable(redis_server: LocalRedis) -> None:
     url = f"redis://{redis_server.admin_user}:wrong-{free_port()}@127.0.0.1:{redis_server.port}/0"
-    target = Target("cache", "redis", None, frozenset(), False, {"url": Secret(url)})
+    target = target_at(url)
     with pytest.raises(TargetUnreachable):
         CT.open(target, NOBODY)
 
@@ -562,7 +554,7 @@ def test_a_server_that_goes_away_is_unreachable_for_every_call(redis_server: Loc
     from services.redis_server import start  # by now pytest has loaded it as a plugin
 
     server = start()  # a second server, of our own (redis_server: skip where none can start)
-    target = Target("cache", "redis", None, frozenset(), False, {"url": Secret(server.url())})
+    target = target_at(server.url())
     session = open_session(target)
     password = create(session)
     server.stop()
@@ -570,7 +562,7 @@ def test_a_server_that_goes_away_is_unreachable_for_every_call(redis_server: Loc
         session.read,
         lambda: session.read_account("svc"),
         lambda: session.probe(Credential("svc", password)),
-        lambda: act(session, Op.ROTATE_CREDENTIAL, secret=generate_password()),
+        lambda: session.rotate_credential("svc", generate_password()),
     ]
     for call in calls:
         with pytest.raises(TargetUnreachable) as caught:
@@ -584,7 +576,7 @@ def test_changes_survive_a_reload_of_the_acl_file(redis_server: LocalRedis) -> N
     from services.redis_server import start  # by now pytest has loaded it as a plugin
 
     server = start(aclfile=True)  # redis_server: skip where none can start
-    target = Target("cache", "redis", None, frozenset(), False, {"url": Secret(server.url())})
+    target = target_at(server.url())
     session = open_session(target)
     try:
         old = generate_password()
@@ -592,7 +584,7 @@ def test_changes_survive_a_reload_of_the_acl_file(redis_server: LocalRedis) -> N
             admin.execute_command("ACL", "SETUSER", "svc", "on", ">" + old.reveal())
             admin.execute_command("ACL", "SAVE")
         grant(session, "~a:*", "+get")
-        act(session, Op.SUSPEND_ACCOUNT, secret=generate_password())
+        session.suspend_account("svc", generate_password())
         with server.admin() as admin:
             admin.execute_command("ACL", "LOAD")  # what a restart does with the users
         assert probe(session, old) is ProbeResult.REFUSED
@@ -601,26 +593,3 @@ def test_changes_survive_a_reload_of_the_acl_file(redis_server: LocalRedis) -> N
     finally:
         session.close()
         server.stop()
-
-
-def test_no_generated_password_appears_in_any_error(session: RedisSession) -> None:
-    create(session)
-    failures: list[tuple[Secret, ConnectorError]] = []
-    attempts = [
-        (Op.CREATE_ACCOUNT, "bad name"),  # Redis refuses spaces in user names
-        (Op.CREATE_ACCOUNT, "nul\x00name"),
-        (Op.ROTATE_CREDENTIAL, "ghost"),
-        (Op.RESTORE_ACCOUNT, "ghost"),
-        (Op.SUSPEND_ACCOUNT, "ghost"),
-    ]
-    for op, account in attempts:
-        secret = generate_password()
-        with pytest.raises(ConnectorError) as caught:
-            act(session, op, account, secret=secret)
-        failures.append((secret, caught.value))
-    for secret, error in failures:
-        chain: BaseException | None = error
-        while chain is not None:  # nor in anything a --debug traceback would show
-            assert secret.reveal() not in str(chain)
-            assert secret.reveal() not in repr(chain)
-            chain = chain.__cause__ or chain.__context__

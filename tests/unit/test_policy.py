@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from lockstep.connectors.postgres.settings import PostgresSettings
 from lockstep.policy.errors import PolicyInvalid
 from lockstep.policy.load import load_policy
 from lockstep.secret import Secret
@@ -75,7 +76,8 @@ def test_a_valid_policy_loads_with_canonical_entitlements(tmp_path):
     assert policy.rules.mass_change_limit == pytest.approx(0.10)
     target = policy.targets["orders-db"]
     assert {"dba_alice", "admin"} <= target.exclude  # the admin lockstep connects as, always
-    assert isinstance(target.settings["dsn"], Secret)
+    assert isinstance(target.settings, PostgresSettings)  # the connector's own, typed
+    assert isinstance(target.settings.dsn, Secret)
     assert "s3cret-pw" not in repr(loaded)
 
 
@@ -139,8 +141,8 @@ def test_a_password_key_must_come_from_the_environment_or_a_file(tmp_path):
 def test_a_secret_may_come_from_a_file(tmp_path):
     (tmp_path / "dsn.txt").write_text(ENV["DSN"] + "\n")
     loaded = load_policy(write(tmp_path, GOOD.replace("${DSN}", "file:dsn.txt")), {})
-    dsn = loaded.policy.targets["orders-db"].settings["dsn"]
-    assert isinstance(dsn, Secret) and dsn.reveal() == ENV["DSN"]
+    settings = loaded.policy.targets["orders-db"].settings
+    assert isinstance(settings, PostgresSettings) and settings.dsn.reveal() == ENV["DSN"]
 
 
 def test_a_directory_is_merged_and_a_name_defined_twice_names_both_places(tmp_path):

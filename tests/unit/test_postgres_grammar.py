@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from lockstep.connectors.base import GrammarError
+from lockstep.connectors.base import GrammarError, secret_fields
 from lockstep.connectors.postgres.connector import PostgresConnectorType
 from lockstep.connectors.postgres.grammar import (
     PRIVILEGES,
@@ -19,9 +19,10 @@ from lockstep.connectors.postgres.grammar import (
     parse_entitlement,
     quote_ident,
 )
+from lockstep.connectors.postgres.settings import PostgresSettings
 from lockstep.connectors.registry import connector_type
 from lockstep.model import Op
-from lockstep.secret import Secret
+from lockstep.secret import Secret, redact
 
 CONNECTOR = PostgresConnectorType()
 
@@ -236,18 +237,31 @@ def test_settings_rejections_never_echo_the_dsn(settings: dict[str, object], fie
     assert "hunter" not in str(caught.value)
 
 
+def settings(dsn: str) -> PostgresSettings:
+    return PostgresSettings.model_validate({"dsn": dsn})
+
+
+def test_the_dsn_is_held_as_a_secret_and_both_its_forms_register_the_password() -> None:
+    url = settings("postgresql://admin:url-hunter2@db/orders")
+    keywords = settings("host=db user=admin password='kw-hunter2'")
+    assert isinstance(url.dsn, Secret) and isinstance(keywords.dsn, Secret)
+    assert "hunter2" not in f"{url!r} {url} {keywords!r} {keywords}"
+    assert redact("driver said: url-hunter2, kw-hunter2") == "driver said: ***, ***"
+
+
 def test_the_admin_is_excluded_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    url = Secret("postgresql://lockstep_admin:pw@db/orders")
-    assert CONNECTOR.default_excluded({"dsn": url}) == {"lockstep_admin"}
-    assert CONNECTOR.default_excluded({"dsn": "user=dba host=db"}) == {"dba"}
+    assert CONNECTOR.default_excluded(settings("postgresql://lockstep_admin:pw@db/orders")) == {
+        "lockstep_admin"
+    }
+    assert CONNECTOR.default_excluded(settings("user=dba host=db")) == {"dba"}
     monkeypatch.setenv("PGUSER", "from_env")
-    assert CONNECTOR.default_excluded({"dsn": Secret("host=db")}) == {"from_env"}
+    assert CONNECTOR.default_excluded(settings("host=db")) == {"from_env"}
 
 
 def test_plugin_declares_itself() -> None:
     assert isinstance(connector_type("postgres"), PostgresConnectorType)
     assert CONNECTOR.name == "postgres"
-    assert CONNECTOR.secret_fields() == {"dsn"}
-    assert CONNECTOR.propagation_window_s == 0.0
+    assert secret_fields(CONNECTOR.settings_model()) == {"dsn"}
+    assert CONNECTOR.propagation_window(settings("host=db")) == 0.0
     assert set(CONNECTOR.permissions) == set(Op)
     assert all(CONNECTOR.permissions[op] for op in Op)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from lockstep.connectors.base import GrammarError
-from lockstep.connectors.redis.connector import RedisConnectorType
+from lockstep.connectors.base import GrammarError, secret_fields
+from lockstep.connectors.redis.connector import RedisConnectorType, RedisSettings
 from lockstep.model import Op
-from lockstep.secret import Secret
+from lockstep.secret import Secret, redact
 
 CT = RedisConnectorType()
 
@@ -142,16 +142,17 @@ def test_hostile_account_names_are_rejected(name: str) -> None:
     ],
 )
 def test_default_and_the_admin_are_always_excluded(url: str, excluded: set[str]) -> None:
-    assert CT.default_excluded({"url": Secret(url)}) == excluded
-    assert CT.default_excluded({"url": url}) == excluded
+    assert CT.default_excluded(RedisSettings.model_validate({"url": url})) == excluded
 
 
 def test_settings_hold_one_secret_url() -> None:
     model = CT.settings_model()
-    assert CT.secret_fields() == {"url"}
-    assert model.model_validate({"url": "redis://a:b@h:1/0"}).model_dump() == {
-        "url": "redis://a:b@h:1/0"
-    }
+    assert secret_fields(model) == {"url"}
+    settings = RedisSettings.model_validate({"url": "redis://a:hunter2-pw@h:1/0"})
+    assert isinstance(settings.url, Secret)
+    assert settings.url.reveal() == "redis://a:hunter2-pw@h:1/0"
+    assert "hunter2" not in f"{settings!r} {settings}"
+    assert redact("AUTH failed for hunter2-pw") == "AUTH failed for ***"
     with pytest.raises(ValidationError):
         model.model_validate({"url": "redis://h:1/0", "dsn": "x"})
     with pytest.raises(ValidationError, match="redis://"):
@@ -162,4 +163,4 @@ def test_every_operation_lists_its_admin_permissions() -> None:
     assert set(CT.permissions) == set(Op)
     assert all(CT.permissions[op] for op in Op)
     assert CT.name == "redis"
-    assert CT.propagation_window_s == 0.0
+    assert CT.propagation_window(RedisSettings.model_validate({"url": "redis://h:1/0"})) == 0.0

@@ -10,7 +10,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from lockstep.connectors.base import ConnectorType
+from lockstep.connectors.base import (
+    ConnectorType,
+    HoldsTwoCredentials,
+    IssuesLeaseBatches,
+    IssuesLeases,
+    ObservesUsage,
+    WatchesChanges,
+)
 from lockstep.engine.catalog import KINDS
 from lockstep.engine.enforcement import Enforcement, IdentityEnforcement
 from lockstep.engine.shapes import finding_json
@@ -40,12 +47,12 @@ def needed_permissions(plan: Plan, connectors: Mapping[str, ConnectorType]) -> d
 
 
 # What lockstep does with each optional capability, for whoever grants its permissions.
-CAPABILITY_USES = {
-    "WatchesChanges": "lockstep run notices out-of-band changes within a second",
-    "ObservesUsage": "lockstep run records last use (dormant identities, usage reviews)",
-    "HoldsTwoCredentials": "rotation without downtime (new credential before the old goes)",
-    "IssuesLeases": "lockstep issue, POST /v1/credentials and the lease reaper",
-    "IssuesLeaseBatches": "issuing many leases at once",
+CAPABILITY_USES: Mapping[type, str] = {
+    WatchesChanges: "lockstep run notices out-of-band changes within a second",
+    ObservesUsage: "lockstep run records last use (dormant identities, usage reviews)",
+    HoldsTwoCredentials: "rotation without downtime (new credential before the old goes)",
+    IssuesLeases: "lockstep issue, POST /v1/credentials and the lease reaper",
+    IssuesLeaseBatches: "issuing many leases at once",
 }
 
 
@@ -59,7 +66,10 @@ def target_permissions(targets: Mapping[str, ConnectorType]) -> dict[str, Any]:
             "read": list(connector.read_permissions),
             "operations": {str(op): list(perms) for op, perms in connector.permissions.items()},
             "capabilities": {
-                capability: {"permissions": list(perms), "used_for": CAPABILITY_USES[capability]}
+                capability.__name__: {
+                    "permissions": list(perms),
+                    "used_for": CAPABILITY_USES[capability],
+                }
                 for capability, perms in connector.capability_permissions.items()
             },
         }

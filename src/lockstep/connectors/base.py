@@ -4,9 +4,17 @@ A connector type (one per kind of system) is a plugin registered under the
 ``lockstep.connectors`` entry-point group. It knows its entitlement grammar without touching
 any server, so ``lockstep validate`` works offline, and it opens sessions against a target.
 
-A session reads a snapshot, executes one action at a time, reads one account back and probes
-a credential. It never decides *what* to do: that is the engine's pure plan. It never decides
-whether an action *worked*: the engine verifies by reading back and probing.
+A session reads a snapshot, carries out one operation at a time (one typed method per
+operation, as in Vault's database plugins: a connector cannot forget one), reads one account
+back and probes a credential. It never decides *what* to do: that is the engine's pure plan.
+It never decides whether an action *worked*: the engine verifies by reading back and probing.
+
+A target's connector-specific keys are a pydantic model of the connector's own
+(``settings_model``); the loader validates them once, and ``Target.settings`` holds that
+model instance all the way to the connector, which reads typed attributes after
+``Model.model_validate(target.settings)`` (the loader's instance comes back as it is; a
+mapping, as targets built by hand in tests and benchmarks carry, is validated the same way).
+Fields typed ``SecretValue`` hold secrets.
 """
 
 from __future__ import annotations
@@ -15,13 +23,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PlainValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from lockstep.errors import LockstepError
-from lockstep.model import Account, Action, Op, Snapshot, Target
-from lockstep.secret import Secret
+from lockstep.model import Account, Op, Snapshot, Target
+from lockstep.secret import Secret, register
 
 
 class ConnectorError(LockstepError):
@@ -35,6 +45,22 @@ class TargetUnreachable(ConnectorError):
 
     code = "target_unreachable"
     default_hint = "check the target's address and admin credentials (see lockstep permissions)"
+
+
+class MalformedRead(TargetUnreachable):
+    """The target answered a read without a field the read needs: a transform never guesses,
+    so nothing may be concluded about the target."""
+
+    code = "malformed_read"
+    default_hint = "the target answered in a shape lockstep does not know; report it"
+
+
+def required(record: Mapping[str, Any], key: str, where: str) -> Any:
+    """``record[key]``, or MalformedRead naming what lacks it (``where``)."""
+    try:
+        return record[key]
+    except KeyError:
+        raise MalformedRead(f"{where}: the answer lacks {key!r}") from None
 
 
 class ActionFailed(ConnectorError):
@@ -81,7 +107,13 @@ class Scope:
 
 
 class Session(Protocol):
-    """A live, authenticated connection to one target."""
+    """A live, authenticated connection to one target.
+
+    Each operation raises ActionFailed when the target refuses it (or the account is one the
+    session never touches: excluded, the admin itself) and TargetUnreachable when the outcome
+    is unknown. ``secret`` is a fresh random password the engine generated; targets that mint
+    their own credentials (AWS access keys) ignore it and return the one they minted.
+    """
 
     def read(self) -> Snapshot:
         """Every in-scope account with its entitlements. Raises TargetUnreachable."""
@@ -91,16 +123,43 @@ class Session(Protocol):
         """One account, read fresh; None when it does not exist. Raises TargetUnreachable."""
         ...
 
-    def execute(self, action: Action, secret: Secret | None) -> Credential | None:
-        """Carry out one action.
+    def create_account(self, account: str, secret: Secret) -> Credential | None:
+        """A new account that can log in with ``secret`` and holds no entitlement. Returns
+        the credential a workload now authenticates with; None for an account that has no
+        static credential (an AWS role)."""
+        ...
 
-        ``secret`` is a fresh random password the engine generated for create, restore,
-        rotate and suspend (suspension replaces the credential with one nobody holds). Returns
-        the credential a workload now authenticates with, for create, restore and rotate
-        (for targets that mint their own, such as AWS access keys, the one they minted); for
-        suspend, the credential the account was left with, when the target set one (the
-        engine proves it refused), else None; None for every other operation. Raises
-        ActionFailed or TargetUnreachable."""
+    def grant(self, account: str, entitlement: str) -> None:
+        """Give ``account`` one entitlement (canonical, as ``parse_entitlement`` renders it)."""
+        ...
+
+    def revoke(self, account: str, entitlement: str) -> None:
+        """Take one entitlement away from ``account``, leaving the others."""
+        ...
+
+    def suspend_account(self, account: str, secret: Secret) -> Credential | None:
+        """Make the account unusable and delete nothing: no new logins, open sessions ended,
+        its credential replaced by ``secret``, which nobody holds. Returns the credential the
+        account was left with, when the target set one (the engine proves it refused too);
+        None when it holds none (AWS deletes a user's keys)."""
+        ...
+
+    def restore_account(self, account: str, secret: Secret) -> Credential | None:
+        """Undo a suspension: the account can log in again with ``secret``, keeping what it
+        holds. Returns the new credential; None for an account without a static one."""
+        ...
+
+    def rotate_credential(self, account: str, secret: Secret) -> Credential:
+        """Replace the account's credentials by ``secret`` at once, and return it. (Where the
+        session ``HoldsTwoCredentials`` the engine rotates without downtime instead.)"""
+        ...
+
+    def end_sessions(self, account: str) -> None:
+        """End the account's open sessions; new logins stay possible."""
+        ...
+
+    def delete_account(self, account: str) -> None:
+        """Remove the account, what it holds and its open sessions."""
         ...
 
     def probe(self, credential: Credential) -> ProbeResult:
@@ -120,21 +179,15 @@ class ConnectorType(Protocol):
     permissions: ClassVar[Mapping[Op, tuple[str, ...]]]
     # What reading the target needs (plan, verify, findings, and every operation's read-back).
     read_permissions: ClassVar[tuple[str, ...]]
-    # What each optional capability its sessions offer needs, by the capability's name (the
-    # protocol's class name below): one entry per capability offered, shown by
-    # ``lockstep permissions`` and checked against the sessions by the conformance suite.
-    capability_permissions: ClassVar[Mapping[str, tuple[str, ...]]]
-    # Seconds a removed credential may keep working after the target acknowledged the
-    # removal (AWS forgets keys eventually); verification re-probes with backoff within it.
-    propagation_window_s: ClassVar[float]
+    # What each optional capability its sessions offer needs, keyed by the capability's
+    # protocol (below): one entry per capability offered, shown by ``lockstep permissions``
+    # and checked against the sessions by the conformance suite.
+    capability_permissions: ClassVar[Mapping[type, tuple[str, ...]]]
 
     def settings_model(self) -> type[BaseModel]:
         """The connector-specific target keys (besides type, environment, manage, legacy).
-        Fields holding secrets are typed ``Secret``-compatible ``str`` and listed in
-        ``secret_fields``."""
+        Fields holding secrets are typed ``SecretValue``."""
         ...
-
-    def secret_fields(self) -> frozenset[str]: ...
 
     def check_account(self, name: str) -> None:
         """Raise GrammarError when the target cannot hold an account of that name."""
@@ -144,13 +197,58 @@ class ConnectorType(Protocol):
         """The canonical form of an entitlement, or GrammarError saying what is accepted."""
         ...
 
-    def default_excluded(self, settings: Mapping[str, Any]) -> frozenset[str]:
-        """Accounts never managed whatever the policy says (the admin lockstep connects as)."""
+    def default_excluded(self, settings: BaseModel) -> frozenset[str]:
+        """Accounts never managed whatever the policy says (the admin lockstep connects as).
+        ``settings`` is an instance of ``settings_model()``."""
+        ...
+
+    def propagation_window(self, settings: BaseModel) -> float:
+        """Seconds a removed credential may keep working after the target acknowledged the
+        removal (AWS forgets keys eventually); verification re-probes with backoff within it.
+        ``settings`` is an instance of ``settings_model()``."""
         ...
 
     def open(self, target: Target, scope: Scope) -> Session:
         """Connect; raise TargetUnreachable when the target cannot be reached."""
         ...
+
+
+# ---------------------------------------------------------------- secrets in settings
+
+
+def _as_secret(value: object) -> Secret:
+    if isinstance(value, Secret):
+        secret = value
+    elif isinstance(value, str):
+        secret = Secret(value)
+    else:
+        raise PydanticCustomError("string_type", "Input should be a valid string")
+    _register_url_password(secret.reveal())
+    return secret
+
+
+def _register_url_password(value: str) -> None:
+    """A DSN or URL is a Secret as a whole; its password alone must be redacted too, since a
+    driver's message may quote it on its own."""
+    if "://" in value:
+        try:
+            password = urlsplit(value).password
+        except ValueError:
+            return
+        if password:
+            register(password)
+
+
+# A settings field holding a secret: written as a string (``${VAR}`` or ``file:PATH`` in the
+# policy), held as a Secret, shown to editors as a string.
+SecretValue = Annotated[Secret, PlainValidator(_as_secret), WithJsonSchema({"type": "string"})]
+
+
+def secret_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of a settings model that hold a secret (typed ``SecretValue``)."""
+    return frozenset(
+        name for name, field in model.model_fields.items() if field.annotation is Secret
+    )
 
 
 # ---------------------------------------------------------------- optional capabilities

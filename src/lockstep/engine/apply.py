@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, assert_never
 
 from lockstep.connectors.base import (
     ActionFailed,
@@ -20,17 +20,7 @@ from lockstep.credentials.sinks import Delivery, SinkError, deliver
 from lockstep.credentials.vault import StoredCredential, Vault
 from lockstep.engine.verify import REAL_TIME, Evidence, Timer, propagation_window, verify_action
 from lockstep.journal import Journal, JournalError
-from lockstep.model import (
-    ISSUING_OPS,
-    REMOVING_OPS,
-    Action,
-    Check,
-    Op,
-    Plan,
-    Policy,
-    Result,
-    Status,
-)
+from lockstep.model import REMOVING_OPS, Action, Check, Op, Plan, Policy, Result, Status
 from lockstep.secret import generate_password, redact
 
 
@@ -43,6 +33,37 @@ def action_fields(action: Action) -> dict[str, Any]:
         "identity": action.identity,
         "reason": action.reason,
     }
+
+
+def execute(session: Session, action: Action) -> Credential | None:
+    """The session's operation for ``action``, with a fresh password where it takes one."""
+    account = action.account
+    match action.op:
+        case Op.CREATE_ACCOUNT:
+            return session.create_account(account, generate_password())
+        case Op.GRANT:
+            session.grant(account, _entitlement(action))
+        case Op.REVOKE:
+            session.revoke(account, _entitlement(action))
+        case Op.SUSPEND_ACCOUNT:
+            return session.suspend_account(account, generate_password())
+        case Op.RESTORE_ACCOUNT:
+            return session.restore_account(account, generate_password())
+        case Op.ROTATE_CREDENTIAL:
+            return session.rotate_credential(account, generate_password())
+        case Op.END_SESSIONS:
+            session.end_sessions(account)
+        case Op.DELETE_ACCOUNT:
+            session.delete_account(account)
+        case _:
+            assert_never(action.op)
+    return None
+
+
+def _entitlement(action: Action) -> str:
+    if action.entitlement is None:
+        raise ActionFailed(f"{action.op} {action.account!r}: no entitlement given")
+    return action.entitlement
 
 
 @dataclass
@@ -92,8 +113,7 @@ class Applier:
             return self._finish(action, Status.FAILED, redact(str(exc)))
 
     def _change(self, session: Session, action: Action, old: StoredCredential | None) -> Result:
-        secret = generate_password() if action.op in ISSUING_OPS | {Op.SUSPEND_ACCOUNT} else None
-        returned = session.execute(action, secret)
+        returned = execute(session, action)
         evidence = Evidence(refused=self._old(action, old) if action.op in REMOVING_OPS else [])
         fingerprint = None
         if action.op is Op.SUSPEND_ACCOUNT and returned is not None:
@@ -169,7 +189,7 @@ class Applier:
         old: StoredCredential | None,
         previous: list[tuple[str, Credential]],
     ) -> Result:
-        new = self._issue(session, action)
+        new = session.rotate_credential(action.account, generate_password())
         delivery_error = self._deliver(action, new)
         if delivery_error:
             return self._finish(
@@ -182,19 +202,12 @@ class Applier:
         )
         return self._finish(action, status, detail, new.secret.fingerprint(), checks)
 
-    @staticmethod
-    def _issue(session: Session, action: Action) -> Credential:
-        issued = session.execute(action, generate_password())
-        if issued is None:
-            raise ActionFailed(f"{action.op} returned no credential")
-        return issued
-
     def _roll_back(
         self, session: Session, action: Action, old: StoredCredential | None, why: str
     ) -> str:
         if old is None:
             return f"{why}; the previous credential is unknown to lockstep and cannot be restored"
-        session.execute(action, old.secret)
+        session.rotate_credential(action.account, old.secret)
         return f"{why}; previous credential restored"
 
     def _verify(

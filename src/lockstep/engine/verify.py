@@ -40,12 +40,9 @@ class Evidence:
 
 
 def propagation_window(target: Target, connector: ConnectorType) -> float:
-    """How long a removed credential may still work: the connector's default, unless the
-    target sets ``propagation_window`` (an AWS account may need longer)."""
-    configured = target.settings.get("propagation_window")
-    if isinstance(configured, int | float):
-        return float(configured)
-    return connector.propagation_window_s
+    """How long a removed credential may still work on ``target``, as its connector reads
+    the target's settings (an AWS account's ``propagation_window``)."""
+    return connector.propagation_window(target.settings)
 
 
 class Inconclusive(Exception):

@@ -15,11 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
-from lockstep.connectors.base import ConnectorType, GrammarError
+from lockstep.connectors.base import ConnectorType, GrammarError, secret_fields
 from lockstep.connectors.registry import UnknownConnector, connector_type
 from lockstep.model import (
     DEFAULT_INTERVAL_S,
@@ -45,7 +44,6 @@ from lockstep.policy.schema import (
     RulesSpec,
     TargetSpec,
 )
-from lockstep.secret import Secret, register
 
 SECTIONS = ("targets", "owners", "identities")
 TOP_LEVEL = {"version", "rules", *SECTIONS}
@@ -241,23 +239,17 @@ class _Builder:
             return None
         self.connectors[name] = connector
         raw = dict(spec.model_extra or {})
-        secret_fields = connector.secret_fields()
-        for key in secret_fields & raw.keys():
+        model = connector.settings_model()
+        for key in secret_fields(model) & raw.keys():
             if isinstance(raw[key], str):
                 revealed = self._read_secret(raw[key], self._at("targets", name, key))
                 if revealed is None:
                     return None
                 raw[key] = revealed
         el = _Element(self.elements["targets"][name].doc, self.elements["targets"][name].path, raw)
-        settings_spec = _validate(connector.settings_model(), el, self.errors)
-        if settings_spec is None:
+        settings = _validate(model, el, self.errors)
+        if settings is None:
             return None
-        settings: dict[str, object] = settings_spec.model_dump()
-        for key in secret_fields:
-            plain = settings.get(key)
-            if isinstance(plain, str):
-                _register_url_password(plain)
-                settings[key] = Secret(plain)
         try:
             excluded = frozenset(spec.manage.exclude) | connector.default_excluded(settings)
         except (ValueError, GrammarError) as exc:
@@ -369,18 +361,6 @@ class _Builder:
                 "this identity has access on several targets: put {target} in the sink "
                 "so that each target's credential gets its own file or secret",
             )
-
-
-def _register_url_password(value: str) -> None:
-    """A DSN is a Secret as a whole; its password alone must be redacted too, since a
-    driver's message may quote it on its own."""
-    if "://" in value:
-        try:
-            password = urlsplit(value).password
-        except ValueError:
-            return
-        if password:
-            register(password)
 
 
 def _known(names: Mapping[str, object]) -> str:

@@ -1,6 +1,6 @@
 """The IAM vocabulary lockstep speaks, free of boto3: the account and entitlement names it
 accepts, its target settings, the ARNs it reads, the policy documents it writes and the IAM
-actions each operation calls. aws.py does the calling.
+actions each operation calls. session.py does the calling.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lockstep.connectors.base import GrammarError
+from lockstep.connectors.base import GrammarError, HoldsTwoCredentials, IssuesLeases, ObservesUsage
 from lockstep.model import Op
 
 AccountKind = Literal["user", "role"]
@@ -87,16 +87,16 @@ READ_PERMISSIONS = (
     "iam:GetAccessKeyLastUsed",
     "sts:GetCallerIdentity",
 )
-CAPABILITY_PERMISSIONS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+CAPABILITY_PERMISSIONS: Mapping[type, tuple[str, ...]] = MappingProxyType(
     {
-        "ObservesUsage": (
+        ObservesUsage: (
             "iam:ListUsers",
             "iam:ListAccessKeys",
             "iam:GetAccessKeyLastUsed",
             "iam:GetAccountAuthorizationDetails",
         ),
-        "HoldsTwoCredentials": ("iam:CreateAccessKey", *_USER_KEYS_OPS),
-        "IssuesLeases": (
+        HoldsTwoCredentials: ("iam:CreateAccessKey", *_USER_KEYS_OPS),
+        IssuesLeases: (
             "iam:GetAccountAuthorizationDetails",
             "iam:GetRole",
             "iam:PutRolePolicy",

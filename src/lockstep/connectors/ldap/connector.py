@@ -24,81 +24,52 @@ A session is one ldap3 connection and is used from one thread at a time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, ClassVar, Final
-from urllib.parse import urlsplit
 
 import ldap3  # type: ignore[import-untyped, unused-ignore]
 from ldap3.core import exceptions as ldap_errors  # type: ignore[import-untyped, unused-ignore]
 from ldap3.core import results
 from ldap3.utils.conv import escape_filter_chars  # type: ignore[import-untyped, unused-ignore]
 from ldap3.utils.dn import escape_rdn  # type: ignore[import-untyped, unused-ignore]
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 
 from lockstep.connectors.base import (
     ActionFailed,
     Credential,
     GrammarError,
+    HoldsTwoCredentials,
+    ObservesUsage,
     ProbeResult,
     Scope,
+    Session,
     TargetUnreachable,
+    WatchesChanges,
 )
 from lockstep.connectors.ldap.directory import (
     GROUPS_FILTER,
     LOCK,
     PASSWORD,
-    DirectorySettings,
-    NormalDn,
+    LdapSettings,
     connection,
     fold,
-    leaf_value,
     normal,
-    normal_dn,
     rdns,
 )
 from lockstep.connectors.ldap.observe import LdapObserver
 from lockstep.connectors.ldap.passwords import LdapPasswords
-from lockstep.model import Account, Action, Op, Snapshot, Target
+from lockstep.connectors.ldap.transform import transform
+from lockstep.model import Account, Op, Snapshot, Target
 from lockstep.secret import Secret, redact
+
+__all__ = ["LdapConnectorType", "LdapSession", "LdapSettings"]
 
 MAX_NAME_LENGTH: Final = 256
 # ppolicy's "locked until an administrator unlocks it" value (draft-behera, section 5.3.3).
 PERMANENT_LOCK: Final = "000001010000Z"
 MANAGED_MARKER: Final = "managed by lockstep"
 ENTITLEMENT_FORM: Final = "group:CN (membership in the groupOfNames cn=CN under groups_dn)"
-
-
-class LdapSettings(BaseModel):
-    """The target keys of ``type: ldap``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    url: str
-    bind_dn: str
-    bind_password: str = Field(min_length=1)
-    accounts_dn: str
-    groups_dn: str
-
-    @field_validator("url")
-    @classmethod
-    def _ldap_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        try:
-            _ = parts.port  # urlsplit checks the port only when asked for it
-        except ValueError as exc:
-            raise ValueError(f"invalid port in {value!r}") from exc
-        if parts.scheme not in {"ldap", "ldaps"} or not parts.hostname:
-            raise ValueError(f"expected ldap://HOST[:PORT] or ldaps://HOST[:PORT], got {value!r}")
-        return value
-
-    @field_validator("bind_dn", "accounts_dn", "groups_dn")
-    @classmethod
-    def _dn(cls, value: str) -> str:
-        try:
-            rdns(value)
-        except ldap_errors.LDAPInvalidDnError as exc:
-            raise ValueError(f"invalid DN {value!r}: {exc}") from exc
-        return value
 
 
 def _parse_group(text: str) -> str | None:
@@ -138,27 +109,22 @@ class LdapConnectorType:
         "search accounts_dn entries: uid, userPassword (presence), pwdAccountLockedTime",
         "search groupOfNames entries under groups_dn: member",
     )
-    # What each optional capability of the sessions needs, by the capability's name.
-    capability_permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "ObservesUsage": (
+    # What each optional capability of the sessions needs.
+    capability_permissions: ClassVar[Mapping[type, tuple[str, ...]]] = {
+        ObservesUsage: (
             "read pwdLastSuccess (olcLastBind: TRUE) or authTimestamp (lastbind overlay) "
             "on accounts_dn entries",
         ),
-        "WatchesChanges": (
+        WatchesChanges: (
             "read entryCSN of the groupOfNames entries under groups_dn",
             "read contextCSN of the suffix holding accounts_dn and groups_dn (syncprov; "
             "optional: without it every token lists both subtrees)",
         ),
-        "HoldsTwoCredentials": ("read and write userPassword on accounts_dn entries",),
+        HoldsTwoCredentials: ("read and write userPassword on accounts_dn entries",),
     }
-    # A directory answers from what it stores: a removed password fails the next bind.
-    propagation_window_s: ClassVar[float] = 0.0
 
     def settings_model(self) -> type[BaseModel]:
         return LdapSettings
-
-    def secret_fields(self) -> frozenset[str]:
-        return frozenset({"bind_password"})
 
     def check_account(self, name: str) -> None:
         if not fold(name):
@@ -178,16 +144,21 @@ class LdapConnectorType:
             raise GrammarError(f"{text!r} is not an LDAP entitlement; expected {ENTITLEMENT_FORM}")
         return f"group:{cn}"
 
-    def default_excluded(self, settings: Mapping[str, Any]) -> frozenset[str]:
-        bind, accounts = rdns(str(settings["bind_dn"])), rdns(str(settings["accounts_dn"]))
+    def default_excluded(self, settings: BaseModel) -> frozenset[str]:
+        typed = LdapSettings.model_validate(settings)
+        bind, accounts = rdns(typed.bind_dn), rdns(typed.accounts_dn)
         leaf = bind[0]
         directly_under = len(bind) == len(accounts) + 1 and normal(bind[1:]) == normal(accounts)
         if directly_under and len(leaf) == 1 and leaf[0][0] == "uid":
             return frozenset({leaf[0][1]})
         return frozenset()
 
-    def open(self, target: Target, scope: Scope) -> LdapSession:
-        settings = DirectorySettings.of(target)
+    def propagation_window(self, settings: BaseModel) -> float:
+        # A directory answers from what it stores: a removed password fails the next bind.
+        return 0.0
+
+    def open(self, target: Target, scope: Scope) -> Session:
+        settings = LdapSettings.model_validate(target.settings)
         where = f"{target.name}: {settings.url}"
         try:
             conn = connection(settings.url, settings.bind_dn, settings.bind_password)
@@ -205,34 +176,17 @@ class LdapConnectorType:
 # ---------------------------------------------------------------- sessions
 
 
-Handler = Callable[[Action, Secret | None], Credential | None]
-
-
 class LdapSession(LdapObserver, LdapPasswords):
     """One target's accounts and groups; the optional capabilities come from the mixins."""
-
-    def __init__(self, target: str, settings: DirectorySettings, scope: Scope, conn: Any) -> None:
-        super().__init__(target, settings, scope, conn)
-        self._handlers: dict[Op, Handler] = {
-            Op.CREATE_ACCOUNT: self._create,
-            Op.RESTORE_ACCOUNT: self._restore,
-            Op.GRANT: self._grant,
-            Op.REVOKE: self._revoke,
-            Op.ROTATE_CREDENTIAL: self._rotate,
-            Op.SUSPEND_ACCOUNT: self._suspend,
-            Op.END_SESSIONS: self._end_sessions,
-            Op.DELETE_ACCOUNT: self._delete,
-        }
 
     # ------------------------------------------------------------ reading
 
     def read(self) -> Snapshot:
+        # Parsing a DN the directory returned can fail too: within the same translation.
         with self._ldap_errors(TargetUnreachable):
-            memberships = self._memberships(GROUPS_FILTER)
+            groups = self._groups(GROUPS_FILTER)
             entries = self._accounts(self._settings.accounts_dn, ldap3.LEVEL, absent_ok=False)
-            found = (self._account(entry, memberships) for entry in entries)
-            accounts = {a.name: a for a in found if a is not None and not self._is_excluded(a.name)}
-        return Snapshot(self._target, accounts)
+            return transform(self._target, entries, groups, self._excluded)
 
     def read_account(self, account: str) -> Account | None:
         """The account read fresh; None when it does not exist or is excluded (never read)."""
@@ -243,8 +197,9 @@ class LdapSession(LdapObserver, LdapPasswords):
             entries = self._accounts(dn, ldap3.BASE, absent_ok=True)
             if not entries:
                 return None
-            member_filter = f"(&{GROUPS_FILTER}(member={escape_filter_chars(dn)}))"
-            return self._account(entries[0], self._memberships(member_filter))
+            groups = self._groups(f"(&{GROUPS_FILTER}(member={escape_filter_chars(dn)}))")
+            found = transform(self._target, entries, groups, self._excluded).accounts
+        return next(iter(found.values()), None)
 
     def _accounts(self, base: str, scope: str, *, absent_ok: bool) -> list[dict[str, Any]]:
         # types_only: whether userPassword is set is all we need; its hash stays on the server.
@@ -253,73 +208,51 @@ class LdapSession(LdapObserver, LdapPasswords):
             base, scope, "(uid=*)", attributes, types_only=True, absent_ok=absent_ok
         )
 
-    def _account(
-        self, entry: dict[str, Any], memberships: Mapping[NormalDn, set[str]]
-    ) -> Account | None:
-        name = leaf_value(entry["dn"], "uid")
-        if name is None:  # not uid=NAME,accounts_dn: lockstep could neither bind as nor manage it
-            return None
-        present = entry["raw_attributes"]
-        groups = memberships.get(normal_dn(entry["dn"]), set())
-        return Account(
-            name=name,
-            entitlements=frozenset(f"group:{cn}" for cn in groups),
-            enabled=PASSWORD in present and LOCK not in present,
-            sessions=-1,  # binds are per operation: LDAP cannot tell who is "logged in"
-        )
-
-    def _memberships(self, group_filter: str) -> dict[NormalDn, set[str]]:
-        """The CNs of the groups matching ``group_filter``, by the normalised DN of each
-        member. A placeholder member (see _remove_member) is a group, never an account, so it
-        drops out when accounts are looked up here."""
-        found: dict[NormalDn, set[str]] = {}
-        for group in self._search(self._settings.groups_dn, ldap3.LEVEL, group_filter, ["member"]):
-            cn = leaf_value(group["dn"], "cn")
-            if cn is None:  # not cn=CN,groups_dn: no entitlement can name it
-                continue
-            for member in group["attributes"].get("member", []):
-                found.setdefault(normal_dn(member), set()).add(cn)
-        return found
+    def _groups(self, group_filter: str) -> list[dict[str, Any]]:
+        return self._search(self._settings.groups_dn, ldap3.LEVEL, group_filter, ["member"])
 
     # ------------------------------------------------------------ changing
 
-    def execute(self, action: Action, secret: Secret | None) -> Credential | None:
-        if self._is_excluded(action.account):
-            raise ActionFailed(f"{self._target}: {action.account!r} is excluded from management")
+    def _managed(self, account: str) -> None:
+        if self._is_excluded(account):
+            raise ActionFailed(f"{self._target}: {account!r} is excluded from management")
+
+    @contextmanager
+    def _changing(self, account: str) -> Iterator[str]:
+        """The account's DN, for a change whose ldap3 errors fail the action."""
+        self._managed(account)
         with self._ldap_errors(ActionFailed):
-            return self._handlers[action.op](action, secret)
+            yield self._account_dn(account)
 
-    def _create(self, action: Action, secret: Secret | None) -> Credential:
-        password = _required(secret, action)
-        attributes = {
-            "uid": action.account,
-            PASSWORD: password.reveal(),
-            "description": MANAGED_MARKER,
-        }
-        dn = self._account_dn(action.account)
-        # The password goes in clear: ppolicy (olcPPolicyHashCleartext) hashes it on arrival.
-        self._conn.add(dn, ["account", "simpleSecurityObject"], attributes)
-        self._check(f"add {dn}")
-        return Credential(action.account, password)
+    def create_account(self, account: str, secret: Secret) -> Credential:
+        with self._changing(account) as dn:
+            attributes = {"uid": account, PASSWORD: secret.reveal(), "description": MANAGED_MARKER}
+            # The password goes in clear: ppolicy (olcPPolicyHashCleartext) hashes it on arrival.
+            self._conn.add(dn, ["account", "simpleSecurityObject"], attributes)
+            self._check(f"add {dn}")
+        return Credential(account, secret)
 
-    def _grant(self, action: Action, secret: Secret | None) -> None:
-        group, dn = self._group_dn(action), self._account_dn(action.account)
-        # A member value for a DN nobody holds would pass to whoever creates that DN later.
-        self._presence(action.account, dn)
-        self._conn.modify(group, {"member": [(ldap3.MODIFY_ADD, [dn])]})
-        code = self._check(
-            f"add member to {group}",
-            tolerated=frozenset(
-                {results.RESULT_ATTRIBUTE_OR_VALUE_EXISTS, results.RESULT_NO_SUCH_OBJECT}
-            ),
-        )
-        if code == results.RESULT_NO_SUCH_OBJECT:
-            raise ActionFailed(
-                f"{self._target}: group {group} does not exist (lockstep does not create groups)"
+    def grant(self, account: str, entitlement: str) -> None:
+        with self._changing(account) as dn:
+            group = self._group_dn(entitlement)
+            # A member value for a DN nobody holds would pass to whoever creates that DN later.
+            self._presence(account, dn)
+            self._conn.modify(group, {"member": [(ldap3.MODIFY_ADD, [dn])]})
+            code = self._check(
+                f"add member to {group}",
+                tolerated=frozenset(
+                    {results.RESULT_ATTRIBUTE_OR_VALUE_EXISTS, results.RESULT_NO_SUCH_OBJECT}
+                ),
             )
+            if code == results.RESULT_NO_SUCH_OBJECT:
+                raise ActionFailed(
+                    f"{self._target}: group {group} does not exist "
+                    "(lockstep does not create groups)"
+                )
 
-    def _revoke(self, action: Action, secret: Secret | None) -> None:
-        self._remove_member(self._group_dn(action), self._account_dn(action.account))
+    def revoke(self, account: str, entitlement: str) -> None:
+        with self._changing(account) as dn:
+            self._remove_member(self._group_dn(entitlement), dn)
 
     def _remove_member(self, group: str, member: str) -> None:
         self._conn.modify(group, {"member": [(ldap3.MODIFY_DELETE, [member])]})
@@ -337,54 +270,56 @@ class LdapSession(LdapObserver, LdapPasswords):
         self._conn.modify(group, {"member": swap})
         self._check(doing)
 
-    def _suspend(self, action: Action, secret: Secret | None) -> Credential:
-        dn, password = self._account_dn(action.account), _required(secret, action)
-        # Two modifies, password first: ppolicy drops pwdAccountLockedTime whenever the
-        # password of a locked entry changes, so a lock set in the same modify (or before)
-        # would not survive a second suspension. In between, the password is one nobody holds.
-        self._replace_password(dn, password)
-        self._conn.modify(dn, {LOCK: [(ldap3.MODIFY_REPLACE, [PERMANENT_LOCK])]})
-        self._check(f"lock {dn}")
-        return Credential(action.account, password)
+    def suspend_account(self, account: str, secret: Secret) -> Credential:
+        with self._changing(account) as dn:
+            # Two modifies, password first: ppolicy drops pwdAccountLockedTime whenever the
+            # password of a locked entry changes, so a lock set in the same modify (or before)
+            # would not survive a second suspension. In between, the password is one nobody
+            # holds.
+            self._replace_password(dn, secret)
+            self._conn.modify(dn, {LOCK: [(ldap3.MODIFY_REPLACE, [PERMANENT_LOCK])]})
+            self._check(f"lock {dn}")
+        return Credential(account, secret)
 
-    def _restore(self, action: Action, secret: Secret | None) -> Credential:
-        dn, password = self._account_dn(action.account), _required(secret, action)
-        self._replace_password(dn, password)
-        # ppolicy has just unlocked it; unlocking explicitly as well keeps this right on a
-        # directory that does not. Replacing with nothing is a no-op when there is no lock.
-        self._conn.modify(dn, {LOCK: [(ldap3.MODIFY_REPLACE, [])]})
-        self._check(f"unlock {dn}")
-        return Credential(action.account, password)
+    def restore_account(self, account: str, secret: Secret) -> Credential:
+        with self._changing(account) as dn:
+            self._replace_password(dn, secret)
+            # ppolicy has just unlocked it; unlocking explicitly as well keeps this right on a
+            # directory that does not. Replacing with nothing is a no-op when there is no lock.
+            self._conn.modify(dn, {LOCK: [(ldap3.MODIFY_REPLACE, [])]})
+            self._check(f"unlock {dn}")
+        return Credential(account, secret)
 
-    def _rotate(self, action: Action, secret: Secret | None) -> Credential:
-        dn, password = self._account_dn(action.account), _required(secret, action)
-        # Under ppolicy a new password unlocks a locked entry: rotating a suspended account
-        # would quietly restore it. Restoring is a decision of its own.
-        if LOCK in self._presence(action.account, dn):
-            raise ActionFailed(
-                f"{self._target}: {action.account!r} is suspended (locked); rotating its "
-                "password would unlock it, restore it instead"
-            )
-        self._replace_password(dn, password)
-        return Credential(action.account, password)
+    def rotate_credential(self, account: str, secret: Secret) -> Credential:
+        with self._changing(account) as dn:
+            # Under ppolicy a new password unlocks a locked entry: rotating a suspended account
+            # would quietly restore it. Restoring is a decision of its own.
+            if LOCK in self._presence(account, dn):
+                raise ActionFailed(
+                    f"{self._target}: {account!r} is suspended (locked); rotating its "
+                    "password would unlock it, restore it instead"
+                )
+            self._replace_password(dn, secret)
+        return Credential(account, secret)
 
-    def _end_sessions(self, action: Action, secret: Secret | None) -> None:
+    def end_sessions(self, account: str) -> None:
         """Nothing to do: an LDAP bind authenticates one connection, and the directory checks
         the password and lock again at every bind, so once suspended no new bind succeeds. A
         connection bound earlier is not tracked by LDAP and cannot be closed from here."""
+        self._managed(account)
 
-    def _delete(self, action: Action, secret: Secret | None) -> None:
-        dn = self._account_dn(action.account)
-        # Memberships first: a member value outlives its entry and would hand the groups to
-        # whatever is created under that DN next.
-        member_filter = f"(&{GROUPS_FILTER}(member={escape_filter_chars(dn)}))"
-        groups = self._search(
-            self._settings.groups_dn, ldap3.LEVEL, member_filter, [], failure=ActionFailed
-        )
-        for group in groups:
-            self._remove_member(group["dn"], dn)
-        self._conn.delete(dn)
-        self._check(f"delete {dn}")
+    def delete_account(self, account: str) -> None:
+        with self._changing(account) as dn:
+            # Memberships first: a member value outlives its entry and would hand the groups
+            # to whatever is created under that DN next.
+            member_filter = f"(&{GROUPS_FILTER}(member={escape_filter_chars(dn)}))"
+            groups = self._search(
+                self._settings.groups_dn, ldap3.LEVEL, member_filter, [], failure=ActionFailed
+            )
+            for group in groups:
+                self._remove_member(group["dn"], dn)
+            self._conn.delete(dn)
+            self._check(f"delete {dn}")
 
     def _replace_password(self, dn: str, password: Secret) -> None:
         self._conn.modify(dn, {PASSWORD: [(ldap3.MODIFY_REPLACE, [password.reveal()])]})
@@ -411,14 +346,8 @@ class LdapSession(LdapObserver, LdapPasswords):
 
     # ------------------------------------------------------------ helpers
 
-    def _group_dn(self, action: Action) -> str:
-        cn = _parse_group(action.entitlement or "")
+    def _group_dn(self, entitlement: str) -> str:
+        cn = _parse_group(entitlement)
         if cn is None:
-            raise ActionFailed(f"{self._target}: {action.entitlement!r} is not {ENTITLEMENT_FORM}")
+            raise ActionFailed(f"{self._target}: {entitlement!r} is not {ENTITLEMENT_FORM}")
         return f"cn={escape_rdn(cn)},{self._settings.groups_dn}"
-
-
-def _required(secret: Secret | None, action: Action) -> Secret:
-    if secret is None:
-        raise ActionFailed(f"{action.op} of {action.account!r} needs a new secret")
-    return secret

@@ -1,5 +1,5 @@
-"""The directory an LDAP session talks to: how DNs are read and compared, how the admin
-connection is opened, and the primitives every part of a session builds on
+"""The directory an LDAP session talks to: the target's keys, how DNs are read and compared,
+how the admin connection is opened, and the primitives every part of a session builds on
 (``LdapDirectory``): complete paged searches and results turned into lockstep's errors.
 """
 
@@ -9,21 +9,22 @@ import re
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Annotated, Any, Final
+from urllib.parse import urlsplit
 
 import ldap3  # type: ignore[import-untyped, unused-ignore]
 from ldap3.core import exceptions as ldap_errors  # type: ignore[import-untyped, unused-ignore]
 from ldap3.core import results
 from ldap3.utils.dn import escape_rdn, parse_dn  # type: ignore[import-untyped, unused-ignore]
+from pydantic import BaseModel, ConfigDict, WithJsonSchema, field_validator
 
 from lockstep.connectors.base import (
     ActionFailed,
     ConnectorError,
     Scope,
+    SecretValue,
     TargetUnreachable,
 )
-from lockstep.model import Target
 from lockstep.secret import Secret, redact
 
 TIMEOUT_S: Final = 5  # seconds; ldap3 packs it into a socket option that takes whole seconds
@@ -43,29 +44,6 @@ _HINTS: Final = {
 # A DN compared the way the directory compares it: a tuple of RDNs, each a set of
 # (attribute type, folded value).
 NormalDn = tuple[frozenset[tuple[str, str]], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class DirectorySettings:
-    url: str
-    bind_dn: str
-    bind_password: Secret
-    accounts_dn: str
-    groups_dn: str
-
-    @classmethod
-    def of(cls, target: Target) -> DirectorySettings:
-        values = target.settings
-        password = values["bind_password"]
-        if not isinstance(password, Secret):
-            raise TypeError("bind_password must reach the connector as a Secret")
-        return cls(
-            url=str(values["url"]),
-            bind_dn=str(values["bind_dn"]),
-            bind_password=password,
-            accounts_dn=str(values["accounts_dn"]),
-            groups_dn=str(values["groups_dn"]),
-        )
 
 
 # ---------------------------------------------------------------- DNs and names
@@ -150,13 +128,56 @@ def connection(url: str, user: str, password: Secret) -> Any:
     )
 
 
+# ---------------------------------------------------------------- settings
+
+
+class LdapSettings(BaseModel):
+    """The target keys of ``type: ldap``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    url: str
+    bind_dn: str
+    bind_password: Annotated[SecretValue, WithJsonSchema({"type": "string", "minLength": 1})]
+    accounts_dn: str
+    groups_dn: str
+
+    @field_validator("url")
+    @classmethod
+    def _ldap_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        try:
+            _ = parts.port  # urlsplit checks the port only when asked for it
+        except ValueError as exc:
+            raise ValueError(f"invalid port in {value!r}") from exc
+        if parts.scheme not in {"ldap", "ldaps"} or not parts.hostname:
+            raise ValueError(f"expected ldap://HOST[:PORT] or ldaps://HOST[:PORT], got {value!r}")
+        return value
+
+    @field_validator("bind_password")
+    @classmethod
+    def _not_empty(cls, value: Secret) -> Secret:
+        if not value.reveal():
+            raise ValueError("String should have at least 1 character")
+        return value
+
+    @field_validator("bind_dn", "accounts_dn", "groups_dn")
+    @classmethod
+    def _dn(cls, value: str) -> str:
+        try:
+            rdns(value)
+        except ldap_errors.LDAPInvalidDnError as exc:
+            raise ValueError(f"invalid DN {value!r}: {exc}") from exc
+        return value
+
+
 # ---------------------------------------------------------------- the directory
 
 
 class LdapDirectory:
     """One admin connection to one target. Used from one thread at a time."""
 
-    def __init__(self, target: str, settings: DirectorySettings, scope: Scope, conn: Any) -> None:
+    def __init__(self, target: str, settings: LdapSettings, scope: Scope, conn: Any) -> None:
         self._target = target
         self._settings = settings
         self._conn = conn

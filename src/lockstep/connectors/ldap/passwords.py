@@ -8,7 +8,7 @@ the one the old password hashes to. It can do so for the schemes OpenLDAP ships 
 equivalents: {SSHA} (the default), {SHA}, the SHA-2 family of pw-sha2 ({SSHA256} ...
 {SHA512}), and values kept in clear. It cannot for {CRYPT}, {ARGON2} or {PBKDF2}: an account
 holding such a value, or a directory that hashes new ones that way, gets an error and no
-change: it can only be rotated by replacing its password (``execute(rotate_credential)``).
+change: it can only be rotated by replacing its password (``rotate_credential``).
 
 The bind DN must therefore read userPassword values (in OpenLDAP, write access includes read).
 ppolicy treats any change of userPassword as a password change: it would unlock a locked entry,

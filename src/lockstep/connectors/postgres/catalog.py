@@ -1,23 +1,23 @@
 """What the PostgreSQL connector reads from the catalog and how it writes grants: the catalog
-queries, the rendering of their rows as accounts and entitlements in the grammar's own text,
-and the GRANT and REVOKE statements built from that grammar. The session in postgres.py
-runs them and turns driver errors into the connector's.
+queries (their rows become a snapshot in ``transform``) and the GRANT and REVOKE statements
+built from the grammar. The session runs them and turns driver errors into the connector's.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
 from lockstep.connectors.postgres import grammar
-from lockstep.model import Account, Op
+from lockstep.model import Op
 
 Conn = psycopg.Connection[TupleRow]
+
+# The comment on every role lockstep creates: a suspended one (NOLOGIN) stays in scope by it.
+MARKER = "managed by lockstep"
 
 ROLES = """
 SELECT r.oid, r.rolname, r.rolcanlogin, r.rolvaliduntil
@@ -39,7 +39,8 @@ NAMED = "r.rolname = %(name)s"
 ACCOUNTS = """
 WITH acct AS ({roles})
 SELECT a.rolname,
-       a.rolcanlogin AND (a.rolvaliduntil IS NULL OR a.rolvaliduntil > now()),
+       a.rolcanlogin,
+       coalesce(a.rolvaliduntil <= now(), false),
        CASE WHEN a.rolvaliduntil IS NULL OR a.rolvaliduntil >= '9999-12-31 00:00+00' THEN NULL
             ELSE greatest(a.rolvaliduntil, '0001-01-01 00:00+00') END,
        coalesce(s.n, 0)
@@ -93,46 +94,17 @@ WHERE usesysid = %s AND pid <> pg_backend_pid()
 """
 
 
-def read_accounts(
+def read_rows(
     conn: Conn, which: sql.Composable, params: Mapping[str, object]
-) -> dict[str, Account]:
-    """The roles ``which`` selects, with what they hold, read in one transaction: on the
-    session's REPEATABLE READ connection, one consistent snapshot. Driver errors propagate."""
+) -> tuple[list[TupleRow], list[TupleRow]]:
+    """The ACCOUNTS and GRANTS rows of the roles ``which`` selects, read in one transaction:
+    on the session's REPEATABLE READ connection, one consistent snapshot. Driver errors
+    propagate."""
     roles = sql.SQL(ROLES).format(which=which)
     with conn.transaction():
-        account_rows = conn.execute(sql.SQL(ACCOUNTS).format(roles=roles), params).fetchall()
-        grant_rows = conn.execute(sql.SQL(GRANTS).format(roles=roles), params)
-        held = _entitlements(grant_rows.fetchall())
-    return {
-        name: Account(name, frozenset(held[name]), enabled, sessions, valid_until)
-        for name, enabled, valid_until, sessions in account_rows
-    }
-
-
-def _entitlements(rows: list[TupleRow]) -> defaultdict[str, set[str]]:
-    held: defaultdict[str, set[str]] = defaultdict(set)
-    # Many accounts hold the same few grants: render each distinct one once.
-    rendered: dict[tuple[Any, ...], str | None] = {}
-    for account, *grant in rows:
-        key = tuple(grant)
-        if key not in rendered:
-            rendered[key] = _render(*key)
-        text = rendered[key]
-        if text is not None:
-            held[account].add(text)
-    return held
-
-
-def _render(kind: str, privilege: str | None, namespace: str | None, name: str) -> str | None:
-    """A catalog row as the grammar writes it, so a converged target re-plans to nothing."""
-    parsed = grammar.Kind(kind)
-    if parsed is grammar.Kind.ROLE:
-        return str(grammar.Entitlement(parsed, None, (name,)))
-    # Privileges newer than the grammar (PostgreSQL 17's MAINTAIN) cannot be expressed.
-    if privilege not in grammar.PRIVILEGES[parsed]:
-        return None
-    names = (str(namespace), name) if parsed is grammar.Kind.TABLE else (name,)
-    return str(grammar.Entitlement(parsed, privilege, names))
+        accounts = conn.execute(sql.SQL(ACCOUNTS).format(roles=roles), params).fetchall()
+        grants = conn.execute(sql.SQL(GRANTS).format(roles=roles), params).fetchall()
+    return accounts, grants
 
 
 def privilege_statement(op: Op, entitlement: grammar.Entitlement, account: str) -> sql.Composed:

@@ -2,12 +2,24 @@
 now (``pg_stat_activity``), and a token that changes whenever a read would differ.
 
 Both are single queries over the catalogs, readable by any role: no extension, no superuser.
+``PostgresUsage`` is the session's part that runs them.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+
+import psycopg
+from psycopg import sql
+
+from lockstep.connectors.base import TargetUnreachable, Usage
+from lockstep.connectors.postgres import catalog
+from lockstep.connectors.postgres.admin import PostgresAdmin, first
+from lockstep.model import LEASE_PREFIX
+
+# The application name of lockstep's probes, whose sessions are not use.
+PROBE_APPLICATION = "lockstep-probe"
 
 # Per in-scope account, when it was last seen using the server. A session running a
 # statement or holding a transaction open is in use now; an idle one was last used when its
@@ -76,3 +88,30 @@ def token(summary: Sequence[object]) -> str:
     """The change token: a short digest of the catalog summaries, opaque to callers."""
     text = "|".join(map(str, summary))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class PostgresUsage(PostgresAdmin):
+    def change_token(self) -> str:
+        try:
+            summary = self._conn.execute(CATALOG_SUMMARY, {"lease_prefix": LEASE_PREFIX}).fetchone()
+        except psycopg.Error as exc:
+            raise self._unreachable("cannot compute the change token", exc) from None
+        assert summary is not None
+        return token(summary)
+
+    def observe_usage(self) -> list[Usage]:
+        roles = sql.SQL(catalog.ROLES).format(which=sql.SQL(catalog.IN_SCOPE))
+        params = {**self._scope_params(), "probe": PROBE_APPLICATION}
+        try:
+            rows = self._conn.execute(sql.SQL(USAGE).format(roles=roles), params).fetchall()
+        except psycopg.Error as exc:
+            raise self._unreachable("cannot read pg_stat_activity", exc) from None
+        hidden = sorted(name for name, _, unseen in rows if unseen)
+        if hidden:
+            # An account whose sessions cannot be dated must not look dormant.
+            raise TargetUnreachable(
+                f"target {self._target}: cannot see when {len(hidden)} account(s) "
+                f"({first(hidden)}) "
+                "last used their sessions: grant the admin pg_read_all_stats"
+            )
+        return [Usage(name, last_used, source="pg_stat_activity") for name, last_used, _ in rows]

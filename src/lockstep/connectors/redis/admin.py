@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,15 +22,6 @@ from lockstep.connectors.redis.acl import RULES_KEY, AclUser, count_sessions, us
 from lockstep.secret import Secret, redact
 
 TIMEOUT_S = 10.0
-
-
-def target_url(settings: Mapping[str, object]) -> str:
-    value = settings.get("url")
-    if isinstance(value, Secret):
-        return value.reveal()
-    if isinstance(value, str):
-        return value
-    raise ValueError("a redis target needs a url")
 
 
 def parse_redis_url(url: str) -> dict[str, Any]:

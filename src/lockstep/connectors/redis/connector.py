@@ -45,8 +45,9 @@ ACL user per lease, whose expiry lockstep enforces because Redis cannot (``lease
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, assert_never
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import ClassVar
 
 import redis
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -55,11 +56,17 @@ from lockstep.connectors.base import (
     ActionFailed,
     Credential,
     GrammarError,
+    HoldsTwoCredentials,
+    IssuesLeases,
+    ObservesUsage,
     ProbeResult,
     Scope,
+    SecretValue,
     Session,
     TargetUnreachable,
+    WatchesChanges,
 )
+from lockstep.connectors.redis import transform
 from lockstep.connectors.redis.acl import (
     MARKER_PREFIX,
     RESET_PERMISSIONS,
@@ -67,13 +74,10 @@ from lockstep.connectors.redis.acl import (
     SCRATCH_PREFIX,
     AclUser,
     apply_order,
-    candidates,
     canonical_entitlement,
     check_account,
     parse_record,
-    printable,
     reproduces,
-    unexpressible,
     user_from_line,
     user_from_reply,
 )
@@ -83,12 +87,11 @@ from lockstep.connectors.redis.admin import (
     parse_redis_url,
     probe_options,
     scrub,
-    target_url,
 )
 from lockstep.connectors.redis.credentials import RedisCredentials
 from lockstep.connectors.redis.leases import LEASES_KEY, RedisLeases
 from lockstep.connectors.redis.observe import RedisObserver
-from lockstep.model import Account, Action, Op, Snapshot, Target
+from lockstep.model import Account, Op, Snapshot, Target
 from lockstep.secret import Secret
 
 __all__ = [
@@ -122,8 +125,8 @@ class RedisSession(RedisObserver, RedisCredentials, RedisLeases):
 
     def read(self) -> Snapshot:
         lines = self._command("ACL LIST", "ACL", "LIST", failure=TargetUnreachable)
-        users = [u for u in map(user_from_line, lines) if u.name not in self._excluded]
-        return Snapshot(self._target, self._accounts(users))
+        users = transform.in_scope(map(user_from_line, lines), self._excluded)
+        return self._snapshot(users)
 
     def read_account(self, account: str) -> Account | None:
         reply = self._command(
@@ -131,7 +134,7 @@ class RedisSession(RedisObserver, RedisCredentials, RedisLeases):
         )
         if reply is None:
             return None
-        return self._accounts([user_from_reply(account, reply)]).get(account)
+        return self._snapshot([user_from_reply(account, reply)]).accounts.get(account)
 
     def dryrun(self, account: str, *command: str) -> bool:
         """Whether Redis would let ``account`` run ``command`` now (ACL DRYRUN), without
@@ -139,34 +142,13 @@ class RedisSession(RedisObserver, RedisCredentials, RedisLeases):
         reply = self._command(f"ACL DRYRUN {account!r}", "ACL", "DRYRUN", account, *command)
         return bool(reply == "OK")
 
-    def _accounts(self, users: Sequence[AclUser]) -> dict[str, Account]:
-        held = self._entitlements(users)
-        sessions = self._sessions()
-        return {
-            # An escaped name cannot be acted on (Redis says no such user), but is never hidden.
-            printable(u.name): Account(printable(u.name), held[u.name], u.enabled, sessions[u.name])
-            for u in users
-            if u.name in held
-        }
+    def _snapshot(self, users: Sequence[AclUser]) -> Snapshot:
+        checks = transform.rule_checks(users, self._records([u.name for u in users]))
+        verdicts = self._equivalent(checks)
+        client_list = self._command("CLIENT LIST", "CLIENT", "LIST", failure=TargetUnreachable)
+        return transform.transform(self._target, users, checks, verdicts, str(client_list))
 
-    def _entitlements(self, users: Sequence[AclUser]) -> dict[str, frozenset[str]]:
-        """Each user's rules as a set lockstep can write back; users gone meanwhile omitted."""
-        recorded = self._records([u.name for u in users])
-        checks = [(u.name, c) for u in users for c in candidates(u, recorded.get(u.name))]
-        matched: dict[str, frozenset[str]] = {}
-        gone: set[str] = set()
-        for (name, candidate), verdict in zip(checks, self._equivalent(checks), strict=True):
-            if verdict is None:
-                gone.add(name)
-            elif verdict:
-                matched.setdefault(name, candidate)
-        return {
-            u.name: matched[u.name] if u.name in matched else unexpressible(u)
-            for u in users
-            if u.name not in gone
-        }
-
-    def _equivalent(self, checks: Sequence[tuple[str, frozenset[str]]]) -> list[bool | None]:
+    def _equivalent(self, checks: Sequence[transform.Check]) -> list[bool | None]:
         # One transaction: the throw-away user never exists outside it, and every user is
         # compared with the state it has at that same moment.
         scratch = SCRATCH_PREFIX + secrets.token_hex(8)
@@ -195,46 +177,68 @@ class RedisSession(RedisObserver, RedisCredentials, RedisLeases):
 
     # ------------------------------------------------------------ changing
 
-    def execute(self, action: Action, secret: Secret | None) -> Credential | None:
-        self._managed(action.account)
-        credential = self._carry_out(action, secret)
-        if action.op is not Op.END_SESSIONS:
-            self._save_acl()
-        return credential
+    @contextmanager
+    def _changing(self, account: str) -> Iterator[None]:
+        """A change to a managed account, saved to the ACL file once made."""
+        self._managed(account)
+        yield
+        self._save_acl()
 
-    def _carry_out(self, action: Action, secret: Secret | None) -> Credential | None:
-        name = action.account
-        match action.op:
-            case Op.CREATE_ACCOUNT:
-                return self._create(name, _required(secret, action))
-            case Op.GRANT:
-                self._change_rules(name, add=frozenset({_granted(action)}))
-            case Op.REVOKE:
-                self._change_rules(name, remove=frozenset({_entitlement(action)}))
-            case Op.SUSPEND_ACCOUNT:
-                return self._suspend(name, _required(secret, action))
-            case Op.RESTORE_ACCOUNT:
-                return self._set_password(name, _required(secret, action), "on")
-            case Op.ROTATE_CREDENTIAL:
-                # Replaces every password at once: the engine rotates with add_credential and
-                # retire_credential instead whenever it knows the credential to retire.
-                return self._set_password(name, _required(secret, action))
-            case Op.END_SESSIONS:
-                self._kill(name)
-            case Op.DELETE_ACCOUNT:
-                # DELUSER also drops the user's connections.
-                self._command(f"ACL DELUSER {name!r}", "ACL", "DELUSER", name)
-                self._record(name, [])
-            case _:
-                assert_never(action.op)
-        return None
+    def create_account(self, account: str, secret: Secret) -> Credential:
+        with self._changing(account):
+            # reset gives the clean -@all baseline; resetchannels too, because reset grants
+            # every channel on servers that run with acl-pubsub-default allchannels.
+            self._setuser(
+                account, "reset", "resetchannels", "on", ">" + secret.reveal(), secret=secret
+            )
+            self._record(account, [])
+        return Credential(account, secret)
 
-    def _create(self, name: str, secret: Secret) -> Credential:
-        # reset gives the clean -@all baseline; resetchannels too, because reset grants every
-        # channel on servers that run with acl-pubsub-default allchannels.
-        self._setuser(name, "reset", "resetchannels", "on", ">" + secret.reveal(), secret=secret)
-        self._record(name, [])
-        return Credential(name, secret)
+    def grant(self, account: str, entitlement: str) -> None:
+        with self._changing(account):
+            try:
+                granted = canonical_entitlement(entitlement)
+            except GrammarError as exc:
+                raise ActionFailed(str(exc)) from None
+            self._change_rules(account, add=frozenset({granted}))
+
+    def revoke(self, account: str, entitlement: str) -> None:
+        with self._changing(account):
+            self._change_rules(account, remove=frozenset({entitlement}))
+
+    def suspend_account(self, account: str, secret: Secret) -> Credential:
+        with self._changing(account):
+            # A password nobody holds, so restoring needs a fresh credential; off refuses new
+            # logins but leaves open connections alone, hence the kill and the check.
+            self._set_password(account, secret, "off")
+            self._kill(account)
+            remaining = self._sessions()[account]
+            if remaining:
+                raise ActionFailed(f"{remaining} connection(s) of {account!r} survived CLIENT KILL")
+        return Credential(account, secret)
+
+    def restore_account(self, account: str, secret: Secret) -> Credential:
+        with self._changing(account):
+            self._set_password(account, secret, "on")
+        return Credential(account, secret)
+
+    def rotate_credential(self, account: str, secret: Secret) -> Credential:
+        # Replaces every password at once: the engine rotates with add_credential and
+        # retire_credential instead whenever it knows the credential to retire.
+        with self._changing(account):
+            self._set_password(account, secret)
+        return Credential(account, secret)
+
+    def end_sessions(self, account: str) -> None:
+        # Nothing in the ACL changes: nothing to save.
+        self._managed(account)
+        self._kill(account)
+
+    def delete_account(self, account: str) -> None:
+        with self._changing(account):
+            # DELUSER also drops the user's connections.
+            self._command(f"ACL DELUSER {account!r}", "ACL", "DELUSER", account)
+            self._record(account, [])
 
     def _change_rules(
         self, name: str, add: frozenset[str] = frozenset(), remove: frozenset[str] = frozenset()
@@ -253,22 +257,11 @@ class RedisSession(RedisObserver, RedisCredentials, RedisLeases):
         self._setuser(name, *RESET_PERMISSIONS, *rules)
         self._record(name, rules)
 
-    def _suspend(self, name: str, secret: Secret) -> Credential:
-        # A password nobody holds, so restoring needs a fresh credential; off refuses new
-        # logins but leaves open connections alone, hence the kill and the check.
-        self._set_password(name, secret, "off")
-        self._kill(name)
-        remaining = self._sessions()[name]
-        if remaining:
-            raise ActionFailed(f"{remaining} connection(s) of {name!r} survived CLIENT KILL")
-        return Credential(name, secret)
-
-    def _set_password(self, name: str, secret: Secret, *flags: str) -> Credential:
+    def _set_password(self, name: str, secret: Secret, *flags: str) -> None:
         # ACL SETUSER creates a missing user, which a rotation must never do.
         if self.read_account(name) is None:
             raise ActionFailed(f"no ACL user {name!r} on {self._target}")
         self._setuser(name, *flags, "resetpass", ">" + secret.reveal(), secret=secret)
-        return Credential(name, secret)
 
     # ------------------------------------------------------------ probing
 
@@ -289,38 +282,19 @@ class RedisSession(RedisObserver, RedisCredentials, RedisLeases):
         return ProbeResult.ACCEPTED
 
 
-def _required(secret: Secret | None, action: Action) -> Secret:
-    if secret is None:
-        raise ActionFailed(f"{action.op} of {action.account!r} needs a generated secret")
-    return secret
-
-
-def _entitlement(action: Action) -> str:
-    if action.entitlement is None:
-        raise ActionFailed(f"{action.op} of {action.account!r} names no entitlement")
-    return action.entitlement
-
-
-def _granted(action: Action) -> str:
-    try:
-        return canonical_entitlement(_entitlement(action))
-    except GrammarError as exc:
-        raise ActionFailed(str(exc)) from None
-
-
 # ---------------------------------------------------------------- connector type
 
 
 class RedisSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    url: str  # admin connection, e.g. redis://lockstep:PASSWORD@host:6379/0
+    url: SecretValue  # admin connection, e.g. redis://lockstep:PASSWORD@host:6379/0
 
     @field_validator("url")
     @classmethod
-    def _redis_url(cls, value: str) -> str:
+    def _redis_url(cls, value: Secret) -> Secret:
         # The message must not echo the value: it holds the admin password.
-        if not value.startswith(("redis://", "rediss://", "unix://")):
+        if not value.reveal().startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("url must be a redis://, rediss:// or unix:// URL")
         return value
 
@@ -338,20 +312,16 @@ class RedisConnectorType:
         Op.DELETE_ACCOUNT: (*_READ, *_RECORD, *_SAVE),
     }
     read_permissions: ClassVar[tuple[str, ...]] = _READ
-    # What each optional capability of the sessions needs, by the capability's name.
-    capability_permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "ObservesUsage": ("+client|list", "+acl|log"),
-        "WatchesChanges": ("+acl|list", "+hgetall", f"~{RULES_KEY}"),
-        "HoldsTwoCredentials": ("+acl|getuser", "+acl|setuser", *_SAVE),
-        "IssuesLeases": (*_READ, *_RECORD, *_SAVE, "+acl|users", f"~{LEASES_KEY}"),
+    # What each optional capability of the sessions needs.
+    capability_permissions: ClassVar[Mapping[type, tuple[str, ...]]] = {
+        ObservesUsage: ("+client|list", "+acl|log"),
+        WatchesChanges: ("+acl|list", "+hgetall", f"~{RULES_KEY}"),
+        HoldsTwoCredentials: ("+acl|getuser", "+acl|setuser", *_SAVE),
+        IssuesLeases: (*_READ, *_RECORD, *_SAVE, "+acl|users", f"~{LEASES_KEY}"),
     }
-    propagation_window_s: ClassVar[float] = 0.0
 
     def settings_model(self) -> type[BaseModel]:
         return RedisSettings
-
-    def secret_fields(self) -> frozenset[str]:
-        return frozenset({"url"})
 
     def check_account(self, name: str) -> None:
         check_account(name)
@@ -359,11 +329,15 @@ class RedisConnectorType:
     def parse_entitlement(self, text: str) -> str:
         return canonical_entitlement(text)
 
-    def default_excluded(self, settings: Mapping[str, Any]) -> frozenset[str]:
-        return frozenset(
-            {"default", parse_redis_url(target_url(settings)).get("username") or "default"}
-        )
+    def default_excluded(self, settings: BaseModel) -> frozenset[str]:
+        url = RedisSettings.model_validate(settings).url.reveal()
+        return frozenset({"default", parse_redis_url(url).get("username") or "default"})
+
+    def propagation_window(self, settings: BaseModel) -> float:
+        # The server checks the ACL at every login: a removed password fails the next one.
+        return 0.0
 
     def open(self, target: Target, scope: Scope) -> Session:
-        excluded = scope.excluded | self.default_excluded(target.settings)
-        return RedisSession(target.name, target_url(target.settings), excluded)
+        settings = RedisSettings.model_validate(target.settings)
+        excluded = scope.excluded | self.default_excluded(settings)
+        return RedisSession(target.name, settings.url.reveal(), excluded)

@@ -1,0 +1,65 @@
+"""Search results of an LDAP directory as a snapshot: pure, so that what a read reports is
+tested with literal entries.
+
+A read is two searches: the entries directly under ``accounts_dn`` (``userPassword`` and
+``pwdAccountLockedTime``, by presence only) and the groupOfNames under ``groups_dn`` with
+their members. An entry without a field the snapshot needs fails the whole read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from lockstep.connectors.base import required
+from lockstep.connectors.ldap.directory import LOCK, PASSWORD, NormalDn, fold, leaf_value, normal_dn
+from lockstep.model import Account, Snapshot
+
+
+def transform(
+    target: str,
+    entries: Iterable[Mapping[str, Any]],
+    groups: Iterable[Mapping[str, Any]],
+    excluded: frozenset[str],
+) -> Snapshot:
+    """``entries``: account entries, searched with ``types_only``; ``groups``: groupOfNames
+    entries with ``member``; ``excluded``: account names as ``fold`` compares them."""
+    held = memberships(target, groups)
+    accounts: dict[str, Account] = {}
+    for entry in entries:
+        account = _account(target, entry, held)
+        if account is not None and fold(account.name) not in excluded:
+            accounts[account.name] = account
+    return Snapshot(target, accounts)
+
+
+def memberships(target: str, groups: Iterable[Mapping[str, Any]]) -> dict[NormalDn, set[str]]:
+    """The CNs of ``groups``, by the normalised DN of each member. A placeholder member (the
+    group's own DN, which stands in for the last member removed) is a group, never an
+    account, so it drops out when accounts are looked up here."""
+    found: dict[NormalDn, set[str]] = {}
+    for group in groups:
+        dn = required(group, "dn", f"target {target}: a group")
+        cn = leaf_value(dn, "cn")
+        if cn is None:  # not cn=CN,groups_dn: no entitlement can name it
+            continue
+        attributes = required(group, "attributes", f"target {target}: {dn}")
+        for member in attributes.get("member", []):
+            found.setdefault(normal_dn(member), set()).add(cn)
+    return found
+
+
+def _account(
+    target: str, entry: Mapping[str, Any], held: Mapping[NormalDn, set[str]]
+) -> Account | None:
+    dn = required(entry, "dn", f"target {target}: an account entry")
+    name = leaf_value(dn, "uid")
+    if name is None:  # not uid=NAME,accounts_dn: lockstep could neither bind as nor manage it
+        return None
+    present = required(entry, "raw_attributes", f"target {target}: {dn}")
+    return Account(
+        name=name,
+        entitlements=frozenset(f"group:{cn}" for cn in held.get(normal_dn(dn), set())),
+        enabled=PASSWORD in present and LOCK not in present,
+        sessions=-1,  # binds are per operation: LDAP cannot tell who is "logged in"
+    )

@@ -1,0 +1,68 @@
+"""The rows of the PostgreSQL catalog queries (``catalog.ACCOUNTS`` and ``catalog.GRANTS``) as
+a snapshot: pure, so that what a read reports is tested with literal rows.
+
+Which roles are in scope is decided by the queries themselves (``catalog.IN_SCOPE``, shared
+with the usage query): on a server holding tens of thousands of roles, only the rows of the
+accounts in scope travel. A row without a value the snapshot needs fails the whole read.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from lockstep.connectors.base import MalformedRead
+from lockstep.connectors.postgres import grammar
+from lockstep.model import Account, Snapshot
+
+
+def transform(
+    target: str, accounts: Iterable[Sequence[Any]], grants: Iterable[Sequence[Any]]
+) -> Snapshot:
+    """``accounts``: (rolname, rolcanlogin, past its VALID UNTIL, VALID UNTIL or None for
+    never, open sessions). ``grants``: (rolname, kind, privilege or None for a membership,
+    schema or None, object name)."""
+    held = _entitlements(target, grants)
+    found: dict[str, Account] = {}
+    for row in accounts:
+        name, can_login, expired, valid_until, sessions = _row(target, row, "role", (0, 1, 2, 4))
+        # NOLOGIN stops new logins, and so does a VALID UNTIL that has passed.
+        enabled = bool(can_login) and not expired
+        found[name] = Account(name, frozenset(held[name]), enabled, int(sessions), valid_until)
+    return Snapshot(target, found)
+
+
+def _entitlements(target: str, rows: Iterable[Sequence[Any]]) -> defaultdict[str, set[str]]:
+    held: defaultdict[str, set[str]] = defaultdict(set)
+    # Many accounts hold the same few grants: render each distinct one once.
+    rendered: dict[tuple[Any, ...], str | None] = {}
+    for row in rows:
+        account, *grant = _row(target, row, "grant", (0, 1, 4))
+        key = tuple(grant)
+        if key not in rendered:
+            rendered[key] = render(*key)
+        text = rendered[key]
+        if text is not None:
+            held[account].add(text)
+    return held
+
+
+def render(kind: str, privilege: str | None, namespace: str | None, name: str) -> str | None:
+    """A catalog row as the grammar writes it, so a converged target re-plans to nothing;
+    None for what the grammar cannot express."""
+    parsed = grammar.Kind(kind)
+    if parsed is grammar.Kind.ROLE:
+        return str(grammar.Entitlement(parsed, None, (name,)))
+    # Privileges newer than the grammar (PostgreSQL 17's MAINTAIN) cannot be expressed.
+    if privilege not in grammar.PRIVILEGES[parsed]:
+        return None
+    names = (str(namespace), name) if parsed is grammar.Kind.TABLE else (name,)
+    return str(grammar.Entitlement(parsed, privilege, names))
+
+
+def _row(target: str, row: Sequence[Any], what: str, needed: tuple[int, ...]) -> Sequence[Any]:
+    """``row`` when it has five columns and a value in each of ``needed``."""
+    if len(row) != 5 or any(row[i] is None for i in needed):
+        raise MalformedRead(f"target {target}: a {what} row without a value the read needs")
+    return row
