@@ -14,11 +14,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lockstep.connectors.base import Credential, Scope
+from lockstep.connectors.base import Scope
 from lockstep.connectors.postgres.connector import PostgresConnectorType, PostgresSession
 from lockstep.demo import localpg
-from lockstep.model import Action, Op, Target
-from lockstep.secret import Secret, generate_password
+from lockstep.model import Target
+from lockstep.secret import Secret
 
 CONNECTOR = PostgresConnectorType()
 OpenSession = Callable[..., PostgresSession]
@@ -76,22 +76,6 @@ def login(
         autocommit=True,
         **options,
     )
-
-
-def act(
-    session: PostgresSession,
-    op: Op,
-    account: str,
-    entitlement: str | None = None,
-    secret: Secret | None = None,
-) -> Credential | None:
-    return session.execute(Action(op, "orders-db", account, entitlement), secret)
-
-
-def create(session: PostgresSession, account: str) -> Secret:
-    secret = generate_password()
-    act(session, Op.CREATE_ACCOUNT, account, secret=secret)
-    return secret
 
 
 def role_exists(pg: localpg.LocalPostgres, name: str) -> bool:
