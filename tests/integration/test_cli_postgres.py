@@ -354,7 +354,8 @@ def test_a_failed_delivery_leaves_the_workload_its_working_password(lockstep: Lo
     lockstep.write_policy()
     rotated = lockstep.json("rotate", "payments-api")
     [result] = rotated["results"]
-    assert result["status"] == "failed" and "previous credential restored" in result["detail"]
+    assert result["status"] == "failed"
+    assert "previous credential restored and proven working" in result["detail"]
     login(db, "payments_api", old).close()
 
 

@@ -128,9 +128,7 @@ class Applier:
             if delivery_error:
                 return self._finish(action, Status.FAILED, delivery_error, fingerprint)
             evidence = Evidence(issued=returned, refused=self._old(action, old))
-        status, detail, checks = verify_action(
-            session, action, evidence, self._window(action), self.timer
-        )
+        status, detail, checks = self._verify(session, action, evidence)
         return self._finish(action, status, detail, fingerprint, checks)
 
     def _rotate(self, session: Session, action: Action, old: StoredCredential | None) -> Result:
@@ -151,7 +149,7 @@ class Applier:
                 # Some accounts cannot hold a second credential (a password stored in a
                 # scheme the connector cannot match): rotate in place instead.
                 return self._rotate_in_place(session, action, old, previous)
-            return self._rotate_side_by_side(session, session, action, new, previous)
+            return self._rotate_side_by_side(session, session, action, new, old, previous)
         return self._rotate_in_place(session, action, old, previous)
 
     def _rotate_side_by_side(
@@ -160,26 +158,25 @@ class Applier:
         holder: HoldsTwoCredentials,
         action: Action,
         new: Credential,
+        old: StoredCredential | None,
         previous: list[tuple[str, Credential]],
     ) -> Result:
         """``holder`` is ``session`` seen through its two-credential capability."""
-        delivery_error = self._deliver(action, new)
+        delivered: list[str] = []
+        delivery_error = self._deliver(action, new, delivered)
         if delivery_error:
             holder.retire_credential(action.account, new)
-            return self._finish(action, Status.FAILED, f"{delivery_error}; old kept")
+            sinks = self._give_back(action, delivered, old)
+            return self._finish(action, Status.FAILED, f"{delivery_error}; old kept{sinks}")
         accepted = Evidence(issued=new)
-        status, detail, checks = verify_action(
-            session, action, accepted, self._window(action), self.timer
-        )
+        status, detail, checks = self._verify(session, action, accepted)
         if status is not Status.VERIFIED:
             return self._finish(action, status, f"{detail}; old kept", None, checks)
         for _, cred in previous:
             holder.retire_credential(action.account, cred)
         self._keep(action, new)
         evidence = Evidence(issued=new, refused=previous)
-        status, detail, checks = verify_action(
-            session, action, evidence, self._window(action), self.timer
-        )
+        status, detail, checks = self._verify(session, action, evidence)
         return self._finish(action, status, detail, new.secret.fingerprint(), checks)
 
     def _rotate_in_place(
@@ -190,25 +187,75 @@ class Applier:
         previous: list[tuple[str, Credential]],
     ) -> Result:
         new = session.rotate_credential(action.account, generate_password())
-        delivery_error = self._deliver(action, new)
+        delivered: list[str] = []
+        delivery_error = self._deliver(action, new, delivered)
         if delivery_error:
-            return self._finish(
-                action, Status.FAILED, self._roll_back(session, action, old, delivery_error)
-            )
+            restored = self._roll_back(session, action, old, new, delivered)
+            return self._finish(action, Status.FAILED, f"{delivery_error}; {restored}")
         self._keep(action, new)
         evidence = Evidence(issued=new, refused=previous)
-        status, detail, checks = verify_action(
-            session, action, evidence, self._window(action), self.timer
-        )
+        status, detail, checks = self._verify(session, action, evidence)
         return self._finish(action, status, detail, new.secret.fingerprint(), checks)
 
     def _roll_back(
-        self, session: Session, action: Action, old: StoredCredential | None, why: str
+        self,
+        session: Session,
+        action: Action,
+        old: StoredCredential | None,
+        new: Credential,
+        delivered: list[str],
     ) -> str:
+        """Put the previous credential back after the new one could not be delivered, as an
+        action of its own: intent journaled, effect, the previous credential proven accepted
+        and the undelivered one refused, result journaled; the sinks that did receive the new
+        credential get the previous one again."""
         if old is None:
-            return f"{why}; the previous credential is unknown to lockstep and cannot be restored"
-        session.rotate_credential(action.account, old.secret)
-        return f"{why}; previous credential restored"
+            return "the previous credential is unknown to lockstep and cannot be restored"
+        previous = Credential(old.username, old.secret)
+        undo = {
+            **action_fields(action),
+            "op": "restore_previous_credential",
+            "fingerprint": old.fingerprint,
+            "undelivered": new.secret.fingerprint(),
+        }
+        self.journal.append("rollback_intent", undo)
+        try:
+            session.rotate_credential(action.account, old.secret)
+        except (ActionFailed, TargetUnreachable) as exc:
+            detail = f"the previous credential could not be restored: {redact(str(exc))}"
+            self.journal.append("rollback_result", {**undo, "status": "failed", "detail": detail})
+            return detail
+        evidence = Evidence(issued=previous, refused=[("undelivered credential", new)])
+        status, detail, checks = self._verify(session, action, evidence)
+        sinks = self._give_back(action, delivered, old)
+        self.journal.append(
+            "rollback_result",
+            {
+                **undo,
+                "status": str(status),
+                "detail": detail + sinks,
+                "checks": [{"expected": c.expected, "actual": c.actual} for c in checks],
+            },
+        )
+        if status is not Status.VERIFIED:
+            return f"restoring the previous credential is {status}: {detail}{sinks}"
+        return f"previous credential restored and proven working{sinks}"
+
+    def _give_back(self, action: Action, delivered: list[str], old: StoredCredential | None) -> str:
+        """The sinks that received a credential now withdrawn get the previous one again;
+        says which could not."""
+        if old is None or not delivered:
+            return ""
+        previous = Credential(old.username, old.secret)
+        failed = []
+        for sink in delivered:
+            try:
+                self._write(sink, action, previous)
+            except SinkError as exc:
+                failed.append(redact(str(exc)))
+        if failed:
+            return f"; {len(failed)} sink(s) that received the new credential kept it: {failed[0]}"
+        return ""
 
     def _verify(
         self, session: Session, action: Action, evidence: Evidence
@@ -236,11 +283,42 @@ class Applier:
             self.clock(),
         )
 
-    def _deliver(self, action: Action, credential: Credential) -> str | None:
-        identity = self.policy.identities.get(action.identity or "")
-        sink = identity.credentials.sink if identity is not None else None
-        if sink is None:
-            return None
+    def _sinks(self, action: Action) -> list[str]:
+        """Where the account's credential goes: the sink of every identity declaring the
+        account (a shared account's workloads each need the new credential)."""
+        sinks: list[str] = []
+        for identity in self.policy.identities.values():
+            sink = identity.credentials.sink
+            declares = any(
+                a.target == action.target and a.account == action.account for a in identity.access
+            )
+            if sink is not None and declares and sink not in sinks:
+                sinks.append(sink)
+        return sinks
+
+    def _deliver(
+        self, action: Action, credential: Credential, delivered: list[str] | None = None
+    ) -> str | None:
+        """Deliver ``credential`` to every sink of the account, journaling each delivery;
+        the first failure stops and is returned. ``delivered`` collects the sinks written."""
+        for sink in self._sinks(action):
+            try:
+                where = self._write(sink, action, credential)
+            except SinkError as exc:
+                return f"credential not delivered: {redact(str(exc))}"
+            if delivered is not None:
+                delivered.append(sink)
+            self.journal.append(
+                "delivery",
+                {
+                    **action_fields(action),
+                    "sink": where,
+                    "fingerprint": credential.secret.fingerprint(),
+                },
+            )
+        return None
+
+    def _write(self, sink: str, action: Action, credential: Credential) -> str:
         delivery = Delivery(
             target=action.target,
             account=action.account,
@@ -249,19 +327,7 @@ class Applier:
             issued_at=self.clock(),
             expires_at=None,
         )
-        try:
-            where = deliver(sink, delivery)
-        except SinkError as exc:
-            return f"credential not delivered: {redact(str(exc))}"
-        self.journal.append(
-            "delivery",
-            {
-                **action_fields(action),
-                "sink": where,
-                "fingerprint": credential.secret.fingerprint(),
-            },
-        )
-        return None
+        return deliver(sink, delivery)
 
     def _finish(
         self,
