@@ -19,8 +19,9 @@ from sqlalchemy import text
 from lockstep.evidence import checkpoints
 from lockstep.evidence.export import ExportError, verify_export, write_export
 from lockstep.evidence.state import reading
-from lockstep.journal import Journal, check_chain, entry_hash, raw_entries, read_head, record_text
+from lockstep.journal import Journal, check_chain, raw_entries, read_head
 from lockstep.store import Store
+from support import journal_tampering as tampering
 from support.cli_project import Lockstep, project_env
 
 pytest_plugins = ("support.stores",)
@@ -37,29 +38,13 @@ def filled(store: Store, n: int = 6) -> Journal:
 
 
 def rewrite_from(store: Store, seq: int, payload: str) -> None:
-    """What someone with write access to the store does to hide an entry: edit it and
-    recompute every later hash and the head, consistently."""
     with store.engine.begin() as conn:
-        rows = list(raw_entries(conn))
-        prev = rows[seq - 2][5] if seq > 1 else "0" * 64
-        for s, at, kind, body, _, _ in rows[seq - 1 :]:
-            body = payload if s == seq else body
-            digest = entry_hash(prev, record_text(s, at, json.dumps(kind), body))
-            conn.execute(
-                text("UPDATE journal SET payload = :p, prev_hash = :ph, hash = :h WHERE seq = :s"),
-                {"p": body, "ph": prev, "h": digest, "s": s},
-            )
-            prev = digest
-        conn.execute(text("UPDATE journal_head SET hash = :h"), {"h": prev})
+        tampering.rewrite_from(conn, seq, payload)
 
 
 def roll_back_to(store: Store, seq: int) -> None:
-    """The store put back as it was at entry ``seq`` (a restored backup, a truncation with
-    the head made to match)."""
     with store.engine.begin() as conn:
-        digest = conn.execute(text("SELECT hash FROM journal WHERE seq = :s"), {"s": seq}).scalar()
-        conn.execute(text("DELETE FROM journal WHERE seq > :s"), {"s": seq})
-        conn.execute(text("UPDATE journal_head SET seq = :s, hash = :h"), {"s": seq, "h": digest})
+        tampering.roll_back_to(conn, seq)
 
 
 def signed_head(store: Store, tmp_path: Path) -> tuple[checkpoints.Checkpoint, str]:
