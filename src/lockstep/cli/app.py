@@ -282,10 +282,12 @@ def demo(
 # Command modules: each registers its commands on `app` (one import and one call per module).
 from lockstep.cli import audit as audit_commands  # noqa: E402
 from lockstep.cli import credentials as credentials_commands  # noqa: E402
+from lockstep.cli import evidence as evidence_commands  # noqa: E402
 from lockstep.cli import findings as findings_commands  # noqa: E402
 from lockstep.cli import service as service_commands  # noqa: E402
 
 audit_commands.register(app)
+evidence_commands.register(app)
 findings_commands.register(app)
 credentials_commands.register(app)
 service_commands.register(app)

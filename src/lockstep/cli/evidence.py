@@ -1,0 +1,104 @@
+"""``lockstep inventory`` and ``explain``: evidence for auditors. Each reads, and
+changes nothing in the targets or the store. Registered on the main app by
+``lockstep.cli.app``."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from lockstep.cli.common import CliError, ConfigOpt, JsonOpt, StateOpt, emit_json, out, workspace
+
+if TYPE_CHECKING:
+    from lockstep.engine.workspace import Workspace
+    from lockstep.evidence.facts import StoreFacts
+
+CsvOpt = Annotated[bool, typer.Option("--csv", help="CSV, one row per account.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("inventory")(inventory)
+    app.command("explain")(explain)
+
+
+def inventory(config: ConfigOpt = None, state: StateOpt = None, as_json: JsonOpt = False,
+              as_csv: CsvOpt = False) -> None:  # fmt: skip
+    """Every NHI account in every target, managed or not: orphans, leases, suspended and
+    excluded accounts, with identity, owner, entitlements, credential age, use and findings.
+    Reads each target once; a target that cannot be read is listed as unreachable."""
+    from lockstep.cli import render_evidence
+    from lockstep.evidence.inventory import build_inventory, inventory_csv
+
+    if as_json and as_csv:
+        raise CliError("--json and --csv go one at a time", exit_code=64)
+    with workspace(config, state) as ws, ws.observer() as (observer, desired):
+        observed = observer.observe()
+        facts = _facts(ws)
+        live = _live_findings(ws, desired, observed, facts)
+        data = build_inventory(ws.policy, desired, observed, facts, live)
+    if as_json:
+        emit_json(data)
+    elif as_csv:
+        _write(inventory_csv(data))
+    else:
+        render_evidence.print_inventory(out, data)
+
+
+def explain(
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="IDENTITY",
+            help="An identity; or TARGET/ACCOUNT (or an account name) to ask about an "
+            "account no identity declares.",
+        ),
+    ],
+    config: ConfigOpt = None,
+    state: StateOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Why an identity holds each of its accounts and entitlements (policy file and line,
+    and the git commit of that line), when each was enforced and last verified and how
+    (journal entries, what was probed), and its findings; or why an account is an orphan."""
+    from lockstep.cli import render_evidence
+    from lockstep.evidence.explain import explain_account, explain_identity
+
+    with workspace(config, state) as ws, ws.observer() as (observer, desired):
+        observed = observer.observe()
+        facts = _facts(ws)
+        live = _live_findings(ws, desired, observed, facts)
+        if name in ws.policy.identities:
+            data = explain_identity(ws, name, desired, observed, facts, live)
+        else:
+            data = explain_account(ws, name, desired, observed, facts, live)
+    if as_json:
+        emit_json(data)
+    else:
+        render_evidence.print_explanation(out, data)
+
+
+def _facts(ws: Workspace) -> StoreFacts:
+    from lockstep.evidence.facts import read_store_facts
+
+    return read_store_facts(ws.store)
+
+
+def _live_findings(ws: Workspace, desired: Any, observed: Any, facts: StoreFacts) -> Any:
+    """The findings of a plan over this read (pure; nothing is recorded or applied)."""
+    from lockstep.engine.plan import make_plan
+
+    accepted = {r.id for r in facts.findings if r.status == "accepted"}
+    plan = make_plan(
+        ws.policy, desired, observed, ws.clock(), facts.issued, facts.last_used, accepted=accepted
+    )
+    return plan.findings
+
+
+def _write(text: str) -> None:
+    from lockstep.secret import redact
+
+    sys.stdout.write(redact(text))
+    if not text.endswith("\n"):
+        sys.stdout.write("\n")
