@@ -24,7 +24,7 @@ class Facts:
     policy: Policy
     journal: JournalSummary
     passes: Mapping[str, datetime]  # when each target was last read in full
-    unreachable: frozenset[str]  # targets whose last read failed
+    unreachable: frozenset[str]  # targets whose last read failed, or never read
     issued: Mapping[tuple[str, str], datetime]  # lockstep-issued current credentials
     used: Mapping[tuple[str, str], datetime]
     figures: Mapping[str, Any]  # by id; see report.FIGURES

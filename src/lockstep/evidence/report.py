@@ -83,9 +83,11 @@ def build_report(
     held = [r for r in gathered.findings if r.status in HELD]
     as_of = _as_of(gathered)
     figures = compute_figures(gathered, held, as_of)
+    # Unknown is not compliant: a target that could not be read, or never was, leaves every
+    # control it bears on unassessed at best.
     unreachable = frozenset(
         r.finding.target for r in held if r.finding.type is FindingType.TARGET_UNREACHABLE
-    )
+    ) | (frozenset(gathered.policy.targets) - frozenset(gathered.passes))
     facts = Facts(
         gathered.policy,
         gathered.journal,
@@ -172,7 +174,8 @@ def _status(
     if not results:
         return NOT_ASSESSED, "lockstep cannot observe this control"
     if facts.unreachable:
-        return NOT_ASSESSED, f"target(s) could not be read: {', '.join(sorted(facts.unreachable))}"
+        unread = ", ".join(sorted(facts.unreachable))
+        return NOT_ASSESSED, f"target(s) not read, their state unknown: {unread}"
     unknown = [r for r in results if r.status == UNKNOWN]
     if unknown:
         return NOT_ASSESSED, "; ".join(f"{r.name}: {r.detail}" for r in unknown)
