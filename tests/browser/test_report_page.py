@@ -15,7 +15,7 @@ from lockstep.engine.plan import finding
 from lockstep.evidence.frameworks import load_framework
 from lockstep.evidence.html_report import render_html
 from lockstep.evidence.journal_summary import JournalSummary, Ref
-from lockstep.evidence.report import Gathered, build_report
+from lockstep.evidence.report import Gathered, build_report, finding_row
 from lockstep.journal import ChainReport
 from lockstep.model import Access, FindingType, Identity, Owner, OwnerStatus, Policy, Target
 from lockstep.store.findings import FindingRecord
@@ -53,10 +53,16 @@ def page_file(tmp_path: Path) -> Path:
     summary = JournalSummary(ChainReport(True, 3, None, "3 entries, chain intact", (3, "a" * 64)))
     summary.head_at = "2026-06-01T00:00:00.000000Z"
     for n, category in enumerate(("verification_in_sync", "removal_verified", "probe"), start=1):
-        summary.note(category, Ref(n, f"{n:064x}", summary.head_at, "result", category))
+        payload = '{"account":"api","op":"revoke","status":"verified","target":"db"}'
+        summary.note(category, Ref(n, f"{n:064x}", summary.head_at, "result", payload))
     f = finding(FindingType.ORPHAN_ACCOUNT, "db", account="<script>alert(1)</script>")
     gathered = Gathered(
-        policy, summary, [FindingRecord(f, f.id, NOW, NOW, "open")], {"db": NOW}, {}, {}
+        policy,
+        summary,
+        [finding_row(FindingRecord(f, f.id, NOW, NOW, "open"))],
+        {"db": NOW},
+        {},
+        {},
     )
     path = tmp_path / "report.html"
     path.write_text(render_html(build_report(load_framework("owasp-nhi-2025"), gathered, NOW)))

@@ -149,7 +149,8 @@ def test_findings_behind_a_control_are_listed(estate) -> None:
     data = json.loads(report(cli, "owasp-nhi-2025", "json"))
     nhi1 = next(c for c in data["controls"] if c["id"] == "NHI1")
     assert nhi1["status"] == "not_satisfied"
-    types = {f["type"] for f in nhi1["findings"]}
+    by_id = {f["id"]: f for f in data["findings"]}
+    types = {by_id[i]["type"] for i in nhi1["findings"]}
     assert {"orphan_account", "ownerless_identity", "target_unreachable"} <= types
 
 

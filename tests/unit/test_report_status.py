@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from lockstep.engine.plan import finding
 from lockstep.evidence.frameworks import FRAMEWORKS, load_framework
 from lockstep.evidence.journal_summary import JournalSummary, Ref
-from lockstep.evidence.report import Gathered, build_report
+from lockstep.evidence.report import Gathered, build_report, finding_row
 from lockstep.journal import ChainReport
 from lockstep.model import (
     Access,
@@ -31,6 +31,7 @@ POLICY = Policy(
     {"team": Owner("team", ("a@example.com",), OwnerStatus.ACTIVE)},
     {"api": Identity("api", "team", "serve", "prod", (Access("db", "api", frozenset(), None),))},
 )
+PAYLOAD = '{"account":"api","op":"revoke","status":"verified","target":"db"}'
 CATEGORIES = ("verification", "verification_in_sync", "policy_in_force", "change_verified",
               "removal_verified", "probe", "verified", "service_started")  # fmt: skip
 
@@ -39,13 +40,13 @@ def journal(categories: tuple[str, ...] = CATEGORIES, ok: bool = True) -> Journa
     summary = JournalSummary(ChainReport(ok, 9, None if ok else 3, "ok" if ok else "broken"))
     summary.head_at = "2026-06-01T00:00:00.000000Z"
     for n, category in enumerate(categories, start=1):
-        summary.note(category, Ref(n, f"{n:064x}", summary.head_at, "result", category))
+        summary.note(category, Ref(n, f"{n:064x}", summary.head_at, "result", PAYLOAD))
     return summary
 
 
-def record(type_: FindingType, status: str = "open") -> FindingRecord:
+def record(type_: FindingType, status: str = "open") -> dict[str, object]:
     f = finding(type_, "db", account="api", identity="api")
-    return FindingRecord(f, f.id, NOW, NOW, status)
+    return finding_row(FindingRecord(f, f.id, NOW, NOW, status))
 
 
 def statuses(gathered: Gathered, framework: str = "owasp-nhi-2025") -> dict[str, str]:
@@ -95,7 +96,7 @@ def test_a_broken_journal_makes_every_control_not_assessed() -> None:
 
 def test_a_removal_never_proven_fails_offboarding() -> None:
     summary = journal()
-    summary.unproven[("db", "old", "None")] = Ref(7, "f" * 64, "x", "result", "suspend: failed")
+    summary.unproven[("db", "old", "None")] = Ref(7, "f" * 64, "x", "result", PAYLOAD)
     gathered = Gathered(POLICY, summary, [], {"db": NOW}, {}, {})
     assert statuses(gathered)["NHI1"] == "not_satisfied"
 

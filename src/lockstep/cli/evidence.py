@@ -8,7 +8,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -33,7 +33,11 @@ def inventory(config: ConfigOpt = None, state: StateOpt = None, as_json: JsonOpt
     excluded accounts, with identity, owner, entitlements, credential age, use and findings.
     Reads each target once; a target that cannot be read is listed as unreachable."""
     from lockstep.cli import render_evidence
-    from lockstep.evidence.inventory import build_inventory, inventory_csv
+    from lockstep.evidence.inventory import (
+        build_inventory,
+        write_inventory_csv,
+        write_inventory_json,
+    )
 
     if as_json and as_csv:
         raise CliError("--json and --csv go one at a time", exit_code=64)
@@ -43,9 +47,9 @@ def inventory(config: ConfigOpt = None, state: StateOpt = None, as_json: JsonOpt
         live = _live_findings(ws, desired, observed, facts)
         data = build_inventory(ws.policy, desired, observed, facts, live)
     if as_json:
-        emit_json(data)
+        write_inventory_json(data, _Redacted(sys.stdout))
     elif as_csv:
-        _write(inventory_csv(data))
+        write_inventory_csv(data, _Redacted(sys.stdout))
     else:
         render_evidence.print_inventory(out, data)
 
@@ -104,7 +108,7 @@ def report(
     satisfied or not assessed, with its findings, evidence (journal entries and hashes) and
     figures. Re-running it on the same state gives the same bytes but for generated_at."""
     from lockstep.evidence.frameworks import FRAMEWORKS, load_framework
-    from lockstep.evidence.render import FORMATS, render_report
+    from lockstep.evidence.render import FORMATS, write_report
     from lockstep.evidence.report import build_report, gather
 
     if framework not in FRAMEWORKS:
@@ -115,14 +119,14 @@ def report(
         raise CliError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})", exit_code=64)
     with workspace(config, state) as ws:
         built = build_report(load_framework(framework), gather(ws.policy, ws.store), _now())
-    text = render_report(built, fmt)
     if output is None:
-        _write(text)
-    else:
-        try:
-            output.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise CliError(f"cannot write {output}: {exc.strerror}") from None
+        write_report(built, fmt, _Redacted(sys.stdout))
+        return
+    try:
+        with output.open("w", encoding="utf-8", newline="\n") as f:
+            write_report(built, fmt, _Redacted(f))
+    except OSError as exc:
+        raise CliError(f"cannot write {output}: {exc.strerror}") from None
 
 
 def _now() -> datetime:
@@ -156,9 +160,13 @@ def _live_findings(ws: Workspace, desired: Any, observed: Any, facts: StoreFacts
     return plan.findings
 
 
-def _write(text: str) -> None:
-    from lockstep.secret import redact
+class _Redacted:
+    """A text stream whose every write goes through the secret redactor."""
 
-    sys.stdout.write(redact(text))
-    if not text.endswith("\n"):
-        sys.stdout.write("\n")
+    def __init__(self, out: IO[str]) -> None:
+        self._out = out
+
+    def write(self, text: str, /) -> int:
+        from lockstep.secret import redact
+
+        return self._out.write(redact(text))

@@ -15,6 +15,7 @@ from lockstep.evidence.facts import StoreFacts
 from lockstep.evidence.history import History, read_history
 from lockstep.evidence.inventory import identity_kind, identity_sponsor
 from lockstep.evidence.policy_lines import Blame, identity_places, last_change_mentioning
+from lockstep.evidence.times import iso_seconds
 from lockstep.model import (
     LEASE_PREFIX,
     Access,
@@ -265,4 +266,4 @@ def _findings(
 
 
 def _iso(at: datetime | None) -> str | None:
-    return None if at is None else at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if at is None else iso_seconds(at)

@@ -10,12 +10,16 @@ from datetime import datetime
 from sqlalchemy import select
 
 from lockstep.engine.catalog import HELD
+from lockstep.model import Finding, FindingType, Severity
 from lockstep.store import Store
-from lockstep.store.findings import FindingLedger, FindingRecord
+from lockstep.store.findings import FindingRecord
 from lockstep.store.tables import credentials, leases, target_passes, usage
+from lockstep.store.tables import findings as findings_table
 from lockstep.store.usage import ACCOUNT, FIRST_SEEN
 
 Key = tuple[str, str]
+_FINDING_COLUMNS = ("id", "type", "severity", "target", "account", "entitlement", "identity",
+                    "detail", "first_seen", "last_seen", "status")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,30 @@ class StoreFacts:
         return {**self.first_seen, **self.used}
 
 
-def read_store_facts(store: Store, findings: bool = True) -> StoreFacts:
-    held = FindingLedger(store).current(HELD) if findings else []
+def read_store_facts(store: Store) -> StoreFacts:
     with store.reading() as conn:
+        held = [
+            FindingRecord(
+                Finding(
+                    FindingType(r.type),
+                    Severity(r.severity),
+                    r.target,
+                    r.account,
+                    r.entitlement,
+                    r.identity,
+                    r.detail,
+                ),
+                r.id,
+                r.first_seen,
+                r.last_seen,
+                r.status,
+            )
+            for r in conn.execute(
+                select(*(findings_table.c[c] for c in _FINDING_COLUMNS)).where(
+                    findings_table.c.status.in_(HELD)
+                )
+            )
+        ]
         passes = {r.target: r.at for r in conn.execute(select(target_passes))}
         issued = {
             (r.target, r.account): r.issued_at

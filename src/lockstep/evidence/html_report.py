@@ -40,6 +40,7 @@ a{color:inherit;text-decoration:none}h2{break-after:avoid}table{font-size:9pt}
 def render_html(report: Mapping[str, Any]) -> str:
     head = report["journal_head"]
     journal = report["journal"]
+    by_id = {f["id"]: f for f in report["findings"]}
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -63,7 +64,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         "</div>",
         "<h2>Controls</h2>",
         _controls_table(report["controls"]),
-        *(_control(c) for c in report["controls"]),
+        *(_control(c, by_id) for c in report["controls"]),
         '<p class="meta">Verify the evidence: <span class="mono">lockstep audit export -o '
         'journal.jsonl</span> then <span class="mono">lockstep audit verify --file '
         "journal.jsonl</span>; each entry's seq and hash above is in it.</p>",
@@ -148,7 +149,7 @@ def _controls_table(controls: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def _control(c: Mapping[str, Any]) -> str:
+def _control(c: Mapping[str, Any], by_id: Mapping[str, Mapping[str, Any]]) -> str:
     parts = [
         f'<section class="control" id="{_e(c["oscal_id"])}">',
         f"<h3>{_e(c['id'])} {_e(c['title'])} {_badge(c['status'])}</h3>",
@@ -171,7 +172,7 @@ def _control(c: Mapping[str, Any]) -> str:
             "<p>" + "; ".join(f"{_e(f['label'])}: {_e(_shown(f))}" for f in c["figures"]) + "</p>"
         )
     if c["findings"]:
-        shown = c["findings"][:SHOWN_FINDINGS]
+        shown = [by_id[i] for i in c["findings"][:SHOWN_FINDINGS]]
         rows = "".join(
             f'<tr><td class="mono">{_e(f["id"])}</td><td>{_e(f["type"])}</td>'
             f"<td>{_e(f['severity'])}</td><td>{_e(f['target'])}/{_e(f['account'] or '*')}</td>"

@@ -10,6 +10,8 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from lockstep.evidence.streams import TextSink
+
 OCSF_VERSION = "1.5.0"
 CLASS_UID = 2003
 CATEGORY_UID = 2
@@ -20,17 +22,20 @@ _SEVERITY = {"low": (2, "Low"), "medium": (3, "Medium"), "high": (4, "High"),
 _ROOT = uuid.uuid5(uuid.NAMESPACE_URL, "https://lockstep.dev/ocsf")
 
 
-def render_ocsf(report: Mapping[str, Any]) -> str:
-    return "".join(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n" for e in events(report))
+def write_ocsf(report: Mapping[str, Any], out: TextSink) -> None:
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    for event in events(report):
+        out.write(encode(event) + "\n")
 
 
 def events(report: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     time = _ms(report["generated_at"])
     head = report["journal_head"]
+    by_id = {f["id"]: f for f in report["findings"]}
     for control in report["controls"]:
         if control["findings"]:
-            for finding in control["findings"]:
-                yield _event(report, control, time, head, finding)
+            for fid in control["findings"]:
+                yield _event(report, control, time, head, by_id[fid])
         else:
             yield _event(report, control, time, head, None)
 
@@ -88,13 +93,13 @@ def _event(
             if control["status"] == "not_assessed"
             else control["reason"],
         },
-        "unmapped": {
-            "lockstep": {
-                "journal_head": {"seq": head["seq"], "hash": head["hash"]},
-                "evidence": [{"seq": e["seq"], "hash": e["hash"]} for e in control["evidence"]],
-            }
-        },
+        "unmapped": {"lockstep": {"journal_head": {"seq": head["seq"], "hash": head["hash"]}}},
     }
+    if finding is None:
+        # The control's own event carries its evidence; a finding's points at the head.
+        event["unmapped"]["lockstep"]["evidence"] = [
+            {"seq": e["seq"], "hash": e["hash"]} for e in control["evidence"]
+        ]
     if finding is not None:
         event["finding_info"]["first_seen_time"] = _ms(finding["first_seen"])
         event["resources"] = [

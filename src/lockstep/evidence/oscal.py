@@ -8,7 +8,6 @@ so the same report gives the same document."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -16,10 +15,6 @@ from typing import Any
 OSCAL_VERSION = "1.2.3"
 NS = "https://lockstep.dev/ns/oscal"
 _ROOT = uuid.uuid5(uuid.NAMESPACE_URL, "https://lockstep.dev/reports")
-
-
-def render_oscal(report: Mapping[str, Any]) -> str:
-    return json.dumps(oscal_document(report), indent=2, ensure_ascii=False) + "\n"
 
 
 def oscal_document(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -33,11 +28,12 @@ def oscal_document(report: Mapping[str, Any]) -> dict[str, Any]:
     start = _first(report) if report["journal_head"]["at"] else end
     resource = uid("journal")
     observations, findings = [], []
+    by_id = {f["id"]: f for f in report["findings"]}
     for control in report["controls"]:
         observation = _observation(control, uid, end, resource)
         observations.append(observation)
         if control["status"] != "not_assessed":
-            findings.append(_finding(control, uid, observation["uuid"]))
+            findings.append(_finding(control, uid, observation["uuid"], by_id))
     result: dict[str, Any] = {
         "uuid": uid("result"),
         "title": f"Lockstep assessment against {report['framework_title']}",
@@ -134,7 +130,12 @@ def _observation(
     return observation
 
 
-def _finding(control: Mapping[str, Any], uid: Any, observation: str) -> dict[str, Any]:
+def _finding(
+    control: Mapping[str, Any],
+    uid: Any,
+    observation: str,
+    by_id: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
     satisfied = control["status"] == "satisfied"
     finding: dict[str, Any] = {
         "uuid": uid("finding", control["id"]),
@@ -153,7 +154,7 @@ def _finding(control: Mapping[str, Any], uid: Any, observation: str) -> dict[str
     if control["findings"]:
         finding["props"] = [
             _prop("lockstep-finding", f"{f['id']} {f['type']} {f['target']}/{f['account'] or '*'}")
-            for f in control["findings"][:200]
+            for f in (by_id[i] for i in control["findings"][:200])
         ]
     return finding
 

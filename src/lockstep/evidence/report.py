@@ -20,9 +20,10 @@ from lockstep.engine.catalog import HELD, VERIFIED
 from lockstep.evidence.checks import CHECK_FUNCTIONS, FAIL, UNKNOWN, CheckResult, Facts
 from lockstep.evidence.frameworks import ControlSpec, FrameworkSpec
 from lockstep.evidence.journal_summary import JournalSummary, Ref, summarise
+from lockstep.evidence.times import iso_micro
 from lockstep.model import FindingType, OwnerStatus, Policy
 from lockstep.store import Store
-from lockstep.store.findings import FindingLedger, FindingRecord
+from lockstep.store.findings import FindingRecord
 from lockstep.store.tables import credentials, target_passes, usage
 from lockstep.store.usage import ACCOUNT, FIRST_SEEN
 
@@ -32,13 +33,15 @@ _DAY_S = 86400.0
 
 
 class Gathered:
-    """What the report reads from the store and the policy, once."""
+    """What the report reads from the store and the policy, once. ``findings`` are rows of
+    the findings ledger in the report's shape, plus ``verified_at`` and ``_first_seen``
+    (datetimes) for the figures."""
 
     def __init__(
         self,
         policy: Policy,
         journal: JournalSummary,
-        findings: list[FindingRecord],
+        findings: list[dict[str, Any]],
         passes: dict[str, datetime],
         issued: dict[tuple[str, str], datetime],
         used: dict[tuple[str, str], datetime],
@@ -51,11 +54,66 @@ class Gathered:
         self.used = used
 
 
+def finding_row(record: FindingRecord) -> dict[str, Any]:
+    """A ledger record as ``Gathered.findings`` holds it."""
+    f = record.finding
+    return _row(
+        record.id, str(f.type), str(f.severity), f.target, f.account, f.entitlement,
+        f.identity, record.status, record.first_seen, f.detail, record.verified_at,
+    )  # fmt: skip
+
+
+def _row(
+    fid: str,
+    type_: str,
+    severity: str,
+    target: str,
+    account: str | None,
+    entitlement: str | None,
+    identity: str | None,
+    status: str,
+    first_seen: datetime,
+    detail: str,
+    verified_at: datetime | None,
+) -> dict[str, Any]:
+    return {
+        "id": fid,
+        "type": type_,
+        "severity": severity,
+        "target": target,
+        "account": account,
+        "entitlement": entitlement,
+        "identity": identity,
+        "status": status,
+        "first_seen": _iso(first_seen),
+        "detail": detail,
+        "verified_at": verified_at,
+        "_first_seen": first_seen,
+    }
+
+
 def gather(policy: Policy, store: Store) -> Gathered:
     from sqlalchemy import select
 
-    findings = FindingLedger(store).current(None)
+    from lockstep.store.tables import findings as table
+
     with store.reading() as conn:
+        rows = [
+            _row(
+                r.id,
+                r.type,
+                r.severity,
+                r.target,
+                r.account,
+                r.entitlement,
+                r.identity,
+                r.status,
+                r.first_seen,
+                r.detail,
+                r.verified_at,
+            )
+            for r in conn.execute(select(table).order_by(table.c.id))
+        ]
         journal = summarise(conn)
         passes = {r.target: r.at for r in conn.execute(select(target_passes))}
         issued = {
@@ -74,19 +132,19 @@ def gather(policy: Policy, store: Store) -> Gathered:
                 )
             )
         }
-    return Gathered(policy, journal, findings, passes, issued, used)
+    return Gathered(policy, journal, rows, passes, issued, used)
 
 
 def build_report(
     framework: FrameworkSpec, gathered: Gathered, generated_at: datetime
 ) -> dict[str, Any]:
-    held = [r for r in gathered.findings if r.status in HELD]
+    held = [r for r in gathered.findings if r["status"] in HELD]
     as_of = _as_of(gathered)
     figures = compute_figures(gathered, held, as_of)
     # Unknown is not compliant: a target that could not be read, or never was, leaves every
     # control it bears on unassessed at best.
     unreachable = frozenset(
-        r.finding.target for r in held if r.finding.type is FindingType.TARGET_UNREACHABLE
+        r["target"] for r in held if r["type"] == FindingType.TARGET_UNREACHABLE
     ) | (frozenset(gathered.policy.targets) - frozenset(gathered.passes))
     facts = Facts(
         gathered.policy,
@@ -97,10 +155,20 @@ def build_report(
         gathered.used,
         {f["id"]: f["value"] for f in figures},
     )
-    by_type: dict[str, list[FindingRecord]] = {}
-    for record in held:
-        by_type.setdefault(str(record.finding.type), []).append(record)
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for row in sorted(held, key=_finding_order):
+        by_type.setdefault(row["type"], []).append(row)
     controls = [_control(c, facts, by_type, figures) for c in framework.controls]
+    cited = {fid for c in controls for fid in c["findings"]}
+    listed = sorted(
+        (
+            {k: v for k, v in row.items() if k not in ("verified_at", "_first_seen")}
+            for rows in by_type.values()
+            for row in rows
+            if row["id"] in cited
+        ),
+        key=_finding_order,
+    )
     summary = {
         s: sum(c["status"] == s for c in controls) for s in (SATISFIED, NOT_SATISFIED, NOT_ASSESSED)
     }
@@ -121,19 +189,21 @@ def build_report(
         "summary": summary,
         "figures": figures,
         "controls": controls,
+        "findings": listed,  # each once; a control lists the ids of those behind it
     }
+
+
+def _finding_order(row: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (row["target"], row["type"], row["account"] or "", row["id"])
 
 
 def _control(
     spec: ControlSpec,
     facts: Facts,
-    by_type: dict[str, list[FindingRecord]],
+    by_type: dict[str, list[dict[str, Any]]],
     figures: Sequence[dict[str, Any]],
 ) -> dict[str, Any]:
-    records = sorted(
-        (r for t in spec.findings for r in by_type.get(t, [])),
-        key=lambda r: (r.finding.target, r.finding.type, r.finding.account or "", r.id),
-    )
+    records = [r for t in sorted(set(spec.findings)) for r in by_type.get(t, [])]
     results = [CHECK_FUNCTIONS[name](facts) for name in spec.checks]
     status, reason = _status(spec, facts, records, results)
     evidence = _evidence(results)
@@ -147,7 +217,7 @@ def _control(
         "reason": reason,
         "needed": _needed(spec, results) if status == NOT_ASSESSED else None,
         "checks": [{"name": r.name, "status": r.status, "detail": r.detail} for r in results],
-        "findings": [_finding(r) for r in records],
+        "findings": sorted(r["id"] for r in records),
         "evidence": [ref.json() for ref in evidence[:EVIDENCE_SHOWN]],
         "evidence_total": len(evidence),
         "figures": [f for f in figures if f["id"] in wanted],
@@ -157,7 +227,7 @@ def _control(
 def _status(
     spec: ControlSpec,
     facts: Facts,
-    records: Sequence[FindingRecord],
+    records: Sequence[dict[str, Any]],
     results: Sequence[CheckResult],
 ) -> tuple[str, str]:
     if not facts.journal.chain.ok:
@@ -197,24 +267,8 @@ def _evidence(results: Sequence[CheckResult]) -> list[Ref]:
     return [seen[s] for s in sorted(seen, reverse=True)]
 
 
-def _finding(r: FindingRecord) -> dict[str, Any]:
-    f = r.finding
-    return {
-        "id": r.id,
-        "type": str(f.type),
-        "severity": str(f.severity),
-        "target": f.target,
-        "account": f.account,
-        "entitlement": f.entitlement,
-        "identity": f.identity,
-        "status": r.status,
-        "first_seen": _iso(r.first_seen),
-        "detail": f.detail,
-    }
-
-
 def compute_figures(
-    gathered: Gathered, held: Sequence[FindingRecord], as_of: str | None
+    gathered: Gathered, held: Sequence[dict[str, Any]], as_of: str | None
 ) -> list[dict[str, Any]]:
     policy = gathered.policy
     journal = gathered.journal
@@ -229,14 +283,14 @@ def compute_figures(
         if key in declared and now is not None
     )
     remediation = sorted(
-        (r.verified_at - r.first_seen).total_seconds()
+        (r["verified_at"] - r["_first_seen"]).total_seconds()
         for r in gathered.findings
-        if r.status == VERIFIED and r.verified_at is not None
+        if r["status"] == VERIFIED and r["verified_at"] is not None
     )
     agents = [i for i in identities if str(getattr(i, "kind", "service")) == "agent"]
     contacts = {c for n in active for c in policy.owners[n].contacts}
     sponsored = sum(str(getattr(i, "sponsor", None)) in contacts for i in agents)
-    excess = sum(r.finding.type is FindingType.EXCESS_ENTITLEMENT for r in held)
+    excess = sum(r["type"] == FindingType.EXCESS_ENTITLEMENT for r in held)
     return [
         _fig("identities", "Identities in the policy", len(identities), "count"),
         _fig("nhi_accounts", "Accounts the policy declares", len(declared), "count"),
@@ -351,4 +405,4 @@ def _parse(text: str | None) -> datetime | None:
 
 
 def _iso(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return iso_micro(at)
