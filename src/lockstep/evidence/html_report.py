@@ -28,7 +28,7 @@ padding:.25rem .45rem;text-align:left;vertical-align:top}th{background:#f6f8fa}
 .badge{display:inline-block;border-radius:1rem;padding:0 .55rem;color:#fff;font-size:.8rem;
 white-space:nowrap}.satisfied{background:#1a7f37}.not_satisfied{background:#cf222e}
 .not_assessed{background:#6e7781}
-.charts{display:flex;flex-wrap:wrap;gap:1rem}.chart{border:1px solid #d0d7de;
+.charts{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}.chart{border:1px solid #d0d7de;
 border-radius:.4rem;padding:.5rem}.control{break-inside:avoid-page}
 .needed{background:#fff8c5;padding:.3rem .5rem;border-radius:.3rem}
 @media print{body{margin:0;max-width:none;font-size:10pt}.control{break-inside:auto}
@@ -119,18 +119,18 @@ def _bars(title: str, figures: Sequence[Mapping[str, Any]]) -> str:
     for i, figure in enumerate(figures):
         y = 22 + i * 30
         value = figure["value"]
-        width = 0.0 if value is None else 180 * float(value) / top
+        width = 0.0 if value is None else 160 * float(value) / top
         shown = "unknown" if value is None else (f"{value * 100:.1f}%" if shares else f"{value:g}")
         rows.append(
             f'<text x="0" y="{y + 13}" font-size="12">{_e(figure["label"])}</text>'
-            f'<rect x="200" y="{y}" width="{width:.1f}" height="18" fill="#0969da"/>'
-            f'<rect x="200" y="{y}" width="180" height="18" fill="none" stroke="#d0d7de"/>'
-            f'<text x="390" y="{y + 13}" font-size="12">{_e(shown)}</text>'
+            f'<rect x="250" y="{y}" width="{width:.1f}" height="18" fill="#0969da"/>'
+            f'<rect x="250" y="{y}" width="160" height="18" fill="none" stroke="#d0d7de"/>'
+            f'<text x="420" y="{y + 13}" font-size="12">{_e(shown)}</text>'
         )
     height = 30 + 30 * len(figures)
     return (
-        f'<div class="chart"><svg role="img" width="470" height="{height}" '
-        f'viewBox="0 0 470 {height}" xmlns="http://www.w3.org/2000/svg">'
+        f'<div class="chart"><svg role="img" width="500" height="{height}" '
+        f'viewBox="0 0 500 {height}" xmlns="http://www.w3.org/2000/svg">'
         f'<title>{_e(title)}</title><text x="0" y="12" font-size="13" font-weight="bold">'
         f"{_e(title)}</text>{''.join(rows)}</svg></div>"
     )
