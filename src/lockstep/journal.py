@@ -160,26 +160,27 @@ _BATCH = 5000
 
 
 def raw_entries(conn: Connection, after: int = 0) -> Iterator[RawEntry]:
-    """Every entry with seq > ``after`` as stored, oldest first, in batches through the
-    driver's own cursor within the caller's transaction (a server-side cursor on
-    PostgreSQL): no conversion but the time's, so that 1M entries are read in about a
-    second."""
+    """Every entry with seq > ``after`` as stored, oldest first, through the driver's own
+    cursor within the caller's transaction (a server-side cursor on PostgreSQL): no
+    conversion but the time's, so that 1M entries are read in about a second."""
     dbapi: Any = conn.connection.dbapi_connection
     failure: Any = conn.dialect.loaded_dbapi.Error
     try:
         if conn.dialect.name == "postgresql":
             cursor = dbapi.cursor(name=f"lockstep_journal_{id(conn)}")
+            cursor.itersize = _BATCH
             cursor.execute(_RAW.format("%s"), (after,))
         else:
             cursor = dbapi.cursor()
             cursor.execute(_RAW.format("?"), (after,))
         try:
-            while batch := cursor.fetchmany(_BATCH):
-                for seq, at, kind, payload, prev_hash, digest in batch:
-                    if type(at) is str and len(at) == 26 and at[10] == " ":
-                        yield seq, f"{at[:10]}T{at[11:]}Z", kind, payload, prev_hash, digest
-                    else:
-                        yield seq, _at_text(at), kind, payload, prev_hash, digest
+            # Iterating the cursor (sqlite3's fetches a row at a time faster than fetchmany;
+            # psycopg's named cursor fetches itersize rows a round trip).
+            for seq, at, kind, payload, prev_hash, digest in cursor:
+                if type(at) is str and len(at) == 26 and at[10] == " ":
+                    yield seq, f"{at[:10]}T{at[11:]}Z", kind, payload, prev_hash, digest
+                else:
+                    yield seq, _at_text(at), kind, payload, prev_hash, digest
         finally:
             cursor.close()
     except failure as exc:

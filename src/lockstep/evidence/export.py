@@ -42,9 +42,15 @@ def export_lines(conn: Connection) -> Iterator[str]:
             "head": None if head is None else {"seq": head[0], "hash": head[1]},
         }
     )
-    for seq, at, kind, payload, prev_hash, digest in raw_entries(conn):
-        record = record_text(seq, at, _kind_json(kind), payload)
-        yield f'{record[:-1]},"prev_hash":"{prev_hash}","hash":"{digest}"}}'
+    for entry in raw_entries(conn):
+        yield entry_line(entry)
+
+
+def entry_line(entry: RawEntry) -> str:
+    """One entry as an export line: its record with the two hashes appended."""
+    seq, at, kind, payload, prev_hash, digest = entry
+    record = record_text(seq, at, _kind_json(kind), payload)
+    return f'{record[:-1]},"prev_hash":"{prev_hash}","hash":"{digest}"}}'
 
 
 def write_export(conn: Connection, out: IO[str]) -> int:
