@@ -251,6 +251,7 @@ def verify(path: Path, url: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("steps", nargs="*", help=f"some of: {', '.join(STEPS)} (default: all)")
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--state", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -269,7 +270,7 @@ def main() -> None:
         print(f"load average {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f} on {os.cpu_count()} CPUs")
         print(f"{'step':30} {'wall s':>7} {'CPU s':>6} {'base CPU s':>10} {'ratio':>6} "
               f"{'peak MB':>8}  goal")  # fmt: skip
-        for name in STEPS:
+        for name in args.steps or STEPS:
             proc = subprocess.run(
                 [sys.executable, __file__, "--step", name, "--state", str(path)],
                 capture_output=True, text=True, check=True,

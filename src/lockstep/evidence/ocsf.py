@@ -8,9 +8,9 @@ from the parts it shares with others (the control's, the finding's), each encode
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator, Mapping
 from datetime import datetime
+from hashlib import sha256
 from typing import Any
 
 from lockstep.evidence.streams import TextSink
@@ -22,7 +22,6 @@ ACTIVITY_CREATE = 1
 _STATUS = {"satisfied": (1, "Pass"), "not_satisfied": (3, "Fail"), "not_assessed": (2, "Warning")}
 _SEVERITY = {"low": (2, "Low"), "medium": (3, "Medium"), "high": (4, "High"),
              "critical": (5, "Critical")}  # fmt: skip
-_ROOT = uuid.uuid5(uuid.NAMESPACE_URL, "https://lockstep.dev/ocsf")
 _encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
@@ -88,7 +87,7 @@ def _line(
         "message": f"{control['id']} {control['title']}: {status[1]}",
         "metadata": {
             "version": OCSF_VERSION,
-            "uid": str(uuid.uuid5(_ROOT, f"{key}/{head['seq']}/{head['hash']}")),
+            "uid": sha256(f"{key}/{head['seq']}/{head['hash']}".encode()).hexdigest()[:32],
             "product": {"name": "Lockstep", "vendor_name": "Lockstep", "uid": "lockstep"},
             "event_code": control["id"],
             "sequence": head["seq"],
