@@ -39,6 +39,7 @@ REMOVING_OPS = frozenset({Op.SUSPEND_ACCOUNT, Op.DELETE_ACCOUNT, Op.ROTATE_CREDE
 LEASE_PREFIX = "lockstep_lease_"
 
 DEFAULT_INTERVAL_S = 30
+DEFAULT_CHECKPOINT_INTERVAL_S = 3600
 LEGACY_INTERVAL_S = 10  # targets that cannot revoke on events are checked more often
 LEGACY_MAX_CREDENTIAL_AGE_S = 7 * 86400  # ... and their credentials live shorter
 
@@ -165,11 +166,24 @@ class Rules:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """Where and how often `lockstep run` writes signed checkpoints of the journal head."""
+
+    checkpoints: str | None = None  # file:DIR (absolute) or s3://BUCKET/PREFIX; None: none
+    checkpoint_every: int = 1000  # entries appended since the last checkpoint
+    checkpoint_interval_s: int = DEFAULT_CHECKPOINT_INTERVAL_S  # or this long, if appended to
+    signing_key: str | None = None  # a path outside the store; None: $LOCKSTEP_SIGNING_KEY
+    endpoint_url: str | None = None  # an S3-compatible endpoint
+    region: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     targets: Mapping[str, Target]
     owners: Mapping[str, Owner]
     identities: Mapping[str, Identity]
     rules: Rules = Rules()
+    audit: AuditSettings = AuditSettings()
 
 
 # ---------------------------------------------------------------- observed state

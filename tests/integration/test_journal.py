@@ -194,6 +194,21 @@ TAMPERING: dict[str, tuple[Callable[[Store], None], int, str]] = {
         3,
         "entry 3 does not match its hash",
     ),
+    # Both parse to the stored value {"n": 3, "op": "grant"}: only the stored text tells.
+    "duplicate key added": (
+        lambda s: sql_exec(
+            s, "UPDATE journal SET payload = :p WHERE seq = 3", p='{"n":0,"n":3,"op":"grant"}'
+        ),
+        3,
+        "entry 3 does not match its hash",
+    ),
+    "whitespace added": (
+        lambda s: sql_exec(
+            s, "UPDATE journal SET payload = :p WHERE seq = 3", p='{"n": 3, "op": "grant"}'
+        ),
+        3,
+        "entry 3 does not match its hash",
+    ),
     "edited kind": (
         lambda s: sql_exec(s, "UPDATE journal SET kind = 'other' WHERE seq = 2"),
         2,

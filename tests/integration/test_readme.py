@@ -59,6 +59,13 @@ def test_the_quickstart_policy_plans_and_applies_against_a_real_database(
     assert json.loads(lockstep("plan", "--json").stdout)["actions"] == []
     assert lockstep("verify").returncode == 0
     assert lockstep("audit", "verify").returncode == 0
+    # The evidence section's commands, on the same estate.
+    assert json.loads(lockstep("inventory", "--json").stdout)["accounts"]
+    assert lockstep("explain", "payments-api").returncode == 0
+    html = "--framework", "owasp-nhi-2025", "--format", "html", "-o", "nhi.html"
+    assert lockstep("report", *html).returncode == 0
+    assert lockstep("audit", "export", "-o", "journal.jsonl").returncode == 0
+    assert lockstep("audit", "verify", "--file", "journal.jsonl").returncode == 0
     secret = json.loads((tmp_path / ".secrets" / "payments-api.json").read_text())
     assert secret["username"] == "payments_api"
 

@@ -41,8 +41,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-audit_app = typer.Typer(help="The tamper-evident journal.", no_args_is_help=True)
-app.add_typer(audit_app, name="audit")
 
 
 @app.callback()
@@ -268,17 +266,6 @@ def _revoke_leases(ws: Workspace, identity: str, target: str | None) -> list[End
         manager.close()
 
 
-@audit_app.command("verify")
-def audit_verify(config: ConfigOpt = None, state: StateOpt = None) -> None:
-    """Check the journal's hash chain."""
-    with workspace(config, state) as ws:
-        report = ws.journal.verify()
-    if report.ok:
-        out.print(f"[green]Journal intact:[/] {report.entries} entries, hash chain verified.")
-        return
-    raise CliError(f"journal broken at entry {report.first_bad}: {report.reason}")
-
-
 @app.command()
 def demo(
     keep: Annotated[bool, typer.Option(help="Leave the demo server running.")] = False,
@@ -293,10 +280,14 @@ def demo(
 
 
 # Command modules: each registers its commands on `app` (one import and one call per module).
+from lockstep.cli import audit as audit_commands  # noqa: E402
 from lockstep.cli import credentials as credentials_commands  # noqa: E402
+from lockstep.cli import evidence as evidence_commands  # noqa: E402
 from lockstep.cli import findings as findings_commands  # noqa: E402
 from lockstep.cli import service as service_commands  # noqa: E402
 
+audit_commands.register(app)
+evidence_commands.register(app)
 findings_commands.register(app)
 credentials_commands.register(app)
 service_commands.register(app)

@@ -21,10 +21,12 @@ from pydantic import BaseModel, ValidationError
 from lockstep.connectors.base import ConnectorType, GrammarError, secret_fields
 from lockstep.connectors.registry import UnknownConnector, connector_type
 from lockstep.model import (
+    DEFAULT_CHECKPOINT_INTERVAL_S,
     DEFAULT_INTERVAL_S,
     LEGACY_INTERVAL_S,
     LEGACY_MAX_CREDENTIAL_AGE_S,
     Access,
+    AuditSettings,
     CredentialPolicy,
     Identity,
     Location,
@@ -39,6 +41,7 @@ from lockstep.policy.documents import Document, PathKey, load_documents
 from lockstep.policy.errors import PolicyError, PolicyInvalid
 from lockstep.policy.interpolate import expand
 from lockstep.policy.schema import (
+    AuditSpec,
     IdentitySpec,
     OwnerSpec,
     RulesSpec,
@@ -46,7 +49,8 @@ from lockstep.policy.schema import (
 )
 
 SECTIONS = ("targets", "owners", "identities")
-TOP_LEVEL = {"version", "rules", *SECTIONS}
+SINGLES = ("rules", "audit")  # sections written once, as one mapping of settings
+TOP_LEVEL = {"version", *SINGLES, *SECTIONS}
 DEFAULT_FILE = "lockstep.yaml"
 M = TypeVar("M", bound=BaseModel)
 
@@ -84,17 +88,21 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
     if not files:
         raise PolicyInvalid([PolicyError(Location(str(config), 1), "no *.yaml policy files here")])
     docs = load_documents(files, errors)
-    sections, rules_el = _merge(docs, errors)
+    sections, singles = _merge(docs, errors)
+    rules_el, audit_el = singles.get("rules"), singles.get("audit")
     expanded = {
         section: {name: _expanded(el, env, errors) for name, el in elements.items()}
         for section, elements in sections.items()
     }
     if rules_el is not None:
         rules_el = _expanded(rules_el, env, errors)
+    if audit_el is not None:
+        audit_el = _expanded(audit_el, env, errors)
     target_specs = _validate_all(TargetSpec, expanded["targets"], errors)
     owner_specs = _validate_all(OwnerSpec, expanded["owners"], errors)
     identity_specs = _validate_all(IdentitySpec, expanded["identities"], errors)
     rules_spec = _validate(RulesSpec, rules_el, errors) if rules_el else RulesSpec()
+    audit_spec = _validate(AuditSpec, audit_el, errors) if audit_el else AuditSpec()
     base_dir = config if config.is_dir() else config.parent
     builder = _Builder(expanded, base_dir, errors)
     targets = {
@@ -108,8 +116,8 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
     }
     if errors:
         raise PolicyInvalid(errors)
-    assert rules_spec is not None  # a rules error would have been raised above
-    policy = Policy(targets, owners, identities, _rules(rules_spec))
+    assert rules_spec is not None and audit_spec is not None  # else raised above
+    policy = Policy(targets, owners, identities, _rules(rules_spec), _audit(audit_spec, base_dir))
     locations = {
         (section, name): el.location
         for section, els in sections.items()
@@ -120,9 +128,9 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
 
 def _merge(
     docs: list[Document], errors: list[PolicyError]
-) -> tuple[dict[str, dict[str, _Element]], _Element | None]:
+) -> tuple[dict[str, dict[str, _Element]], dict[str, _Element]]:
     sections: dict[str, dict[str, _Element]] = {s: {} for s in SECTIONS}
-    rules: _Element | None = None
+    singles: dict[str, _Element] = {}
     versions = 0
     for doc in docs:
         if not isinstance(doc.data, dict):
@@ -134,13 +142,13 @@ def _merge(
                 versions += 1
                 if value != 1 or isinstance(value, bool):
                     errors.append(PolicyError(here, f"unsupported policy version {value!r}: use 1"))
-            elif key == "rules":
-                if rules is not None:
-                    errors.append(
-                        PolicyError(here, f"'rules' is defined twice: here and at {rules.location}")
-                    )
+            elif key in SINGLES:
+                if key in singles:
+                    first = singles[key].location
+                    message = f"{key!r} is defined twice: here and at {first}"
+                    errors.append(PolicyError(here, message))
                 else:
-                    rules = _Element(doc, ("rules",), value)
+                    singles[key] = _Element(doc, (key,), value)
             elif key in SECTIONS:
                 _merge_section(doc, key, value, sections[key], errors)
             else:
@@ -148,7 +156,7 @@ def _merge(
                 errors.append(PolicyError(here, f"unknown section {key!r} (known: {known})"))
     if docs and versions == 0:
         errors.append(PolicyError(Location(docs[0].file, 1), "missing 'version: 1'"))
-    return sections, rules
+    return sections, singles
 
 
 def _merge_section(
@@ -370,6 +378,25 @@ def _known(names: Mapping[str, object]) -> str:
 def _workload(spec: IdentitySpec) -> Workload | None:
     w = spec.workload
     return None if w is None else Workload(w.issuer, w.subject, w.audience, dict(w.claims))
+
+
+def _audit(spec: AuditSpec, base_dir: Path) -> AuditSettings:
+    checkpoints = spec.checkpoints
+    if checkpoints is not None and checkpoints.startswith("file:"):
+        where = Path(checkpoints.removeprefix("file:")).expanduser()
+        checkpoints = f"file:{where if where.is_absolute() else (base_dir / where).resolve()}"
+    key = spec.signing_key
+    if key is not None:
+        path = Path(key).expanduser()
+        key = str(path if path.is_absolute() else (base_dir / path).resolve())
+    return AuditSettings(
+        checkpoints=checkpoints,
+        checkpoint_every=spec.checkpoint_every,
+        checkpoint_interval_s=spec.checkpoint_interval or DEFAULT_CHECKPOINT_INTERVAL_S,
+        signing_key=key,
+        endpoint_url=spec.endpoint_url,
+        region=spec.region,
+    )
 
 
 def _rules(spec: RulesSpec) -> Rules:

@@ -122,6 +122,32 @@ class RulesSpec(_Strict):
     dormant_after: Duration | None = None
 
 
+def _checkpoints(value: object) -> object:
+    if isinstance(value, str) and (
+        (value.startswith("file:") and len(value) > 5)
+        or (value.startswith("s3://") and value[5:].split("/", 1)[0])
+    ):
+        return value
+    raise ValueError("write where checkpoints go as file:DIR or s3://BUCKET/PREFIX")
+
+
+class AuditSpec(_Strict):
+    checkpoints: Annotated[str, BeforeValidator(_checkpoints)] | None = Field(
+        default=None, description="Where `lockstep run` writes signed checkpoints"
+    )
+    checkpoint_every: Annotated[int, Field(ge=1)] = Field(
+        default=1000, description="A checkpoint once this many entries were appended"
+    )
+    checkpoint_interval: Duration | None = Field(
+        default=None, description="... or this long after the last one (default 1h)"
+    )
+    signing_key: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None, description="Ed25519 key file (default: $LOCKSTEP_SIGNING_KEY)"
+    )
+    endpoint_url: Annotated[str, Field(min_length=1)] | None = None
+    region: Annotated[str, Field(min_length=1)] | None = None
+
+
 class PolicySpec(_Strict):
     """A whole policy (after the files of a directory are merged)."""
 
@@ -130,3 +156,4 @@ class PolicySpec(_Strict):
     owners: dict[Name, OwnerSpec] = Field(default_factory=dict)
     identities: dict[Name, IdentitySpec] = Field(default_factory=dict)
     rules: RulesSpec = Field(default_factory=RulesSpec)
+    audit: AuditSpec = Field(default_factory=AuditSpec)

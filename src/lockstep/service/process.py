@@ -22,7 +22,8 @@ import uvicorn
 from lockstep.credentials.vault import Vault, load_key
 from lockstep.engine.workspace import STATE_DIR, state_url
 from lockstep.errors import LockstepError
-from lockstep.policy.load import load_policy
+from lockstep.evidence.service_checkpoints import Checkpointer
+from lockstep.policy.load import LoadedPolicy, load_policy
 from lockstep.secret import Secret
 from lockstep.service.api import Credentials, create_app
 from lockstep.service.controller import Controller
@@ -66,6 +67,17 @@ def run_service(options: ServiceOptions) -> int:
         instance = f"{socket.gethostname()}:{os.getpid()}:{token_hex(3)}"
         leases = open_leases(store, instance, log)
         credentials = Credentials(store, vault, options.key_sources, log)
+        checkpointer = Checkpointer(store, log)
+        checkpointer.load(loaded.policy.audit)
+
+        def on_policy(changed: LoadedPolicy) -> None:
+            credentials.load(changed)
+            checkpointer.reload(changed.policy.audit)
+
+        def chores() -> None:
+            credentials.reap()
+            checkpointer.tick()
+
         controller = Controller(
             PolicySource(options.config, fingerprint),
             loaded,
@@ -75,8 +87,8 @@ def run_service(options: ServiceOptions) -> int:
             Metrics.create(),
             log,
             options.interval_cap_s,
-            on_policy=credentials.load,
-            chore=credentials.reap,
+            on_policy=on_policy,
+            chore=chores,
         )
         token = os.environ.get(BEARER_ENV)
         app = create_app(controller, credentials, Secret(token) if token else None)
