@@ -53,6 +53,15 @@ def wait_queued(batcher: Batcher[int, int], count: int) -> None:
         time.sleep(0.001)
 
 
+def wait_submitted(batcher: Batcher[int, int], handler: Recorder, count: int) -> None:
+    """Wait until ``count`` items are queued or in the handler, so none is still on its
+    way into ``submit`` when the test goes on."""
+    deadline = time.monotonic() + 10
+    while batcher._queue.qsize() + sum(len(b) for b in handler.batches) < count:
+        assert time.monotonic() < deadline, "the items were never submitted"
+        time.sleep(0.001)
+
+
 def while_busy(max_batch: int, first: int, rest: list[int]) -> tuple[Recorder, dict[int, object]]:
     """Submit ``first`` and hold the one worker in it while ``rest`` is submitted; then let
     it go on. The handler's record of batches, and each item's outcome."""
@@ -143,6 +152,7 @@ def test_close_finishes_what_was_submitted_then_refuses_more() -> None:
     results: dict[int, object] = {}
     threads = submit_in_threads(batcher, [1, 2, 3], results)
     assert handler.entered.wait(10)
+    wait_submitted(batcher, handler, 3)
     closer = threading.Thread(target=batcher.close)
     closer.start()
     handler.release.set()
