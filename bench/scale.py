@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import create_model
 
 from lockstep.engine.desired import desired_state
 from lockstep.engine.plan import make_plan
@@ -55,13 +55,7 @@ from lockstep.model import (
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
-class NoSettings(BaseModel):
-    """The settings of a target the pure plan never connects to."""
-
-    model_config = ConfigDict(frozen=True)
-
-
-NO_SETTINGS = NoSettings()
+NO_SETTINGS = create_model("NoSettings")()  # of a target the pure plan never connects to
 DAY = timedelta(days=1)
 IDENTITIES_PER_OWNER = 50
 ENTITLEMENTS_PER_TARGET = 500  # distinct grants a target offers: 50 roles, 450 table privileges
