@@ -30,8 +30,9 @@ TABLES = {
     "target_passes",
     "heartbeats",
     "identity_states",
+    "pending_credentials",
 }
-NEWEST = "0003"
+NEWEST = "0006_pending_credentials"
 
 
 def schema(store: Store) -> tuple[set[str], str, tuple[object, ...]]:
