@@ -316,7 +316,7 @@ def test_changing_a_missing_account_fails_and_never_creates_it(
     session: RedisSession, op: Op, entitlement: str | None
 ) -> None:
     with pytest.raises(ActionFailed):
-        execute(session, Action(op, "cache", "ghost", entitlement))
+        execute(session, Action(op, "cache", "ghost", entitlement), None)
     assert session.read_account("ghost") is None
 
 
