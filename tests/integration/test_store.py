@@ -30,8 +30,12 @@ TABLES = {
     "target_passes",
     "heartbeats",
     "identity_states",
+    "person_tokens",
+    "access_requests",
+    "request_approvals",
+    "sod_holdings",
 }
-NEWEST = "0003"
+NEWEST = "0004_governance"
 
 
 def schema(store: Store) -> tuple[set[str], str, tuple[object, ...]]:

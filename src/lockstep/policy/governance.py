@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from lockstep.connectors.base import ConnectorType, GrammarError
 from lockstep.model import (
@@ -43,7 +44,11 @@ def normal_person(text: str) -> str:
 
 
 def build_governance(
-    spec: GovernanceSpec, locate: Locate, environments: Collection[str], errors: list[PolicyError]
+    spec: GovernanceSpec,
+    locate: Locate,
+    environments: Collection[str],
+    base_dir: Path,
+    errors: list[PolicyError],
 ) -> Governance:
     def error(path: PathKey, message: str) -> None:
         errors.append(PolicyError(locate(path), message))
@@ -98,7 +103,17 @@ def build_governance(
     people = None
     if spec.people is not None:
         p = spec.people
-        people = PeopleIssuer(p.issuer, p.audience, p.claim, p.jwks)
+        jwks = p.jwks
+        if jwks is not None and not jwks.startswith("file:"):
+            from lockstep.leases.workload import KeySourceError, parse_key_source
+
+            try:
+                parse_key_source(f"{p.issuer}={jwks}")
+            except KeySourceError as exc:
+                error(("people", "jwks"), str(exc).removeprefix("--jwks "))
+        elif jwks is not None and not Path(jwks.removeprefix("file:")).is_absolute():
+            jwks = f"file:{(base_dir / jwks.removeprefix('file:')).resolve()}"
+        people = PeopleIssuer(p.issuer, p.audience, p.claim, jwks)
     return Governance(
         people=people,
         groups=groups,

@@ -134,7 +134,7 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
     if gov_spec is not None:
         locate = _locator(gov_el) if gov_el is not None else (lambda _: Location(str(config), 1))
         governance = build_governance(
-            gov_spec, locate, {e for e in environments if e is not None}, errors
+            gov_spec, locate, {e for e in environments if e is not None}, base_dir, errors
         )
     if errors:
         raise PolicyInvalid(errors)
