@@ -42,6 +42,9 @@ DEFAULT_INTERVAL_S = 30
 DEFAULT_CHECKPOINT_INTERVAL_S = 3600
 LEGACY_INTERVAL_S = 10  # targets that cannot revoke on events are checked more often
 LEGACY_MAX_CREDENTIAL_AGE_S = 7 * 86400  # ... and their credentials live shorter
+DEFAULT_REVIEW_GRACE_S = 7 * 86400  # how long a review stays open before it is overdue
+AGENT_LEASE_MAX_TTL_S = 3600  # an agent's leases live at most this long unless it says less
+AGENT_LEASE_CEILING_S = 8 * 3600  # ... or, if its policy says more, at most this long
 
 
 class RuleAction(StrEnum):
@@ -70,6 +73,7 @@ class FindingType(StrEnum):
     TARGET_UNREACHABLE = "target_unreachable"
     SOD_VIOLATION = "sod_violation"
     GRANT_FAILED = "grant_failed"
+    REVIEW_OVERDUE = "review_overdue"
 
 
 class Severity(StrEnum):
@@ -185,6 +189,11 @@ class Rules:
     mass_change_floor: int = 5  # never stop a plan that touches this many or fewer
     dormant_after_s: int | None = None
     sod: tuple[SodRule, ...] = ()
+    # Per environment, DEFAULT_ENVIRONMENT for the rest; an environment with none: no
+    # periodic review.
+    review_every_s: Mapping[str, int] = field(default_factory=dict)
+    review_grace_s: int = DEFAULT_REVIEW_GRACE_S
+    unreviewed: RuleAction = RuleAction.REPORT  # report | revoke | suspend
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +234,13 @@ class PeopleIssuer:
 
 
 @dataclass(frozen=True, slots=True)
+class Notify:
+    """Where people are told of opened reviews and pending approvals, without polling."""
+
+    webhook: str  # an http(s) URL, sent a JSON body
+
+
+@dataclass(frozen=True, slots=True)
 class Governance:
     people: PeopleIssuer | None = None
     groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
@@ -235,6 +251,7 @@ class Governance:
     )
     max_duration_s: Mapping[str, int] = field(default_factory=dict)
     pending_expires_after_s: int = DEFAULT_PENDING_EXPIRY_S
+    notify: Notify | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +313,24 @@ class DesiredAccount:
     suspend_reason: str | None = None
     ownerless: bool = False
     all_expired: bool = False
+    # Taken away by reviews, even where the policy declares them: entitlement -> review id.
+    revoked: Mapping[str, str] = field(default_factory=dict)
+    review: str | None = None  # the review that suspends the whole account
+    # That review's removal is not proven yet: the account is suspended (credential changed,
+    # sessions ended, all verified) even where the target already shows it disabled.
+    prove_suspension: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """What a review's decision (or ``rules.unreviewed``) holds back from the desired state."""
+
+    review: str
+    target: str
+    account: str
+    entitlement: str | None  # None: the whole account is suspended
+    proven: bool  # the removal was read back (and, for an account, credential and sessions)
+    restorable: bool = False  # an overdue review's suspension, lifted by a later keep
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +364,7 @@ class Action:
     identity: str | None = None
     reason: str = ""
     request: str | None = None  # the access request whose grant (or its end) this enacts
+    review: str | None = None  # the access review whose decision this enacts
 
     def sort_key(self) -> tuple[str, int, str, str]:
         return (self.target, OP_ORDER[self.op], self.account, self.entitlement or "")
@@ -367,11 +403,24 @@ class MassChange:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldBack:
+    """Access the policy still declares that a review revoked: shown by every plan until the
+    policy drops it."""
+
+    target: str
+    account: str
+    entitlement: str | None  # None: the whole account
+    identities: tuple[str, ...]
+    review: str
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     actions: tuple[Action, ...]
     findings: tuple[Finding, ...]
     unreachable: tuple[str, ...] = ()
     mass_change: MassChange | None = None  # set when the blast-radius guard trips
+    held_back: tuple[HeldBack, ...] = ()  # what reviews take away that the policy declares
 
     @property
     def blocked(self) -> bool:

@@ -89,4 +89,7 @@ KINDS: Mapping[FindingType, FindingKind] = {
     FindingType.GRANT_FAILED: FindingKind(
         Severity.MEDIUM, (), _ACCESS, "approved access that could not be enforced"
     ),
+    FindingType.REVIEW_OVERDUE: FindingKind(
+        Severity.MEDIUM, ("NHI1",), _ACCESS, "access review left unanswered past its due time"
+    ),
 }

@@ -1,8 +1,11 @@
-"""The desired state: what the policy says every managed account should be, at ``now``."""
+"""The desired state: what the policy says every managed account should be, at ``now``,
+less what reviews took away (``Revocation``: an entitlement, or a whole account)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 
 from lockstep.model import (
@@ -12,6 +15,7 @@ from lockstep.model import (
     Identity,
     OwnerStatus,
     Policy,
+    Revocation,
     RuleAction,
 )
 
@@ -22,7 +26,7 @@ Declaration = tuple[str, bool, Access]
 _NOTHING: frozenset[str] = frozenset()
 
 
-def desired_state(policy: Policy, now: datetime) -> Desired:
+def desired_state(policy: Policy, now: datetime, revocations: Iterable[Revocation] = ()) -> Desired:
     active_owners = _active_owners(policy)
     declared: defaultdict[Key, list[Declaration]] = defaultdict(list)
     for identity in policy.identities.values():
@@ -31,19 +35,62 @@ def desired_state(policy: Policy, now: datetime) -> Desired:
             declared[access.target, access.account].append((identity.name, owned, access))
 
     suspend_ownerless = policy.rules.ownerless_identities is RuleAction.SUSPEND
-    return Desired(
-        {key: _account(key, found, now, suspend_ownerless) for key, found in declared.items()}
-    )
+    accounts = {
+        key: _account(key, found, now, suspend_ownerless) for key, found in declared.items()
+    }
+    by_key: defaultdict[Key, list[Revocation]] = defaultdict(list)
+    for revocation in revocations:
+        by_key[revocation.target, revocation.account].append(revocation)
+    for key, held in by_key.items():
+        if key in accounts:
+            accounts[key] = held_back(accounts[key], held)
+    return Desired(accounts)
 
 
-def own_access(policy: Policy, identity: Identity, access: Access, now: datetime) -> DesiredAccount:
+def own_access(
+    policy: Policy,
+    identity: Identity,
+    access: Access,
+    now: datetime,
+    revocations: Iterable[Revocation] = (),
+) -> DesiredAccount:
     """What ``access`` of ``identity`` alone amounts to at ``now``, by the rules the desired
     state applies to every account: what short-lived credentials issued to the identity may
     hold, whoever else shares the account."""
     owned = identity.owner in _active_owners(policy)
     suspend_ownerless = policy.rules.ownerless_identities is RuleAction.SUSPEND
     key = (access.target, access.account)
-    return _account(key, [(identity.name, owned, access)], now, suspend_ownerless)
+    own = _account(key, [(identity.name, owned, access)], now, suspend_ownerless)
+    held = [r for r in revocations if (r.target, r.account) == key]
+    return held_back(own, held) if held else own
+
+
+def held_back(want: DesiredAccount, held: Iterable[Revocation]) -> DesiredAccount:
+    """``want`` less what reviews revoked: a whole account suspended (its removal proven by
+    the suspension's own verification until a review says it was), entitlements dropped."""
+    revoked = dict(want.revoked)
+    whole: Revocation | None = None
+    for r in sorted(held, key=lambda r: (r.proven, r.review)):
+        if r.entitlement is None:
+            whole = whole or r
+        else:
+            revoked.setdefault(r.entitlement, r.review)
+    if revoked:
+        want = replace(want, entitlements=want.entitlements - revoked.keys(), revoked=revoked)
+    if whole is None:
+        return want
+    reason = (
+        f"review {whole.review} unanswered in time; rules.unreviewed: suspend"
+        if whole.restorable
+        else f"revoked by review {whole.review}"
+    )
+    return replace(
+        want,
+        active=False,
+        suspend_reason=reason,
+        review=whole.review,
+        prove_suspension=not whole.proven,
+    )
 
 
 def _active_owners(policy: Policy) -> set[str]:

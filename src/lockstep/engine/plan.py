@@ -20,6 +20,7 @@ from lockstep.model import (
     DesiredAccount,
     Finding,
     FindingType,
+    HeldBack,
     MassChange,
     Observation,
     Op,
@@ -65,6 +66,7 @@ def make_plan(
     actions: list[Action] = []
     findings: list[Finding] = []
     unreachable: list[str] = []
+    held_back: list[HeldBack] = []
     managed = 0
     for name in sorted(policy.targets):
         obs = observed.get(name)
@@ -77,6 +79,8 @@ def make_plan(
         wants = desired.for_target(name)
         max_age = policy.targets[name].max_credential_age_s
         for account, want in wants.items():
+            if want.revoked or want.review:
+                held_back.extend(_held_back(policy, want))
             rotate_every = _rotation_period(policy, want, max_age)
             actual = obs.accounts.get(account)
             actions_, findings_ = _declared(
@@ -113,8 +117,33 @@ def make_plan(
     actions.sort(key=Action.sort_key)
     findings.sort(key=lambda f: (f.target, f.type, f.account or "", f.entitlement or ""))
     return Plan(
-        tuple(actions), tuple(findings), tuple(unreachable), _mass_change(actions, managed, policy)
+        tuple(actions),
+        tuple(findings),
+        tuple(unreachable),
+        _mass_change(actions, managed, policy),
+        tuple(held_back),
     )
+
+
+def _declared_entitlements(policy: Policy, want: DesiredAccount) -> frozenset[str]:
+    return frozenset().union(
+        *(
+            a.entitlements
+            for name in want.identities
+            for a in policy.identities[name].access
+            if (a.target, a.account) == (want.target, want.account)
+        )
+    )
+
+
+def _held_back(policy: Policy, want: DesiredAccount) -> Iterator[HeldBack]:
+    """What the policy declares of this account that reviews took away."""
+    if want.review is not None:
+        yield HeldBack(want.target, want.account, None, want.identities, want.review)
+    declared = _declared_entitlements(policy, want)
+    for ent, review in sorted(want.revoked.items()):
+        if ent in declared:
+            yield HeldBack(want.target, want.account, ent, want.identities, review)
 
 
 def _rotation_period(
@@ -187,8 +216,8 @@ def _declared(
     actions: list[Action] = []
     findings: list[Finding] = []
 
-    def act(op: Op, reason: str, entitlement: str | None = None) -> None:
-        actions.append(Action(op, target, account, entitlement, identity, reason))
+    def act(op: Op, reason: str, entitlement: str | None = None, review: str | None = None) -> None:
+        actions.append(Action(op, target, account, entitlement, identity, reason, review=review))
 
     def report(type_: FindingType, detail: str, entitlement: str | None = None) -> None:
         for name in want.identities:
@@ -219,7 +248,16 @@ def _declared(
     for ent in expired:
         report(FindingType.EXPIRED_ACCESS, "access expired; revoked whatever the rules say", ent)
         act(Op.REVOKE, "access expired", ent)
+    declared = _declared_entitlements(policy, want) if want.revoked else frozenset()
     for ent in excess:
+        review = want.revoked.get(ent)
+        if review is not None:
+            if ent not in declared:
+                report(
+                    FindingType.EXCESS_ENTITLEMENT, f"not granted; revoked by review {review}", ent
+                )
+            act(Op.REVOKE, f"revoked by review {review}", ent, review)
+            continue
         report(
             FindingType.EXCESS_ENTITLEMENT,
             f"not granted by the policy; rule: {policy.rules.excess_entitlements}",
@@ -242,10 +280,12 @@ def _declared(
 
     if want.all_expired and actual.enabled:
         report(FindingType.EXPIRED_ACCESS, "all access on this target expired")
-    if actual.enabled:
-        act(Op.SUSPEND_ACCOUNT, want.suspend_reason or "no access granted")
+    # A review's suspension is proven by its own verified action (credential refused,
+    # sessions ended) even where the account already looks disabled.
+    if actual.enabled or want.prove_suspension:
+        act(Op.SUSPEND_ACCOUNT, want.suspend_reason or "no access granted", review=want.review)
     elif actual.sessions > 0:
-        act(Op.END_SESSIONS, "suspended, but sessions are still open")
+        act(Op.END_SESSIONS, "suspended, but sessions are still open", review=want.review)
     return actions, findings
 
 

@@ -29,6 +29,7 @@ from lockstep.model import (
     AuditSettings,
     CredentialPolicy,
     Identity,
+    IdentityKind,
     Location,
     Owner,
     Policy,
@@ -49,6 +50,7 @@ from lockstep.policy.governance import (
     policy_conflicts,
 )
 from lockstep.policy.interpolate import expand
+from lockstep.policy.reviews import agent_errors, agent_lease_max_ttl, notify, review_rules
 from lockstep.policy.schema import (
     AuditSpec,
     GovernanceSpec,
@@ -130,21 +132,37 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
     environments = {t.environment for t in targets.values()} | {
         i.environment for i in identities.values()
     }
+    known_envs = {e for e in environments if e is not None}
+
+    def at_top(_: object) -> Location:
+        return Location(str(config), 1)
+
     governance = None
     if gov_spec is not None:
-        locate = _locator(gov_el) if gov_el is not None else (lambda _: Location(str(config), 1))
-        governance = build_governance(
-            gov_spec, locate, {e for e in environments if e is not None}, base_dir, errors
-        )
+        locate = _locator(gov_el) if gov_el is not None else at_top
+        governance = build_governance(gov_spec, locate, known_envs, base_dir, errors)
+        governance = replace(governance, notify=notify(gov_spec.notify, locate, errors))
+    reviews = None
+    if rules_spec is not None:
+        locate = _locator(rules_el) if rules_el is not None else at_top
+        reviews = review_rules(rules_spec, locate, known_envs, errors)
     if errors:
         raise PolicyInvalid(errors)
     assert rules_spec is not None and audit_spec is not None  # else raised above
-    assert governance is not None
+    assert governance is not None and reviews is not None
+    review_every, review_grace, unreviewed = reviews
+    rules = replace(
+        _rules(rules_spec),
+        sod=sod,
+        review_every_s=review_every,
+        review_grace_s=review_grace,
+        unreviewed=unreviewed,
+    )
     policy = Policy(
         targets,
         owners,
         identities,
-        replace(_rules(rules_spec), sod=sod),
+        rules,
         _audit(audit_spec, base_dir),
         governance,
     )
@@ -339,6 +357,10 @@ class _Builder:
         sponsor = spec.sponsor
         if sponsor is not None and not is_person(sponsor):
             self._error(self._at("identities", name, "sponsor"), f"{sponsor!r} is not an email")
+        self.errors.extend(agent_errors(spec, lambda *sub: self._at("identities", name, *sub)))
+        lease_max_ttl = spec.credentials.lease_max_ttl
+        if spec.kind is IdentityKind.AGENT:
+            lease_max_ttl = agent_lease_max_ttl(lease_max_ttl)
         return Identity(
             name=name,
             owner=spec.owner,
@@ -349,7 +371,7 @@ class _Builder:
                 spec.credentials.rotate_every,
                 sink,
                 spec.credentials.lease_ttl,
-                spec.credentials.lease_max_ttl,
+                lease_max_ttl,
             ),
             workload=_workload(spec),
             kind=spec.kind,

@@ -133,6 +133,13 @@ class RulesSpec(_Strict):
     mass_change_limit: Share = Field(default=0.20, description="e.g. 20%")
     dormant_after: Duration | None = None
     sod: list[SodSpec] = Field(default_factory=list)
+    review_every: dict[Name, Duration] = Field(
+        default_factory=dict, description="Per environment ('default' for the rest)"
+    )
+    review_grace: Duration | None = Field(
+        default=None, description="How long a review stays open before it is overdue (7d)"
+    )
+    unreviewed: Literal["report", "revoke", "suspend"] = "report"
 
 
 class PeopleSpec(_Strict):
@@ -151,6 +158,12 @@ class StageSpec(_Strict):
     required: Annotated[int, Field(ge=1)] = 1
 
 
+class NotifySpec(_Strict):
+    webhook: Annotated[str, Field(min_length=1)] = Field(
+        description="An http(s) URL sent a JSON body for each opened review and pending approval"
+    )
+
+
 class GovernanceSpec(_Strict):
     people: PeopleSpec | None = None
     groups: dict[Name, list[Name]] = Field(default_factory=dict)
@@ -162,6 +175,7 @@ class GovernanceSpec(_Strict):
     pending_expires_after: Duration | None = Field(
         default=None, description="A request left pending this long expires (default 24h)"
     )
+    notify: NotifySpec | None = None
 
 
 def _checkpoints(value: object) -> object:
