@@ -56,6 +56,7 @@ class Issuer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                body: dict[str, object]
                 if self.path == "/.well-known/openid-configuration":
                     body = {
                         "issuer": issuer.discovery_issuer or issuer.url,

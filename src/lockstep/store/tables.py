@@ -107,6 +107,24 @@ credentials = Table(
     ),
 )
 
+# Credential changes under way: the new secret, encrypted, stored before the target is
+# changed, so that a crash between the target's change and the vault's record leaves what
+# the next pass needs to complete or roll the change back. Deleted when the change is done.
+pending_credentials = Table(
+    "pending_credentials",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("target", Text, nullable=False),
+    Column("account", Text, nullable=False),
+    Column("identity", Text, nullable=True),
+    Column("op", String(24), nullable=False),
+    Column("username", Text, nullable=False),
+    Column("ciphertext", Text, nullable=True),  # None for a change that issues no secret
+    Column("fingerprint", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "target", "account"),
+)
+
 findings = Table(
     "findings",
     metadata,
