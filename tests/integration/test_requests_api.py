@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -155,7 +156,7 @@ def test_the_operator_reads_but_acts_for_nobody(world: World) -> None:
     ],
 )
 def test_bad_requests_are_refused_and_file_nothing(
-    world: World, over: dict[str, object], status: int, message: str
+    world: World, over: dict[str, Any], status: int, message: str
 ) -> None:
     answer = world.file(**over)
     assert answer.status_code == status, answer.text

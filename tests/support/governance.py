@@ -114,7 +114,7 @@ class World:
             headers={"Authorization": f"Bearer {token}"},
         )
 
-    def file(self, person: str = "alice@example.com", **over: Any) -> Any:
+    def file(self, person: str | None = "alice@example.com", **over: Any) -> Any:
         body = {
             "identity": "payments-api",
             "target": "orders-db",
