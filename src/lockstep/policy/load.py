@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,6 +72,8 @@ class LoadedPolicy:
     files: tuple[Path, ...]
     base_dir: Path  # where relative paths (state, file: secrets) are resolved
     locations: Mapping[tuple[str, str], Location]  # (section, name) -> where it is defined
+    # (identity, target, canonical entitlement) -> where the identity's access declares it
+    entitlement_places: Mapping[tuple[str, str, str], Location] = field(default_factory=dict)
 
 
 @dataclass
@@ -153,7 +155,8 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
         for section, els in sections.items()
         for name, el in els.items()
     }
-    return LoadedPolicy(policy, tuple(files), base_dir, locations)
+    places = {(d.identity, d.target, d.entitlement): d.location for d in builder.declared}
+    return LoadedPolicy(policy, tuple(files), base_dir, locations, places)
 
 
 def _merge(
