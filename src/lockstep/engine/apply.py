@@ -103,6 +103,9 @@ class Applier:
         self.journal.append("intent", action_fields(action))
         old = self.vault.current(action.target, action.account)
         try:
+            refusal = self._privileged_orphan(session, action)
+            if refusal is not None:
+                return self._finish(action, Status.FAILED, refusal)
             if action.op is Op.ROTATE_CREDENTIAL:
                 return self._rotate(session, action, old)
             return self._change(session, action, old)
@@ -111,6 +114,18 @@ class Applier:
             return self._finish(action, Status.FAILED, self._lost[action.target])
         except ActionFailed as exc:
             return self._finish(action, Status.FAILED, redact(str(exc)))
+
+    def _privileged_orphan(self, session: Session, action: Action) -> str | None:
+        """Why ``action`` must not touch its account: one no identity declares that the
+        target reports privileged (the plan never acts on those; a plan made elsewhere, or
+        a role promoted since, must not either)."""
+        # The plan names the identity of every account the policy declares.
+        if action.op in (Op.CREATE_ACCOUNT, Op.GRANT) or action.identity is not None:
+            return None
+        account = session.read_account(action.account)
+        if account is None or account.privileged is None:
+            return None
+        return f"refused: {account.privileged}; no identity declares it"
 
     def _change(self, session: Session, action: Action, old: StoredCredential | None) -> Result:
         returned = execute(session, action)

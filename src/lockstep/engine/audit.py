@@ -97,6 +97,9 @@ def _orphan_check(target: str, account: str, obs: Snapshot, rule: RuleAction) ->
     """An orphan is drift unless the rule says suspend and it is suspended with no session
     left: then the target is exactly as the policy says it should be."""
     actual = obs.accounts[account]
+    if actual.privileged:
+        # Never acted on, whatever the rule: left as found is as the policy says.
+        return Check(target, account, None, "privileged orphan left alone", "left alone", True)
     idle = actual.sessions <= 0
     state = "suspended" if not actual.enabled and idle else "enabled"
     expected = {RuleAction.SUSPEND: "suspended", RuleAction.DELETE: "absent"}.get(
