@@ -98,6 +98,10 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
         rules_el = _expanded(rules_el, env, errors)
     if audit_el is not None:
         audit_el = _expanded(audit_el, env, errors)
+    # A value the environment could not supply fails again in the schema (empty, say): that
+    # error depends on the first one and would only repeat it.
+    unsupplied = {e.location for e in errors}
+    early = len(errors)
     target_specs = _validate_all(TargetSpec, expanded["targets"], errors)
     owner_specs = _validate_all(OwnerSpec, expanded["owners"], errors)
     identity_specs = _validate_all(IdentitySpec, expanded["identities"], errors)
@@ -114,6 +118,7 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
     identities = {
         name: builder.identity(name, spec, targets, owners) for name, spec in identity_specs.items()
     }
+    errors[early:] = [e for e in errors[early:] if e.location not in unsupplied]
     if errors:
         raise PolicyInvalid(errors)
     assert rules_spec is not None and audit_spec is not None  # else raised above

@@ -171,6 +171,9 @@ class LdapSettings(BaseModel):
     @field_validator("bind_dn", "accounts_dn", "groups_dn")
     @classmethod
     def _dn(cls, value: str) -> str:
+        if not value.strip():
+            # An empty bind DN binds anonymously; an empty base searches the whole tree.
+            raise ValueError("must not be empty")
         try:
             rdns(value)
         except ldap_errors.LDAPInvalidDnError as exc:
