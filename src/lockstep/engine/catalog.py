@@ -92,4 +92,13 @@ KINDS: Mapping[FindingType, FindingKind] = {
     FindingType.REVIEW_OVERDUE: FindingKind(
         Severity.MEDIUM, ("NHI1",), _ACCESS, "access review left unanswered past its due time"
     ),
+    FindingType.PRIVILEGED_ORPHAN: FindingKind(
+        Severity.CRITICAL,
+        ("NHI1", "NHI5"),
+        _ACCESS,
+        "privileged account no identity declares: reported, never acted on",
+    ),
+    FindingType.UNKNOWN_OBJECT: FindingKind(
+        Severity.MEDIUM, (), _ACCESS, "entitlement naming an object the target does not have"
+    ),
 }
