@@ -35,8 +35,11 @@ TABLES = {
     "access_requests",
     "request_approvals",
     "sod_holdings",
+    "reviews",
+    "review_subjects",
+    "notifications",
 }
-NEWEST = "0006_pending_credentials"
+NEWEST = "0010_reviews"
 
 
 def schema(store: Store) -> tuple[set[str], str, tuple[object, ...]]:

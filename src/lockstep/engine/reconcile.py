@@ -16,9 +16,11 @@ from datetime import datetime
 
 from lockstep.connectors.base import ObservesUsage, TargetUnreachable
 from lockstep.engine.apply import Applier, action_fields
+from lockstep.engine.desired import desired_state
 from lockstep.engine.observe import Observer
 from lockstep.engine.plan import make_plan
 from lockstep.engine.recovery import Recovery
+from lockstep.engine.review_pass import Reviewing
 from lockstep.engine.workspace import Workspace
 from lockstep.model import Desired, Observation, Op, Plan, Result, Snapshot, Status
 from lockstep.store.findings import FindingRecord, remediated_ids
@@ -35,6 +37,7 @@ class Pass:
     observed: dict[str, Observation]
     plan: Plan
     findings: list[FindingRecord]
+    reviewing: Reviewing | None = None
 
     @property
     def targets_read(self) -> list[str]:
@@ -63,8 +66,16 @@ def reconcile(
         return Reconciled(seen, None, recovered)
     if not plan.actions:
         settle_identity_states(ws, plan, [])
+        _settle_reviews(ws, seen, [])
         return Reconciled(seen, plan, recovered)
-    return Reconciled(seen, plan, recovered + apply(ws, observer, plan, progress))
+    results = apply(ws, observer, plan, progress)
+    _settle_reviews(ws, seen, results)
+    return Reconciled(seen, plan, recovered + results)
+
+
+def _settle_reviews(ws: Workspace, seen: Pass, results: list[Result]) -> None:
+    if seen.reviewing is not None:
+        seen.reviewing.settle(seen.observed, results, ws.clock())
 
 
 def recover(ws: Workspace, observer: Observer, progress: Progress) -> list[Result]:
@@ -86,21 +97,34 @@ def observe(ws: Workspace, observer: Observer, desired: Desired) -> Pass:
     now = ws.clock()
     observed = observer.observe()
     issued = ws.vault.issued_times()
-    _record_usage(ws, observer, observed, now)
+    observable = _record_usage(ws, observer, observed, now)
     accepted = {r.id for r in ws.ledger.current("accepted")}
-    plan = make_plan(
-        ws.policy,
-        desired,
-        observed,
-        now,
-        issued,
-        last_used=ws.usage.last_used(),
-        rotate_now=_rotation_events(ws),
-        accepted=accepted,
-    )
+    seen_use = ws.usage.last_seen()
+    rotate_now = _rotation_events(ws)
+
+    def planned(desired: Desired) -> Plan:
+        return make_plan(
+            ws.policy,
+            desired,
+            observed,
+            now,
+            issued,
+            last_used={key: at for key, (at, _) in seen_use.items()},
+            rotate_now=rotate_now,
+            accepted=accepted,
+        )
+
+    plan = planned(desired)
     targets_read = [n for n, o in observed.items() if isinstance(o, Snapshot)]
+    reviewing = Reviewing.begin(ws, targets_read)
+    if reviewing.overdue(now):
+        # rules.unreviewed took something away just now: this pass enforces it already.
+        desired = desired_state(ws.policy, now, reviewing.revocations())
+        plan = planned(desired)
+    plan = reviewing.with_findings(plan)
     outcome = ws.ledger.reconcile(plan.findings, targets_read, now)
-    return Pass(desired, observed, plan, outcome.records)
+    reviewing.open(desired, outcome.transitions, seen_use, observable, now)
+    return Pass(desired, observed, plan, outcome.records, reviewing)
 
 
 def apply(ws: Workspace, observer: Observer, plan: Plan, progress: Progress) -> list[Result]:
@@ -163,7 +187,9 @@ def settle_identity_states(ws: Workspace, plan: Plan, results: list[Result]) -> 
 
 def _record_usage(
     ws: Workspace, observer: Observer, observed: Mapping[str, Observation], now: datetime
-) -> None:
+) -> set[str]:
+    """Record the use seen; returns the targets whose use could be observed this pass."""
+    observable = set()
     for name, obs in observed.items():
         session = observer.sessions.get(name)
         if not isinstance(obs, Snapshot) or session is None:
@@ -172,7 +198,10 @@ def _record_usage(
             used = session.observe_usage() if isinstance(session, ObservesUsage) else []
         except TargetUnreachable:
             continue  # use unknown this pass: nothing is stamped, nothing concluded
+        if isinstance(session, ObservesUsage):
+            observable.add(name)
         ws.usage.record(name, used, obs.accounts, now)
+    return observable
 
 
 def _rotation_events(ws: Workspace) -> dict[tuple[str, str], str]:

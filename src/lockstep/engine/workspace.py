@@ -15,6 +15,7 @@ from pathlib import Path
 from lockstep.credentials.vault import Vault, load_key
 from lockstep.engine.desired import desired_state
 from lockstep.engine.observe import Observer
+from lockstep.governance.reviews import ReviewStore
 from lockstep.journal import Journal
 from lockstep.model import Desired, Policy
 from lockstep.policy.load import LoadedPolicy, load_policy
@@ -65,8 +66,13 @@ class Workspace:
     def usage(self) -> UsageStore:
         return UsageStore(self.store)
 
+    def desired(self, now: datetime) -> Desired:
+        """The desired state at ``now``: the policy, less what reviews hold back."""
+        held = ReviewStore(self.store, self.journal, self.clock).revocations(self.policy.targets)
+        return desired_state(self.policy, now, held)
+
     @contextmanager
     def observer(self) -> Iterator[tuple[Observer, Desired]]:
-        desired = desired_state(self.policy, self.clock())
+        desired = self.desired(self.clock())
         with Observer(self.policy, desired) as observer:
             yield observer, desired

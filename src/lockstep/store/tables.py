@@ -302,3 +302,75 @@ sod_holdings = Table(
     Column("last_seen", UTCDateTime, nullable=False),
     Column("held", Integer, nullable=False),
 )
+
+# ---------------------------------------------------------------- reviews
+
+REVIEW_STATUSES = ("open", "kept", "revoking", "revoked", "overdue")
+
+# Access reviews. The id derives from what the review is about and the trigger's occurrence,
+# so an occurrence is reviewed once whoever opens it. ``enforce`` is what the review holds
+# back from the desired state (``revoke``, ``suspend``) until ``lifted_at``.
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("identity", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("account", Text, nullable=False),
+    Column("entitlement", Text, nullable=True),  # None: the whole account
+    Column("trigger", String(20), nullable=False),
+    Column("occurrence", Text, nullable=False),
+    Column("reviewers", Text, nullable=False),  # JSON list of emails
+    Column("evidence", Text, nullable=False),  # JSON: the trigger's evidence
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("decision", String(8), nullable=True),
+    Column("decided_by", Text, nullable=True),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("enforce", String(8), nullable=True),
+    Column("verified_at", UTCDateTime, nullable=True),
+    Column("lifted_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint(
+        "status IN (" + ", ".join(f"'{s}'" for s in REVIEW_STATUSES) + ")", name="status"
+    ),
+    Index(None, "target", "status"),
+    Index(None, "identity", "status"),
+    Index(None, "target", "enforce"),
+)
+
+# What reviews remember of each identity's declared access to an account: when it began,
+# when a review last kept it, and what its triggers compare with (owner, an agent's sponsor
+# and declared scope, the use a dormancy review was opened for).
+review_subjects = Table(
+    "review_subjects",
+    metadata,
+    Column("identity", Text, primary_key=True),
+    Column("target", Text, primary_key=True),
+    Column("account", Text, primary_key=True),
+    Column("began_at", UTCDateTime, nullable=False),
+    Column("reviewed_at", UTCDateTime, nullable=True),
+    Column("owner", Text, nullable=False),
+    Column("sponsor_ok", Integer, nullable=True),
+    Column("scope", Text, nullable=True),  # JSON list: an agent's declared entitlements
+    Column("dormant", Text, nullable=True),
+)
+
+# Notifications to people (governance.notify), kept until delivered: retried with backoff
+# by the service, whoever queued them. The body never holds a secret or a token.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(40), nullable=False),
+    Column("subject", Text, nullable=False),  # the review or request id
+    Column("body", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index(None, "sent_at", "next_at"),
+)

@@ -76,6 +76,16 @@ class UsageStore:
         with self._store.reading() as conn:
             return {(row.target, row.account): row.last_seen for row in conn.execute(query)}
 
+    def last_seen(self, target: str | None = None) -> dict[Key, tuple[datetime, str]]:
+        """``last_used``, with where each time comes from (``first-seen``: never seen used)."""
+        query = select(table.c.target, table.c.account, table.c.last_seen, table.c.source).where(
+            table.c.entitlement == ACCOUNT
+        )
+        if target is not None:
+            query = query.where(table.c.target == target)
+        with self._store.reading() as conn:
+            return {(r.target, r.account): (r.last_seen, r.source) for r in conn.execute(query)}
+
     def forget(self, target: str, account: str) -> int:
         """Drop an account's use history, once the account has been deleted."""
         with self._store.writing(lock=table) as conn:
