@@ -249,6 +249,7 @@ def rotate(
         # A leaked secret may have been used to obtain short-lived credentials too: they end
         # in the same pass, each proven refused.
         ended = _revoke_leases(ws, identity, target) if reason == "leaked" else []
+        opened = _review_leak(ws, identity, target) if reason == "leaked" else []
     if as_json:
         data = render.results_json(results, plan.unreachable)
         data["leases"] = [
@@ -260,6 +261,7 @@ def rotate(
             }
             for e in ended
         ]
+        data["reviews"] = opened
         emit_json(data)
     else:
         for name in plan.unreachable:
@@ -267,9 +269,21 @@ def rotate(
         render.print_results(out, results)
         for e in ended:
             out.print(f"  lease {e.lease_id} on {e.target}: {e.status} ({e.detail})")
+        for review_id in opened:
+            out.print(f"  review {review_id} opened: the owner decides whether the access stays")
     rotated = bool(results) and all(r.status is Status.VERIFIED for r in results)
     if plan.unreachable or not rotated or not all(e.verified for e in ended):
         raise typer.Exit(1)
+
+
+def _review_leak(ws: Workspace, identity: str, target: str | None) -> list[str]:
+    """A leaked credential puts the identity's access to review at once."""
+    from lockstep.engine.review_pass import leaked
+
+    entry = ws.journal.append(
+        "credential_leaked", {"identity": identity, "target": target, "reason": "leaked"}
+    )
+    return [r.id for r in leaked(ws, identity, target, entry.at, entry.seq)]
 
 
 def _revoke_leases(ws: Workspace, identity: str, target: str | None) -> list[Ended]:
@@ -301,6 +315,7 @@ from lockstep.cli import credentials as credentials_commands  # noqa: E402
 from lockstep.cli import evidence as evidence_commands  # noqa: E402
 from lockstep.cli import findings as findings_commands  # noqa: E402
 from lockstep.cli import governance as governance_commands  # noqa: E402
+from lockstep.cli import reviews as review_commands  # noqa: E402
 from lockstep.cli import service as service_commands  # noqa: E402
 from lockstep.cli import tokens as token_commands  # noqa: E402
 
@@ -311,6 +326,7 @@ credentials_commands.register(app)
 service_commands.register(app)
 token_commands.register(app)
 governance_commands.register(app)
+review_commands.register(app)
 
 
 def _fail(message: str, code: int) -> NoReturn:

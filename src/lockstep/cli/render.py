@@ -126,6 +126,7 @@ def plan_json(
         "unreachable": list(plan.unreachable),
         "blocked_by_mass_change": plan.blocked,
         "permissions": permissions,
+        "held_back": held_back_json(plan),
     }
 
 
@@ -182,7 +183,33 @@ def action_json(a: Action) -> dict[str, Any]:
         "entitlement": a.entitlement,
         "identity": a.identity,
         "reason": a.reason,
+        "review": a.review,
     }
+
+
+def held_back_json(plan: Plan) -> list[dict[str, Any]]:
+    return [
+        {
+            "target": h.target,
+            "account": h.account,
+            "entitlement": h.entitlement,
+            "identities": list(h.identities),
+            "review": h.review,
+        }
+        for h in plan.held_back
+    ]
+
+
+def print_held_back(console: Console, plan: Plan) -> None:
+    """What the policy declares that reviews took away, until the policy drops it."""
+    if not plan.held_back:
+        return
+    console.print("\n[bold]Declared by the policy, revoked by a review:[/]")
+    for h in plan.held_back:
+        what = f"{h.target}/{h.account}" + (f" {h.entitlement}" if h.entitlement else "")
+        line = Text(f"  {what}", style="yellow")
+        line.append(f"   # {', '.join(h.identities)}; review {h.review}", style="dim")
+        console.print(line)
 
 
 def print_unreachable(console: Console, plan: Plan) -> None:
@@ -238,6 +265,7 @@ def print_plan(
             f"{mc.managed} managed accounts (limit {mc.limit:.0%}). Apply refuses it unless "
             "--allow-mass-change is given.[/]"
         )
+    print_held_back(console, plan)
     print_findings(console, plan.findings, records)
 
 

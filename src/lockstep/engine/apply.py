@@ -26,7 +26,7 @@ from lockstep.secret import Secret, generate_password, redact
 
 
 def action_fields(action: Action) -> dict[str, Any]:
-    return {
+    fields = {
         "op": str(action.op),
         "target": action.target,
         "account": action.account,
@@ -34,6 +34,9 @@ def action_fields(action: Action) -> dict[str, Any]:
         "identity": action.identity,
         "reason": action.reason,
     }
+    if action.review is not None:
+        fields["review"] = action.review  # the decision this action enacts
+    return fields
 
 
 # Changes staged in the vault before the target is touched (two-phase): those that set or

@@ -33,6 +33,8 @@ from lockstep.service.credentials_api import router as credentials_router
 from lockstep.service.governance_api import Governance
 from lockstep.service.governance_api import router as governance_router
 from lockstep.service.logs import Log
+from lockstep.service.reviews_api import ReviewDesk
+from lockstep.service.reviews_api import router as reviews_router
 from lockstep.service.scaleout import pass_times
 from lockstep.store import Store, StoreError
 from lockstep.store.findings import FindingLedger
@@ -46,11 +48,14 @@ def create_app(
     credentials: Credentials,
     api_token: Secret | None = None,
     governance: Governance | None = None,
+    reviews: ReviewDesk | None = None,
 ) -> FastAPI:
     app = FastAPI(title="lockstep", docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json")
     credentials.serve(app.state)
     if governance is not None:
         governance.serve(app.state)
+    if reviews is not None:
+        reviews.serve(app.state)
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -72,6 +77,7 @@ def create_app(
     app.include_router(_v1(controller, api_token))
     app.include_router(credentials_router)
     app.include_router(governance_router)
+    app.include_router(reviews_router)
     return app
 
 

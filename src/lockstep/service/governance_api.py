@@ -35,6 +35,7 @@ from lockstep.policy.durations import parse_duration
 from lockstep.policy.load import LoadedPolicy
 from lockstep.secret import Secret
 from lockstep.service.logs import Log
+from lockstep.service.notices import pending_approval
 from lockstep.service.responses import error_response
 from lockstep.store import Store, StoreError
 
@@ -233,7 +234,10 @@ def file_request(
         except ValueError as exc:
             raise GovernanceError(f"for: {exc}") from None
         ask = Ask(body.identity, body.target, tuple(body.entitlements), duration, body.reason)
-        return live.requests.file(who, ask, dry_run=dry_run).json()
+        filed = live.requests.file(who, ask, dry_run=dry_run).json()
+        if not dry_run:
+            pending_approval(request.app.state, filed)
+        return filed
 
     return _answer(call, HTTPStatus.OK if dry_run else HTTPStatus.CREATED)
 
@@ -263,7 +267,9 @@ def approve_request(
         decided = live.requests.approve(who, request_id, body.comment)
         if decided.status is RequestStatus.APPROVED:
             live.ring(decided.target)
-        return decided.json()
+        shown = decided.json()
+        pending_approval(request.app.state, shown)  # its next stage waits for people
+        return shown
 
     return _answer(call)
 

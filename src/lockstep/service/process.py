@@ -31,6 +31,7 @@ from lockstep.service.events import PolicySource, policy_fingerprint
 from lockstep.service.governance_api import Governance
 from lockstep.service.logs import configure, get_logger
 from lockstep.service.metrics import Metrics
+from lockstep.service.reviews_api import ReviewDesk
 from lockstep.service.scaleout import open_leases
 from lockstep.service.settings import BEARER_ENV
 from lockstep.store import Store
@@ -81,9 +82,14 @@ def run_service(options: ServiceOptions) -> int:
             log,
         )
 
+        desk = ReviewDesk(
+            store, lambda target: controllers[0].grant_changed(target) if controllers else None, log
+        )
+
         def on_policy(changed: LoadedPolicy) -> None:
             credentials.load(changed)
             governance.load(changed)
+            desk.load(changed)
             checkpointer.reload(changed.policy.audit)
 
         def chores() -> None:
@@ -104,13 +110,15 @@ def run_service(options: ServiceOptions) -> int:
             chore=chores,
         )
         controllers.append(controller)
-        app = create_app(controller, credentials, operator, governance)
+        app = create_app(controller, credentials, operator, governance, desk)
         server = uvicorn.Server(
             uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         )
+        desk.start()
         try:
             return _serve(controller, server, listener, options)
         finally:
+            desk.stop()
             credentials.close()
     finally:
         store.close()
