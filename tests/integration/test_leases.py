@@ -3,6 +3,7 @@ ended only once the target refuses them, on real PostgreSQL, Redis and (emulated
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -51,7 +52,7 @@ def pg_policy(owner_status: str = "active", **settings: Setting) -> Policy:
     out and one that wants a table that does not exist."""
     connect = "CONNECT on database orders"
     return Policy(
-        targets={"orders-db": Target.postgres(Var("ORDERS_DB_DSN"), **settings)},
+        targets={"orders-db": Target("postgres", {"dsn": Var("ORDERS_DB_DSN"), **settings})},
         owners={"payments-team": Owner(["alice@example.com"], status=owner_status)},
         identities={
             "payments-api": Identity(
@@ -555,9 +556,13 @@ def test_leases_requested_together_are_issued_as_one_batch_and_a_bad_one_fails_a
         blocker = sqlite3.connect(project.state_db, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
         threads = []
+
+        def taken(n: int) -> bool:
+            return len(enqueued) == n and queue.qsize() == 0
+
         for n in (1, 2):
             threads.append(issue_in_thread(manager, "payments-api", outcomes))
-            wait_until(lambda n=n: len(enqueued) == n and queue.qsize() == 0)  # taken
+            wait_until(functools.partial(taken, n))
         for identity in ["reporting-job", "broken-job", "payments-api", "reporting-job"]:
             threads.append(issue_in_thread(manager, identity, outcomes))
         wait_until(lambda: len(enqueued) == 6 and queue.qsize() == 4)
@@ -570,7 +575,9 @@ def test_leases_requested_together_are_issued_as_one_batch_and_a_bad_one_fails_a
     assert isinstance(failed, LeaseError) and "public.missing" in str(failed)
     issued = [o for group in outcomes.values() for o in group]
     assert len(issued) == 5 and not any(isinstance(o, Exception) for o in issued)
-    for _, credential in issued:  # type: ignore[misc]
+    for outcome in issued:
+        assert isinstance(outcome, tuple)
+        _, credential = outcome
         pg_login(db, credential.username, credential.secret.reveal()).close()
     assert len(lease_roles(db)) == 6
     # A batch's intents are journaled in one transaction, at one time.

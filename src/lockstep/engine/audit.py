@@ -22,6 +22,7 @@ def verify_state(ws: Workspace, observer: Observer, desired: Desired) -> tuple[b
         n: propagation_window(ws.policy.targets[n], c) for n, c in observer.connectors.items()
     }
     checks += probe_checks(observer.sessions, ws.vault, desired, observed, windows)
+    checks += unfinished_checks(ws.vault)
     in_sync = all(c.ok for c in checks)
     ws.journal.append(
         "verification",
@@ -42,6 +43,21 @@ def verify_state(ws: Workspace, observer: Observer, desired: Desired) -> tuple[b
         },
     )
     return in_sync, checks
+
+
+def unfinished_checks(vault: Vault) -> list[Check]:
+    """A credential change a crash interrupted is not in sync until a pass settles it."""
+    return [
+        Check(
+            p.target,
+            p.account,
+            None,
+            "no unfinished credential change",
+            f"{p.op} unfinished since {p.created_at:%Y-%m-%dT%H:%M:%SZ} (apply settles it)",
+            False,
+        )
+        for p in vault.pending()
+    ]
 
 
 def state_checks(
