@@ -51,7 +51,9 @@ def create_app(
     decides who may call the API; the dashboard, mounted by the caller, shares them."""
     app = FastAPI(title="lockstep", docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json")
     credentials.serve(app.state)
-    auth = authenticators if authenticators is not None else Authenticators.for_service(api_token)
+    auth = authenticators or Authenticators(
+        lambda: controller.current()[0].policy, api_token, controller.store
+    )
     app.state.authenticators = auth
 
     @app.get("/healthz")
@@ -80,10 +82,10 @@ _OPEN = Principal(OPERATOR, Kind.OPERATOR, "operator:open", None)
 
 
 def api_principal(request: Request, authorization: str | None) -> Principal:
-    """The caller of an API route, from its bearer token; with no token configured at all,
+    """The caller of an API route, from its bearer token; with no operator token configured,
     the operator (a service bound to loopback, as by default)."""
     auth: Authenticators = request.app.state.authenticators
-    if not auth.configured:
+    if not auth.operator_configured:
         return _OPEN
     given = (authorization or "").removeprefix("Bearer ").strip()
     principal = auth.authenticate(given, datetime.now(UTC))
@@ -204,7 +206,7 @@ class Credentials:
         self._store = store
         self._journal = Journal(store)
         self._vault = vault
-        self._keys = KeySets(key_sources)  # one cache of issuers' keys across policy edits
+        self.keys = KeySets(key_sources)  # one cache of issuers' keys across policy edits
         self._log = log
         self._managers: list[LeaseManager] = []
         self._lock = threading.Lock()
@@ -218,7 +220,7 @@ class Credentials:
             # Earlier managers stay open until shutdown: a request may still be using one.
             self._managers.append(manager)
         self._state.journal = self._journal
-        self._state.workloads = WorkloadVerifier(loaded.policy.identities, self._keys)
+        self._state.workloads = WorkloadVerifier(loaded.policy.identities, self.keys)
         self._state.leases = manager
 
     def serve(self, state: State) -> None:

@@ -1,33 +1,45 @@
 """Who is calling, and what they may see and do: the one code path the API and the dashboard
 share.
 
-A caller presents a token (a bearer header to the API, the "Token" field of the dashboard's
-sign-in). Each ``Authenticator`` recognises its own kind of token and answers with a
-``Principal``: the operator (``LOCKSTEP_API_TOKEN``), and the people of ``governance`` once
-their personal tokens or OIDC tokens are configured (each such authenticator is added to
-``Authenticators`` without either front end changing). A dashboard session keeps the
-principal, never the token, and asks ``still_valid`` on every request, so that a revoked or
-expired token ends its sessions too.
+A caller presents a token: a bearer header to the API, the "Token" field of the dashboard's
+sign-in. ``Authenticators`` checks it with governance's authenticator
+(``lockstep.governance.auth``: the operator's ``LOCKSTEP_API_TOKEN``, personal tokens, and
+the JWTs of ``governance.people``) under the policy in force, and answers with a
+``Principal``. A dashboard session keeps the principal, never the token, and asks
+``still_valid`` on every request, so that a revoked or expired personal token, a replaced
+operator token or a person the policy no longer names ends its sessions too.
 
-``Authority`` answers what a principal may see and do. The operator may do everything the
-service offers; a person sees the identities whose owner lists them as a contact (all of
-them when ``governance.admins`` names them) and may act on those only.
+``Authority`` answers what a principal may see and do. The operator and the admins see
+everything; a person sees the identities whose active owner lists them as a contact, or
+that they sponsor, and may act on those.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any
 
+import jwt
+from sqlalchemy import Row, select
+
+from lockstep.governance.auth import Authenticator, AuthRefused
+from lockstep.governance.people import admins, named_people, owner_contacts
+from lockstep.governance.tokens import PersonTokens
+from lockstep.journal import Journal
+from lockstep.leases.workload import KeySets
 from lockstep.model import Policy
+from lockstep.policy.governance import normal_person
 from lockstep.secret import Secret
+from lockstep.store import Store
+from lockstep.store.tables import person_tokens
 
 OPERATOR = "operator"
+_TOKEN_VIA = "token "  # noqa: S105 - how governance says a personal token signed in
 
 
 class Kind(StrEnum):
@@ -37,8 +49,8 @@ class Kind(StrEnum):
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller. ``credential`` names what authenticated them (a token id,
-    or a keyed fingerprint of the operator's token): never the token itself."""
+    """An authenticated caller. ``credential`` names what authenticated them (``token ID``,
+    ``oidc ISSUER``, or a keyed fingerprint of the operator's token): never the token."""
 
     name: str
     kind: Kind
@@ -50,77 +62,90 @@ class Principal:
         return self.kind is Kind.OPERATOR
 
 
-class Authenticator(Protocol):
-    def authenticate(self, token: str, now: datetime) -> Principal | None:
-        """The principal ``token`` proves, or None when it is not one of this kind's."""
-        ...
+class Authenticators:
+    """Every kind of token the service accepts, checked under the policy in force."""
 
-    def still_valid(self, principal: Principal, now: datetime) -> bool:
-        """Whether the credential behind ``principal`` is still good (not revoked, expired
-        or replaced); only asked about principals this authenticator made."""
-        ...
-
-    def makes(self, principal: Principal) -> bool: ...
-
-
-class OperatorToken:
-    """``LOCKSTEP_API_TOKEN``: the operator, who may do everything."""
-
-    def __init__(self, token: Secret) -> None:
-        self._token = token.reveal().encode()
-        self._credential = (
-            "operator:"
-            + hmac.new(b"lockstep operator token", self._token, hashlib.sha256).hexdigest()[:16]
+    def __init__(
+        self,
+        policy: Callable[[], Policy],
+        operator_token: Secret | None,
+        store: Store,
+        keys: KeySets | None = None,
+    ) -> None:
+        self._policy = policy
+        self._operator = operator_token
+        self._store = store
+        self._keys = keys or KeySets({})
+        self._fingerprint = (
+            None
+            if operator_token is None
+            else "operator:"
+            + hmac.new(
+                b"lockstep operator token", operator_token.reveal().encode(), hashlib.sha256
+            ).hexdigest()[:16]
         )
 
-    def authenticate(self, token: str, now: datetime) -> Principal | None:
-        if not hmac.compare_digest(token.encode(), self._token):
-            return None
-        return Principal(OPERATOR, Kind.OPERATOR, self._credential, None)
-
-    def still_valid(self, principal: Principal, now: datetime) -> bool:
-        return hmac.compare_digest(principal.credential, self._credential)
-
-    def makes(self, principal: Principal) -> bool:
-        return principal.kind is Kind.OPERATOR
-
-
-class Authenticators:
-    """Every kind of token the service accepts, tried in turn."""
-
-    def __init__(self, kinds: Sequence[Authenticator] = ()) -> None:
-        self._kinds = list(kinds)
-
-    @classmethod
-    def for_service(cls, operator_token: Secret | None) -> Authenticators:
-        return cls([OperatorToken(operator_token)] if operator_token is not None else [])
-
-    def add(self, kind: Authenticator) -> None:
-        self._kinds.append(kind)
+    @property
+    def operator_configured(self) -> bool:
+        return self._operator is not None
 
     @property
     def configured(self) -> bool:
-        """Whether any token at all can sign in."""
-        return bool(self._kinds)
+        """Whether any token at all can sign in: the operator's, a personal token, or the
+        people's issuer's."""
+        if self._operator is not None or self._policy().governance.people is not None:
+            return True
+        with self._store.reading() as conn:
+            return conn.execute(select(person_tokens.c.id).limit(1)).first() is not None
 
     def authenticate(self, token: str, now: datetime) -> Principal | None:
+        """The principal ``token`` proves; None when it proves nobody allowed."""
         token = token.strip()
         if not token:
             return None
-        for kind in self._kinds:
-            principal = kind.authenticate(token, now)
-            if principal is not None:
-                return principal if _unexpired(principal, now) else None
-        return None
+        tokens = PersonTokens(self._store, Journal(self._store))
+        check = Authenticator(self._policy(), tokens, self._operator, self._keys)
+        try:
+            found = check.authenticate(f"Bearer {token}")
+        except AuthRefused:
+            return None
+        if found.person is None:
+            assert self._fingerprint is not None
+            return Principal(OPERATOR, Kind.OPERATOR, self._fingerprint, None)
+        expires = self._expiry(found.via, token)
+        if expires is not None and expires <= now:
+            return None
+        return Principal(found.person, Kind.PERSON, found.via, expires)
+
+    def _expiry(self, via: str, token: str) -> datetime | None:
+        if via.startswith(_TOKEN_VIA):
+            row = self._token_row(via.removeprefix(_TOKEN_VIA))
+            return None if row is None else row.expires_at
+        # A JWT the governance authenticator verified just now: its exp is to be trusted.
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+        return datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None
+
+    def _token_row(self, token_id: str) -> Row[Any] | None:
+        with self._store.reading() as conn:
+            return conn.execute(
+                select(person_tokens.c.expires_at, person_tokens.c.revoked_at).where(
+                    person_tokens.c.id == token_id
+                )
+            ).one_or_none()
 
     def still_valid(self, principal: Principal, now: datetime) -> bool:
-        if not _unexpired(principal, now):
+        if principal.expires_at is not None and principal.expires_at <= now:
             return False
-        return any(k.makes(principal) and k.still_valid(principal, now) for k in self._kinds)
-
-
-def _unexpired(principal: Principal, now: datetime) -> bool:
-    return principal.expires_at is None or principal.expires_at > now
+        if principal.is_operator:
+            return self._fingerprint is not None and hmac.compare_digest(
+                principal.credential, self._fingerprint
+            )
+        if normal_person(principal.name) not in named_people(self._policy()):
+            return False
+        if principal.credential.startswith(_TOKEN_VIA):
+            row = self._token_row(principal.credential.removeprefix(_TOKEN_VIA))
+            return row is not None and row.revoked_at is None
+        return True
 
 
 class Authority:
@@ -128,22 +153,27 @@ class Authority:
 
     def __init__(self, policy: Policy) -> None:
         self._policy = policy
-        self._owned: dict[str, set[str]] = {}
-        for name, owner in policy.owners.items():
-            for contact in owner.contacts:
-                self._owned.setdefault(contact.lower(), set()).add(name)
-        self._admins = {a.lower() for a in _admins(policy)}
+        self._admins = admins(policy)
+        self._visible: dict[str, frozenset[str]] = {}
 
     def sees_everything(self, principal: Principal) -> bool:
-        return principal.is_operator or principal.name.lower() in self._admins
+        return principal.is_operator or normal_person(principal.name) in self._admins
 
     def visible_identities(self, principal: Principal) -> frozenset[str] | None:
         """The identities ``principal`` may see; None for every one (and what no identity
         holds: orphans, targets)."""
         if self.sees_everything(principal):
             return None
-        owners = self._owned.get(principal.name.lower(), set())
-        return frozenset(n for n, i in self._policy.identities.items() if i.owner in owners)
+        person = normal_person(principal.name)
+        visible = self._visible.get(person)
+        if visible is None:
+            visible = frozenset(
+                name
+                for name, identity in self._policy.identities.items()
+                if person in owner_contacts(self._policy, identity) or identity.sponsor == person
+            )
+            self._visible[person] = visible
+        return visible
 
     def may_see(self, principal: Principal, identities: Iterable[str | None]) -> bool:
         """Whether ``principal`` may see something about ``identities`` (those an account
@@ -160,19 +190,3 @@ class Authority:
     def may_operate(self, principal: Principal) -> bool:
         """Service-wide operations: trigger passes, read every target's state."""
         return principal.is_operator
-
-
-def _admins(policy: Policy) -> Iterable[str]:
-    """``governance.admins`` as people (groups expanded), when governance is configured."""
-    governance = getattr(policy, "governance", None)
-    if governance is None:
-        return ()
-    groups = getattr(governance, "groups", {}) or {}
-    people: set[str] = set()
-    for entry in getattr(governance, "admins", ()) or ():
-        text = str(entry)
-        if text.startswith("group:"):
-            people.update(str(p) for p in groups.get(text.removeprefix("group:"), ()))
-        else:
-            people.add(text)
-    return people

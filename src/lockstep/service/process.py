@@ -100,7 +100,12 @@ def run_service(options: ServiceOptions) -> int:
             on_seen=estate.seen,
         )
         token = os.environ.get(BEARER_ENV)
-        authenticators = Authenticators.for_service(Secret(token) if token else None)
+        authenticators = Authenticators(
+            lambda: controller.current()[0].policy,
+            Secret(token) if token else None,
+            store,
+            credentials.keys,
+        )
         app = create_app(controller, credentials, authenticators=authenticators)
         sessions = Sessions(session_key(key), secure=not is_loopback(options.host))
         mount(app, Dashboard(estate, authenticators, sessions, log))
