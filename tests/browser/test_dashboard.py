@@ -84,7 +84,12 @@ def test_a_wrong_token_is_refused(page: Any, shots: Path) -> None:
 
 def test_a_hostile_account_name_is_shown_as_text_and_never_runs(page: Any, shots: Path) -> None:
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     sign_in(page)
     page.goto("/inventory")
     page.get_by_label("Search").fill("onerror")  # htmx swaps the results in, under the CSP
