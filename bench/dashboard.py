@@ -169,7 +169,7 @@ def first_loads(app, picture) -> list[tuple[str, float]]:  # type: ignore[no-unt
         signer.close()
         for name, path in pages(picture):
             context = browser.new_context(base_url=base)
-            context.add_cookies(cookies)
+            context.add_cookies(cookies)  # type: ignore[arg-type]
             page = context.new_page()
             page.goto(path, wait_until="load")
             took = page.evaluate(

@@ -31,6 +31,8 @@ from lockstep.policy.load import LoadedPolicy
 from lockstep.secret import Secret
 from lockstep.service.controller import Controller, UnknownTarget
 from lockstep.service.credentials_api import router as credentials_router
+from lockstep.service.governance_api import Governance
+from lockstep.service.governance_api import router as governance_router
 from lockstep.service.logs import Log
 from lockstep.service.principals import OPERATOR, Authenticators, Authority, Kind, Principal
 from lockstep.service.scaleout import pass_times
@@ -45,6 +47,7 @@ def create_app(
     controller: Controller,
     credentials: Credentials,
     api_token: Secret | None = None,
+    governance: Governance | None = None,
     authenticators: Authenticators | None = None,
 ) -> FastAPI:
     """The service's app. ``authenticators`` (default: the operator's ``api_token`` alone)
@@ -55,6 +58,8 @@ def create_app(
         lambda: controller.current()[0].policy, api_token, controller.store
     )
     app.state.authenticators = auth
+    if governance is not None:
+        governance.serve(app.state)
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -75,6 +80,7 @@ def create_app(
 
     app.include_router(_v1(controller))
     app.include_router(credentials_router)
+    app.include_router(governance_router)
     return app
 
 

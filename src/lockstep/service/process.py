@@ -31,6 +31,7 @@ from lockstep.secret import Secret
 from lockstep.service.api import Credentials, create_app
 from lockstep.service.controller import Controller
 from lockstep.service.events import PolicySource, policy_fingerprint
+from lockstep.service.governance_api import Governance
 from lockstep.service.logs import configure, get_logger
 from lockstep.service.metrics import Metrics
 from lockstep.service.principals import Authenticators
@@ -74,13 +75,25 @@ def run_service(options: ServiceOptions) -> int:
         credentials = Credentials(store, vault, options.key_sources, log)
         checkpointer = Checkpointer(store, log)
         checkpointer.load(loaded.policy.audit)
+        token = os.environ.get(BEARER_ENV)
+        operator = Secret(token) if token else None
+        controllers: list[Controller] = []
+        governance = Governance(
+            store,
+            operator,
+            dict(options.key_sources),
+            lambda target: controllers[0].grant_changed(target) if controllers else None,
+            log,
+        )
 
         def on_policy(changed: LoadedPolicy) -> None:
             credentials.load(changed)
+            governance.load(changed)
             checkpointer.reload(changed.policy.audit)
 
         def chores() -> None:
             credentials.reap()
+            governance.expire()
             checkpointer.tick()
 
         estate = Estate(
@@ -99,14 +112,11 @@ def run_service(options: ServiceOptions) -> int:
             chore=chores,
             on_seen=estate.seen,
         )
-        token = os.environ.get(BEARER_ENV)
+        controllers.append(controller)
         authenticators = Authenticators(
-            lambda: controller.current()[0].policy,
-            Secret(token) if token else None,
-            store,
-            credentials.keys,
+            lambda: controller.current()[0].policy, operator, store, credentials.keys
         )
-        app = create_app(controller, credentials, authenticators=authenticators)
+        app = create_app(controller, credentials, operator, governance, authenticators)
         sessions = Sessions(session_key(key), secure=not is_loopback(options.host))
         mount(app, Dashboard(estate, authenticators, sessions, log))
         server = uvicorn.Server(
