@@ -126,6 +126,7 @@ def plan_json(
                 "entitlement": a.entitlement,
                 "identity": a.identity,
                 "reason": a.reason,
+                "request": a.request,
             }
             for a in plan.actions
         ],
