@@ -141,7 +141,7 @@ def test_a_review_opens_notifies_and_a_revoke_is_proven_in_postgres(world: World
 
 
 def test_unknown_reviews_and_statuses_are_clear_errors(world: World) -> None:
-    missing = world.cli("alice@example.com", "review", "R-000000000000", "keep", "--reason", "x")
-    assert missing.returncode == 1 and "no review 'R-000000000000'" in missing.stderr
+    missing = world.cli("alice@example.com", "review", "RV-000000000000", "keep", "--reason", "x")
+    assert missing.returncode == 1 and "no review 'RV-000000000000'" in missing.stderr
     bad = world.cli("alice@example.com", "reviews", "--status", "pending")
     assert bad.returncode == 1 and "unknown status 'pending'" in bad.stderr

@@ -108,7 +108,7 @@ class Ledger:
         """One pass: overdue first, then the triggers; returns the reviews it opened."""
         for r in past_due(pol, self.reviews.values(), now):
             self.reviews[r.id] = r
-        desired = desired_state(pol, now, revocations(self.reviews.values()))
+        desired = desired_state(pol, now, revocations=revocations(self.reviews.values()))
         opened = open_reviews(
             pol, desired, read, self.subjects, self.unanswered(), signals or Signals(), now
         )

@@ -107,6 +107,8 @@ def project(
     else:
         server: LocalRedis = request.getfixturevalue("redis_server")
         request.getfixturevalue("redis_target")  # the server, free of test users
+        with server.admin() as admin:
+            admin.execute_command("ACL", "LOG", "RESET")  # no use left over from other tests
         monkeypatch.setenv("CACHE_URL", server.url())
         estate = redis_estate(server)
     for name in list(os.environ):

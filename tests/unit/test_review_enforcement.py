@@ -54,13 +54,13 @@ def test_unreviewed_suspend_suspends_the_account_until_a_keep() -> None:
     pol = policy(API, rules=rules)
     [late] = past_due(pol, [review], NOW + timedelta(days=8))
     assert (late.status, late.enforce) == (ReviewStatus.OVERDUE, "suspend")
-    want = desired_state(pol, NOW, revocations([late])).accounts["db", "api"]
+    want = desired_state(pol, NOW, revocations=revocations([late])).accounts["db", "api"]
     assert not want.active and want.review == review.id
     assert "rules.unreviewed: suspend" in (want.suspend_reason or "")
     assert want.entitlements == {"role:a", "role:b"}  # nothing deleted
     kept = decide(pol, late, "alice@example.com", Decision.KEEP, "needed", NOW)
     assert kept.lifted_at == NOW and revocations([kept]) == []
-    assert desired_state(pol, NOW, revocations([kept])).accounts["db", "api"].active
+    assert desired_state(pol, NOW, revocations=revocations([kept])).accounts["db", "api"].active
 
 
 def test_unreviewed_revoke_revokes_on_the_rules_behalf() -> None:
@@ -76,7 +76,7 @@ def test_a_revoked_entitlement_is_removed_while_the_policy_still_declares_it() -
     pol = policy(API)
     review = replace(review, entitlement="role:b")
     revoking = decide(pol, review, "alice@example.com", Decision.REVOKE, "not needed", NOW)
-    desired = desired_state(pol, NOW, revocations([revoking]))
+    desired = desired_state(pol, NOW, revocations=revocations([revoking]))
     held = {"db": snapshot({"api": ["role:a", "role:b"]})}
     plan = make_plan(pol, desired, held, NOW)
     assert plan.actions == (
@@ -101,12 +101,12 @@ def test_a_revoked_account_is_suspended_and_proven_even_if_it_looks_disabled() -
     review, _ = leaked_review()
     pol = policy(API)
     revoking = decide(pol, review, "alice@example.com", Decision.REVOKE, "leaked", NOW)
-    desired = desired_state(pol, NOW, revocations([revoking]))
+    desired = desired_state(pol, NOW, revocations=revocations([revoking]))
     disabled = {"db": Snapshot("db", {"api": Account("api", frozenset({"role:a"}), False)})}
     [action] = make_plan(pol, desired, disabled, NOW).actions
     assert (action.op, action.review) == (Op.SUSPEND_ACCOUNT, review.id)
     done = replace(revoking, status=ReviewStatus.REVOKED, verified_at=NOW)
-    settled = desired_state(pol, NOW, revocations([done]))
+    settled = desired_state(pol, NOW, revocations=revocations([done]))
     assert make_plan(pol, settled, disabled, NOW).actions == ()
 
 

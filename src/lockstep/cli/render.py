@@ -183,6 +183,7 @@ def action_json(a: Action) -> dict[str, Any]:
         "entitlement": a.entitlement,
         "identity": a.identity,
         "reason": a.reason,
+        "request": a.request,
         "review": a.review,
     }
 

@@ -34,6 +34,8 @@ def action_fields(action: Action) -> dict[str, Any]:
         "identity": action.identity,
         "reason": action.reason,
     }
+    if action.request is not None:
+        fields["request"] = action.request
     if action.review is not None:
         fields["review"] = action.review  # the decision this action enacts
     return fields
@@ -358,7 +360,7 @@ class Applier:
         checks: tuple[Any, ...] = (),
         kind: str = "result",
     ) -> Result:
-        self.journal.append(
+        entry = self.journal.append(
             kind,
             {
                 **action_fields(action),
@@ -371,4 +373,4 @@ class Applier:
                 ],
             },
         )
-        return Result(action, status, detail, checks)
+        return Result(action, status, detail, checks, entry.seq)

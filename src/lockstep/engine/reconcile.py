@@ -11,18 +11,19 @@ the blast-radius guard stopped. A gate returns the plan to apply, or None to sto
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from lockstep.connectors.base import ObservesUsage, TargetUnreachable
 from lockstep.engine.apply import Applier, action_fields
 from lockstep.engine.desired import desired_state
+from lockstep.engine.grants import GrantState, grant_findings, transitions
 from lockstep.engine.observe import Observer
 from lockstep.engine.plan import make_plan
 from lockstep.engine.recovery import Recovery
 from lockstep.engine.review_pass import Reviewing
 from lockstep.engine.workspace import Workspace
-from lockstep.model import Desired, Observation, Op, Plan, Result, Snapshot, Status
+from lockstep.model import Desired, Finding, Observation, Op, Plan, Result, Snapshot, Status
 from lockstep.store.findings import FindingRecord, remediated_ids
 from lockstep.store.identity_states import IdentityStates
 
@@ -37,6 +38,7 @@ class Pass:
     observed: dict[str, Observation]
     plan: Plan
     findings: list[FindingRecord]
+    grants: list[GrantState] = field(default_factory=list)  # as read when the pass began
     reviewing: Reviewing | None = None
 
     @property
@@ -63,14 +65,17 @@ def reconcile(
     seen = observe(ws, observer, desired)
     plan = gate(seen)
     if plan is None:
+        settle_grants(ws, seen, recovered)
         return Reconciled(seen, None, recovered)
     if not plan.actions:
         settle_identity_states(ws, plan, [])
-        _settle_reviews(ws, seen, [])
+        settle_grants(ws, seen, recovered)
+        _settle_reviews(ws, seen, recovered)
         return Reconciled(seen, plan, recovered)
-    results = apply(ws, observer, plan, progress)
+    results = recovered + apply(ws, observer, plan, progress)
+    settle_grants(ws, seen, results)
     _settle_reviews(ws, seen, results)
-    return Reconciled(seen, plan, recovered + results)
+    return Reconciled(seen, plan, results)
 
 
 def _settle_reviews(ws: Workspace, seen: Pass, results: list[Result]) -> None:
@@ -116,15 +121,38 @@ def observe(ws: Workspace, observer: Observer, desired: Desired) -> Pass:
 
     plan = planned(desired)
     targets_read = [n for n, o in observed.items() if isinstance(o, Snapshot)]
+    grants = ws.grants.states(ws.policy.targets)
     reviewing = Reviewing.begin(ws, targets_read)
     if reviewing.overdue(now):
         # rules.unreviewed took something away just now: this pass enforces it already.
-        desired = desired_state(ws.policy, now, reviewing.revocations())
+        live = [s.grant for s in grants]
+        desired = desired_state(ws.policy, now, live, reviewing.revocations())
         plan = planned(desired)
+    plan = _with_findings(plan, grant_findings(grants, targets_read))
     plan = reviewing.with_findings(plan)
     outcome = ws.ledger.reconcile(plan.findings, targets_read, now)
     reviewing.open(desired, outcome.transitions, seen_use, observable, now)
-    return Pass(desired, observed, plan, outcome.records, reviewing)
+    return Pass(desired, observed, plan, outcome.records, grants, reviewing)
+
+
+def _with_findings(plan: Plan, extra: list[Finding]) -> Plan:
+    if not extra:
+        return plan
+    findings = sorted(
+        (*plan.findings, *extra),
+        key=lambda f: (f.target, f.type, f.account or "", f.entitlement or ""),
+    )
+    return replace(plan, findings=tuple(findings))
+
+
+def settle_grants(ws: Workspace, seen: Pass, results: list[Result]) -> None:
+    """Move each grant on the targets read as far as the pass proved: active once read
+    back held, ended once read back gone, failed when its enforcement failed."""
+    if not seen.grants:
+        return
+    snapshots = {n: o for n, o in seen.observed.items() if isinstance(o, Snapshot)}
+    moves = transitions(seen.grants, seen.desired, snapshots, results, ws.clock())
+    ws.grants.settle(seen.grants, moves)
 
 
 def apply(ws: Workspace, observer: Observer, plan: Plan, progress: Progress) -> list[Result]:

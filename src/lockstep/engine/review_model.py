@@ -137,7 +137,7 @@ def review_id(
     """Derived from what the review is about, so that one occurrence of a trigger can only
     ever open one review, whoever opens it and however often."""
     key = "\x1f".join((identity, target, account, entitlement or "", trigger, occurrence))
-    return "R-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+    return "RV-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from lockstep.credentials.vault import Vault, load_key
 from lockstep.engine.desired import desired_state
 from lockstep.engine.observe import Observer
+from lockstep.governance.grants import GrantBook
 from lockstep.governance.reviews import ReviewStore
 from lockstep.journal import Journal
 from lockstep.model import Desired, Policy
@@ -66,10 +67,16 @@ class Workspace:
     def usage(self) -> UsageStore:
         return UsageStore(self.store)
 
+    @cached_property
+    def grants(self) -> GrantBook:
+        return GrantBook(self.store, self.journal, self.clock)
+
     def desired(self, now: datetime) -> Desired:
-        """The desired state at ``now``: the policy, less what reviews hold back."""
+        """The policy and the grants on its targets, less what reviews hold back, at
+        ``now``."""
+        states = self.grants.states(self.policy.targets)
         held = ReviewStore(self.store, self.journal, self.clock).revocations(self.policy.targets)
-        return desired_state(self.policy, now, held)
+        return desired_state(self.policy, now, [s.grant for s in states], held)
 
     @contextmanager
     def observer(self) -> Iterator[tuple[Observer, Desired]]:
