@@ -145,6 +145,13 @@ class Project:
         assert isinstance(snap, Snapshot), snap
         return snap.accounts.get(self.estate.account)
 
+    def lease_account(self, name: str, at: datetime = T0) -> Account | None:
+        """A lease's own account as the target shows it."""
+        with self.ws(at) as ws, ws.observer() as (observer, _):
+            snap = observer.observe()["t"]
+        assert isinstance(snap, Snapshot), snap
+        return snap.accounts.get(name)
+
     def credential(self) -> tuple[str, str]:
         with self.ws(T0) as ws:
             current = ws.vault.current("t", self.estate.account)
@@ -164,3 +171,16 @@ class Project:
 
 def days(n: float) -> timedelta:
     return timedelta(days=n)
+
+
+@contextmanager
+def lease_manager(project: Project, at: datetime) -> Iterator[Any]:
+    """A lease manager over the project at ``at``, as the service opens one."""
+    from lockstep.leases.manager import LeaseManager
+
+    with project.ws(at) as ws:
+        manager = LeaseManager.for_workspace(ws)
+        try:
+            yield manager
+        finally:
+            manager.close()

@@ -173,7 +173,8 @@ def leases(
         out.print("No leases.")
     for lease in found:
         out.print(
-            f"{lease.id}  {lease.status:<8} {lease.identity} on {lease.target} as "
+            f"{lease.id}  {lease.status:<8} {lease.identity}"
+            f"{' (agent)' if lease.identity_kind == 'agent' else ''} on {lease.target} as "
             f"{lease.username}  expires {_iso(lease.expires_at)}",
             markup=False,
         )

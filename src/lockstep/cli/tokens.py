@@ -46,6 +46,11 @@ def create(
         raise CliError(f"--ttl: {exc}") from None
     with workspace(config, state) as ws:
         who = normal_person(person)
+        if person in ws.policy.identities or who in ws.policy.identities:
+            raise CliError(
+                f"{person!r} is an identity, not a person: no person token is issued to an NHI "
+                "(an agent obtains short-lived leases only)"
+            )
         if not is_named(ws.policy, who):
             raise CliError(
                 f"{person!r} is not a person the policy names (an owner's contact, a member "

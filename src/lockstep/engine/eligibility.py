@@ -3,12 +3,13 @@ what terms. Pure: the same rules as the desired state, for the identity's own ac
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from lockstep.engine.desired import own_access
 from lockstep.errors import LockstepError
-from lockstep.model import Policy
+from lockstep.model import Policy, Revocation
 from lockstep.policy.durations import format_duration
 
 DEFAULT_TTL_S = 3600  # an identity's lease lifetime unless credentials.lease_ttl says otherwise
@@ -30,7 +31,12 @@ class LeaseTerms:
 
 
 def lease_terms(
-    policy: Policy, identity: str, target: str, ttl_s: int | None, now: datetime
+    policy: Policy,
+    identity: str,
+    target: str,
+    ttl_s: int | None,
+    now: datetime,
+    revocations: Iterable[Revocation] = (),
 ) -> LeaseTerms:
     """The terms of a lease ``identity`` asks for on ``target`` (``ttl_s`` None: the
     identity's default). Raises Ineligible whenever the identity itself may not use the
@@ -43,7 +49,7 @@ def lease_terms(
     access = next((a for a in declared.access if a.target == target), None)
     if access is None:
         raise Ineligible(f"identity {identity!r} has no access on target {target!r}")
-    own = own_access(policy, declared, access, now)
+    own = own_access(policy, declared, access, now, revocations)
     if access.expires is not None and access.expires <= now:
         raise Ineligible(
             f"identity {identity!r}'s access on {target!r} expired at {access.expires.isoformat()}"

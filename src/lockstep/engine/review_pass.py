@@ -19,6 +19,9 @@ from lockstep.engine.review_model import UNANSWERED, Leak, Recurrence, Review, S
 from lockstep.engine.reviews import open_reviews, overdue_findings, past_due
 from lockstep.engine.workspace import Workspace
 from lockstep.governance.reviews import Changes, ReviewState, ReviewStore, rule_entry
+from lockstep.leases.ending import Ended
+from lockstep.leases.manager import LeaseManager
+from lockstep.leases.records import LeaseRecords, LeaseStatus
 from lockstep.model import (
     Desired,
     FindingType,
@@ -113,11 +116,19 @@ class Reviewing:
     def settle(
         self, observed: Mapping[str, Observation], results: Sequence[Result], now: datetime
     ) -> list[Review]:
-        """Reviews whose removal this pass proved, then revocations with nothing left to
-        hold back; returns the reviews that changed."""
+        """Reviews whose removal this pass proved (their identity's leases on the target
+        ended and proven refused too), then revocations with nothing left to hold back;
+        returns the reviews that changed."""
         changes = Changes()
+        waiting = [r for r in self.held.values() if r.in_force and r.verified_at is None]
+        leases = _end_leases(self.ws, waiting)
         for r, how in proven(self.held.values(), observed, results, now):
+            ended = leases.get(r.id, [])
+            if not all(e.verified for e in ended):
+                continue  # a lease still works: the removal is not proven yet
             self.held[r.id] = r
+            how = {**how, "leases": [{"lease_id": e.lease_id, "status": str(e.status)}
+                                     for e in ended]}  # fmt: skip
             changes.changed.append((r, "review_verified", {"verified_at": iso(now), **how}))
         for r in lifted(self.ws.policy, self.held.values(), self.targets_read, now):
             self.held[r.id] = r
@@ -129,6 +140,28 @@ class Reviewing:
 
     def _record(self, changes: Changes) -> None:
         review_store(self.ws).record(changes, self.ws.policy.governance.notify is not None)
+
+
+def _end_leases(ws: Workspace, reviews: Sequence[Review]) -> dict[str, list[Ended]]:
+    """End the leases of each review's identity on its target: what a review takes away, no
+    short-lived credential keeps (new ones leave it out: see ``lease_terms``)."""
+    records = LeaseRecords(ws.store, ws.vault, ws.journal)
+    live = (LeaseStatus.ACTIVE, LeaseStatus.FAILED)  # a failed end is tried again
+    found = {
+        r.id: [x for x in records.list(identity=r.identity, target=r.target) if x.status in live]
+        for r in reviews
+    }
+    if not any(found.values()):
+        return {}
+    manager = LeaseManager.for_workspace(ws)
+    try:
+        return {
+            r.id: manager.revoke_where(identity=r.identity, target=r.target)
+            for r in reviews
+            if found[r.id]
+        }
+    finally:
+        manager.close()
 
 
 def leaked(

@@ -42,6 +42,7 @@ from lockstep.engine.eligibility import (
     lease_terms,
 )
 from lockstep.engine.workspace import Workspace
+from lockstep.governance.reviews import ReviewStore
 from lockstep.journal import Journal
 from lockstep.leases.batcher import Batcher
 from lockstep.leases.ending import Ended, LeaseEnder, ReapReport
@@ -94,6 +95,7 @@ class LeaseManager:
         self._policy = policy
         self._journal = journal
         self._records = LeaseRecords(store, vault, journal)
+        self._reviews = ReviewStore(store, journal, clock)
         self._sessions = sessions
         self._clock = clock
         self._ender = LeaseEnder(policy, self._records, journal, sessions, clock)
@@ -159,6 +161,7 @@ class LeaseManager:
             max_expires_at=now + timedelta(seconds=terms.max_ttl_s),
             revoked_at=None,
             status=LeaseStatus.ACTIVE,
+            identity_kind=str(self._policy.identities[identity].kind),
         )
         order = LeaseOrder(
             lease.account, terms.template, terms.entitlements, secret, lease.expires_at
@@ -301,7 +304,9 @@ class LeaseManager:
 
     def _terms(self, identity: str, target: str, ttl_s: int | None, now: datetime) -> LeaseTerms:
         try:
-            return lease_terms(self._policy, identity, target, ttl_s, now)
+            # What reviews took away is held back from new leases too.
+            held = self._reviews.revocations([target])
+            return lease_terms(self._policy, identity, target, ttl_s, now, held)
         except Ineligible as exc:
             raise LeaseError(str(exc)) from None
 

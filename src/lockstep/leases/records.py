@@ -52,6 +52,7 @@ class Lease:
     max_expires_at: datetime
     revoked_at: datetime | None
     status: LeaseStatus
+    identity_kind: str = "service"  # the identity's kind when issued: service, workload or agent
 
     def fields(self) -> dict[str, Any]:
         """The lease as journaled and shown: every field, none of them secret."""
@@ -68,6 +69,7 @@ class Lease:
             "max_expires_at": self.max_expires_at,
             "revoked_at": self.revoked_at,
             "status": str(self.status),
+            "identity_kind": self.identity_kind,
         }
 
 
@@ -181,4 +183,5 @@ def _lease(row: Row[Any]) -> Lease:
         max_expires_at=row.max_expires_at,
         revoked_at=row.revoked_at,
         status=LeaseStatus(row.status),
+        identity_kind=row.identity_kind,
     )

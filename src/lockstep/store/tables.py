@@ -176,6 +176,8 @@ leases = Table(
     Column("max_expires_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("status", String(12), nullable=False),
+    # The identity's kind when issued: an agent's leases say so (journal, `lockstep leases`).
+    Column("identity_kind", String(10), nullable=False, server_default=text("'service'")),
     CheckConstraint("status IN ('active', 'revoked', 'expired', 'failed')", name="status"),
     Index(None, "status", "expires_at"),
     Index(None, "identity", "target"),

@@ -1,4 +1,5 @@
-"""Access reviews, what they remember of each access, and notifications to people.
+"""Access reviews, what they remember of each access, notifications to people, and the
+kind of identity each lease was issued to.
 
 Revision ID: 0010_reviews
 Revises: 0006_pending_credentials
@@ -78,6 +79,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_notifications"),
     )
     op.create_index("ix_notifications_sent_at_next_at", "notifications", ["sent_at", "next_at"])
+    op.add_column(
+        "leases",
+        sa.Column(
+            "identity_kind", sa.String(10), nullable=False, server_default=sa.text("'service'")
+        ),
+    )
 
 
 def downgrade() -> None:
