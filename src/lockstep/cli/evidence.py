@@ -146,7 +146,7 @@ def _now() -> datetime:
 def _facts(ws: Workspace) -> StoreFacts:
     from lockstep.evidence.facts import read_store_facts
 
-    return read_store_facts(ws.store)
+    return read_store_facts(ws.store, ws.policy)
 
 
 def _live_findings(ws: Workspace, desired: Any, observed: Any, facts: StoreFacts) -> Any:

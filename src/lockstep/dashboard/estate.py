@@ -163,7 +163,7 @@ class Estate:
             with self._lock:
                 self._seen.update((n, s) for n, s in seen.items() if n in stale)
         observed = {n: s.observation for n, s in seen.items()}
-        facts = read_store_facts(self.store)
+        facts = read_store_facts(self.store, loaded.policy)
         live = [f for s in seen.values() for f in s.findings]
         picture = build_picture(
             self.workspace(loaded),
@@ -187,7 +187,7 @@ class Estate:
         desired = desired_state(policy, now)
         with Observer(policy, desired) as observer:
             observed = observer.observe()
-        facts = read_store_facts(self.store)
+        facts = read_store_facts(self.store, loaded.policy)
         accepted = {r.id for r in facts.findings if r.status == "accepted"}
         plan = make_plan(
             policy, desired, observed, now, facts.issued, facts.last_used, accepted=accepted

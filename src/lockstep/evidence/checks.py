@@ -226,15 +226,36 @@ def probes(f: Facts) -> CheckResult:
 
 
 def reviews(f: Facts) -> CheckResult:
-    if f.reviews is None:
+    figures = ("reviewed_on_time_share",)
+    if not f.reviews:
+        if not f.policy.rules.review_every_s:
+            return CheckResult(
+                "reviews",
+                UNKNOWN,
+                "access is not reviewed periodically: set rules.review_every",
+                figures=figures,
+            )
+        return CheckResult("reviews", UNKNOWN, "no access review has come due yet", figures=figures)
+    overdue = [r for r in f.reviews if r.status == "overdue"]
+    share = f.figures.get("reviewed_on_time_share")
+    if overdue or (share is not None and share < 1):
+        on_time = "none" if share is None else f"{share:.0%}"
         return CheckResult(
             "reviews",
-            UNKNOWN,
-            "access reviews are not recorded yet (they come with governance: "
-            "rules.review_every and lockstep reviews)",
-            figures=("reviewed_on_time_share",),
+            FAIL,
+            f"{len(overdue)} review(s) overdue; {on_time} of the reviews due decided on time",
+            f.journal.refs("review_decided"),
+            figures,
         )
-    return CheckResult("reviews", UNKNOWN, "reviews recorded but not assessed by this version")
+    if share is None:
+        return CheckResult("reviews", UNKNOWN, "no review decided or due yet", figures=figures)
+    return _result(
+        "reviews",
+        f.journal.refs("review_decided", "review_verified"),
+        "every review decided by a person by its due time; every revoke proven in the target",
+        "no review decision in the journal yet",
+        figures,
+    )
 
 
 def agents(f: Facts) -> CheckResult:

@@ -89,7 +89,7 @@ def explain_identity(
                 ),
                 "findings": [f for f in mine if f.get("entitlement") is None],
                 "grants": list(facts.grants.get(key, [])),
-                "reviews": [],
+                "reviews": facts.reviews.of(access.target, access.account),
                 "history": history.trail(key),
             }
         )

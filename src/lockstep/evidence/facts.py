@@ -10,7 +10,8 @@ from datetime import datetime
 from sqlalchemy import select
 
 from lockstep.engine.catalog import HELD
-from lockstep.model import Finding, FindingType, Severity
+from lockstep.evidence.reviews import ReviewFacts, next_reviews, read_review_facts
+from lockstep.model import Finding, FindingType, Policy, Severity
 from lockstep.store import Store
 from lockstep.store.findings import FindingRecord
 from lockstep.store.tables import credentials, leases, target_passes, usage
@@ -40,9 +41,10 @@ class StoreFacts:
     used: dict[Key, datetime] = field(default_factory=dict)  # last use seen (not first-seen)
     first_seen: dict[Key, datetime] = field(default_factory=dict)  # what dormancy counts from
     leases: list[LeaseFact] = field(default_factory=list)  # active
-    # Filled in by governance once it exists: active grants and reviews by account.
+    # Filled in by governance once it exists: active grants by account.
     grants: dict[Key, list[dict[str, object]]] = field(default_factory=dict)
     next_review: dict[Key, datetime] = field(default_factory=dict)
+    reviews: ReviewFacts = field(default_factory=lambda: ReviewFacts([], {}))
 
     @property
     def last_used(self) -> dict[Key, datetime]:
@@ -50,8 +52,10 @@ class StoreFacts:
         return {**self.first_seen, **self.used}
 
 
-def read_store_facts(store: Store) -> StoreFacts:
+def read_store_facts(store: Store, policy: Policy | None = None) -> StoreFacts:
+    """``policy``: to tell when each account is next reviewed (its review_every)."""
     with store.reading() as conn:
+        reviewed = read_review_facts(conn)
         held = [
             FindingRecord(
                 Finding(
@@ -99,6 +103,8 @@ def read_store_facts(store: Store) -> StoreFacts:
         ]
     lease_accounts = {(lease.target, lease.account) for lease in active}
     return StoreFacts(
+        next_review=next_reviews(policy, reviewed) if policy is not None else {},
+        reviews=reviewed,
         findings=held,
         passes=passes,
         # A lease's credential is the lease's: shown with the lease, not as the account's.

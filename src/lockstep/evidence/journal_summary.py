@@ -199,6 +199,10 @@ def _plan(summary: JournalSummary, ref: Ref) -> None:
     summary.note("policy_in_force", ref)
 
 
+def _review(summary: JournalSummary, ref: Ref) -> None:
+    summary.note(ref.kind, ref)  # review_decided, review_verified
+
+
 _KINDS = {
     "result": _result,
     "verification": _verification,
@@ -210,6 +214,8 @@ _KINDS = {
     "service_started": _service,
     "policy_loaded": _service,
     "plan": _plan,
+    "review_decided": _review,
+    "review_verified": _review,
 }
 
 
@@ -235,6 +241,12 @@ def _plan_summary(kind: str, body: dict[str, Any]) -> str:
     return f"plan of {len(body.get('actions') or [])} action(s)"
 
 
+def _review_summary(kind: str, body: dict[str, Any]) -> str:
+    if kind == "review_decided":
+        return f"review {body.get('review')}: {body.get('decision')} by {body.get('by')}"
+    return f"review {body.get('review')}: removal proven ({body.get('op') or 'read back'})"
+
+
 def _other(kind: str, body: dict[str, Any]) -> str:
     return kind
 
@@ -245,6 +257,8 @@ _SUMMARIES = {
     "service_started": _service_summary,
     "policy_loaded": _service_summary,
     "plan": _plan_summary,
+    "review_decided": _review_summary,
+    "review_verified": _review_summary,
     **dict.fromkeys(
         ("lease_issued", "lease_revoked", "lease_expired", "lease_reaped", "lease_failed"),
         _lease_summary,

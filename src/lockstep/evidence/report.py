@@ -17,9 +17,11 @@ from datetime import datetime
 from typing import Any
 
 from lockstep.engine.catalog import HELD, VERIFIED
+from lockstep.engine.review_model import Review
 from lockstep.evidence.checks import CHECK_FUNCTIONS, FAIL, UNKNOWN, CheckResult, Facts
 from lockstep.evidence.frameworks import ControlSpec, FrameworkSpec
 from lockstep.evidence.journal_summary import JournalSummary, Ref, summarise
+from lockstep.evidence.reviews import read_review_facts, timeliness
 from lockstep.evidence.times import iso_micro
 from lockstep.model import FindingType, OwnerStatus, Policy
 from lockstep.store import Store
@@ -45,6 +47,7 @@ class Gathered:
         passes: dict[str, datetime],
         issued: dict[tuple[str, str], datetime],
         used: dict[tuple[str, str], datetime],
+        reviews: list[Review] | None = None,
     ) -> None:
         self.policy = policy
         self.journal = journal
@@ -52,6 +55,7 @@ class Gathered:
         self.passes = passes
         self.issued = issued
         self.used = used
+        self.reviews = reviews or []
 
 
 def finding_row(record: FindingRecord) -> dict[str, Any]:
@@ -132,7 +136,8 @@ def gather(policy: Policy, store: Store) -> Gathered:
                 )
             )
         }
-    return Gathered(policy, journal, rows, passes, issued, used)
+        reviewed = read_review_facts(conn).reviews
+    return Gathered(policy, journal, rows, passes, issued, used, reviewed)
 
 
 def build_report(
@@ -154,6 +159,7 @@ def build_report(
         gathered.issued,
         gathered.used,
         {f["id"]: f["value"] for f in figures},
+        gathered.reviews,
     )
     by_type: dict[str, list[dict[str, Any]]] = {}
     for row in sorted(held, key=_finding_order):
@@ -368,7 +374,12 @@ def compute_figures(
             len(gathered.used),
             "count",
         ),
-        _fig("reviewed_on_time_share", "Access reviewed on time", None, "share"),
+        _fig(
+            "reviewed_on_time_share",
+            "Access reviewed on time",
+            timeliness(gathered.reviews, now).share if now else None,
+            "share",
+        ),
         _fig("verifications", "lockstep verify runs", journal.count("verification"), "count"),
         _fig("journal_entries", "Journal entries", journal.chain.entries, "count"),
     ]
