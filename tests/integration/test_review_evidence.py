@@ -24,8 +24,9 @@ def cli(project: Project, *args: str) -> Any:
 
 
 def control(report: dict[str, Any], control_id: str) -> dict[str, Any]:
-    [found] = [c for c in report["controls"] if c["id"] == control_id]
-    return found
+    found: list[dict[str, Any]] = [c for c in report["controls"] if c["id"] == control_id]
+    assert len(found) == 1
+    return found[0]
 
 
 def test_reviews_decided_on_time_are_evidence_and_late_ones_are_findings(
