@@ -37,6 +37,7 @@ TABLES = {
     "sod_holdings",
     "reviews",
     "review_subjects",
+    "review_versions",
     "notifications",
 }
 NEWEST = "0010_reviews"

@@ -234,3 +234,13 @@ def test_a_decision_needs_a_reason_and_is_taken_once() -> None:
         decide(pol, kept, "bob@example.com", Decision.REVOKE, "no", NOW)
     revoked = decide(pol, review, "bob@example.com", Decision.REVOKE, "unused", NOW)
     assert (revoked.status, revoked.enforce) == (ReviewStatus.REVOKING, "revoke")
+
+
+def test_an_access_dropped_and_declared_again_begins_again() -> None:
+    ledger = Ledger()
+    ledger.run(policy(identity()), NOW)
+    ledger.run(policy(identity("other", "other")), NOW + timedelta(days=50))
+    assert ("api", "db", "api") not in ledger.subjects
+    ledger.run(policy(identity()), NOW + timedelta(days=60))
+    assert ledger.subjects["api", "db", "api"].began == NOW + timedelta(days=60)
+    assert ledger.run(policy(identity()), NOW + timedelta(days=91)) == []

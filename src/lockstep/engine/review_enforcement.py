@@ -97,6 +97,9 @@ def lifted(
     """Revocations with nothing left to hold back: the policy no longer declares the access
     (an undeclared entitlement's once its removal is proven)."""
     read = set(targets_read)
+    reviews = [r for r in reviews if r.in_force and r.target in read]
+    if not reviews:
+        return []
     declared: dict[AccessKey, set[str]] = defaultdict(set)
     holders: set[SubjectKey] = set()
     for identity in policy.identities.values():

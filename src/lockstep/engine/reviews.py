@@ -82,28 +82,85 @@ def open_reviews(
     it. Only targets read in full count: of an unread target nothing is concluded."""
     read = set(targets_read)
     opener = _Opener(policy, signals, now, {r.slot for r in unanswered})
-    known = defaultdict(set)
+    agents = {n for n, i in policy.identities.items() if i.kind is IdentityKind.AGENT}
+    known: defaultdict[str, set[SubjectKey]] = defaultdict(set)
+    on_read = 0  # remembered accesses on the targets read
     for s in subjects.values():
-        known[s.identity].add(s.key)
-    live: set[SubjectKey] = set()
+        if s.identity in agents:
+            known[s.identity].add(s.key)
+        if s.target in read:
+            on_read += 1
+    quiet = _Quiet(policy, signals, now)
+    still = 0  # ... of which the policy still declares
     changed: dict[SubjectKey, Subject] = {}
+    remembered = subjects.get
     for identity in policy.identities.values():
+        name, plain = identity.name, identity.kind is not IdentityKind.AGENT
         for access in identity.access:
-            key = (identity.name, access.target, access.account)
-            opener.leaks(identity, access.target, access.account)
-            if access.target not in read or (access.expires is not None and access.expires <= now):
+            target, account = access.target, access.account
+            if signals.leaks:
+                opener.leaks(identity, target, account)
+            if target not in read or (access.expires is not None and access.expires <= now):
                 continue
-            live.add(key)
-            old = subjects.get(key)
-            want = desired.accounts.get((access.target, access.account))
+            key = (name, target, account)
+            old = remembered(key)
+            if old is not None:
+                still += 1
+            if old is not None and plain and old.owner == identity.owner and quiet(identity, old):
+                continue
+            want = desired.accounts.get((target, account))
             active = want is not None and want.active
-            agent_known = bool(known.get(identity.name, set()) - {key})
+            agent_known = bool(known.get(name, set()) - {key})
             new = opener.subject(identity, access, old, active, agent_known)
             if new != old:
                 changed[key] = new
     opener.findings()
-    gone = [k for k in subjects if k[1] in read and k not in live]
+    gone = _gone(policy, subjects, read, now) if still < on_read else []
     return Opened(opener.opened, changed, gone)
+
+
+def _gone(
+    policy: Policy, subjects: Mapping[SubjectKey, Subject], read: set[str], now: datetime
+) -> list[SubjectKey]:
+    """Remembered accesses on the targets read that the policy no longer declares (unexpired)."""
+    live = {
+        (identity.name, a.target, a.account)
+        for identity in policy.identities.values()
+        for a in identity.access
+        if a.expires is None or a.expires > now
+    }
+    return [k for k in subjects if k[1] in read and k not in live]
+
+
+_UNSET = timedelta(-1)
+
+
+class _Quiet:
+    """Whether an access of a service or workload, remembered with the same owner, has
+    nothing to say this pass: use not observed for dormancy, and no periodic review due.
+    Most accesses on most passes: they cost a few lookups instead of a full evaluation."""
+
+    def __init__(self, policy: Policy, signals: Signals, now: datetime) -> None:
+        self.policy = policy
+        self.now = now
+        self.dormancy = policy.rules.dormant_after_s is not None
+        self.observable = signals.observable
+        self.periods: dict[tuple[str, str | None], timedelta | None] = {}
+
+    def __call__(self, identity: Identity, old: Subject) -> bool:
+        target = old.target
+        if self.dormancy and target in self.observable:
+            return False
+        period = self.periods.get((target, identity.environment), _UNSET)
+        if period is _UNSET:
+            seconds = review_period(self.policy, identity, target)
+            period = None if seconds is None else timedelta(seconds=seconds)
+            self.periods[target, identity.environment] = period
+        if period is None:
+            return True
+        began, reviewed = old.began, old.reviewed
+        anchor = reviewed if reviewed is not None and reviewed > began else began
+        return anchor + period > self.now
 
 
 class _Opener:

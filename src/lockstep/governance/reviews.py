@@ -11,12 +11,11 @@ they signed in, the reason), ``review_verified`` (how the removal was proven) an
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     and_,
     bindparam,
@@ -45,9 +44,9 @@ from lockstep.governance.review_records import (
     review_json,
     review_of,
     review_row,
-    subject_of,
     subject_row,
 )
+from lockstep.governance.subject_cache import Versions, move_versions, read_subjects, written
 from lockstep.journal import LOCK, Journal
 from lockstep.model import Policy, Revocation
 from lockstep.store import Store
@@ -109,13 +108,7 @@ class ReviewStore:
         every access of ``agents``, whose growth elsewhere counts), and the reviews held."""
         wanted = sorted(targets)
         with self._store.reading() as conn:
-            where: ColumnElement[bool] = review_subjects.c.target.in_(wanted)
-            if agents:
-                where = or_(where, review_subjects.c.identity.in_(sorted(agents)))
-            subjects = {
-                (s.identity, s.target, s.account): s
-                for s in map(subject_of, conn.execute(select(review_subjects).where(where)))
-            }
+            subjects = read_subjects(self._store, conn, wanted, sorted(agents))
             held = [
                 review_of(row)
                 for row in conn.execute(
@@ -200,7 +193,9 @@ class ReviewStore:
                 _update(conn, r, now)
                 entries.append((kind, {**journal_fields(r), **extra}))
             _save_subjects(conn, changes.subjects, changes.gone)
+            moved = move_versions(conn, [k[1] for k in (*changes.subjects, *changes.gone)])
             self._journal.append_in(conn, entries)
+        written(self._store, moved, changes.subjects, changes.gone)
 
     def decide(
         self,
@@ -227,7 +222,9 @@ class ReviewStore:
             except ReviewRefused as exc:
                 raise _refusal(review, exc) from None
             _update(conn, decided, now)
+            moved: Versions = {}
             if decision is Decision.KEEP and keeps_account(review):
+                moved = move_versions(conn, [review.target])
                 conn.execute(
                     update(review_subjects)
                     .where(
@@ -247,6 +244,8 @@ class ReviewStore:
                 "lifted": review.enforce is not None and decided.lifted_at is not None,
             }
             self._journal.append_in(conn, [("review_decided", entry)])
+        key = (review.identity, review.target, review.account)
+        written(self._store, moved, touch=lambda s: replace(s, reviewed=now), touched=key)
         return decided
 
 

@@ -360,6 +360,15 @@ review_subjects = Table(
     Column("dormant", Text, nullable=True),
 )
 
+# A counter per target, moved in the transaction that changes any of its review_subjects:
+# a process keeps what it read of them until another writer moves the counter.
+review_versions = Table(
+    "review_versions",
+    metadata,
+    Column("target", Text, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
 # Notifications to people (governance.notify), kept until delivered: retried with backoff
 # by the service, whoever queued them. The body never holds a secret or a token.
 notifications = Table(

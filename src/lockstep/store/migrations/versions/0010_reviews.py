@@ -66,6 +66,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("identity", "target", "account", name="pk_review_subjects"),
     )
     op.create_table(
+        "review_versions",
+        sa.Column("target", sa.Text(), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("target", name="pk_review_versions"),
+    )
+    op.create_table(
         "notifications",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("kind", sa.String(40), nullable=False),
