@@ -145,3 +145,15 @@ def test_unknown_reviews_and_statuses_are_clear_errors(world: World) -> None:
     assert missing.returncode == 1 and "no review 'RV-000000000000'" in missing.stderr
     bad = world.cli("alice@example.com", "reviews", "--status", "pending")
     assert bad.returncode == 1 and "unknown status 'pending'" in bad.stderr
+
+
+def test_a_request_waiting_for_approval_is_told_to_people(world: World) -> None:
+    asked = world.cli(
+        "alice@example.com", "request", "payments-api", "--target", "orders-db",
+        "--entitlement", "INSERT on table public.orders", "--for", "1h", "--reason", "incident 7",
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    [told] = eventually(lambda: world.hook.bodies("approval_pending"), "people to be told")
+    assert told["request"]["status"] == "pending"
+    assert told["request"]["requester"] == "alice@example.com"
+    assert told["request"]["entitlements"] == ["INSERT on table public.orders"]
