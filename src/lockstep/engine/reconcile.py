@@ -20,10 +20,13 @@ from lockstep.engine.grants import GrantState, grant_findings, transitions
 from lockstep.engine.observe import Observer
 from lockstep.engine.plan import make_plan
 from lockstep.engine.recovery import Recovery
+from lockstep.engine.sod import SodIndex, violations
 from lockstep.engine.workspace import Workspace
+from lockstep.governance.separation import held_now, record_holdings
 from lockstep.model import Desired, Finding, Observation, Op, Plan, Result, Snapshot, Status
 from lockstep.store.findings import FindingRecord, remediated_ids
 from lockstep.store.identity_states import IdentityStates
+from lockstep.store.tables import sod_holdings
 
 Progress = Callable[[Result], None]
 
@@ -106,9 +109,25 @@ def observe(ws: Workspace, observer: Observer, desired: Desired) -> Pass:
     )
     targets_read = [n for n, o in observed.items() if isinstance(o, Snapshot)]
     grants = ws.grants.states(ws.policy.targets)
-    plan = _with_findings(plan, grant_findings(grants, targets_read))
+    extra = grant_findings(grants, targets_read) + _separation(ws, desired, observed, now)
+    plan = _with_findings(plan, extra)
     outcome = ws.ledger.reconcile(plan.findings, targets_read, now)
     return Pass(desired, observed, plan, outcome.records, grants)
+
+
+def _separation(
+    ws: Workspace, desired: Desired, observed: Mapping[str, Observation], now: datetime
+) -> list[Finding]:
+    """Record what the read targets hold of the entitlements sod rules name, and find the
+    identities they show breaking a rule (with what other targets were last seen holding)."""
+    index = SodIndex(ws.policy.rules.sod)
+    if not index:
+        return []
+    read = {n: o for n, o in observed.items() if isinstance(o, Snapshot)}
+    with ws.store.writing(sod_holdings) as conn:
+        record_holdings(conn, index, desired, read, now)
+        elsewhere = held_now(conn, index, {t for t, _ in index.entitlements} - read.keys())
+    return violations(index, desired, read, elsewhere)
 
 
 def _with_findings(plan: Plan, extra: list[Finding]) -> Plan:
