@@ -108,6 +108,10 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
     }
     single = {key: _expanded(el, env, errors) for key, el in singles.items()}
     rules_el, audit_el, gov_el = single.get("rules"), single.get("audit"), single.get("governance")
+    # A value the environment could not supply fails again in the schema (empty, say): that
+    # error depends on the first one and would only repeat it.
+    unsupplied = {e.location for e in errors}
+    early = len(errors)
     target_specs = _validate_all(TargetSpec, expanded["targets"], errors)
     owner_specs = _validate_all(OwnerSpec, expanded["owners"], errors)
     identity_specs = _validate_all(IdentitySpec, expanded["identities"], errors)
@@ -138,6 +142,7 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
         governance = build_governance(
             gov_spec, locate, {e for e in environments if e is not None}, base_dir, errors
         )
+    errors[early:] = [e for e in errors[early:] if e.location not in unsupplied]
     if errors:
         raise PolicyInvalid(errors)
     assert rules_spec is not None and audit_spec is not None  # else raised above
