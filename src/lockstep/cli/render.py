@@ -182,6 +182,7 @@ def action_json(a: Action) -> dict[str, Any]:
         "entitlement": a.entitlement,
         "identity": a.identity,
         "reason": a.reason,
+        "request": a.request,
     }
 
 

@@ -11,18 +11,22 @@ the blast-radius guard stopped. A gate returns the plan to apply, or None to sto
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from lockstep.connectors.base import ObservesUsage, TargetUnreachable
 from lockstep.engine.apply import Applier, action_fields
+from lockstep.engine.grants import GrantState, grant_findings, transitions
 from lockstep.engine.observe import Observer
 from lockstep.engine.plan import make_plan
 from lockstep.engine.recovery import Recovery
+from lockstep.engine.sod import SodIndex, violations
 from lockstep.engine.workspace import Workspace
-from lockstep.model import Desired, Observation, Op, Plan, Result, Snapshot, Status
+from lockstep.governance.separation import held_now, record_holdings
+from lockstep.model import Desired, Finding, Observation, Op, Plan, Result, Snapshot, Status
 from lockstep.store.findings import FindingRecord, remediated_ids
 from lockstep.store.identity_states import IdentityStates
+from lockstep.store.tables import sod_holdings
 
 Progress = Callable[[Result], None]
 
@@ -35,6 +39,7 @@ class Pass:
     observed: dict[str, Observation]
     plan: Plan
     findings: list[FindingRecord]
+    grants: list[GrantState] = field(default_factory=list)  # as read when the pass began
 
     @property
     def targets_read(self) -> list[str]:
@@ -60,11 +65,15 @@ def reconcile(
     seen = observe(ws, observer, desired)
     plan = gate(seen)
     if plan is None:
+        settle_grants(ws, seen, recovered)
         return Reconciled(seen, None, recovered)
     if not plan.actions:
         settle_identity_states(ws, plan, [])
+        settle_grants(ws, seen, recovered)
         return Reconciled(seen, plan, recovered)
-    return Reconciled(seen, plan, recovered + apply(ws, observer, plan, progress))
+    results = recovered + apply(ws, observer, plan, progress)
+    settle_grants(ws, seen, results)
+    return Reconciled(seen, plan, results)
 
 
 def recover(ws: Workspace, observer: Observer, progress: Progress) -> list[Result]:
@@ -99,8 +108,46 @@ def observe(ws: Workspace, observer: Observer, desired: Desired) -> Pass:
         accepted=accepted,
     )
     targets_read = [n for n, o in observed.items() if isinstance(o, Snapshot)]
+    grants = ws.grants.states(ws.policy.targets)
+    extra = grant_findings(grants, targets_read) + _separation(ws, desired, observed, now)
+    plan = _with_findings(plan, extra)
     outcome = ws.ledger.reconcile(plan.findings, targets_read, now)
-    return Pass(desired, observed, plan, outcome.records)
+    return Pass(desired, observed, plan, outcome.records, grants)
+
+
+def _separation(
+    ws: Workspace, desired: Desired, observed: Mapping[str, Observation], now: datetime
+) -> list[Finding]:
+    """Record what the read targets hold of the entitlements sod rules name, and find the
+    identities they show breaking a rule (with what other targets were last seen holding)."""
+    index = SodIndex(ws.policy.rules.sod)
+    if not index:
+        return []
+    read = {n: o for n, o in observed.items() if isinstance(o, Snapshot)}
+    with ws.store.writing(sod_holdings) as conn:
+        record_holdings(conn, index, desired, read, now)
+        elsewhere = held_now(conn, index, {t for t, _ in index.entitlements} - read.keys())
+    return violations(index, desired, read, elsewhere)
+
+
+def _with_findings(plan: Plan, extra: list[Finding]) -> Plan:
+    if not extra:
+        return plan
+    findings = sorted(
+        (*plan.findings, *extra),
+        key=lambda f: (f.target, f.type, f.account or "", f.entitlement or ""),
+    )
+    return replace(plan, findings=tuple(findings))
+
+
+def settle_grants(ws: Workspace, seen: Pass, results: list[Result]) -> None:
+    """Move each grant on the targets read as far as the pass proved: active once read
+    back held, ended once read back gone, failed when its enforcement failed."""
+    if not seen.grants:
+        return
+    snapshots = {n: o for n, o in seen.observed.items() if isinstance(o, Snapshot)}
+    moves = transitions(seen.grants, seen.desired, snapshots, results, ws.clock())
+    ws.grants.settle(seen.grants, moves)
 
 
 def apply(ws: Workspace, observer: Observer, plan: Plan, progress: Progress) -> list[Result]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from lockstep.credentials.vault import Vault, load_key
 from lockstep.engine.desired import desired_state
 from lockstep.engine.observe import Observer
+from lockstep.governance.grants import GrantBook
 from lockstep.journal import Journal
 from lockstep.model import Desired, Policy
 from lockstep.policy.load import LoadedPolicy, load_policy
@@ -65,8 +66,17 @@ class Workspace:
     def usage(self) -> UsageStore:
         return UsageStore(self.store)
 
+    @cached_property
+    def grants(self) -> GrantBook:
+        return GrantBook(self.store, self.journal, self.clock)
+
+    def desired(self, now: datetime) -> Desired:
+        """The policy and the grants on its targets, at ``now``."""
+        states = self.grants.states(self.policy.targets)
+        return desired_state(self.policy, now, [s.grant for s in states])
+
     @contextmanager
     def observer(self) -> Iterator[tuple[Observer, Desired]]:
-        desired = desired_state(self.policy, self.clock())
+        desired = self.desired(self.clock())
         with Observer(self.policy, desired) as observer:
             yield observer, desired
