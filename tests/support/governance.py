@@ -153,9 +153,9 @@ def open_world(workdir: Path, text: str = POLICY) -> Iterator[World]:
     governance.load(load_policy(workdir / "lockstep.yaml", ENV))
 
     def policy() -> Policy:
-        requests = governance.live()
-        assert requests is not None
-        return requests.loaded.policy
+        live = governance.live()
+        assert live is not None
+        return live.requests.loaded.policy
 
     app.state.authenticators = Authenticators(policy, Secret(OPERATOR), store, clock=clock)
     tokens = PersonTokens(store, Journal(store), clock)

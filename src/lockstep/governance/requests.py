@@ -122,9 +122,9 @@ class Requests:
         )
         with self._store.writing(LOCK, access_requests) as conn:
             refusal = self._sod(conn, identity, request, now)
-            if refusal is not None:
+            if refusal is not None and not dry_run:  # a check (a form's) attempts nothing
                 self._journal.append_in(conn, [_refused("file", who, ask, refusal)])
-            elif not dry_run:
+            elif refusal is None and not dry_run:
                 conn.execute(insert(access_requests).values(**_row(request)))
                 self._journal.append_in(conn, [("request_filed", _filed(request, who))])
         if refusal is not None:

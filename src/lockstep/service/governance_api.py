@@ -24,21 +24,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import State
 
 from lockstep.errors import LockstepError
-from lockstep.governance.auth import AuthRefused, Principal
+from lockstep.governance.auth import AuthRefused
 from lockstep.governance.errors import GovernanceError
 from lockstep.governance.records import GRANTED, AccessRequest, RequestStatus
 from lockstep.governance.requests import Ask, Requests
 from lockstep.journal import Journal, JournalError
 from lockstep.policy.durations import parse_duration
 from lockstep.policy.load import LoadedPolicy
+from lockstep.service.decisions import Decisions, Ring
 from lockstep.service.logs import Log
-from lockstep.service.principals import Authenticators
+from lockstep.service.principals import Authenticators, Principal
 from lockstep.service.responses import error_response
 from lockstep.store import Store, StoreError
 
 router = APIRouter(prefix="/v1", tags=["governance"])
-
-Ring = Callable[[str], None]  # a grant on this target changed: pass it now
 
 
 class Governance:
@@ -63,22 +62,17 @@ class Governance:
         self._state = state
 
     def load(self, loaded: LoadedPolicy) -> None:
-        self._state.governance = _Live(
+        self._state.governance = Decisions(
             Requests(loaded, self._store, self._journal, self.clock), self._ring
         )
 
-    def live(self) -> Requests | None:
-        """The requests under the policy in force (None before the first is loaded)."""
-        live: _Live | None = getattr(self._state, "governance", None)
-        return None if live is None else live.requests
-
-    def ring(self, target: str) -> None:
-        """A grant on ``target`` was approved: enforce it now."""
-        self._ring(target)
+    def live(self) -> Decisions | None:
+        """The decisions under the policy in force (None before the first is loaded)."""
+        return decisions_of(self._state)
 
     def expire(self) -> None:
         """Mark the requests left pending past their window expired (the leader's chore)."""
-        live: _Live | None = getattr(self._state, "governance", None)
+        live = decisions_of(self._state)
         if live is None:
             return
         try:
@@ -98,10 +92,10 @@ class Governance:
             )
 
 
-class _Live:
-    def __init__(self, requests: Requests, ring: Ring) -> None:
-        self.requests = requests
-        self.ring = ring
+def decisions_of(state: State) -> Decisions | None:
+    """The decisions an app serves (its ``state.governance``), if governance is on."""
+    found = getattr(state, "governance", None)
+    return found if isinstance(found, Decisions) else None
 
 
 class _Refused(Exception):
@@ -109,19 +103,19 @@ class _Refused(Exception):
         self.response = response
 
 
-def _live(request: Request) -> _Live:
-    live = getattr(request.app.state, "governance", None)
-    if not isinstance(live, _Live):
+def _live(request: Request) -> Decisions:
+    live = decisions_of(request.app.state)
+    if live is None:
         raise _Refused(error_response(HTTPStatus.SERVICE_UNAVAILABLE, "governance is off"))
     return live
 
 
 def _signed_in(request: Request, authorization: str | None) -> Principal:
-    """Who decides: the caller as the service's authenticators see them."""
+    """The caller, as the service's authenticators see them."""
     auth: Authenticators = request.app.state.authenticators
     scheme, _, token = (authorization or "").partition(" ")
     try:
-        return auth.check(token if scheme.lower() == "bearer" else "", auth.clock()).actor
+        return auth.check(token if scheme.lower() == "bearer" else "", auth.clock())
     except AuthRefused as exc:
         raise _Refused(error_response(exc.status, exc.reason)) from None
     except StoreError as exc:
@@ -197,12 +191,13 @@ def list_requests(
     status: Annotated[list[str] | None, Query()] = None,
     identity: Annotated[str | None, Query()] = None,
 ) -> JSONResponse:
-    """Every request, newest first (``status`` repeatable; ``identity`` one identity's)."""
+    """The requests the caller may see, newest first (``status`` repeatable; ``identity``
+    one identity's): those of identities they see, their own, and those they may approve."""
 
     def call() -> dict[str, Any]:
         live = _live(request)
-        _signed_in(request, authorization)
-        return _json(live.requests.list(_statuses(status), identity))
+        who = _signed_in(request, authorization)
+        return _json(live.visible(who, _statuses(status), identity))
 
     return _answer(call)
 
@@ -225,7 +220,7 @@ def file_request(
         except ValueError as exc:
             raise GovernanceError(f"for: {exc}") from None
         ask = Ask(body.identity, body.target, tuple(body.entitlements), duration, body.reason)
-        return live.requests.file(who, ask, dry_run=dry_run).json()
+        return live.file(who, ask, dry_run=dry_run).json()
 
     return _answer(call, HTTPStatus.OK if dry_run else HTTPStatus.CREATED)
 
@@ -236,8 +231,8 @@ def get_request(
 ) -> JSONResponse:
     def call() -> dict[str, Any]:
         live = _live(request)
-        _signed_in(request, authorization)
-        return live.requests.get(request_id).json()
+        who = _signed_in(request, authorization)
+        return live.get(who, request_id).json()
 
     return _answer(call)
 
@@ -252,10 +247,7 @@ def approve_request(
     def call() -> dict[str, Any]:
         live = _live(request)
         who = _signed_in(request, authorization)
-        decided = live.requests.approve(who, request_id, body.comment)
-        if decided.status is RequestStatus.APPROVED:
-            live.ring(decided.target)
-        return decided.json()
+        return live.approve(who, request_id, body.comment).json()
 
     return _answer(call)
 
@@ -267,19 +259,20 @@ def deny_request(
     def call() -> dict[str, Any]:
         live = _live(request)
         who = _signed_in(request, authorization)
-        return live.requests.deny(who, request_id, body.reason).json()
+        return live.deny(who, request_id, body.reason).json()
 
     return _answer(call)
 
 
 @router.get("/grants", responses=_ERRORS)
 def list_grants(request: Request, authorization: Authorization = None) -> JSONResponse:
-    """The approved requests (approved, active, ending, ended, failed), newest first."""
+    """The approved requests the caller may see (approved, active, ending, ended, failed),
+    newest first."""
 
     def call() -> dict[str, Any]:
         live = _live(request)
-        _signed_in(request, authorization)
-        return _json(live.requests.list(GRANTED))
+        who = _signed_in(request, authorization)
+        return _json(live.visible(who, GRANTED))
 
     return _answer(call)
 
@@ -290,7 +283,7 @@ def whoami(request: Request, authorization: Authorization = None) -> JSONRespons
 
     def call() -> dict[str, Any]:
         _live(request)
-        who = _signed_in(request, authorization)
+        who = _signed_in(request, authorization).actor
         return {"person": who.person, "via": who.via, "operator": who.operator}
 
     return _answer(call)

@@ -29,9 +29,11 @@ from typing import Any
 import jwt
 from sqlalchemy import Row, select
 
+from lockstep.engine.approvals import NotAllowed, check_may_deny, may_approve
 from lockstep.governance.auth import Authenticator, AuthRefused
 from lockstep.governance.auth import Principal as Actor
-from lockstep.governance.people import admins, named_people, owner_contacts
+from lockstep.governance.people import admins, may_request, named_people, owner_contacts
+from lockstep.governance.records import AccessRequest, RequestStatus
 from lockstep.governance.tokens import PersonTokens
 from lockstep.journal import Journal
 from lockstep.leases.workload import KeySets
@@ -231,3 +233,45 @@ class Authority:
     def may_operate(self, principal: Principal) -> bool:
         """Service-wide operations: trigger passes, read every target's state."""
         return principal.is_operator
+
+    # ------------------------------------------------------------ requests and grants
+
+    def may_see_request(self, principal: Principal, request: AccessRequest) -> bool:
+        """Those who see its identity, its requester, and whoever its rules (as snapshotted
+        when it was filed) let approve it."""
+        if self.may_see(principal, [request.identity]):
+            return True
+        person = normal_person(principal.name)
+        rules = request.rules
+        return (
+            person == request.requester
+            or person in rules.admins
+            or any(person in stage.people for stage in rules.stages)
+        )
+
+    def may_approve(self, principal: Principal, request: AccessRequest) -> bool:
+        """Whether an approval by ``principal`` would count now (``Requests.approve``
+        decides it again, with the separation of duties, when it is given)."""
+        if principal.is_operator or request.status is not RequestStatus.PENDING:
+            return False
+        person = normal_person(principal.name)
+        return may_approve(request.rules, request.requester, request.given, person)
+
+    def may_deny(self, principal: Principal, request: AccessRequest) -> bool:
+        if principal.is_operator or request.status is not RequestStatus.PENDING:
+            return False
+        try:
+            check_may_deny(
+                request.rules, request.requester, request.given, normal_person(principal.name)
+            )
+        except NotAllowed:
+            return False
+        return True
+
+    def may_request(self, principal: Principal, identity: str) -> bool:
+        """Whether ``principal`` may ask access for ``identity``: its owner's contacts, its
+        sponsor and admins (never the operator, who acts for nobody)."""
+        found = self._policy.identities.get(identity)
+        if principal.is_operator or found is None:
+            return False
+        return may_request(self._policy, principal.name, found)
