@@ -68,6 +68,9 @@ class FindingType(StrEnum):
     ENVIRONMENT_CROSSING = "environment_crossing"
     SHARED_ACCOUNT = "shared_account"
     TARGET_UNREACHABLE = "target_unreachable"
+    UNDELIVERED_CREDENTIAL = "undelivered_credential"
+    LEASE_IMPOSTOR = "lease_impostor"
+    INSECURE_TRANSPORT = "insecure_transport"
 
 
 class Severity(StrEnum):

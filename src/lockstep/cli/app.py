@@ -165,11 +165,16 @@ def apply(
         plan, results = done.seen.plan, done.results
         report = enforcement(ws.policy, plan, results)
         if as_json:
-            emit_json(render.results_json(results, plan.unreachable, report))
+            data = render.results_json(results, plan.unreachable, report)
+            data["undelivered"] = done.undelivered
+            emit_json(data)
         else:
             render.print_results(out, results)
             render.print_enforcement(out, report)
-    if plan.unreachable or any(r.status is not Status.VERIFIED for r in results):
+        for problem in done.undelivered:
+            err.print(f"undelivered_credential: {problem}", markup=False, highlight=False)
+    failed = any(r.status is not Status.VERIFIED for r in results)
+    if plan.unreachable or failed or done.undelivered:
         raise typer.Exit(1)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 
 from lockstep.connectors.base import Credential, ProbeResult, Session
 from lockstep.credentials.vault import Vault
+from lockstep.engine.delivered import sink_checks, sink_states
 from lockstep.engine.observe import Observer
 from lockstep.engine.verify import REAL_TIME, Inconclusive, Timer, probe_until, propagation_window
 from lockstep.engine.workspace import Workspace
@@ -23,6 +24,9 @@ def verify_state(ws: Workspace, observer: Observer, desired: Desired) -> tuple[b
     }
     checks += probe_checks(observer.sessions, ws.vault, desired, observed, windows)
     checks += unfinished_checks(ws.vault)
+    checks += sink_checks(
+        sink_states(ws.policy, ws.vault, desired, observed), observer.sessions, windows
+    )
     in_sync = all(c.ok for c in checks)
     ws.journal.append(
         "verification",

@@ -11,11 +11,13 @@ the blast-radius guard stopped. A gate returns the plan to apply, or None to sto
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from lockstep.connectors.base import ObservesUsage, TargetUnreachable
 from lockstep.engine.apply import Applier, action_fields
+from lockstep.engine.delivered import SinkState, redeliver, sink_states, undelivered_findings
+from lockstep.engine.delivery import Deliverer
 from lockstep.engine.observe import Observer
 from lockstep.engine.plan import make_plan
 from lockstep.engine.recovery import Recovery
@@ -35,6 +37,7 @@ class Pass:
     observed: dict[str, Observation]
     plan: Plan
     findings: list[FindingRecord]
+    sinks: list[SinkState] = field(default_factory=list)
 
     @property
     def targets_read(self) -> list[str]:
@@ -46,6 +49,7 @@ class Reconciled:
     seen: Pass
     applied: Plan | None  # None when the gate stopped the pass before applying
     results: list[Result] = field(default_factory=list)
+    undelivered: list[str] = field(default_factory=list)  # sinks a redelivery could not fill
 
 
 Gate = Callable[[Pass], Plan | None]
@@ -63,8 +67,13 @@ def reconcile(
         return Reconciled(seen, None, recovered)
     if not plan.actions:
         settle_identity_states(ws, plan, [])
-        return Reconciled(seen, plan, recovered)
-    return Reconciled(seen, plan, recovered + apply(ws, observer, plan, progress))
+        results = recovered
+    else:
+        results = recovered + apply(ws, observer, plan, progress)
+    changed = {(r.action.target, r.action.account) for r in results}
+    deliverer = Deliverer(ws.policy, ws.journal, ws.clock)
+    undelivered = redeliver(deliverer, ws.vault, seen.sinks, changed)
+    return Reconciled(seen, plan, results, undelivered)
 
 
 def recover(ws: Workspace, observer: Observer, progress: Progress) -> list[Result]:
@@ -98,9 +107,11 @@ def observe(ws: Workspace, observer: Observer, desired: Desired) -> Pass:
         rotate_now=_rotation_events(ws),
         accepted=accepted,
     )
+    sinks = sink_states(ws.policy, ws.vault, desired, observed)
+    plan = replace(plan, findings=(*plan.findings, *undelivered_findings(sinks)))
     targets_read = [n for n, o in observed.items() if isinstance(o, Snapshot)]
     outcome = ws.ledger.reconcile(plan.findings, targets_read, now)
-    return Pass(desired, observed, plan, outcome.records)
+    return Pass(desired, observed, plan, outcome.records, sinks)
 
 
 def apply(ws: Workspace, observer: Observer, plan: Plan, progress: Progress) -> list[Result]:
