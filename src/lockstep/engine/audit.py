@@ -9,6 +9,7 @@ from lockstep.connectors.base import Credential, ProbeResult, Session
 from lockstep.credentials.vault import Vault
 from lockstep.engine.delivered import sink_checks, sink_states
 from lockstep.engine.observe import Observer
+from lockstep.engine.reconcile import lease_statuses
 from lockstep.engine.verify import REAL_TIME, Inconclusive, Timer, probe_until, propagation_window
 from lockstep.engine.workspace import Workspace
 from lockstep.model import LEASE_PREFIX, Check, Desired, Observation, Policy, RuleAction, Snapshot
@@ -18,7 +19,7 @@ def verify_state(ws: Workspace, observer: Observer, desired: Desired) -> tuple[b
     """Read every target again, compare it with ``desired`` and probe the credentials; the
     verdict and every failed check are journaled."""
     observed = observer.observe()
-    checks = state_checks(ws.policy, desired, observed)
+    checks = state_checks(ws.policy, desired, observed, lease_statuses(ws, observed))
     windows = {
         n: propagation_window(ws.policy.targets[n], c) for n, c in observer.connectors.items()
     }
@@ -65,8 +66,14 @@ def unfinished_checks(vault: Vault) -> list[Check]:
 
 
 def state_checks(
-    policy: Policy, desired: Desired, observed: Mapping[str, Observation]
+    policy: Policy,
+    desired: Desired,
+    observed: Mapping[str, Observation],
+    leases: Mapping[tuple[str, str], str] | None = None,
 ) -> list[Check]:
+    """``leases``: the lease record's status of each prefixed account that has one (see
+    ``make_plan``); a prefixed account without a record is drift until it is gone."""
+    leases = leases or {}
     checks: list[Check] = []
     for name in sorted(policy.targets):
         obs = observed.get(name)
@@ -92,6 +99,12 @@ def state_checks(
             )
         for account in sorted(set(_not_leases(obs.accounts)) - set(wants)):
             checks.append(_orphan_check(name, account, obs, policy.rules.orphan_accounts))
+        for account in sorted(set(obs.accounts) - set(_not_leases(obs.accounts))):
+            if (name, account) not in leases:
+                state = "enabled" if obs.accounts[account].enabled else "suspended"
+                checks.append(
+                    Check(name, account, None, "absent", f"lease impostor {state}", False)
+                )
     return checks
 
 

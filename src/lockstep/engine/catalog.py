@@ -90,7 +90,7 @@ KINDS: Mapping[FindingType, FindingKind] = {
         "a sink does not hold the credential the target accepts",
     ),
     FindingType.LEASE_IMPOSTOR: FindingKind(
-        Severity.CRITICAL,
+        Severity.HIGH,
         ("NHI1", "NHI5"),
         (*_ACCESS, *_MONITORING),
         "account under lockstep's lease prefix that lockstep never issued",

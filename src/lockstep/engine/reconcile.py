@@ -19,10 +19,11 @@ from lockstep.engine.apply import Applier, action_fields
 from lockstep.engine.delivered import SinkState, redeliver, sink_states, undelivered_findings
 from lockstep.engine.delivery import Deliverer
 from lockstep.engine.observe import Observer
-from lockstep.engine.plan import make_plan
+from lockstep.engine.plan import Key, make_plan
 from lockstep.engine.recovery import Recovery
 from lockstep.engine.workspace import Workspace
-from lockstep.model import Desired, Observation, Op, Plan, Result, Snapshot, Status
+from lockstep.leases.records import LeaseRecords
+from lockstep.model import LEASE_PREFIX, Desired, Observation, Op, Plan, Result, Snapshot, Status
 from lockstep.store.findings import FindingRecord, remediated_ids
 from lockstep.store.identity_states import IdentityStates
 
@@ -106,6 +107,7 @@ def observe(ws: Workspace, observer: Observer, desired: Desired) -> Pass:
         last_used=ws.usage.last_used(),
         rotate_now=_rotation_events(ws),
         accepted=accepted,
+        leases=lease_statuses(ws, observed),
     )
     sinks = sink_states(ws.policy, ws.vault, desired, observed)
     plan = replace(plan, findings=(*plan.findings, *undelivered_findings(sinks)))
@@ -170,6 +172,19 @@ def settle_identity_states(ws: Workspace, plan: Plan, results: list[Result]) -> 
         if name not in pending and not any(a.target in unread for a in identity.access)
     }
     states.save(settled, ws.clock())
+
+
+def lease_statuses(ws: Workspace, observed: Mapping[str, Observation]) -> dict[Key, str]:
+    """The lease record's status of every account bearing the lease prefix, read after the
+    targets: a lease being issued has its record before its account exists."""
+    prefixed = [
+        (name, account)
+        for name, obs in observed.items()
+        if isinstance(obs, Snapshot)
+        for account in obs.accounts
+        if account.startswith(LEASE_PREFIX)
+    ]
+    return LeaseRecords(ws.store, ws.vault, ws.journal).statuses(prefixed)
 
 
 def _record_usage(

@@ -31,6 +31,7 @@ from lockstep.secret import Secret
 from lockstep.service.controller import Controller, UnknownTarget
 from lockstep.service.credentials_api import router as credentials_router
 from lockstep.service.logs import Log
+from lockstep.service.metrics import Metrics
 from lockstep.service.scaleout import pass_times
 from lockstep.store import Store, StoreError
 from lockstep.store.findings import FindingLedger
@@ -55,6 +56,7 @@ def create_app(
                 name: {"last_pass": _iso(s.last_pass), "up": s.up, "outcome": s.outcome}
                 for name, s in sorted(controller.states().items())
             },
+            "reaper": {"failing": credentials.reaper_failing},
         }
         return JSONResponse(body, status_code=503 if controller.stopping else 200)
 
@@ -157,8 +159,13 @@ class Credentials:
         vault: Vault,
         key_sources: Mapping[str, str],
         log: Log,
+        metrics: Metrics | None = None,
     ) -> None:
         self._state = State()
+        self._metrics = metrics
+        # What the reaper's last run could not end: /healthz shows it, so a reaper failing
+        # every run is seen rather than retried in silence.
+        self.reaper_failing: list[dict[str, str | None]] = []
         self._store = store
         self._journal = Journal(store)
         self._vault = vault
@@ -193,7 +200,28 @@ class Credentials:
                 "lease reaper failed", target=None, op="reap", status="error", error=str(exc)
             )
             return
+        failing = [e for e in report.ended if not e.verified]
+        self.reaper_failing = [
+            {"target": e.target, "account": e.account, "lease_id": e.lease_id, "detail": e.detail}
+            for e in failing
+        ]
+        if self._metrics is not None:
+            gauge = self._metrics.lease_reap_failures
+            for target in {*manager.policy.targets, *(e.target for e in failing)}:
+                gauge.labels(target=target).set(sum(e.target == target for e in failing))
+        for ended in failing:
+            self._log.warning(
+                "lease reaper could not end a lease account: retried every run",
+                target=ended.target,
+                op="reap",
+                status=str(ended.status),
+                account=ended.account,
+                lease_id=ended.lease_id,
+                error=ended.detail,
+            )
         for ended in report.ended:
+            if ended in failing:
+                continue
             self._log.info(
                 "lease ended",
                 target=ended.target,

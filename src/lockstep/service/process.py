@@ -66,7 +66,8 @@ def run_service(options: ServiceOptions) -> int:
         vault = Vault(store, load_key(loaded.base_dir / STATE_DIR))
         instance = f"{socket.gethostname()}:{os.getpid()}:{token_hex(3)}"
         leases = open_leases(store, instance, log)
-        credentials = Credentials(store, vault, options.key_sources, log)
+        metrics = Metrics.create()
+        credentials = Credentials(store, vault, options.key_sources, log, metrics)
         checkpointer = Checkpointer(store, log)
         checkpointer.load(loaded.policy.audit)
 
@@ -84,7 +85,7 @@ def run_service(options: ServiceOptions) -> int:
             store,
             vault,
             leases,
-            Metrics.create(),
+            metrics,
             log,
             options.interval_cap_s,
             on_policy=on_policy,
