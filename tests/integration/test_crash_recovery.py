@@ -9,6 +9,7 @@ import json
 import signal
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,7 +55,7 @@ class Lockstep(cli_project.Lockstep):
         path = self.workdir / "secrets" / "payments-api.json"
         return str(json.loads(path.read_text())["password"])
 
-    def journal(self) -> list[tuple[str, dict]]:
+    def journal(self) -> list[tuple[str, dict[str, Any]]]:
         with sqlite3.connect(self.workdir / ".lockstep" / "state.db") as conn:
             rows = conn.execute("SELECT kind, payload FROM journal ORDER BY seq").fetchall()
             self.pending = conn.execute("SELECT count(*) FROM pending_credentials").fetchone()[0]

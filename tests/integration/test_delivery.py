@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ def lockstep(db: localpg.LocalPostgres, tmp_path: Path) -> Lockstep:
     return Lockstep(tmp_path, project_env(ORDERS_DB_DSN=db.dsn("orders")))
 
 
-def undelivered(cli: Lockstep) -> list[dict]:
+def undelivered(cli: Lockstep) -> list[dict[str, Any]]:
     return [f for f in cli.json("plan")["findings"] if f["type"] == "undelivered_credential"]
 
 

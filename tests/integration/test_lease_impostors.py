@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -52,7 +53,7 @@ def redis_cli(redis_server, tmp_path: Path) -> Iterator[cli_project.Lockstep]:
     reset(redis_server)
 
 
-def impostors(cli: cli_project.Lockstep) -> tuple[list[dict], list[tuple[str, str]]]:
+def impostors(cli: cli_project.Lockstep) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     plan = cli.json("plan")
     found = [f for f in plan["findings"] if f["type"] == "lease_impostor"]
     return found, [(a["op"], a["account"]) for a in plan["actions"] if a["account"] == BACKDOOR]
@@ -120,8 +121,9 @@ def test_a_lease_account_the_reaper_cannot_end_is_a_finding_a_metric_and_a_healt
     try:
         service.wait_ready()
 
-        def failing() -> list[dict]:
-            return service.health()["reaper"]["failing"]
+        def failing() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = service.health()["reaper"]["failing"]
+            return found
 
         [entry] = eventually(failing, "the reaper's failure in /healthz")
         assert entry["account"] == BACKDOOR and "owns 1 object" in entry["detail"]
@@ -136,6 +138,6 @@ def test_a_lease_account_the_reaper_cannot_end_is_a_finding_a_metric_and_a_healt
         )
         assert findings[0]["type"] == "lease_impostor"
     finally:
-        service.close()
+        service.stop()
     with psycopg.connect(pg.dsn("orders"), autocommit=True) as conn:
         conn.execute("DROP TABLE public.planted")

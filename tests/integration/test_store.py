@@ -31,6 +31,10 @@ TABLES = {
     "heartbeats",
     "identity_states",
     "pending_credentials",
+    "person_tokens",
+    "access_requests",
+    "request_approvals",
+    "sod_holdings",
 }
 NEWEST = "0006_pending_credentials"
 

@@ -101,4 +101,19 @@ KINDS: Mapping[FindingType, FindingKind] = {
         ("PR.AA-03",),
         "admin connection in clear text to a host other than loopback",
     ),
+    FindingType.SOD_VIOLATION: FindingKind(
+        Severity.HIGH, ("NHI5",), _ACCESS, "identity holding entitlements a sod rule separates"
+    ),
+    FindingType.GRANT_FAILED: FindingKind(
+        Severity.MEDIUM, (), _ACCESS, "approved access that could not be enforced"
+    ),
+    FindingType.PRIVILEGED_ORPHAN: FindingKind(
+        Severity.CRITICAL,
+        ("NHI1", "NHI5"),
+        _ACCESS,
+        "privileged account no identity declares: reported, never acted on",
+    ),
+    FindingType.UNKNOWN_OBJECT: FindingKind(
+        Severity.MEDIUM, (), _ACCESS, "entitlement naming an object the target does not have"
+    ),
 }

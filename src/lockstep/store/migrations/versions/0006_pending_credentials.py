@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_pending_credentials"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004_governance"
 branch_labels: str | None = None
 depends_on: str | None = None
 
