@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from ipaddress import ip_address
 from pathlib import Path
@@ -38,6 +39,8 @@ ALGORITHMS = ("RS256", "ES256", "EdDSA")
 LEEWAY_S = 30  # clock skew tolerated on exp, nbf and iat
 FETCH_TIMEOUT_S = 5.0
 KEYS_CACHE_S = 300
+FAILURE_BACKOFF_S = 2.0  # a failed key fetch is answered from memory this long, doubling
+FAILURE_BACKOFF_MAX_S = 60.0
 _REQUIRED_CLAIMS = ["exp", "iss", "sub", "aud"]
 _SHOWN_MAX = 200  # attacker-chosen strings are cut before they reach a message or the journal
 
@@ -122,14 +125,35 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+@dataclass
+class _IssuerKeys:
+    """One issuer's key client, and what its last failed fetch said, under its own lock: a
+    slow or failing issuer never holds up another's tokens."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    client: jwt.PyJWKClient | None = None
+    failures: int = 0
+    retry_at: float = 0.0  # monotonic; before it a failed fetch is not tried again
+    failure: str = ""
+
+
 class KeySets:
     """Where each issuer's signing keys come from; fetched keys are cached for a while and
-    fetched again when a token names a key id not seen yet (the issuer rotated its keys)."""
+    fetched again when a token names a key id not seen yet (the issuer rotated its keys).
 
-    def __init__(self, sources: Mapping[str, str] | None = None) -> None:
+    Each issuer has its own lock, so discovery and key fetches of one issuer (each bounded by
+    ``FETCH_TIMEOUT_S``) never wait on another's. A failed fetch is remembered and answered
+    at once, without fetching, until a backoff that doubles with each failure (up to
+    ``FAILURE_BACKOFF_MAX_S``) has passed: a dead issuer cannot tie up the service's threads.
+    """
+
+    def __init__(
+        self, sources: Mapping[str, str] | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._sources = dict(sources or {})
-        self._clients: dict[str, jwt.PyJWKClient] = {}
-        self._lock = threading.Lock()
+        self._issuers: dict[str, _IssuerKeys] = {}
+        self._lock = threading.Lock()  # guards the dictionary only, never a fetch
+        self._clock = clock
 
     def signing_key(self, issuer: str, kid: str) -> jwt.PyJWK:
         """Raises ``LookupError`` for an unknown key id, ``ConnectionError`` when the keys
@@ -137,7 +161,35 @@ class KeySets:
         source = self._sources.get(issuer)
         if source is not None and source.startswith("file:"):
             return _from_file(Path(source.removeprefix("file:")), kid)
-        client = self._client(issuer, source)
+        entry = self._entry(issuer)
+        with entry.lock:
+            now = self._clock()
+            if now < entry.retry_at:
+                wait = entry.retry_at - now
+                raise ConnectionError(f"{entry.failure} (not tried again for {wait:.0f}s)")
+            try:
+                key = self._fetch(entry, issuer, source, kid)
+            except ConnectionError as exc:
+                entry.failures += 1
+                backoff = FAILURE_BACKOFF_S * 2 ** (entry.failures - 1)
+                entry.retry_at = now + min(backoff, FAILURE_BACKOFF_MAX_S)
+                entry.failure = str(exc)
+                raise
+            entry.failures, entry.retry_at = 0, 0.0
+            return key
+
+    def _entry(self, issuer: str) -> _IssuerKeys:
+        with self._lock:
+            return self._issuers.setdefault(issuer, _IssuerKeys())
+
+    @staticmethod
+    def _fetch(entry: _IssuerKeys, issuer: str, source: str | None, kid: str) -> jwt.PyJWK:
+        if entry.client is None:
+            uri = source if source is not None else _discover_jwks_uri(issuer)
+            entry.client = jwt.PyJWKClient(
+                uri, cache_jwk_set=True, lifespan=KEYS_CACHE_S, timeout=FETCH_TIMEOUT_S
+            )
+        client = entry.client
         try:
             keys = client.get_signing_keys()
         except jwt.PyJWKClientConnectionError as exc:
@@ -154,17 +206,6 @@ class KeySets:
             raise _unfetchable(issuer, exc) from None
         except jwt.PyJWTError:
             raise LookupError(kid) from None
-
-    def _client(self, issuer: str, source: str | None) -> jwt.PyJWKClient:
-        with self._lock:
-            client = self._clients.get(issuer)
-            if client is None:
-                uri = source if source is not None else _discover_jwks_uri(issuer)
-                client = jwt.PyJWKClient(
-                    uri, cache_jwk_set=True, lifespan=KEYS_CACHE_S, timeout=FETCH_TIMEOUT_S
-                )
-                self._clients[issuer] = client
-            return client
 
 
 def _unfetchable(issuer: str, exc: Exception) -> ConnectionError:
@@ -217,11 +258,15 @@ class WorkloadVerifier:
         self._issuers = {w.issuer for w in self._bindings.values()}
         self._keys = keys
 
+    def authenticate(self, token: str) -> TokenInfo:
+        """Only that the token is genuine (signature, trusted issuer, expiry), whatever it is
+        bound to; else ``WorkloadRefused``."""
+        return verified_claims(token, self._issuers, self._keys)[1]
+
     def verify(self, token: str, identity: str) -> VerifiedWorkload:
         """The workload, when the token is valid and bound to ``identity`` alone; else
         ``WorkloadRefused``."""
-        info, alg = _inspect(token)
-        claims = self._verified_claims(token, info, alg)
+        claims, info = verified_claims(token, self._issuers, self._keys)
         binding = self._bindings.get(identity)
         if binding is None:
             raise _forbidden(f"identity {identity!r} has no workload binding", info)
@@ -235,41 +280,56 @@ class WorkloadVerifier:
             )
         return VerifiedWorkload(identity, binding.issuer, binding.subject)
 
-    def _verified_claims(self, token: str, info: TokenInfo, alg: str) -> dict[str, Any]:
-        if info.issuer not in self._issuers:
-            raise _unauthorized(f"issuer {_shown(info.issuer)!r} is not trusted", info)
-        if info.kid is None:
-            raise _unauthorized("the token names no signing key (kid)", info)
-        try:
-            key = self._keys.signing_key(info.issuer, info.kid)
-        except LookupError:
-            raise _unauthorized(
-                f"unknown kid {_shown(info.kid)!r}: no such key in the issuer's key set", info
-            ) from None
-        except ConnectionError as exc:
-            raise WorkloadRefused(HTTPStatus.SERVICE_UNAVAILABLE, str(exc), info) from None
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=[alg],
-                issuer=info.issuer,
-                leeway=LEEWAY_S,
-                options={"require": _REQUIRED_CLAIMS, "verify_aud": False},
-            )
-        except jwt.ExpiredSignatureError:
-            raise _unauthorized("the token has expired", info) from None
-        except jwt.ImmatureSignatureError:
-            raise _unauthorized(
-                "the token is not valid yet (nbf or iat in the future)", info
-            ) from None
-        except jwt.InvalidSignatureError:
-            raise _unauthorized("the token's signature does not verify", info) from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise _unauthorized(f"the token has no {exc.claim!r} claim", info) from None
-        except jwt.InvalidTokenError as exc:
-            raise _unauthorized(f"invalid token: {_shown(str(exc))}", info) from None
-        return claims
+
+def verified_claims(
+    token: str, issuers: Collection[str], keys: KeySets
+) -> tuple[dict[str, Any], TokenInfo]:
+    """The claims of ``token`` once its signature (by a key of its issuer, with an
+    asymmetric algorithm), issuer (one of ``issuers``), expiry and required claims check out;
+    else ``WorkloadRefused``. The audience is the caller's to check. Shared by workload
+    tokens and people's tokens."""
+    info, alg = _inspect(token)
+    if info.issuer is None or info.issuer not in issuers:
+        raise _unauthorized(f"issuer {_shown(info.issuer)!r} is not trusted", info)
+    if info.kid is None:
+        raise _unauthorized("the token names no signing key (kid)", info)
+    try:
+        key = keys.signing_key(info.issuer, info.kid)
+    except LookupError:
+        raise _unauthorized(
+            f"unknown kid {_shown(info.kid)!r}: no such key in the issuer's key set", info
+        ) from None
+    except ConnectionError as exc:
+        raise WorkloadRefused(HTTPStatus.SERVICE_UNAVAILABLE, str(exc), info) from None
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[alg],
+            issuer=info.issuer,
+            leeway=LEEWAY_S,
+            options={"require": _REQUIRED_CLAIMS, "verify_aud": False},
+        )
+    except jwt.ExpiredSignatureError:
+        raise _unauthorized("the token has expired", info) from None
+    except jwt.ImmatureSignatureError:
+        raise _unauthorized("the token is not valid yet (nbf or iat in the future)", info) from None
+    except jwt.InvalidSignatureError:
+        raise _unauthorized("the token's signature does not verify", info) from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise _unauthorized(f"the token has no {exc.claim!r} claim", info) from None
+    except jwt.InvalidTokenError as exc:
+        raise _unauthorized(f"invalid token: {_shown(str(exc))}", info) from None
+    return claims, info
+
+
+def matches_binding(binding: Workload, claims: Mapping[str, Any]) -> bool:
+    """Whether verified ``claims`` are those of the workload ``binding`` names."""
+    return _matches(binding, claims)
+
+
+def audiences(claims: Mapping[str, Any]) -> list[str]:
+    return _audiences(claims)
 
 
 def _inspect(token: str) -> tuple[TokenInfo, str]:

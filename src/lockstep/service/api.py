@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -32,6 +32,7 @@ from lockstep.service.controller import Controller, UnknownTarget
 from lockstep.service.credentials_api import router as credentials_router
 from lockstep.service.governance_api import Governance
 from lockstep.service.governance_api import router as governance_router
+from lockstep.service.http_limits import Limits, RequestLimits
 from lockstep.service.logs import Log
 from lockstep.service.metrics import Metrics
 from lockstep.service.scaleout import pass_times
@@ -39,6 +40,7 @@ from lockstep.store import Store, StoreError
 from lockstep.store.findings import FindingLedger
 
 MAX_WAIT_S = 600.0
+OPENAPI_PATH = "/v1/openapi.json"
 ALL = "all"
 
 
@@ -48,13 +50,17 @@ def create_app(
     api_token: Secret | None = None,
     governance: Governance | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="lockstep", docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json")
+    # The OpenAPI document is served below, behind the API token like the rest of /v1.
+    app = FastAPI(title="lockstep", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(RequestLimits, limits=Limits())
     credentials.serve(app.state)
     if governance is not None:
         governance.serve(app.state)
 
+    # Async, so that it runs on the event loop and never waits for a worker thread that a
+    # slow target or issuer is holding.
     @app.get("/healthz")
-    def healthz() -> JSONResponse:
+    async def healthz() -> JSONResponse:
         """200 while running, with the targets this service reconciles; 503 once stopping."""
         body = {
             "status": "stopping" if controller.stopping else "ok",
@@ -67,9 +73,17 @@ def create_app(
         }
         return JSONResponse(body, status_code=503 if controller.stopping else 200)
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+    )
     def metrics() -> Response:
         return Response(controller.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get(OPENAPI_PATH, include_in_schema=False, dependencies=[Depends(bearer(api_token))])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     app.include_router(_v1(controller, api_token))
     app.include_router(credentials_router)
@@ -77,15 +91,30 @@ def create_app(
     return app
 
 
-def _v1(controller: Controller, api_token: Secret | None) -> APIRouter:
+def bearer(api_token: Secret | None) -> Callable[..., None]:
+    """The dependency that requires ``Authorization: Bearer <LOCKSTEP_API_TOKEN>`` when a
+    token is set: the scheme itself is required (a bare token is refused), compared in
+    constant time."""
+
     def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
         if api_token is None:
             return
-        given = (authorization or "").removeprefix("Bearer ").encode()
-        if not hmac.compare_digest(given, api_token.reveal().encode()):
-            raise HTTPException(401, "a valid bearer token is required (LOCKSTEP_API_TOKEN)")
+        scheme, _, given = (authorization or "").partition(" ")
+        valid = scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), api_token.reveal().encode()
+        )
+        if not valid:
+            raise HTTPException(
+                401,
+                "a valid bearer token is required (LOCKSTEP_API_TOKEN)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorised)])
+    return authorised
+
+
+def _v1(controller: Controller, api_token: Secret | None) -> APIRouter:
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(bearer(api_token))])
 
     @v1.get("/findings")
     def findings(
