@@ -25,6 +25,7 @@ from lockstep.cli.common import (
     out,
     workspace,
 )
+from lockstep.engine.inert import inert
 from lockstep.errors import LockstepError
 from lockstep.secret import redact
 
@@ -165,16 +166,23 @@ def apply(
             observer,
             desired,
             gate,
-            lambda r: console.print(f"  {r.status}: {r.action.op} {r.action.account}", style="dim"),
+            lambda r: console.print(
+                inert(f"  {r.status}: {r.action.op} {r.action.account}"), style="dim", markup=False
+            ),
         )
         plan, results = done.seen.plan, done.results
         report = enforcement(ws.policy, plan, results)
         if as_json:
-            emit_json(render.results_json(results, plan.unreachable, report))
+            data = render.results_json(results, plan.unreachable, report)
+            data["undelivered"] = done.undelivered
+            emit_json(data)
         else:
             render.print_results(out, results)
             render.print_enforcement(out, report)
-    if plan.unreachable or any(r.status is not Status.VERIFIED for r in results):
+        for problem in done.undelivered:
+            err.print(inert(f"undelivered_credential: {problem}"), markup=False, highlight=False)
+    failed = any(r.status is not Status.VERIFIED for r in results)
+    if plan.unreachable or failed or done.undelivered:
         raise typer.Exit(1)
 
 
@@ -263,10 +271,15 @@ def rotate(
         emit_json(data)
     else:
         for name in plan.unreachable:
-            err.print(f"target {name} is unreachable: its credential was not rotated")
+            err.print(
+                inert(f"target {name} is unreachable: its credential was not rotated"),
+                markup=False,
+            )
         render.print_results(out, results)
         for e in ended:
-            out.print(f"  lease {e.lease_id} on {e.target}: {e.status} ({e.detail})")
+            out.print(
+                inert(f"  lease {e.lease_id} on {e.target}: {e.status} ({e.detail})"), markup=False
+            )
     rotated = bool(results) and all(r.status is Status.VERIFIED for r in results)
     if plan.unreachable or not rotated or not all(e.verified for e in ended):
         raise typer.Exit(1)
@@ -314,7 +327,7 @@ governance_commands.register(app)
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    err.print(redact(message), markup=False)
+    err.print(inert(redact(message)), markup=False, highlight=False)
     raise SystemExit(code)
 
 
@@ -327,7 +340,7 @@ def main() -> None:
         _fail(f"error: {exc}", exc.exit_code)
     except PolicyInvalid as exc:
         for error in exc.errors:
-            err.print(redact(str(error)), markup=False, highlight=False)
+            err.print(inert(redact(str(error))), markup=False, highlight=False)
         _fail(f"policy invalid: {len(exc.errors)} error(s)", 1)
     except LockstepError as exc:
         if options.debug:
