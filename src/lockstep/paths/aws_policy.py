@@ -187,9 +187,14 @@ def action_matches(statement: Statement, action: str) -> bool:
     return hit != statement.not_action
 
 
+# The resource of a request that creates one (a function, an instance): its creator names it,
+# so any pattern of the statement can be met.
+NEW_RESOURCE = "*"
+
+
 def _resource(statement: Statement, resource: str, context: Context) -> Verdict:
-    if statement.resources is None:
-        return TRUE  # a resource's own policy: it is about that resource
+    if statement.resources is None or resource == NEW_RESOURCE:
+        return TRUE  # a resource's own policy is about that resource
     verdicts = []
     for pattern in statement.resources:
         sub = substitute(pattern, context, literal_wildcards=True)
