@@ -71,12 +71,13 @@ def journal_rows(e: Estate, count: int) -> Iterator[tuple[object, ...]]:
     rng = random.Random(SEED)
     accounts = [(t, a) for t, s in e.observed.items() for a in s.accounts]
     prev = GENESIS_HASH
-    kinds = {}
+    kinds: dict[str, str] = {}
     start = NOW - timedelta(days=90)
     for seq in range(1, count + 1):
         at = start + timedelta(microseconds=seq * 7_000)
         target, account = accounts[rng.randrange(len(accounts))]
         roll = rng.random()
+        payload: dict[str, object]
         action = {"account": account, "entitlement": None, "identity": account,
                   "target": target}  # fmt: skip
         if roll < 0.45:
@@ -230,14 +231,14 @@ def verify(path: Path, url: str) -> dict[str, float]:
         result = check_chain(raw_entries(conn), read_head(conn))
     took, took_cpu = time.perf_counter() - start, time.process_time() - cpu
     assert result.ok, result.reason
-    conn = sqlite3.connect(path)
+    raw = sqlite3.connect(path)
     records = [
         (prev, record_text(seq, f"{at[:10]}T{at[11:]}Z", json.dumps(kind), payload))
-        for seq, at, kind, payload, prev, _ in conn.execute(
+        for seq, at, kind, payload, prev, _ in raw.execute(
             "SELECT seq, at, kind, payload, prev_hash, hash FROM journal ORDER BY seq"
         )
     ]
-    conn.close()
+    raw.close()
     gc.collect()
     start, cpu = time.perf_counter(), time.process_time()
     for prev, record in records:

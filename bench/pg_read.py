@@ -23,6 +23,7 @@ import psycopg
 
 from lockstep.connectors.base import Scope
 from lockstep.connectors.postgres.connector import PostgresConnectorType
+from lockstep.connectors.postgres.settings import PostgresSettings
 from lockstep.demo import localpg
 from lockstep.model import Snapshot, Target
 from lockstep.secret import Secret
@@ -154,7 +155,12 @@ def main() -> None:
         fill_s = time.perf_counter() - start
 
         target = Target(
-            "bench", "postgres", None, frozenset(), False, {"dsn": Secret(server.dsn())}
+            "bench",
+            "postgres",
+            None,
+            frozenset(),
+            False,
+            PostgresSettings(dsn=Secret(server.dsn())),
         )
         declared = frozenset(f"svc_{i:05d}" for i in range(ROLES))
         session = PostgresConnectorType().open(

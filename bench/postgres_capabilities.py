@@ -27,6 +27,7 @@ from psycopg import sql
 
 from lockstep.connectors.base import Scope
 from lockstep.connectors.postgres.connector import PostgresConnectorType, PostgresSession
+from lockstep.connectors.postgres.settings import PostgresSettings
 from lockstep.connectors.postgres.usage import CATALOG_SUMMARY
 from lockstep.demo import localpg
 from lockstep.model import LEASE_PREFIX, Target
@@ -111,7 +112,12 @@ def report(label: str, samples: list[float], baseline: list[float]) -> None:
 
 def open_session(server: localpg.LocalPostgres, **settings: object) -> PostgresSession:
     target = Target(
-        "bench", "postgres", None, frozenset(), False, {"dsn": Secret(server.dsn()), **settings}
+        "bench",
+        "postgres",
+        None,
+        frozenset(),
+        False,
+        PostgresSettings.model_validate({"dsn": Secret(server.dsn()), **settings}),
     )
     return PostgresConnectorType().open(target, Scope(frozenset(), frozenset()))
 

@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pydantic import create_model
+
 from lockstep.engine.desired import desired_state
 from lockstep.engine.plan import make_plan
 from lockstep.model import (
@@ -51,6 +53,9 @@ from lockstep.model import (
 )
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+NO_SETTINGS = create_model("NoSettings")()  # of a target the pure plan never connects to
 DAY = timedelta(days=1)
 IDENTITIES_PER_OWNER = 50
 ENTITLEMENTS_PER_TARGET = 500  # distinct grants a target offers: 50 roles, 450 table privileges
@@ -132,7 +137,7 @@ def target_chunk(size: Size, index: int, seed: int, owner_names: list[str]) -> E
     """The identities of one target, and that target as observed."""
     rng = random.Random(f"{seed}/{size.name}/{index}")
     name = f"pg_{index}"
-    target = Target(name, "postgres", "prod", frozenset({"lockstep_admin"}), False, {})
+    target = Target(name, "postgres", "prod", frozenset({"lockstep_admin"}), False, NO_SETTINGS)
     pool = entitlement_pool(index)
     per_target = size.identities // size.targets
     first = index * per_target

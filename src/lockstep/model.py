@@ -70,6 +70,8 @@ class FindingType(StrEnum):
     TARGET_UNREACHABLE = "target_unreachable"
     PRIVILEGED_ORPHAN = "privileged_orphan"
     UNKNOWN_OBJECT = "unknown_object"
+    SOD_VIOLATION = "sod_violation"
+    GRANT_FAILED = "grant_failed"
 
 
 class Severity(StrEnum):
@@ -146,6 +148,12 @@ class Workload:
     claims: Mapping[str, str]
 
 
+class IdentityKind(StrEnum):
+    SERVICE = "service"
+    WORKLOAD = "workload"
+    AGENT = "agent"
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     name: str
@@ -155,6 +163,19 @@ class Identity:
     access: tuple[Access, ...]
     credentials: CredentialPolicy = CredentialPolicy()
     workload: Workload | None = None
+    kind: IdentityKind = IdentityKind.SERVICE
+    sponsor: str | None = None  # the person who answers for an agent
+
+
+@dataclass(frozen=True, slots=True)
+class SodRule:
+    """Entitlements no identity may hold two of together, nor one after the other within
+    ``within_s``. Each is (target, canonical entitlement)."""
+
+    name: str
+    entitlements: tuple[tuple[str, str], ...]
+    within_s: int | None
+    location: Location | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +186,7 @@ class Rules:
     mass_change_limit: float = 0.20  # share of managed accounts
     mass_change_floor: int = 5  # never stop a plan that touches this many or fewer
     dormant_after_s: int | None = None
+    sod: tuple[SodRule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +201,44 @@ class AuditSettings:
     region: str | None = None
 
 
+OWNER = "owner"  # an approver: the contacts of the identity's owner
+GROUP = "group:"  # an approver or admin: every member of the named group
+DEFAULT_ENVIRONMENT = "default"  # the approvals and max_duration of every other environment
+DEFAULT_PENDING_EXPIRY_S = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One stage of approval: ``required`` distinct people among ``approvers`` (``owner``,
+    ``group:NAME`` or an email)."""
+
+    approvers: tuple[str, ...]
+    required: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeopleIssuer:
+    """The OIDC issuer whose JWTs name people."""
+
+    issuer: str
+    audience: str
+    claim: str = "email"
+    jwks: str | None = None  # a URL or file:PATH; None: OIDC discovery
+
+
+@dataclass(frozen=True, slots=True)
+class Governance:
+    people: PeopleIssuer | None = None
+    groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    admins: tuple[str, ...] = ()  # emails and group:NAME
+    # Per environment, DEFAULT_ENVIRONMENT for the rest; every stage must pass.
+    approvals: Mapping[str, tuple[Stage, ...]] = field(
+        default_factory=lambda: {DEFAULT_ENVIRONMENT: (Stage((OWNER,), 1),)}
+    )
+    max_duration_s: Mapping[str, int] = field(default_factory=dict)
+    pending_expires_after_s: int = DEFAULT_PENDING_EXPIRY_S
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     targets: Mapping[str, Target]
@@ -186,6 +246,7 @@ class Policy:
     identities: Mapping[str, Identity]
     rules: Rules = Rules()
     audit: AuditSettings = AuditSettings()
+    governance: Governance = Governance()
 
 
 # ---------------------------------------------------------------- observed state
@@ -272,6 +333,7 @@ class Action:
     entitlement: str | None = None
     identity: str | None = None
     reason: str = ""
+    request: str | None = None  # the access request whose grant (or its end) this enacts
 
     def sort_key(self) -> tuple[str, int, str, str]:
         return (self.target, OP_ORDER[self.op], self.account, self.entitlement or "")

@@ -19,6 +19,7 @@ from lockstep.evidence.report import Gathered, build_report, finding_row
 from lockstep.journal import ChainReport
 from lockstep.model import Access, FindingType, Identity, Owner, OwnerStatus, Policy, Target
 from lockstep.store.findings import FindingRecord
+from support.settings import NO_SETTINGS
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -42,7 +43,7 @@ def browser() -> Iterator[object]:
 @pytest.fixture
 def page_file(tmp_path: Path) -> Path:
     policy = Policy(
-        {"db": Target("db", "postgres", "prod", frozenset(), False, {})},
+        {"db": Target("db", "postgres", "prod", frozenset(), False, NO_SETTINGS)},
         {"team": Owner("team", ("a@example.com",), OwnerStatus.ACTIVE)},
         {
             "api": Identity(

@@ -19,7 +19,7 @@ from sqlalchemy import text
 from lockstep.evidence import checkpoints
 from lockstep.evidence.export import ExportError, verify_export, write_export
 from lockstep.evidence.state import reading
-from lockstep.journal import Journal, check_chain, raw_entries, read_head
+from lockstep.journal import ChainReport, Journal, check_chain, raw_entries, read_head
 from lockstep.store import Store
 from support import journal_tampering as tampering
 from support.cli_project import Lockstep, project_env
@@ -54,7 +54,7 @@ def signed_head(store: Store, tmp_path: Path) -> tuple[checkpoints.Checkpoint, s
     return checkpoints.sign(key, seq, digest, None, T0), checkpoints.public_pem(key)
 
 
-def verify_store(url: str, watch: int | None = None) -> object:
+def verify_store(url: str, watch: int | None = None) -> ChainReport:
     with reading(url) as conn:
         return check_chain(raw_entries(conn), read_head(conn), watch=watch)
 

@@ -259,7 +259,9 @@ def test_an_unlock_by_hand_moves_the_token(session: LdapSession, ldap_target: Ld
     create(session)
     lock(ldap_target.server, "svc")
     token = session.change_token()
-    unlock = {"pwdAccountLockedTime": [(ldap3.MODIFY_DELETE, [])]}
+    unlock: dict[str, list[tuple[str, list[str]]]] = {
+        "pwdAccountLockedTime": [(ldap3.MODIFY_DELETE, [])]
+    }
     admin_changes(
         ldap_target.server, lambda c: c.modify(account_dn(ldap_target.server, "svc"), unlock)
     )

@@ -21,12 +21,12 @@ from lockstep.connectors.base import (
     TargetUnreachable,
 )
 from lockstep.connectors.ldap.connector import LdapConnectorType, LdapSession, LdapSettings
+from lockstep.demo.localpg import free_port
 from lockstep.model import Target
 from lockstep.secret import generate_password
 from services import slapd
 from services.slapd import (  # noqa: F401 - the fixtures
     LdapTarget,
-    free_port,
     ldap_target_fixture,
     slapd_server_fixture,
 )
@@ -158,8 +158,10 @@ def test_a_read_cut_short_by_a_size_limit_is_unreachable(ldap_target: LdapTarget
     server = ldap_target.server
     robot_password = generate_password()
     conn = server.connect()
-    robot = {"uid": "lockstep", "userPassword": robot_password.reveal()}
-    assert conn.add(f"uid=lockstep,{server.people_dn}", ["account", "simpleSecurityObject"], robot)
+    robot_entry = {"uid": "lockstep", "userPassword": robot_password.reveal()}
+    assert conn.add(
+        f"uid=lockstep,{server.people_dn}", ["account", "simpleSecurityObject"], robot_entry
+    )
     for i in range(501):  # slapd's default size limit is 500, paged or not
         conn.add(f"uid=bulk{i},{server.people_dn}", ["account"], {"uid": f"bulk{i}"})
     conn.unbind()
@@ -309,7 +311,7 @@ def test_rotate_will_not_quietly_restore_a_suspended_account(
 
 def test_end_sessions_is_an_honest_no_op(session: LdapSession) -> None:
     credential = create(session, "svc")
-    assert session.end_sessions("svc") is None
+    session.end_sessions("svc")
     assert session.probe(credential) is ProbeResult.ACCEPTED
 
 
@@ -323,7 +325,7 @@ def test_delete_removes_the_entry_and_every_membership(
     seed = [(ldap3.MODIFY_DELETE, [ldap_target.server.admin_dn])]
     assert conn.modify(ldap_target.group_dn("auditors"), {"member": seed})  # svc is the last one
     conn.unbind()
-    assert session.delete_account("svc") is None
+    session.delete_account("svc")
     assert session.read_account("svc") is None
     assert entry(ldap_target, "svc") is None
     dn = f"uid=svc,{ldap_target.server.people_dn}"

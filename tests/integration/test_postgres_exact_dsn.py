@@ -32,7 +32,7 @@ def project(tmp_path: Path, dsn: str, **env: str) -> Lockstep:
 def unreachable(cli: Lockstep) -> str:
     plan = cli.json("plan")
     (finding,) = [f for f in plan["findings"] if f["type"] == "target_unreachable"]
-    return finding["detail"]
+    return str(finding["detail"])
 
 
 def without_password(pg: localpg.LocalPostgres) -> str:

@@ -202,6 +202,7 @@ def test_aws_principals_with_administrator_access_are_left_alone(
             alone is not None
             and alone.privileged == "holds AdministratorAccess through group admins"
         )
-        assert session.read_account("user/stray").privileged is None
+        stray = session.read_account("user/stray")
+        assert stray is not None and stray.privileged is None
     finally:
         session.close()

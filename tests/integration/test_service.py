@@ -3,12 +3,14 @@ step with the policy, with no CLI call in between. Waits are bounded polls, neve
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sqlite3
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import jwt
 import psycopg
@@ -74,9 +76,12 @@ class Project:
         return Lockstep(self.workdir, self.env)(*args)
 
     def password(self) -> str:
-        return json.loads((self.workdir / "secrets" / "payments-api.json").read_text())["password"]
+        password: str = json.loads((self.workdir / "secrets" / "payments-api.json").read_text())[
+            "password"
+        ]
+        return password
 
-    def results(self, **fields: object) -> list[dict]:
+    def results(self, **fields: object) -> list[dict[str, Any]]:
         if not self.state.exists():
             return []
         return [
@@ -130,9 +135,11 @@ def test_healthz_and_metrics_describe_the_running_service(project: Project):
     assert health["status"] == "ok"
     assert health["targets"]["orders-db"]["up"] is True
     assert service.metric("lockstep_target_up", target="orders-db") == 1
-    assert service.metric("lockstep_passes_total", target="orders-db", outcome="remediated") >= 1
+    assert (
+        service.metric("lockstep_passes_total", target="orders-db", outcome="remediated") or 0
+    ) >= 1
     assert service.metric("lockstep_actions_total", op="create_account", status="verified") == 1
-    assert service.metric("lockstep_time_to_remediate_seconds_count") >= 2
+    assert (service.metric("lockstep_time_to_remediate_seconds_count") or 0) >= 2
     exposition = service.get("/metrics").text
     for family in (
         "lockstep_drift_found_total",
@@ -288,7 +295,9 @@ def test_an_unreachable_target_is_down_and_never_reported_in_sync(project: Proje
     assert service.health()["targets"]["orders-db"]["up"] is False
     findings = service.get("/v1/findings").json()["findings"]
     assert [f["type"] for f in findings] == ["target_unreachable"]
-    assert service.metric("lockstep_passes_total", target="orders-db", outcome="unreachable") >= 1
+    assert (
+        service.metric("lockstep_passes_total", target="orders-db", outcome="unreachable") or 0
+    ) >= 1
     assert not service.metric("lockstep_passes_total", target="orders-db", outcome="unchanged")
     assert "pw-x9y8" not in service.text()
 
@@ -386,7 +395,9 @@ def test_an_owner_change_rotates_an_identity_on_every_one_of_its_targets(project
     two_targets("team-b", project.workdir / "secrets").write(project.workdir)
     for account in ("orders_worker", "ledger_worker"):
         eventually(
-            lambda a=account: project.results(op="rotate_credential", account=a, status="verified"),
+            functools.partial(
+                project.results, op="rotate_credential", account=account, status="verified"
+            ),
             f"{account}'s credential to be rotated",
         )
     eventually(lambda: owner() == "team-b", "the owner change to be recorded as enforced")

@@ -9,6 +9,7 @@ import os
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -58,7 +59,7 @@ class Cluster:
         self.services.append(service)
         return service.wait_ready()
 
-    def results(self, **fields: object) -> list[dict]:
+    def results(self, **fields: object) -> list[dict[str, Any]]:
         with psycopg.connect(self.pg.dsn("lockstep_state")) as conn:
             rows = conn.execute(
                 "SELECT payload FROM journal WHERE kind = 'result' ORDER BY seq"

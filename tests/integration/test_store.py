@@ -30,8 +30,13 @@ TABLES = {
     "target_passes",
     "heartbeats",
     "identity_states",
+    "pending_credentials",
+    "person_tokens",
+    "access_requests",
+    "request_approvals",
+    "sod_holdings",
 }
-NEWEST = "0003"
+NEWEST = "0006_pending_credentials"
 
 
 def schema(store: Store) -> tuple[set[str], str, tuple[object, ...]]:

@@ -28,6 +28,7 @@ from lockstep.store import Store
 from lockstep.store import usage as usage_module
 from lockstep.store.tables import usage as usage_table
 from lockstep.store.usage import UsageStore
+from support.settings import NO_SETTINGS
 
 pytest_plugins = ("support.stores",)
 
@@ -156,7 +157,7 @@ def test_a_batch_is_written_in_one_statement_not_one_per_row(
 def test_a_stored_first_seen_time_starts_the_dormancy_clock(usage: UsageStore) -> None:
     usage.record(DB, [], ["payments_api"], T0)
     policy = Policy(
-        targets={DB: Target(DB, "postgres", "prod", frozenset(), False, {})},
+        targets={DB: Target(DB, "postgres", "prod", frozenset(), False, NO_SETTINGS)},
         owners={"team": Owner("team", (), OwnerStatus.ACTIVE)},
         identities={
             "payments-api": Identity(

@@ -11,13 +11,11 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +23,6 @@ import jwt
 import pytest
 import redis
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -43,6 +40,7 @@ from lockstep.leases.workload import (
 from lockstep.model import Identity, Workload
 from lockstep.service.credentials_api import router
 from support import policies
+from support.oidc import Issuer, SigningKey, new_key
 
 if TYPE_CHECKING:
     from services.redis_server import LocalRedis
@@ -83,105 +81,14 @@ def policy(issuer: str, partner: str) -> policies.Policy:
     )
 
 
-# ---------------------------------------------------------------- a local OIDC issuer
-
-
-@dataclass
-class SigningKey:
-    kid: str
-    alg: str
-    private: Any
-
-    def jwk(self) -> dict[str, Any]:
-        algorithm = jwt.get_algorithm_by_name(self.alg)
-        public: dict[str, Any] = json.loads(algorithm.to_jwk(self.private.public_key()))
-        return {**public, "kid": self.kid, "use": "sig", "alg": self.alg}
-
-
-def new_key(alg: str, kid: str) -> SigningKey:
-    private: Any
-    if alg == "RS256":
-        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    elif alg == "ES256":
-        private = ec.generate_private_key(ec.SECP256R1())
-    else:
-        private = ed25519.Ed25519PrivateKey.generate()
-    return SigningKey(kid, alg, private)
-
-
-@dataclass
-class Issuer:
-    """An OIDC issuer on 127.0.0.1 that publishes discovery and its keys."""
-
-    keys: list[SigningKey]
-    url: str = ""
-    discovery_issuer: str | None = None  # what discovery claims; the real URL by default
-    fetches: int = 0
-    server: ThreadingHTTPServer | None = field(default=None, repr=False)
-
-    def start(self) -> Issuer:
-        issuer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/.well-known/openid-configuration":
-                    body = {
-                        "issuer": issuer.discovery_issuer or issuer.url,
-                        "jwks_uri": issuer.url + "/jwks.json",
-                    }
-                elif self.path == "/jwks.json":
-                    issuer.fetches += 1
-                    body = {"keys": [k.jwk() for k in issuer.keys]}
-                else:
-                    self.send_error(404)
-                    return
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-
-    def token(
-        self,
-        subject: str = PAYMENTS,
-        key: SigningKey | None = None,
-        headers: dict[str, Any] | None = None,
-        **claims: Any,
-    ) -> str:
-        key = key or self.keys[0]
-        now = int(time.time())
-        body = {
-            "iss": self.url,
-            "sub": subject,
-            "aud": AUDIENCE,
-            "iat": now,
-            "exp": now + 300,
-            "env": "prod",
-            **claims,
-        }
-        body = {k: v for k, v in body.items() if v is not None}
-        return jwt.encode(
-            body, key.private, algorithm=key.alg, headers={"kid": key.kid, **(headers or {})}
-        )
+def workload_issuer(keys: list[SigningKey]) -> Issuer:
+    """Tokens of the payments workload unless a test says otherwise."""
+    return Issuer(keys, subject=PAYMENTS, audience=AUDIENCE, claims={"env": "prod"})
 
 
 @pytest.fixture
 def issuer() -> Iterator[Issuer]:
-    started = Issuer(
+    started = workload_issuer(
         [new_key("RS256", "rsa-1"), new_key("ES256", "ec-1"), new_key("EdDSA", "ed-1")]
     )
     yield started.start()
@@ -190,7 +97,7 @@ def issuer() -> Iterator[Issuer]:
 
 @pytest.fixture
 def partner() -> Iterator[Issuer]:
-    started = Issuer([new_key("ES256", "partner-1")])
+    started = workload_issuer([new_key("ES256", "partner-1")])
     yield started.start()
     started.stop()
 
@@ -404,7 +311,7 @@ def test_a_token_for_another_audience_is_refused(service: Service, issuer: Issue
 
 
 def test_a_token_from_an_untrusted_issuer_is_refused(service: Service, issuer: Issuer) -> None:
-    stranger = Issuer([new_key("RS256", "rsa-1")]).start()
+    stranger = workload_issuer([new_key("RS256", "rsa-1")]).start()
     try:
         token = stranger.token()
         answer = service.request(token)

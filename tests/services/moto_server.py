@@ -24,6 +24,7 @@ from typing import Any
 import boto3  # type: ignore[import-untyped,unused-ignore]
 import pytest
 
+from lockstep.connectors.aws.grammar import AwsSettings
 from lockstep.model import Target
 from lockstep.secret import Secret
 from services.process import (
@@ -173,9 +174,9 @@ def aws_target(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Targ
         exclude=frozenset(),
         legacy=False,
         # moto forgets a deleted key at once: no propagation window to wait out.
-        settings={
-            "region": moto_server.region,
-            "endpoint_url": moto_server.endpoint_url,
-            "propagation_window": 0.0,
-        },
+        settings=AwsSettings(
+            region=moto_server.region,
+            endpoint_url=moto_server.endpoint_url,
+            propagation_window=0.0,
+        ),
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from lockstep.connectors.redis.connector import RedisSettings
 from lockstep.model import Target
 from lockstep.secret import Secret, generate_password
 from services.process import (
@@ -143,6 +144,6 @@ def redis_target(redis_server: LocalRedis) -> Iterator[Target]:
         environment=None,
         exclude=frozenset(),
         legacy=False,
-        settings={"url": Secret(redis_server.url())},
+        settings=RedisSettings(url=Secret(redis_server.url())),
     )
     reset(redis_server)

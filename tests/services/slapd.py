@@ -29,6 +29,7 @@ from pathlib import Path
 import ldap3
 import pytest
 
+from lockstep.connectors.ldap.directory import LdapSettings
 from lockstep.model import Target
 from lockstep.secret import Secret, generate_password
 from services.process import (
@@ -302,13 +303,15 @@ def ldap_target_for(server: LocalSlapd, name: str = "directory") -> Target:
         environment="test",
         exclude=frozenset(),
         legacy=False,
-        settings={
-            "url": server.url,
-            "bind_dn": server.admin_dn,
-            "bind_password": server.admin_password,
-            "accounts_dn": server.people_dn,
-            "groups_dn": server.groups_dn,
-        },
+        settings=LdapSettings.model_validate(
+            {
+                "url": server.url,
+                "bind_dn": server.admin_dn,
+                "bind_password": server.admin_password,
+                "accounts_dn": server.people_dn,
+                "groups_dn": server.groups_dn,
+            }
+        ),
     )
 
 

@@ -16,6 +16,7 @@ from psycopg import sql
 
 from lockstep.connectors.base import Scope
 from lockstep.connectors.postgres.connector import PostgresConnectorType, PostgresSession
+from lockstep.connectors.postgres.settings import PostgresSettings
 from lockstep.demo import localpg
 from lockstep.model import Target
 from lockstep.secret import Secret
@@ -41,7 +42,7 @@ def open_session(pg: localpg.LocalPostgres) -> Iterator[OpenSession]:
             environment=None,
             exclude=frozenset(excluded),
             legacy=False,
-            settings={"dsn": Secret(dsn or pg.dsn()), **settings},
+            settings=PostgresSettings.model_validate({"dsn": Secret(dsn or pg.dsn()), **settings}),
         )
         session = CONNECTOR.open(target, Scope(frozenset(declared), frozenset(excluded)))
         opened.append(session)

@@ -16,10 +16,13 @@ from lockstep.model import (
     Status,
     Target,
 )
+from support.settings import NO_SETTINGS
 
 
 def policy() -> Policy:
-    targets = {n: Target(n, "postgres", None, frozenset(), False, {}) for n in ("db", "cache")}
+    targets = {
+        n: Target(n, "postgres", None, frozenset(), False, NO_SETTINGS) for n in ("db", "cache")
+    }
     access = (
         Access("db", "api", frozenset(), None),
         Access("cache", "api", frozenset(), None),

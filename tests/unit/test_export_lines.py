@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from lockstep.evidence.export import entry_line, parse_entry_line
 
-texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 payloads = st.dictionaries(texts, st.one_of(texts, st.integers(), st.none()), max_size=4)
 entries = st.tuples(
     st.integers(1, 10**9),

@@ -3,6 +3,8 @@ at least one control of every framework."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -41,8 +43,9 @@ def test_csf_uses_the_2_0_identifiers() -> None:
     assert not any(i.startswith(("PR.AC", "PR.IP", "DE.CM-7")) for i in ids)  # CSF 1.1 IDs
 
 
-def base() -> dict:
-    return yaml.safe_load(framework_text("owasp-nhi-2025"))
+def base() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(framework_text("owasp-nhi-2025"))
+    return loaded
 
 
 @pytest.mark.parametrize(

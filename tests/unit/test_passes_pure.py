@@ -4,6 +4,7 @@ whether an identity may have a lease now."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -27,11 +28,12 @@ from lockstep.model import (
     Target,
     Unreachable,
 )
+from support.settings import NO_SETTINGS
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
-def _identity(name: str, *targets: str, owner: str = "team", **credentials: int) -> Identity:
+def _identity(name: str, *targets: str, owner: str = "team", **credentials: Any) -> Identity:
     access = tuple(Access(t, name.replace("-", "_"), frozenset({"role:r"}), None) for t in targets)
     return Identity(name, owner, "test", None, access, CredentialPolicy(**credentials))
 
@@ -40,7 +42,7 @@ def _policy(*identities: Identity, owners: dict[str, OwnerStatus] | None = None)
     names = sorted({a.target for i in identities for a in i.access} | {"t1", "t2", "t3"})
     statuses = owners or {"team": OwnerStatus.ACTIVE}
     return Policy(
-        targets={n: Target(n, "postgres", None, frozenset(), False, {}) for n in names},
+        targets={n: Target(n, "postgres", None, frozenset(), False, NO_SETTINGS) for n in names},
         owners={n: Owner(n, (), s) for n, s in statuses.items()},
         identities={i.name: i for i in identities},
     )
@@ -89,7 +91,7 @@ def test_rotations_of_waiting_identities_are_dropped_and_nothing_else() -> None:
 
 def test_rotate_plans_every_enabled_account_and_names_unread_targets() -> None:
     policy = _policy(_identity("a", "t1", "t2", "t3"))
-    observed = {
+    observed: dict[str, Snapshot | Unreachable] = {
         "t1": Snapshot("t1", {"a": Account("a", frozenset(), True)}),
         "t2": Snapshot("t2", {"a": Account("a", frozenset(), False)}),
         "t3": Unreachable("t3", "down"),

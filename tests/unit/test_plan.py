@@ -27,13 +27,14 @@ from lockstep.model import (
     Target,
     Unreachable,
 )
+from support.settings import NO_SETTINGS
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 ENTS = ["role:a", "role:b", "SELECT on table public.t", "USAGE on schema s"]
 
 
 def target(name: str = "db") -> Target:
-    return Target(name, "postgres", "prod", frozenset(), False, {})
+    return Target(name, "postgres", "prod", frozenset(), False, NO_SETTINGS)
 
 
 def policy(
@@ -233,6 +234,7 @@ def simulate(observed: Snapshot, actions: tuple[Action, ...]) -> Snapshot:
         elif cur is None:
             raise AssertionError(f"{a.op} on a missing account {a.account}")
         elif a.op is Op.GRANT:
+            assert a.entitlement is not None
             accounts[a.account] = replace(cur, entitlements=cur.entitlements | {a.entitlement})
         elif a.op is Op.REVOKE:
             accounts[a.account] = replace(cur, entitlements=cur.entitlements - {a.entitlement})

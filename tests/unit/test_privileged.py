@@ -26,6 +26,7 @@ from lockstep.model import (
     Snapshot,
     Target,
 )
+from support.settings import NO_SETTINGS
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 ROOT = Account("root", frozenset(), True, sessions=2, privileged="superuser")
@@ -37,7 +38,7 @@ def policy(
     access = (Access("db", "root", frozenset(), None),) if declared else ()
     identities = {"ops": Identity("ops", "team", "ops", None, access)} if declared else {}
     return Policy(
-        targets={"db": Target("db", "postgres", None, frozenset(), False, {})},
+        targets={"db": Target("db", "postgres", None, frozenset(), False, NO_SETTINGS)},
         owners={"team": Owner("team", (), owner)},
         identities=identities,
         rules=Rules(orphan_accounts=rule),

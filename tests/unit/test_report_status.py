@@ -23,9 +23,10 @@ from lockstep.model import (
     Target,
 )
 from lockstep.store.findings import FindingRecord
+from support.settings import NO_SETTINGS
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-T = Target("db", "postgres", "prod", frozenset(), False, {})
+T = Target("db", "postgres", "prod", frozenset(), False, NO_SETTINGS)
 POLICY = Policy(
     {"db": T},
     {"team": Owner("team", ("a@example.com",), OwnerStatus.ACTIVE)},

@@ -301,12 +301,14 @@ from lockstep.cli import credentials as credentials_commands  # noqa: E402
 from lockstep.cli import evidence as evidence_commands  # noqa: E402
 from lockstep.cli import findings as findings_commands  # noqa: E402
 from lockstep.cli import service as service_commands  # noqa: E402
+from lockstep.cli import tokens as token_commands  # noqa: E402
 
 audit_commands.register(app)
 evidence_commands.register(app)
 findings_commands.register(app)
 credentials_commands.register(app)
 service_commands.register(app)
+token_commands.register(app)
 
 
 def _fail(message: str, code: int) -> NoReturn:

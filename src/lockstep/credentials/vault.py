@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, Connection, Row, and_, delete, insert, sel
 from lockstep.errors import LockstepError
 from lockstep.secret import Secret
 from lockstep.store import Store
-from lockstep.store.tables import credentials
+from lockstep.store.tables import credentials, pending_credentials
 
 KEY_ENV = "LOCKSTEP_KEY"
 KEY_FILE = "key"
@@ -48,6 +48,22 @@ class StoredCredential:
     fingerprint: str
     issued_at: datetime
     expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PendingCredential:
+    """A credential change under way: stored before the target is changed, gone once the
+    change is complete (promoted to current) or rolled back (discarded)."""
+
+    id: int
+    target: str
+    account: str
+    identity: str | None
+    op: str
+    username: str
+    secret: Secret | None  # None for a change that issues no secret (a deletion)
+    fingerprint: str | None
+    created_at: datetime
 
 
 def load_key(state_dir: Path) -> bytes:
@@ -195,6 +211,123 @@ class Vault:
         )
         conn.execute(insert(credentials), rows)
 
+    def stage(
+        self,
+        target: str,
+        account: str,
+        identity: str | None,
+        op: str,
+        username: str,
+        secret: Secret | None,
+    ) -> PendingCredential:
+        """Record a change about to be made to the target, with its new secret encrypted,
+        before the target is touched: the first phase of a two-phase change."""
+        now = datetime.now(UTC)
+        fingerprint = None if secret is None else secret.fingerprint()
+        row = {
+            "target": target,
+            "account": account,
+            "identity": identity,
+            "op": op,
+            "username": username,
+            "ciphertext": self._seal(target, account, username, secret),
+            "fingerprint": fingerprint,
+            "created_at": now,
+        }
+        with self._store.writing(LOCK, pending_credentials) as conn:
+            new_id = conn.execute(insert(pending_credentials).values(row)).inserted_primary_key
+        assert new_id is not None
+        return PendingCredential(
+            int(new_id[0]), target, account, identity, op, username, secret, fingerprint, now
+        )
+
+    def restage(
+        self, pending: PendingCredential, username: str, secret: Secret
+    ) -> PendingCredential:
+        """The target minted its own credential instead of taking the staged one (AWS access
+        keys): the pending change now holds what the target returned."""
+        sealed = self._seal(pending.target, pending.account, username, secret)
+        with self._store.writing(LOCK, pending_credentials) as conn:
+            conn.execute(
+                update(pending_credentials)
+                .where(pending_credentials.c.id == pending.id)
+                .values(username=username, ciphertext=sealed, fingerprint=secret.fingerprint())
+            )
+        return PendingCredential(
+            pending.id,
+            pending.target,
+            pending.account,
+            pending.identity,
+            pending.op,
+            username,
+            secret,
+            secret.fingerprint(),
+            pending.created_at,
+        )
+
+    def promote(self, pending: PendingCredential, issued_at: datetime) -> StoredCredential:
+        """The second phase: the pending credential becomes current (the previous current
+        one retired), unless it already is. The pending record stays until ``discard``,
+        which comes once the change's result is journaled: a crash in between still leaves
+        the change for the next pass to close."""
+        if pending.secret is None:
+            raise ValueError("a pending change without a secret cannot become a credential")
+        stored = StoredCredential(
+            pending.target,
+            pending.account,
+            pending.identity,
+            pending.username,
+            pending.secret,
+            pending.secret.fingerprint(),
+            issued_at,
+            None,
+        )
+        with self._store.writing(LOCK) as conn:
+            already = conn.execute(
+                select(credentials.c.id).where(
+                    _for(pending.target, pending.account),
+                    credentials.c.status == _CURRENT,
+                    credentials.c.fingerprint == stored.fingerprint,
+                )
+            ).first()
+            if already is None:
+                self.put_in(conn, [stored])
+        return stored
+
+    def discard(self, pending: PendingCredential) -> None:
+        """The change is over: its result journaled, or rolled back."""
+        with self._store.writing(LOCK, pending_credentials) as conn:
+            conn.execute(delete(pending_credentials).where(pending_credentials.c.id == pending.id))
+
+    def pending(self) -> list[PendingCredential]:
+        """Every change under way, oldest first."""
+        with self._store.reading() as conn:
+            rows = list(
+                conn.execute(select(pending_credentials).order_by(pending_credentials.c.id)).all()
+            )
+        return [self._open_pending(row) for row in rows]
+
+    def _seal(self, target: str, account: str, username: str, secret: Secret | None) -> str | None:
+        if secret is None:
+            return None
+        return self._fernet.encrypt(_sealed(target, account, username, secret)).decode()
+
+    def _open_pending(self, row: Row[Any]) -> PendingCredential:
+        secret = None
+        if row.ciphertext is not None:
+            secret = self._decrypt(row, f"{row.target}/{row.account} (pending)")
+        return PendingCredential(
+            row.id,
+            row.target,
+            row.account,
+            row.identity,
+            row.op,
+            row.username,
+            secret,
+            row.fingerprint,
+            row.created_at,
+        )
+
     def current(self, target: str, account: str) -> StoredCredential | None:
         rows = self._select(target, account, _CURRENT)
         return self._open(rows[0]) if rows else None
@@ -245,7 +378,18 @@ class Vault:
             )
 
     def _open(self, row: Row[Any]) -> StoredCredential:
-        where = f"{row.target}/{row.account}"
+        return StoredCredential(
+            row.target,
+            row.account,
+            row.identity,
+            row.username,
+            self._decrypt(row, f"{row.target}/{row.account}"),
+            row.fingerprint,
+            row.issued_at,
+            row.expires_at,
+        )
+
+    def _decrypt(self, row: Row[Any], where: str) -> Secret:
         try:
             sealed = json.loads(self._fernet.decrypt(row.ciphertext.encode()))
         except InvalidToken:
@@ -260,16 +404,7 @@ class Vault:
             row.username,
         ]:
             raise VaultError(f"the stored credential of {where} was encrypted for another account")
-        return StoredCredential(
-            row.target,
-            row.account,
-            row.identity,
-            row.username,
-            Secret(sealed["secret"]),
-            row.fingerprint,
-            row.issued_at,
-            row.expires_at,
-        )
+        return Secret(sealed["secret"])
 
 
 def _sealed(target: str, account: str, username: str, secret: Secret) -> bytes:

@@ -130,6 +130,9 @@ class LocalPostgres:
         self.stop()
 
 
+_PROGRAMS = ("initdb", "pg_ctl")
+
+
 def start(directory: Path | None = None, superuser: str = "lockstep_admin") -> LocalPostgres:
     """initdb and start a server; returns once it accepts connections."""
     bin_dir = _bin_dir()
@@ -201,7 +204,11 @@ def _run(cmd: list[str], log: Path) -> None:
     with log.open("wb") as out:
         rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
     if rc != 0:
-        raise LocalPostgresError(f"{Path(cmd[len(cmd) - 1]).name} failed (exit {rc}); see {log}")
+        # The log's last lines travel with the error: the directory may be gone by the time
+        # anyone reads it (a test's temp dir, a CI runner).
+        program = next(Path(arg).name for arg in cmd if Path(arg).name in _PROGRAMS)
+        tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-4:])
+        raise LocalPostgresError(f"{program} failed (exit {rc}): {tail} (log: {log})")
 
 
 def _wait_ready(server: LocalPostgres, timeout_s: float = 30.0) -> None:

@@ -16,12 +16,13 @@ from lockstep.connectors.base import (
     Session,
     TargetUnreachable,
 )
-from lockstep.credentials.sinks import Delivery, SinkError, deliver
-from lockstep.credentials.vault import StoredCredential, Vault
+from lockstep.credentials.vault import PendingCredential, StoredCredential, Vault
+from lockstep.engine import faults
+from lockstep.engine.delivery import Deliverer
 from lockstep.engine.verify import REAL_TIME, Evidence, Timer, propagation_window, verify_action
 from lockstep.journal import Journal, JournalError
 from lockstep.model import REMOVING_OPS, Action, Check, Op, Plan, Policy, Result, Status
-from lockstep.secret import generate_password, redact
+from lockstep.secret import Secret, generate_password, redact
 
 
 def action_fields(action: Action) -> dict[str, Any]:
@@ -35,22 +36,31 @@ def action_fields(action: Action) -> dict[str, Any]:
     }
 
 
-def execute(session: Session, action: Action) -> Credential | None:
-    """The session's operation for ``action``, with a fresh password where it takes one."""
+# Changes staged in the vault before the target is touched (two-phase): those that set or
+# take away a credential. Grants and revokes are repaired by the next plan as they are.
+STAGED_OPS = frozenset(
+    {Op.CREATE_ACCOUNT, Op.RESTORE_ACCOUNT, Op.SUSPEND_ACCOUNT, Op.ROTATE_CREDENTIAL}
+    | {Op.DELETE_ACCOUNT}
+)
+
+
+def execute(session: Session, action: Action, secret: Secret | None) -> Credential | None:
+    """The session's operation for ``action``; ``secret`` is the staged new password of an
+    operation that takes one."""
     account = action.account
     match action.op:
         case Op.CREATE_ACCOUNT:
-            return session.create_account(account, generate_password())
+            return session.create_account(account, _needs(secret))
         case Op.GRANT:
             session.grant(account, _entitlement(action))
         case Op.REVOKE:
             session.revoke(account, _entitlement(action))
         case Op.SUSPEND_ACCOUNT:
-            return session.suspend_account(account, generate_password())
+            return session.suspend_account(account, _needs(secret))
         case Op.RESTORE_ACCOUNT:
-            return session.restore_account(account, generate_password())
+            return session.restore_account(account, _needs(secret))
         case Op.ROTATE_CREDENTIAL:
-            return session.rotate_credential(account, generate_password())
+            return session.rotate_credential(account, _needs(secret))
         case Op.END_SESSIONS:
             session.end_sessions(account)
         case Op.DELETE_ACCOUNT:
@@ -58,6 +68,10 @@ def execute(session: Session, action: Action) -> Credential | None:
         case _:
             assert_never(action.op)
     return None
+
+
+def _needs(secret: Secret | None) -> Secret:
+    return secret if secret is not None else generate_password()
 
 
 def _entitlement(action: Action) -> str:
@@ -78,6 +92,10 @@ class Applier:
     timer: Timer = REAL_TIME  # for probe backoff within a propagation window
     _lost: dict[str, str] = field(default_factory=dict)  # targets that went away mid-apply
 
+    @property
+    def delivery(self) -> Deliverer:
+        return Deliverer(self.policy, self.journal, self.clock)
+
     def apply(self, plan: Plan) -> list[Result]:
         results: list[Result] = []
         journal_down: str | None = None
@@ -86,7 +104,7 @@ class Applier:
                 result = Result(action, Status.FAILED, f"not attempted: {journal_down}")
             else:
                 try:
-                    result = self._one(action)
+                    result = self.apply_one(action)
                 except JournalError as exc:
                     journal_down = f"journal unavailable, nothing more changed ({exc})"
                     result = Result(action, Status.FAILED, journal_down)
@@ -94,26 +112,31 @@ class Applier:
             self.progress(result)
         return results
 
-    def _one(self, action: Action) -> Result:
+    def apply_one(self, action: Action) -> Result:
         if action.target in self._lost:
             return Result(action, Status.FAILED, f"not attempted: {self._lost[action.target]}")
         session = self.sessions.get(action.target)
         if session is None:
             return Result(action, Status.FAILED, "not attempted: target unreachable")
-        self.journal.append("intent", action_fields(action))
         old = self.vault.current(action.target, action.account)
+        staged = self._stage(action)
+        self.journal.append("intent", action_fields(action))
         try:
             refusal = self._privileged_orphan(session, action)
             if refusal is not None:
-                return self._finish(action, Status.FAILED, refusal)
-            if action.op is Op.ROTATE_CREDENTIAL:
-                return self._rotate(session, action, old)
-            return self._change(session, action, old)
+                result = self.finish(action, Status.FAILED, refusal)
+            elif action.op is Op.ROTATE_CREDENTIAL and staged is not None:
+                result = self._rotate(session, action, old, staged)
+            else:
+                result = self._change(session, action, old, staged)
         except TargetUnreachable as exc:
+            # The outcome is unknown: the pending change stays for the next pass to settle.
             self._lost[action.target] = f"target unreachable: {redact(str(exc))}"
-            return self._finish(action, Status.FAILED, self._lost[action.target])
+            return self.finish(action, Status.FAILED, self._lost[action.target])
         except ActionFailed as exc:
-            return self._finish(action, Status.FAILED, redact(str(exc)))
+            result = self.finish(action, Status.FAILED, redact(str(exc)))
+        self._settle(staged)
+        return result
 
     def _privileged_orphan(self, session: Session, action: Action) -> str | None:
         """Why ``action`` must not touch its account: one no identity declares that the
@@ -127,45 +150,91 @@ class Applier:
             return None
         return f"refused: {account.privileged}; no identity declares it"
 
-    def _change(self, session: Session, action: Action, old: StoredCredential | None) -> Result:
-        returned = execute(session, action)
+    def _stage(self, action: Action) -> PendingCredential | None:
+        """The first phase: the new secret stored, encrypted, as pending."""
+        if action.op not in STAGED_OPS:
+            return None
+        secret = None if action.op is Op.DELETE_ACCOUNT else generate_password()
+        staged = self.vault.stage(
+            action.target, action.account, action.identity, str(action.op), action.account, secret
+        )
+        faults.reached(action.op, "staged")
+        return staged
+
+    def _settle(self, staged: PendingCredential | None) -> None:
+        """A change whose result is journaled (kept, or rolled back) leaves nothing pending."""
+        if staged is not None:
+            self.vault.discard(staged)
+
+    def _minted(self, staged: PendingCredential, returned: Credential) -> PendingCredential:
+        """A target that mints its own credential (an AWS access key) returns another one
+        than the staged: the pending change then holds what the target returned."""
+        if staged.secret is not None and returned.secret.fingerprint() == staged.fingerprint:
+            return staged
+        return self.vault.restage(staged, returned.username, returned.secret)
+
+    def _change(
+        self,
+        session: Session,
+        action: Action,
+        old: StoredCredential | None,
+        staged: PendingCredential | None,
+    ) -> Result:
+        returned = execute(session, action, staged.secret if staged else None)
+        faults.reached(action.op, "target_changed")
         evidence = Evidence(refused=self._old(action, old) if action.op in REMOVING_OPS else [])
         fingerprint = None
+        if returned is not None and staged is not None:
+            staged = self._minted(staged, returned)
+            # The credential is the vault's before it goes anywhere: a delivery that fails is
+            # retried by the next pass from there. A suspension password is kept too, so that
+            # `verify` can keep proving that even the current password no longer opens it.
+            self._promote(action, staged)
         if action.op is Op.SUSPEND_ACCOUNT and returned is not None:
-            # The suspension password is kept (encrypted) so that `verify` can keep proving
-            # that even the account's current password no longer opens it.
-            self._keep(action, returned)
             evidence = Evidence(refused=[("suspension password", returned), *evidence.refused])
         elif returned is not None:
             fingerprint = returned.secret.fingerprint()
-            self._keep(action, returned)
-            delivery_error = self._deliver(action, returned)
+            delivery_error = self.delivery.deliver(action_fields(action), returned)
+            faults.reached(action.op, "delivered")
             if delivery_error:
-                return self._finish(action, Status.FAILED, delivery_error, fingerprint)
+                return self.finish(action, Status.FAILED, delivery_error, fingerprint)
             evidence = Evidence(issued=returned, refused=self._old(action, old))
-        status, detail, checks = self._verify(session, action, evidence)
-        return self._finish(action, status, detail, fingerprint, checks)
+        status, detail, checks = self.verify(session, action, evidence)
+        return self.finish(action, status, detail, fingerprint, checks)
 
-    def _rotate(self, session: Session, action: Action, old: StoredCredential | None) -> Result:
+    def _promote(self, action: Action, staged: PendingCredential) -> None:
+        self.vault.promote(staged, self.clock())
+        faults.reached(action.op, "promoted")
+
+    def _rotate(
+        self,
+        session: Session,
+        action: Action,
+        old: StoredCredential | None,
+        staged: PendingCredential,
+    ) -> Result:
         """Rotation never leaves the workload without a working secret.
 
         Where the target holds two credentials at once: add the new one, deliver it, prove it
         works, then retire the old one and prove it refused. Where it holds one (a PostgreSQL
         role's password), the change is immediate; if delivery then fails, the previous
-        credential is put back, so the workload keeps the one it has.
+        credential is put back, so the workload keeps the one it has. Either way the new
+        secret was staged first, so a crash at any step is settled by the next pass.
         """
         previous = self._old(action, old)
         # Zero downtime needs to know which credential to retire: one lockstep never issued
         # is replaced outright instead (the target then keeps only the new one).
         if isinstance(session, HoldsTwoCredentials) and previous:
             try:
-                new = session.add_credential(action.account, generate_password())
+                new = session.add_credential(action.account, staged.secret)
             except ActionFailed:
                 # Some accounts cannot hold a second credential (a password stored in a
                 # scheme the connector cannot match): rotate in place instead.
-                return self._rotate_in_place(session, action, old, previous)
-            return self._rotate_side_by_side(session, session, action, new, old, previous)
-        return self._rotate_in_place(session, action, old, previous)
+                return self._rotate_in_place(session, action, old, previous, staged)
+            faults.reached(action.op, "target_changed")
+            staged = self._minted(staged, new)
+            return self._rotate_side_by_side(session, session, action, new, old, previous, staged)
+        return self._rotate_in_place(session, action, old, previous, staged)
 
     def _rotate_side_by_side(
         self,
@@ -175,24 +244,27 @@ class Applier:
         new: Credential,
         old: StoredCredential | None,
         previous: list[tuple[str, Credential]],
+        staged: PendingCredential,
     ) -> Result:
         """``holder`` is ``session`` seen through its two-credential capability."""
         delivered: list[str] = []
-        delivery_error = self._deliver(action, new, delivered)
+        fields = action_fields(action)
+        delivery_error = self.delivery.deliver(fields, new, delivered)
         if delivery_error:
             holder.retire_credential(action.account, new)
-            sinks = self._give_back(action, delivered, old)
-            return self._finish(action, Status.FAILED, f"{delivery_error}; old kept{sinks}")
+            sinks = self.delivery.give_back(fields, delivered, old)
+            return self.finish(action, Status.FAILED, f"{delivery_error}; old kept{sinks}")
+        faults.reached(action.op, "delivered")
         accepted = Evidence(issued=new)
-        status, detail, checks = self._verify(session, action, accepted)
+        status, detail, checks = self.verify(session, action, accepted)
         if status is not Status.VERIFIED:
-            return self._finish(action, status, f"{detail}; old kept", None, checks)
+            return self.finish(action, status, f"{detail}; old kept", None, checks)
+        self._promote(action, staged)
         for _, cred in previous:
             holder.retire_credential(action.account, cred)
-        self._keep(action, new)
         evidence = Evidence(issued=new, refused=previous)
-        status, detail, checks = self._verify(session, action, evidence)
-        return self._finish(action, status, detail, new.secret.fingerprint(), checks)
+        status, detail, checks = self.verify(session, action, evidence)
+        return self.finish(action, status, detail, new.secret.fingerprint(), checks)
 
     def _rotate_in_place(
         self,
@@ -200,17 +272,21 @@ class Applier:
         action: Action,
         old: StoredCredential | None,
         previous: list[tuple[str, Credential]],
+        staged: PendingCredential,
     ) -> Result:
-        new = session.rotate_credential(action.account, generate_password())
+        new = session.rotate_credential(action.account, _needs(staged.secret))
+        faults.reached(action.op, "target_changed")
+        staged = self._minted(staged, new)
         delivered: list[str] = []
-        delivery_error = self._deliver(action, new, delivered)
+        delivery_error = self.delivery.deliver(action_fields(action), new, delivered)
         if delivery_error:
             restored = self._roll_back(session, action, old, new, delivered)
-            return self._finish(action, Status.FAILED, f"{delivery_error}; {restored}")
-        self._keep(action, new)
+            return self.finish(action, Status.FAILED, f"{delivery_error}; {restored}")
+        faults.reached(action.op, "delivered")
+        self._promote(action, staged)
         evidence = Evidence(issued=new, refused=previous)
-        status, detail, checks = self._verify(session, action, evidence)
-        return self._finish(action, status, detail, new.secret.fingerprint(), checks)
+        status, detail, checks = self.verify(session, action, evidence)
+        return self.finish(action, status, detail, new.secret.fingerprint(), checks)
 
     def _roll_back(
         self,
@@ -241,8 +317,8 @@ class Applier:
             self.journal.append("rollback_result", {**undo, "status": "failed", "detail": detail})
             return detail
         evidence = Evidence(issued=previous, refused=[("undelivered credential", new)])
-        status, detail, checks = self._verify(session, action, evidence)
-        sinks = self._give_back(action, delivered, old)
+        status, detail, checks = self.verify(session, action, evidence)
+        sinks = self.delivery.give_back(action_fields(action), delivered, old)
         self.journal.append(
             "rollback_result",
             {
@@ -256,31 +332,13 @@ class Applier:
             return f"restoring the previous credential is {status}: {detail}{sinks}"
         return f"previous credential restored and proven working{sinks}"
 
-    def _give_back(self, action: Action, delivered: list[str], old: StoredCredential | None) -> str:
-        """The sinks that received a credential now withdrawn get the previous one again;
-        says which could not."""
-        if old is None or not delivered:
-            return ""
-        previous = Credential(old.username, old.secret)
-        failed = []
-        for sink in delivered:
-            try:
-                self._write(sink, action, previous)
-            except SinkError as exc:
-                failed.append(redact(str(exc)))
-        if failed:
-            return f"; {len(failed)} sink(s) that received the new credential kept it: {failed[0]}"
-        return ""
-
-    def _verify(
+    def verify(
         self, session: Session, action: Action, evidence: Evidence
     ) -> tuple[Status, str, tuple[Check, ...]]:
-        return verify_action(session, action, evidence, self._window(action), self.timer)
+        return verify_action(session, action, evidence, self.window(action.target), self.timer)
 
-    def _window(self, action: Action) -> float:
-        return propagation_window(
-            self.policy.targets[action.target], self.connectors[action.target]
-        )
+    def window(self, target: str) -> float:
+        return propagation_window(self.policy.targets[target], self.connectors[target])
 
     @staticmethod
     def _old(action: Action, old: StoredCredential | None) -> list[tuple[str, Credential]]:
@@ -288,72 +346,17 @@ class Applier:
             return []
         return [("previous credential", Credential(old.username, old.secret))]
 
-    def _keep(self, action: Action, credential: Credential) -> None:
-        self.vault.put(
-            action.target,
-            action.account,
-            action.identity,
-            credential.username,
-            credential.secret,
-            self.clock(),
-        )
-
-    def _sinks(self, action: Action) -> list[str]:
-        """Where the account's credential goes: the sink of every identity declaring the
-        account (a shared account's workloads each need the new credential)."""
-        sinks: list[str] = []
-        for identity in self.policy.identities.values():
-            sink = identity.credentials.sink
-            declares = any(
-                a.target == action.target and a.account == action.account for a in identity.access
-            )
-            if sink is not None and declares and sink not in sinks:
-                sinks.append(sink)
-        return sinks
-
-    def _deliver(
-        self, action: Action, credential: Credential, delivered: list[str] | None = None
-    ) -> str | None:
-        """Deliver ``credential`` to every sink of the account, journaling each delivery;
-        the first failure stops and is returned. ``delivered`` collects the sinks written."""
-        for sink in self._sinks(action):
-            try:
-                where = self._write(sink, action, credential)
-            except SinkError as exc:
-                return f"credential not delivered: {redact(str(exc))}"
-            if delivered is not None:
-                delivered.append(sink)
-            self.journal.append(
-                "delivery",
-                {
-                    **action_fields(action),
-                    "sink": where,
-                    "fingerprint": credential.secret.fingerprint(),
-                },
-            )
-        return None
-
-    def _write(self, sink: str, action: Action, credential: Credential) -> str:
-        delivery = Delivery(
-            target=action.target,
-            account=action.account,
-            username=credential.username,
-            secret=credential.secret,
-            issued_at=self.clock(),
-            expires_at=None,
-        )
-        return deliver(sink, delivery)
-
-    def _finish(
+    def finish(
         self,
         action: Action,
         status: Status,
         detail: str,
         fingerprint: str | None = None,
         checks: tuple[Any, ...] = (),
+        kind: str = "result",
     ) -> Result:
         self.journal.append(
-            "result",
+            kind,
             {
                 **action_fields(action),
                 "status": str(status),

@@ -63,6 +63,7 @@ def verify_state(
         n: propagation_window(ws.policy.targets[n], c) for n, c in observer.connectors.items()
     }
     checks += probe_checks(observer.sessions, ws.vault, desired, seen.observed, windows)
+    checks += unfinished_checks(ws.vault)
     ids = {f.id for f in seen.plan.findings}
     verification = Verification(
         checks, seen.plan, [r for r in seen.findings if r.id in ids], strict
@@ -116,6 +117,21 @@ def reconcile_checks(checks: Sequence[Check], plan: Plan) -> list[Check]:
             what = f"{a.op} planned: {a.reason}"
             judged.append(Check(a.target, a.account, a.entitlement, "nothing to do", what, False))
     return judged
+
+
+def unfinished_checks(vault: Vault) -> list[Check]:
+    """A credential change a crash interrupted is not in sync until a pass settles it."""
+    return [
+        Check(
+            p.target,
+            p.account,
+            None,
+            "no unfinished credential change",
+            f"{p.op} unfinished since {p.created_at:%Y-%m-%dT%H:%M:%SZ} (apply settles it)",
+            False,
+        )
+        for p in vault.pending()
+    ]
 
 
 def state_checks(

@@ -92,4 +92,10 @@ KINDS: Mapping[FindingType, FindingKind] = {
     FindingType.UNKNOWN_OBJECT: FindingKind(
         Severity.MEDIUM, (), _ACCESS, "entitlement naming an object the target does not have"
     ),
+    FindingType.SOD_VIOLATION: FindingKind(
+        Severity.HIGH, ("NHI5",), _ACCESS, "identity holding entitlements a sod rule separates"
+    ),
+    FindingType.GRANT_FAILED: FindingKind(
+        Severity.MEDIUM, (), _ACCESS, "approved access that could not be enforced"
+    ),
 }

@@ -18,6 +18,7 @@ from lockstep.connectors.base import ObservesUsage, TargetUnreachable
 from lockstep.engine.apply import Applier, action_fields
 from lockstep.engine.observe import Observer
 from lockstep.engine.plan import make_plan
+from lockstep.engine.recovery import Recovery
 from lockstep.engine.workspace import Workspace
 from lockstep.model import Desired, Observation, Op, Plan, Result, Snapshot, Status
 from lockstep.store.findings import FindingRecord, remediated_ids
@@ -53,14 +54,30 @@ Gate = Callable[[Pass], Plan | None]
 def reconcile(
     ws: Workspace, observer: Observer, desired: Desired, gate: Gate, progress: Progress
 ) -> Reconciled:
+    """Settle what an earlier, interrupted pass left unfinished, then read, plan, gate and
+    apply. The settled changes come first among the results."""
+    recovered = recover(ws, observer, progress)
     seen = observe(ws, observer, desired)
     plan = gate(seen)
     if plan is None:
-        return Reconciled(seen, None)
+        return Reconciled(seen, None, recovered)
     if not plan.actions:
         settle_identity_states(ws, plan, [])
-        return Reconciled(seen, plan)
-    return Reconciled(seen, plan, apply(ws, observer, plan, progress))
+        return Reconciled(seen, plan, recovered)
+    return Reconciled(seen, plan, recovered + apply(ws, observer, plan, progress))
+
+
+def recover(ws: Workspace, observer: Observer, progress: Progress) -> list[Result]:
+    """Complete or roll back every credential change still pending (one cheap query when
+    there is none): the sessions are opened, the change settled, each result reported."""
+    pending = ws.vault.pending()
+    if not pending:
+        return []
+    observer.observe()
+    results = Recovery(_applier(ws, observer, progress)).run(pending)
+    for result in results:
+        progress(result)
+    return results
 
 
 def observe(ws: Workspace, observer: Observer, desired: Desired) -> Pass:
@@ -98,16 +115,7 @@ def apply(ws: Workspace, observer: Observer, plan: Plan, progress: Progress) -> 
             "findings": len(plan.findings),
         },
     )
-    applier = Applier(
-        ws.policy,
-        observer.sessions,
-        observer.connectors,
-        ws.journal,
-        ws.vault,
-        ws.clock,
-        progress,
-    )
-    results = applier.apply(plan)
+    results = _applier(ws, observer, progress).apply(plan)
     now = ws.clock()
     for key in {(r.action.target, r.action.account) for r in results}:
         ws.vault.purge_retired(*key, keep=3)
@@ -117,6 +125,12 @@ def apply(ws: Workspace, observer: Observer, plan: Plan, progress: Progress) -> 
     ws.ledger.remediated(remediated_ids(results, plan.findings), now)
     settle_identity_states(ws, plan, results)
     return results
+
+
+def _applier(ws: Workspace, observer: Observer, progress: Progress) -> Applier:
+    return Applier(
+        ws.policy, observer.sessions, observer.connectors, ws.journal, ws.vault, ws.clock, progress
+    )
 
 
 def settle_identity_states(ws: Workspace, plan: Plan, results: list[Result]) -> None:

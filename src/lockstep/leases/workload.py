@@ -21,7 +21,7 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from ipaddress import ip_address
@@ -220,8 +220,7 @@ class WorkloadVerifier:
     def verify(self, token: str, identity: str) -> VerifiedWorkload:
         """The workload, when the token is valid and bound to ``identity`` alone; else
         ``WorkloadRefused``."""
-        info, alg = _inspect(token)
-        claims = self._verified_claims(token, info, alg)
+        claims, info = verified_claims(token, self._issuers, self._keys)
         binding = self._bindings.get(identity)
         if binding is None:
             raise _forbidden(f"identity {identity!r} has no workload binding", info)
@@ -235,41 +234,56 @@ class WorkloadVerifier:
             )
         return VerifiedWorkload(identity, binding.issuer, binding.subject)
 
-    def _verified_claims(self, token: str, info: TokenInfo, alg: str) -> dict[str, Any]:
-        if info.issuer not in self._issuers:
-            raise _unauthorized(f"issuer {_shown(info.issuer)!r} is not trusted", info)
-        if info.kid is None:
-            raise _unauthorized("the token names no signing key (kid)", info)
-        try:
-            key = self._keys.signing_key(info.issuer, info.kid)
-        except LookupError:
-            raise _unauthorized(
-                f"unknown kid {_shown(info.kid)!r}: no such key in the issuer's key set", info
-            ) from None
-        except ConnectionError as exc:
-            raise WorkloadRefused(HTTPStatus.SERVICE_UNAVAILABLE, str(exc), info) from None
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=[alg],
-                issuer=info.issuer,
-                leeway=LEEWAY_S,
-                options={"require": _REQUIRED_CLAIMS, "verify_aud": False},
-            )
-        except jwt.ExpiredSignatureError:
-            raise _unauthorized("the token has expired", info) from None
-        except jwt.ImmatureSignatureError:
-            raise _unauthorized(
-                "the token is not valid yet (nbf or iat in the future)", info
-            ) from None
-        except jwt.InvalidSignatureError:
-            raise _unauthorized("the token's signature does not verify", info) from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise _unauthorized(f"the token has no {exc.claim!r} claim", info) from None
-        except jwt.InvalidTokenError as exc:
-            raise _unauthorized(f"invalid token: {_shown(str(exc))}", info) from None
-        return claims
+
+def verified_claims(
+    token: str, issuers: Collection[str], keys: KeySets
+) -> tuple[dict[str, Any], TokenInfo]:
+    """The claims of ``token`` once its signature (by a key of its issuer, with an
+    asymmetric algorithm), issuer (one of ``issuers``), expiry and required claims check out;
+    else ``WorkloadRefused``. The audience is the caller's to check. Shared by workload
+    tokens and people's tokens."""
+    info, alg = _inspect(token)
+    if info.issuer is None or info.issuer not in issuers:
+        raise _unauthorized(f"issuer {_shown(info.issuer)!r} is not trusted", info)
+    if info.kid is None:
+        raise _unauthorized("the token names no signing key (kid)", info)
+    try:
+        key = keys.signing_key(info.issuer, info.kid)
+    except LookupError:
+        raise _unauthorized(
+            f"unknown kid {_shown(info.kid)!r}: no such key in the issuer's key set", info
+        ) from None
+    except ConnectionError as exc:
+        raise WorkloadRefused(HTTPStatus.SERVICE_UNAVAILABLE, str(exc), info) from None
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[alg],
+            issuer=info.issuer,
+            leeway=LEEWAY_S,
+            options={"require": _REQUIRED_CLAIMS, "verify_aud": False},
+        )
+    except jwt.ExpiredSignatureError:
+        raise _unauthorized("the token has expired", info) from None
+    except jwt.ImmatureSignatureError:
+        raise _unauthorized("the token is not valid yet (nbf or iat in the future)", info) from None
+    except jwt.InvalidSignatureError:
+        raise _unauthorized("the token's signature does not verify", info) from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise _unauthorized(f"the token has no {exc.claim!r} claim", info) from None
+    except jwt.InvalidTokenError as exc:
+        raise _unauthorized(f"invalid token: {_shown(str(exc))}", info) from None
+    return claims, info
+
+
+def matches_binding(binding: Workload, claims: Mapping[str, Any]) -> bool:
+    """Whether verified ``claims`` are those of the workload ``binding`` names."""
+    return _matches(binding, claims)
+
+
+def audiences(claims: Mapping[str, Any]) -> list[str]:
+    return _audiences(claims)
 
 
 def _inspect(token: str) -> tuple[TokenInfo, str]:

@@ -11,8 +11,8 @@ Every stage runs as far as it can, so one run reports all errors at once.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,14 +34,24 @@ from lockstep.model import (
     Policy,
     RuleAction,
     Rules,
+    SodRule,
     Target,
     Workload,
 )
 from lockstep.policy.documents import Document, PathKey, load_documents
 from lockstep.policy.errors import PolicyError, PolicyInvalid
+from lockstep.policy.governance import (
+    Declared,
+    build_governance,
+    build_sod,
+    is_person,
+    normal_person,
+    policy_conflicts,
+)
 from lockstep.policy.interpolate import expand
 from lockstep.policy.schema import (
     AuditSpec,
+    GovernanceSpec,
     IdentitySpec,
     OwnerSpec,
     RulesSpec,
@@ -49,7 +59,8 @@ from lockstep.policy.schema import (
 )
 
 SECTIONS = ("targets", "owners", "identities")
-SINGLES = ("rules", "audit")  # sections written once, as one mapping of settings
+# Sections written once, as one mapping of settings.
+SINGLES = ("rules", "audit", "governance")
 TOP_LEVEL = {"version", *SINGLES, *SECTIONS}
 DEFAULT_FILE = "lockstep.yaml"
 M = TypeVar("M", bound=BaseModel)
@@ -89,15 +100,12 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
         raise PolicyInvalid([PolicyError(Location(str(config), 1), "no *.yaml policy files here")])
     docs = load_documents(files, errors)
     sections, singles = _merge(docs, errors)
-    rules_el, audit_el = singles.get("rules"), singles.get("audit")
     expanded = {
         section: {name: _expanded(el, env, errors) for name, el in elements.items()}
         for section, elements in sections.items()
     }
-    if rules_el is not None:
-        rules_el = _expanded(rules_el, env, errors)
-    if audit_el is not None:
-        audit_el = _expanded(audit_el, env, errors)
+    single = {key: _expanded(el, env, errors) for key, el in singles.items()}
+    rules_el, audit_el, gov_el = single.get("rules"), single.get("audit"), single.get("governance")
     # A value the environment could not supply fails again in the schema (empty, say): that
     # error depends on the first one and would only repeat it.
     unsupplied = {e.location for e in errors}
@@ -107,6 +115,7 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
     identity_specs = _validate_all(IdentitySpec, expanded["identities"], errors)
     rules_spec = _validate(RulesSpec, rules_el, errors) if rules_el else RulesSpec()
     audit_spec = _validate(AuditSpec, audit_el, errors) if audit_el else AuditSpec()
+    gov_spec = _validate(GovernanceSpec, gov_el, errors) if gov_el else GovernanceSpec()
     base_dir = config if config.is_dir() else config.parent
     builder = _Builder(expanded, base_dir, errors)
     targets = {
@@ -118,11 +127,32 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
     identities = {
         name: builder.identity(name, spec, targets, owners) for name, spec in identity_specs.items()
     }
+    sod: tuple[SodRule, ...] = ()
+    if rules_spec is not None and rules_el is not None:
+        sod = build_sod(rules_spec.sod, _locator(rules_el), targets, builder.connectors, errors)
+        errors.extend(policy_conflicts(sod, builder.declared))
+    environments = {t.environment for t in targets.values()} | {
+        i.environment for i in identities.values()
+    }
+    governance = None
+    if gov_spec is not None:
+        locate = _locator(gov_el) if gov_el is not None else (lambda _: Location(str(config), 1))
+        governance = build_governance(
+            gov_spec, locate, {e for e in environments if e is not None}, base_dir, errors
+        )
     errors[early:] = [e for e in errors[early:] if e.location not in unsupplied]
     if errors:
         raise PolicyInvalid(errors)
     assert rules_spec is not None and audit_spec is not None  # else raised above
-    policy = Policy(targets, owners, identities, _rules(rules_spec), _audit(audit_spec, base_dir))
+    assert governance is not None
+    policy = Policy(
+        targets,
+        owners,
+        identities,
+        replace(_rules(rules_spec), sod=sod),
+        _audit(audit_spec, base_dir),
+        governance,
+    )
     locations = {
         (section, name): el.location
         for section, els in sections.items()
@@ -188,6 +218,10 @@ def _merge_section(
         into[str(name)] = element
 
 
+def _locator(el: _Element) -> Callable[[PathKey], Location]:
+    return lambda path: el.doc.locate((*el.path, *path))
+
+
 def _expanded(el: _Element, env: Mapping[str, str], errors: list[PolicyError]) -> _Element:
     sub = Document(el.doc.file, el.raw, dict(el.doc.lines_under(el.path)))
     sub.lines.setdefault((), el.doc.lines.get(el.path, 1))
@@ -236,6 +270,7 @@ class _Builder:
         self.base_dir = base_dir
         self.errors = errors
         self.connectors: dict[str, ConnectorType] = {}
+        self.declared: list[Declared] = []  # each identity's entitlements, where written
 
     def _at(self, section: str, name: str, *sub: str | int) -> Location:
         el = self.elements[section][name]
@@ -306,6 +341,9 @@ class _Builder:
         sink = spec.credentials.sink
         if sink is not None:
             self._check_sink(name, sink, access)
+        sponsor = spec.sponsor
+        if sponsor is not None and not is_person(sponsor):
+            self._error(self._at("identities", name, "sponsor"), f"{sponsor!r} is not an email")
         return Identity(
             name=name,
             owner=spec.owner,
@@ -319,6 +357,8 @@ class _Builder:
                 spec.credentials.lease_max_ttl,
             ),
             workload=_workload(spec),
+            kind=spec.kind,
+            sponsor=normal_person(sponsor) if sponsor is not None else None,
         )
 
     def _access(
@@ -350,7 +390,10 @@ class _Builder:
         entitlements = set()
         for j, text in enumerate(item["entitlements"]):
             try:
-                entitlements.add(connector.parse_entitlement(text))
+                canonical = connector.parse_entitlement(text)
+                entitlements.add(canonical)
+                where_ent = self._at("identities", identity, *where, "entitlements", j)
+                self.declared.append(Declared(identity, target.name, canonical, where_ent))
             except GrammarError as exc:
                 self._error(self._at("identities", identity, *where, "entitlements", j), str(exc))
                 ok = False

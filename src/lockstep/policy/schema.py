@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from lockstep.model import OwnerStatus
+from lockstep.model import IdentityKind, OwnerStatus
 from lockstep.policy.durations import parse_duration
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -112,6 +112,18 @@ class IdentitySpec(_Strict):
     access: list[AccessSpec] = Field(default_factory=list)
     credentials: CredentialsSpec = Field(default_factory=CredentialsSpec)
     workload: WorkloadSpec | None = None
+    kind: IdentityKind = IdentityKind.SERVICE
+    sponsor: Name | None = Field(default=None, description="Agents: the person who answers")
+
+
+class SodSpec(_Strict):
+    name: Name
+    entitlements: list[Annotated[str, Field(min_length=1)]] = Field(
+        min_length=2, description="TARGET/ENTITLEMENT; no identity holds two of them"
+    )
+    within: Duration | None = Field(
+        default=None, description="Nor one after the other within this long"
+    )
 
 
 class RulesSpec(_Strict):
@@ -120,6 +132,36 @@ class RulesSpec(_Strict):
     ownerless_identities: Literal["suspend", "report"] = "suspend"
     mass_change_limit: Share = Field(default=0.20, description="e.g. 20%")
     dormant_after: Duration | None = None
+    sod: list[SodSpec] = Field(default_factory=list)
+
+
+class PeopleSpec(_Strict):
+    issuer: Annotated[str, Field(min_length=1)]
+    audience: Annotated[str, Field(min_length=1)]
+    claim: Annotated[str, Field(min_length=1)] = Field(
+        default="email", description="The claim that names a person"
+    )
+    jwks: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None, description="The issuer's keys: a URL or file:PATH (default: discovery)"
+    )
+
+
+class StageSpec(_Strict):
+    approvers: list[Name] = Field(min_length=1, description="owner, group:NAME or emails")
+    required: Annotated[int, Field(ge=1)] = 1
+
+
+class GovernanceSpec(_Strict):
+    people: PeopleSpec | None = None
+    groups: dict[Name, list[Name]] = Field(default_factory=dict)
+    admins: list[Name] = Field(default_factory=list)
+    approvals: dict[Name, Annotated[list[StageSpec], Field(min_length=1)]] | None = Field(
+        default=None, description="Stages per environment ('default' for the rest)"
+    )
+    max_duration: dict[Name, Duration] = Field(default_factory=dict)
+    pending_expires_after: Duration | None = Field(
+        default=None, description="A request left pending this long expires (default 24h)"
+    )
 
 
 def _checkpoints(value: object) -> object:
@@ -157,3 +199,4 @@ class PolicySpec(_Strict):
     identities: dict[Name, IdentitySpec] = Field(default_factory=dict)
     rules: RulesSpec = Field(default_factory=RulesSpec)
     audit: AuditSpec = Field(default_factory=AuditSpec)
+    governance: GovernanceSpec = Field(default_factory=GovernanceSpec)

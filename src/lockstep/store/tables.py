@@ -107,6 +107,24 @@ credentials = Table(
     ),
 )
 
+# Credential changes under way: the new secret, encrypted, stored before the target is
+# changed, so that a crash between the target's change and the vault's record leaves what
+# the next pass needs to complete or roll the change back. Deleted when the change is done.
+pending_credentials = Table(
+    "pending_credentials",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("target", Text, nullable=False),
+    Column("account", Text, nullable=False),
+    Column("identity", Text, nullable=True),
+    Column("op", String(24), nullable=False),
+    Column("username", Text, nullable=False),
+    Column("ciphertext", Text, nullable=True),  # None for a change that issues no secret
+    Column("fingerprint", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "target", "account"),
+)
+
 findings = Table(
     "findings",
     metadata,
@@ -197,4 +215,90 @@ identity_states = Table(
     Column("owner", Text, nullable=False),
     Column("environment", Text, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# ---------------------------------------------------------------- governance
+
+# Personal tokens: only a SHA-256 of each is kept (the token is 256 random bits, so a slow
+# hash would add nothing); the token itself is shown once, when created.
+person_tokens = Table(
+    "person_tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("person", Text, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Index(None, "person"),
+)
+
+REQUEST_STATUSES = (
+    "pending",
+    "approved",
+    "active",
+    "ending",
+    "ended",
+    "denied",
+    "expired",
+    "failed",
+)
+
+# A request for time-bound access, and once approved the grant it becomes. ``rules`` is the
+# approval rules in force when it was filed, with every approver resolved to people (JSON):
+# a later policy edit does not change who may approve it.
+access_requests = Table(
+    "access_requests",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("identity", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("account", Text, nullable=False),
+    Column("entitlements", Text, nullable=False),  # JSON list, canonical, sorted
+    Column("requester", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("environment", Text, nullable=True),
+    Column("duration_s", BigInteger, nullable=False),
+    Column("rules", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("pending_until", UTCDateTime, nullable=False),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("decided_by", Text, nullable=True),  # who denied it, or gave the last approval
+    Column("starts_at", UTCDateTime, nullable=True),
+    Column("ends_at", UTCDateTime, nullable=True),
+    Column("verified_at", UTCDateTime, nullable=True),
+    Column("ended_at", UTCDateTime, nullable=True),
+    Column("detail", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint(
+        "status IN (" + ", ".join(f"'{s}'" for s in REQUEST_STATUSES) + ")", name="status"
+    ),
+    Index(None, "status", "target"),
+    Index(None, "identity", "status"),
+)
+
+request_approvals = Table(
+    "request_approvals",
+    metadata,
+    Column("request_id", String(40), primary_key=True),
+    Column("by", Text, primary_key=True),  # one person, one stage of a request
+    Column("stage", Integer, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("comment", Text, nullable=False),
+)
+
+# What each identity was seen holding of the entitlements sod rules name, pass after pass:
+# ``held`` while a pass sees it, ``last_seen`` the last time one did. What separation of
+# duties over time counts, whatever brought the entitlement (policy, grant, or a hand).
+sod_holdings = Table(
+    "sod_holdings",
+    metadata,
+    Column("identity", Text, primary_key=True),
+    Column("target", Text, primary_key=True),
+    Column("entitlement", Text, primary_key=True),
+    Column("account", Text, nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("held", Integer, nullable=False),
 )

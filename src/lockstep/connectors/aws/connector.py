@@ -45,7 +45,7 @@ from lockstep.connectors.aws.grammar import (
     parse_entitlement,
 )
 from lockstep.connectors.aws.session import AwsSession
-from lockstep.connectors.base import Scope, Session, TargetUnreachable
+from lockstep.connectors.base import Scope, TargetUnreachable
 from lockstep.model import Op, Target
 
 __all__ = ["AwsConnectorType", "AwsSession"]
@@ -77,7 +77,7 @@ class AwsConnectorType:
         # (10 by default; the emulator forgets keys at once).
         return AwsSettings.model_validate(settings).propagation_window
 
-    def open(self, target: Target, scope: Scope) -> Session:
+    def open(self, target: Target, scope: Scope) -> AwsSession:
         settings = AwsSettings.model_validate(target.settings)
         for name in LOGGERS_WITH_SECRETS:
             logging.getLogger(name).addFilter(SCRUBBER)  # idempotent

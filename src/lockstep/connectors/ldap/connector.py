@@ -43,7 +43,6 @@ from lockstep.connectors.base import (
     ObservesUsage,
     ProbeResult,
     Scope,
-    Session,
     TargetUnreachable,
     WatchesChanges,
 )
@@ -157,7 +156,7 @@ class LdapConnectorType:
         # A directory answers from what it stores: a removed password fails the next bind.
         return 0.0
 
-    def open(self, target: Target, scope: Scope) -> Session:
+    def open(self, target: Target, scope: Scope) -> LdapSession:
         settings = LdapSettings.model_validate(target.settings)
         where = f"{target.name}: {settings.url}"
         try:

@@ -25,7 +25,6 @@ from lockstep.connectors.base import (
     IssuesLeases,
     ObservesUsage,
     Scope,
-    Session,
     TargetUnreachable,
     WatchesChanges,
 )
@@ -103,7 +102,7 @@ class PostgresConnectorType:
         # A server answers from its catalogs: a removed password fails the next login.
         return 0.0
 
-    def open(self, target: Target, scope: Scope) -> Session:
+    def open(self, target: Target, scope: Scope) -> PostgresSession:
         settings = PostgresSettings.model_validate(target.settings)
         conn = _connect_admin(settings.dsn_params(), target.name)
         try:

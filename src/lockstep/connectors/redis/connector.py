@@ -62,7 +62,6 @@ from lockstep.connectors.base import (
     ProbeResult,
     Scope,
     SecretValue,
-    Session,
     TargetUnreachable,
     WatchesChanges,
 )
@@ -337,7 +336,7 @@ class RedisConnectorType:
         # The server checks the ACL at every login: a removed password fails the next one.
         return 0.0
 
-    def open(self, target: Target, scope: Scope) -> Session:
+    def open(self, target: Target, scope: Scope) -> RedisSession:
         settings = RedisSettings.model_validate(target.settings)
         excluded = scope.excluded | self.default_excluded(settings)
         return RedisSession(target.name, settings.url.reveal(), excluded)
