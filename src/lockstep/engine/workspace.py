@@ -5,9 +5,9 @@ findings ledger. The CLI and the service open one; the passes over it are assemb
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -15,6 +15,8 @@ from pathlib import Path
 from lockstep.credentials.vault import Vault, load_key
 from lockstep.engine.desired import desired_state
 from lockstep.engine.observe import Observer
+from lockstep.engine.scope import narrowed
+from lockstep.errors import LockstepError
 from lockstep.journal import Journal
 from lockstep.model import Desired, Policy
 from lockstep.policy.load import LoadedPolicy, load_policy
@@ -24,6 +26,11 @@ from lockstep.store.usage import UsageStore
 
 STATE_ENV = "LOCKSTEP_STATE"
 STATE_DIR = ".lockstep"
+
+
+class UnknownTarget(LockstepError):
+    code = "unknown_target"
+    default_hint = "the policy's targets section lists the names"
 
 
 def utcnow() -> datetime:
@@ -61,9 +68,28 @@ class Workspace:
     def policy(self) -> Policy:
         return self.loaded.policy
 
+    def narrowed(self, targets: Iterable[str]) -> Workspace:
+        """This workspace seeing only ``targets`` (``--target``), and the identities with
+        access on them."""
+        chosen = frozenset(targets)
+        unknown = sorted(chosen - self.policy.targets.keys())
+        if unknown:
+            known = ", ".join(sorted(self.policy.targets)) or "(none)"
+            raise UnknownTarget(f"unknown target {unknown[0]!r}; one of: {known}")
+        return replace(self, loaded=replace(self.loaded, policy=narrowed(self.policy, chosen)))
+
     @cached_property
     def usage(self) -> UsageStore:
         return UsageStore(self.store)
+
+    @contextmanager
+    def observer_for(self, targets: Iterable[str] | None) -> Iterator[tuple[Workspace, Observer]]:
+        """The workspace narrowed to ``targets`` (all when None or empty) and an observer
+        of them."""
+        chosen = list(targets or ())
+        ws = self.narrowed(chosen) if chosen else self
+        with ws.observer() as (observer, _):
+            yield ws, observer
 
     @contextmanager
     def observer(self) -> Iterator[tuple[Observer, Desired]]:
