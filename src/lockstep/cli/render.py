@@ -124,6 +124,7 @@ def plan_json(
         "findings": [finding_json(f, by_id.get(f.id)) for f in plan.findings],
         "unreachable": list(plan.unreachable),
         "blocked_by_mass_change": plan.blocked,
+        "warnings": list(plan.warnings),
         "permissions": permissions,
     }
 
@@ -241,6 +242,8 @@ def print_plan(
             f"{mc.managed} managed accounts (limit {mc.limit:.0%}). Apply refuses it unless "
             "--allow-mass-change is given.[/]"
         )
+    for warning in plan.warnings:
+        console.print(Text(f"warning: {warning}", style="bold yellow"))
     print_findings(console, plan.findings, records, findings)
 
 
