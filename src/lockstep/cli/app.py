@@ -17,7 +17,6 @@ from lockstep.cli.common import (
     ConfigOpt,
     JsonOpt,
     StateOpt,
-    config_path,
     emit_json,
     err,
     options,
@@ -53,45 +52,6 @@ def main_options(
     if state is not None:
         options.state = state
     options.debug = debug
-
-
-@app.command()
-def validate(config: ConfigOpt = None) -> None:
-    """Check the policy without touching any target."""
-    from lockstep.policy.load import load_policy
-
-    loaded = load_policy(config_path(config))
-    p = loaded.policy
-    out.print(
-        f"[green]Policy valid:[/] {len(p.targets)} target(s), {len(p.owners)} owner(s), "
-        f"{len(p.identities)} identit{'y' if len(p.identities) == 1 else 'ies'} "
-        f"in {len(loaded.files)} file(s)."
-    )
-
-
-@app.command()
-def permissions(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Show every admin permission lockstep may need on each target, without touching any."""
-    from lockstep.cli import render
-    from lockstep.connectors.registry import connector_type
-    from lockstep.policy.load import load_policy
-
-    policy = load_policy(config_path(config)).policy
-    needed = render.target_permissions(
-        {name: connector_type(t.type) for name, t in policy.targets.items()}
-    )
-    if as_json:
-        emit_json(needed)
-    else:
-        render.print_target_permissions(out, needed)
-
-
-@app.command()
-def schema() -> None:
-    """Print the policy's JSON Schema (for editors)."""
-    from lockstep.policy.jsonschema import policy_json_schema
-
-    emit_json(policy_json_schema())
 
 
 @app.command()
@@ -210,9 +170,11 @@ from lockstep.cli import credentials as credentials_commands  # noqa: E402
 from lockstep.cli import enforce as enforce_commands  # noqa: E402
 from lockstep.cli import evidence as evidence_commands  # noqa: E402
 from lockstep.cli import findings as findings_commands  # noqa: E402
+from lockstep.cli import offline as offline_commands  # noqa: E402
 from lockstep.cli import service as service_commands  # noqa: E402
 from lockstep.cli import tokens as token_commands  # noqa: E402
 
+offline_commands.register(app)
 enforce_commands.register(app)
 audit_commands.register(app)
 evidence_commands.register(app)
