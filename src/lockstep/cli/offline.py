@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from lockstep.cli.common import ConfigOpt, JsonOpt, config_path, emit_json, out
+from lockstep.cli.common import ConfigOpt, JsonOpt, config_path, emit_json, err, out
+from lockstep.secret import redact
 
 
 def register(app: typer.Typer) -> None:
@@ -29,8 +30,11 @@ def validate(
 ) -> None:
     """Check the policy without touching any target (errors as FILE:LINE: message)."""
     from lockstep.policy.load import load_policy
+    from lockstep.policy.warnings import policy_warnings
 
     loaded = load_policy(config_path(config), offline=offline)
+    for warning in policy_warnings(loaded):
+        err.print(redact(str(warning)), markup=False, highlight=False)
     p = loaded.policy
     out.print(
         f"[green]Policy valid:[/] {len(p.targets)} target(s), {len(p.owners)} owner(s), "

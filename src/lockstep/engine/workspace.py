@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
-from lockstep.credentials.vault import Vault, load_key
+from lockstep.credentials.vault import KEY_ENV, Vault, load_key
 from lockstep.engine.desired import desired_state
 from lockstep.engine.observe import Observer
 from lockstep.engine.scope import narrowed
@@ -26,6 +26,33 @@ from lockstep.store.usage import UsageStore
 
 STATE_ENV = "LOCKSTEP_STATE"
 STATE_DIR = ".lockstep"
+STATE_DIR_ENV = "LOCKSTEP_STATE_DIR"  # where the state directory is, instead of beside the policy
+# Everything in the state directory is the run's own (the SQLite state, the vault key): a
+# .gitignore keeps all of it out of the repository the policy lives in.
+GITIGNORE = "# lockstep's state and key: never commit them\n*\n"
+
+
+def state_dir(base_dir: Path) -> Path:
+    """``$LOCKSTEP_STATE_DIR``, else ``.lockstep`` beside the policy."""
+    chosen = os.environ.get(STATE_DIR_ENV)
+    return Path(chosen).expanduser().resolve() if chosen else (base_dir / STATE_DIR).resolve()
+
+
+def ensure_state_dir(path: Path) -> Path:
+    """The state directory, created owner-only with its ``.gitignore`` if it is new."""
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        return path
+    except OSError as exc:
+        raise StateDirError(f"cannot create the state directory {path}: {exc.strerror}") from None
+    (path / ".gitignore").write_text(GITIGNORE)
+    return path
+
+
+class StateDirError(LockstepError):
+    code = "state_dir_unusable"
+    default_hint = f"set {STATE_DIR_ENV} to a directory lockstep may write, or --state"
 
 
 class UnknownTarget(LockstepError):
@@ -37,11 +64,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def state_key_dir(loaded: LoadedPolicy) -> Path:
+    """Where the vault key file is (when ``LOCKSTEP_KEY`` does not give the key)."""
+    if os.environ.get(KEY_ENV) is not None:
+        return state_dir(loaded.base_dir)
+    return ensure_state_dir(state_dir(loaded.base_dir))
+
+
 def state_url(loaded: LoadedPolicy, explicit: str | None) -> str:
     url = explicit or os.environ.get(STATE_ENV)
     if url:
         return url
-    return f"sqlite:///{(loaded.base_dir / STATE_DIR / 'state.db').resolve()}"
+    return f"sqlite:///{ensure_state_dir(state_dir(loaded.base_dir)) / 'state.db'}"
 
 
 @dataclass
@@ -59,7 +93,7 @@ class Workspace:
         loaded = load_policy(config)
         store = Store.open(state_url(loaded, state))
         try:
-            key = load_key(loaded.base_dir / STATE_DIR)
+            key = load_key(state_key_dir(loaded))
             yield cls(loaded, store, Journal(store), Vault(store, key), FindingLedger(store))
         finally:
             store.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,7 @@ class LoadedPolicy:
     files: tuple[Path, ...]
     base_dir: Path  # where relative paths (state, file: secrets) are resolved
     locations: Mapping[tuple[str, str], Location]  # (section, name) -> where it is defined
+    sinks: Mapping[str, Location] = field(default_factory=dict)  # identity -> its sink's line
 
 
 def policy_files(config: Path) -> list[Path]:
@@ -163,7 +164,7 @@ def load_policy(
         for section, els in sections.items()
         for name, el in els.items()
     }
-    return LoadedPolicy(policy, tuple(files), base_dir, locations)
+    return LoadedPolicy(policy, tuple(files), base_dir, locations, builder.sinks)
 
 
 class _Builder:
@@ -178,6 +179,7 @@ class _Builder:
     ) -> None:
         self.elements = elements
         self.deferred = deferred
+        self.sinks: dict[str, Location] = {}
         self.base_dir = base_dir
         self.errors = errors
         self.connectors: dict[str, ConnectorType] = {}
@@ -355,6 +357,7 @@ class _Builder:
         from lockstep.credentials.sinks import SinkError, check_sink
 
         where = self._at("identities", identity, "credentials", "sink")
+        self.sinks[identity] = where
         try:
             check_sink(sink)
         except SinkError as exc:

@@ -20,7 +20,7 @@ from types import FrameType
 import uvicorn
 
 from lockstep.credentials.vault import Vault, load_key
-from lockstep.engine.workspace import STATE_DIR, state_url
+from lockstep.engine.workspace import state_key_dir, state_url
 from lockstep.errors import LockstepError
 from lockstep.evidence.service_checkpoints import Checkpointer
 from lockstep.policy.load import LoadedPolicy, load_policy
@@ -63,7 +63,7 @@ def run_service(options: ServiceOptions) -> int:
     listener = _bind(options.host, options.port)
     store = Store.open(state_url(loaded, options.state))
     try:
-        vault = Vault(store, load_key(loaded.base_dir / STATE_DIR))
+        vault = Vault(store, load_key(state_key_dir(loaded)))
         instance = f"{socket.gethostname()}:{os.getpid()}:{token_hex(3)}"
         leases = open_leases(store, instance, log)
         credentials = Credentials(store, vault, options.key_sources, log)
