@@ -68,10 +68,10 @@ class FindingType(StrEnum):
     ENVIRONMENT_CROSSING = "environment_crossing"
     SHARED_ACCOUNT = "shared_account"
     TARGET_UNREACHABLE = "target_unreachable"
-    PRIVILEGED_ORPHAN = "privileged_orphan"
-    UNKNOWN_OBJECT = "unknown_object"
     SOD_VIOLATION = "sod_violation"
     GRANT_FAILED = "grant_failed"
+    PRIVILEGED_ORPHAN = "privileged_orphan"
+    UNKNOWN_OBJECT = "unknown_object"
 
 
 class Severity(StrEnum):

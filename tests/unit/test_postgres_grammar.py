@@ -255,8 +255,7 @@ def test_the_admin_is_excluded_by_default(monkeypatch: pytest.MonkeyPatch) -> No
         "lockstep_admin"
     }
     assert CONNECTOR.default_excluded(settings("user=dba host=db")) == {"dba"}
-    # The connection never reads PGUSER, so neither does the exclusion: libpq's own default,
-    # the OS user, is who a DSN without a user connects as.
+    # With no user in the DSN, libpq's default: the login name; PGUSER is never read.
     monkeypatch.setenv("PGUSER", "from_env")
     assert CONNECTOR.default_excluded(settings("host=db")) == {getpass.getuser()}
 

@@ -83,6 +83,12 @@ KINDS: Mapping[FindingType, FindingKind] = {
     FindingType.TARGET_UNREACHABLE: FindingKind(
         Severity.HIGH, (), _MONITORING, "target could not be read: its state is unknown"
     ),
+    FindingType.SOD_VIOLATION: FindingKind(
+        Severity.HIGH, ("NHI5",), _ACCESS, "identity holding entitlements a sod rule separates"
+    ),
+    FindingType.GRANT_FAILED: FindingKind(
+        Severity.MEDIUM, (), _ACCESS, "approved access that could not be enforced"
+    ),
     FindingType.PRIVILEGED_ORPHAN: FindingKind(
         Severity.CRITICAL,
         ("NHI1", "NHI5"),
@@ -91,11 +97,5 @@ KINDS: Mapping[FindingType, FindingKind] = {
     ),
     FindingType.UNKNOWN_OBJECT: FindingKind(
         Severity.MEDIUM, (), _ACCESS, "entitlement naming an object the target does not have"
-    ),
-    FindingType.SOD_VIOLATION: FindingKind(
-        Severity.HIGH, ("NHI5",), _ACCESS, "identity holding entitlements a sod rule separates"
-    ),
-    FindingType.GRANT_FAILED: FindingKind(
-        Severity.MEDIUM, (), _ACCESS, "approved access that could not be enforced"
     ),
 }

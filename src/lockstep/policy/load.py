@@ -77,6 +77,8 @@ class LoadedPolicy:
     base_dir: Path  # where relative paths (state, file: secrets) are resolved
     locations: Mapping[tuple[str, str], Location]  # (section, name) -> where it is defined
     sinks: Mapping[str, Location] = field(default_factory=dict)  # identity -> its sink's line
+    # (identity, target, canonical entitlement) -> where the identity's access declares it
+    entitlement_places: Mapping[tuple[str, str, str], Location] = field(default_factory=dict)
 
 
 def policy_files(config: Path) -> list[Path]:
@@ -164,7 +166,8 @@ def load_policy(
         for section, els in sections.items()
         for name, el in els.items()
     }
-    return LoadedPolicy(policy, tuple(files), base_dir, locations, builder.sinks)
+    places = {(d.identity, d.target, d.entitlement): d.location for d in builder.declared}
+    return LoadedPolicy(policy, tuple(files), base_dir, locations, builder.sinks, places)
 
 
 class _Builder:

@@ -20,6 +20,9 @@ from types import FrameType
 import uvicorn
 
 from lockstep.credentials.vault import Vault, load_key
+from lockstep.dashboard.app import Dashboard, mount
+from lockstep.dashboard.estate import Estate
+from lockstep.dashboard.sessions import Sessions, is_loopback, session_key
 from lockstep.engine.workspace import state_key_dir, state_url
 from lockstep.errors import LockstepError
 from lockstep.evidence.service_checkpoints import Checkpointer
@@ -28,8 +31,10 @@ from lockstep.secret import Secret
 from lockstep.service.api import Credentials, create_app
 from lockstep.service.controller import Controller
 from lockstep.service.events import PolicySource, policy_fingerprint
+from lockstep.service.governance_api import Governance
 from lockstep.service.logs import configure, get_logger
 from lockstep.service.metrics import Metrics
+from lockstep.service.principals import Authenticators
 from lockstep.service.scaleout import open_leases
 from lockstep.service.settings import BEARER_ENV
 from lockstep.store import Store
@@ -63,21 +68,37 @@ def run_service(options: ServiceOptions) -> int:
     listener = _bind(options.host, options.port)
     store = Store.open(state_url(loaded, options.state))
     try:
-        vault = Vault(store, load_key(state_key_dir(loaded)))
+        key = load_key(state_key_dir(loaded))
+        vault = Vault(store, key)
         instance = f"{socket.gethostname()}:{os.getpid()}:{token_hex(3)}"
         leases = open_leases(store, instance, log)
         credentials = Credentials(store, vault, options.key_sources, log)
         checkpointer = Checkpointer(store, log)
         checkpointer.load(loaded.policy.audit)
+        token = os.environ.get(BEARER_ENV)
+        operator = Secret(token) if token else None
+        controllers: list[Controller] = []
+        governance = Governance(
+            store,
+            operator,
+            dict(options.key_sources),
+            lambda target: controllers[0].grant_changed(target) if controllers else None,
+            log,
+        )
 
         def on_policy(changed: LoadedPolicy) -> None:
             credentials.load(changed)
+            governance.load(changed)
             checkpointer.reload(changed.policy.audit)
 
         def chores() -> None:
             credentials.reap()
+            governance.expire()
             checkpointer.tick()
 
+        estate = Estate(
+            store, vault, lambda: controller.current(), lambda t: controller.holds(t), log
+        )
         controller = Controller(
             PolicySource(options.config, fingerprint),
             loaded,
@@ -89,14 +110,20 @@ def run_service(options: ServiceOptions) -> int:
             options.interval_cap_s,
             on_policy=on_policy,
             chore=chores,
+            on_seen=estate.seen,
         )
-        token = os.environ.get(BEARER_ENV)
-        app = create_app(controller, credentials, Secret(token) if token else None)
+        controllers.append(controller)
+        authenticators = Authenticators(
+            lambda: controller.current()[0].policy, operator, store, credentials.keys
+        )
+        app = create_app(controller, credentials, operator, governance, authenticators)
+        sessions = Sessions(session_key(key), secure=not is_loopback(options.host))
+        mount(app, Dashboard(estate, authenticators, sessions, log))
         server = uvicorn.Server(
             uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         )
         try:
-            return _serve(controller, server, listener, options)
+            return _serve(controller, estate, server, listener, options)
         finally:
             credentials.close()
     finally:
@@ -106,6 +133,7 @@ def run_service(options: ServiceOptions) -> int:
 
 def _serve(
     controller: Controller,
+    estate: Estate,
     server: uvicorn.Server,
     listener: socket.socket,
     options: ServiceOptions,
@@ -142,6 +170,7 @@ def _serve(
     signal.signal(signal.SIGINT, on_signal)
     threading.excepthook = on_crash
     controller.start()
+    estate.start()
     http = threading.Thread(
         target=server.run, kwargs={"sockets": [listener]}, name="lockstep-http", daemon=True
     )
@@ -158,6 +187,7 @@ def _serve(
     )
     stop.wait()
     finished = controller.stop(SHUTDOWN_GRACE_S)
+    estate.stop()
     server.should_exit = True
     http.join(_HTTP_STOP_S)
     clean = finished and not crashed
