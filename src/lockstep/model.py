@@ -275,6 +275,12 @@ class Snapshot:
 
     target: str
     accounts: Mapping[str, Account]
+    # Entitlements the policy grants here that name an object the target does not have
+    # (a role, table, group, command or policy), with what is missing.
+    unknown: Mapping[str, str] = field(default_factory=dict)
+    # For entitlements on an object whose grants have a size limit (a PostgreSQL table's
+    # ACL lives in one catalog row): (the object, how many more grantees it can take).
+    room: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,6 +417,7 @@ class Plan:
     findings: tuple[Finding, ...]
     unreachable: tuple[str, ...] = ()
     mass_change: MassChange | None = None  # set when the blast-radius guard trips
+    warnings: tuple[str, ...] = ()  # what may fail on apply (a grant beyond an ACL's room)
 
     @property
     def blocked(self) -> bool:

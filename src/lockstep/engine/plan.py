@@ -12,6 +12,7 @@ from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 
 from lockstep.engine.catalog import KINDS
+from lockstep.engine.objects import room_warnings, withhold
 from lockstep.model import (
     LEASE_PREFIX,
     Account,
@@ -83,9 +84,11 @@ def make_plan(
         for account, want in wants.items():
             rotate_every = _rotation_period(policy, want, max_age)
             actual = obs.accounts.get(account)
-            actions_, findings_ = _declared(
+            declared_actions, declared_findings = _declared(
                 want, actual, policy, now, issued.get((name, account)), rotate_every
             )
+            withheld = withhold(declared_actions, declared_findings, want, actual, obs.unknown)
+            actions_, findings_ = withheld.actions, withheld.findings
             event = rotate_now.get((name, account))
             if (
                 event
@@ -132,7 +135,11 @@ def make_plan(
     actions.sort(key=Action.sort_key)
     findings.sort(key=lambda f: (f.target, f.type, f.account or "", f.entitlement or ""))
     return Plan(
-        tuple(actions), tuple(findings), tuple(unreachable), _mass_change(actions, managed, policy)
+        tuple(actions),
+        tuple(findings),
+        tuple(unreachable),
+        _mass_change(actions, managed, policy),
+        tuple(room_warnings(actions, observed)),
     )
 
 

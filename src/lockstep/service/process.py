@@ -24,7 +24,7 @@ from lockstep.credentials.vault import Vault, load_key
 from lockstep.dashboard.app import Dashboard, mount
 from lockstep.dashboard.estate import Estate
 from lockstep.dashboard.sessions import Sessions, is_loopback, session_key
-from lockstep.engine.workspace import STATE_DIR, state_url
+from lockstep.engine.workspace import state_key_dir, state_url
 from lockstep.errors import LockstepError
 from lockstep.evidence.service_checkpoints import Checkpointer
 from lockstep.policy.load import LoadedPolicy, load_policy
@@ -71,7 +71,7 @@ def run_service(options: ServiceOptions) -> int:
     listener = _bind(options.host, options.port)
     store = Store.open(state_url(loaded, options.state))
     try:
-        key = load_key(loaded.base_dir / STATE_DIR)
+        key = load_key(state_key_dir(loaded))
         vault = Vault(store, key)
         instance = f"{socket.gethostname()}:{os.getpid()}:{token_hex(3)}"
         leases = open_leases(store, instance, log)
