@@ -68,6 +68,9 @@ class FindingType(StrEnum):
     ENVIRONMENT_CROSSING = "environment_crossing"
     SHARED_ACCOUNT = "shared_account"
     TARGET_UNREACHABLE = "target_unreachable"
+    UNDELIVERED_CREDENTIAL = "undelivered_credential"
+    LEASE_IMPOSTOR = "lease_impostor"
+    INSECURE_TRANSPORT = "insecure_transport"
     SOD_VIOLATION = "sod_violation"
     GRANT_FAILED = "grant_failed"
     PRIVILEGED_ORPHAN = "privileged_orphan"
@@ -272,6 +275,12 @@ class Snapshot:
 
     target: str
     accounts: Mapping[str, Account]
+    # Entitlements the policy grants here that name an object the target does not have
+    # (a role, table, group, command or policy), with what is missing.
+    unknown: Mapping[str, str] = field(default_factory=dict)
+    # For entitlements on an object whose grants have a size limit (a PostgreSQL table's
+    # ACL lives in one catalog row): (the object, how many more grantees it can take).
+    room: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +418,7 @@ class Plan:
     findings: tuple[Finding, ...]
     unreachable: tuple[str, ...] = ()
     mass_change: MassChange | None = None  # set when the blast-radius guard trips
+    warnings: tuple[str, ...] = ()  # what may fail on apply (a grant beyond an ACL's room)
 
     @property
     def blocked(self) -> bool:

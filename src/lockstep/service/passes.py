@@ -179,7 +179,15 @@ class PassRunner:
             if self._stopping.is_set() and len(report.results) < planned:
                 raise Stopping
 
-        if reconcile(ws, observer, desired, gate, progress).applied is None:
+        done = reconcile(ws, observer, desired, gate, progress)
+        for problem in done.undelivered:
+            self._log.warning(
+                "credential not delivered: retried next pass",
+                op="deliver",
+                status="undelivered_credential",
+                error=problem,
+            )
+        if done.applied is None:
             return
         for name in report.read:
             mine = [r for r in report.results if r.action.target == name]
