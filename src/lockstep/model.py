@@ -322,6 +322,7 @@ class Grant:
     account: str
     entitlements: frozenset[str]
     ends_at: datetime
+    starts_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,7 +167,9 @@ def settle_grants(ws: Workspace, seen: Pass, results: list[Result]) -> None:
     if not seen.grants:
         return
     snapshots = {n: o for n, o in seen.observed.items() if isinstance(o, Snapshot)}
-    moves = transitions(seen.grants, seen.desired, snapshots, results, ws.clock())
+    now = ws.clock()
+    leased = ws.grants.leased([g for g in seen.grants if g.grant.ends_at <= now])
+    moves = transitions(seen.grants, seen.desired, snapshots, results, now, leased)
     ws.grants.settle(seen.grants, moves)
 
 
