@@ -18,7 +18,7 @@ from lockstep.connectors.base import (
     ObservesUsage,
     WatchesChanges,
 )
-from lockstep.engine.catalog import KINDS
+from lockstep.engine.catalog import KINDS, owasp_nhi
 from lockstep.engine.enforcement import Enforcement, IdentityEnforcement
 from lockstep.engine.shapes import finding_json
 from lockstep.model import Action, Finding, FindingType, Op, Plan, Result, Status
@@ -255,7 +255,7 @@ def print_findings(
         line.append(f"  {f.target}/{f.account or '*'}")
         if f.entitlement:
             line.append(f"  {f.entitlement}")
-        owasp = ",".join(KINDS[f.type].owasp_nhi)
+        owasp = ",".join(owasp_nhi(f))
         line.append(f"  [{owasp or '-'} {','.join(KINDS[f.type].nist_csf)}] {f.id}", style="dim")
         rec = by_id.get(f.id)
         if rec is not None:
@@ -344,7 +344,7 @@ def print_finding_records(
         line.append(f"  {f.target}/{f.account or '*'}")
         if f.entitlement:
             line.append(f"  {f.entitlement}")
-        owasp = ",".join(KINDS[f.type].owasp_nhi)
+        owasp = ",".join(owasp_nhi(f))
         line.append(f"  [{owasp or '-'} {','.join(KINDS[f.type].nist_csf)}] {r.id}", style="dim")
         console.print(line)
         console.print(_lifecycle_line(r, owners.get(r.id)))
