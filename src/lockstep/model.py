@@ -379,6 +379,9 @@ class Plan:
     findings: tuple[Finding, ...]
     unreachable: tuple[str, ...] = ()
     mass_change: MassChange | None = None  # set when the blast-radius guard trips
+    # Actions that remedy findings their (target, account, entitlement) do not name: an
+    # escalation path's revocation, and the finding id it cuts off.
+    remedies: tuple[tuple[Action, str], ...] = ()
 
     @property
     def blocked(self) -> bool:

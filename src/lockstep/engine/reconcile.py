@@ -16,11 +16,14 @@ from datetime import datetime
 
 from lockstep.connectors.base import ObservesUsage, TargetUnreachable
 from lockstep.engine.apply import Applier, action_fields
+from lockstep.engine.escalation import carried, escalation, with_paths
 from lockstep.engine.observe import Observer
 from lockstep.engine.plan import make_plan
 from lockstep.engine.recovery import Recovery
 from lockstep.engine.workspace import Workspace
 from lockstep.model import Desired, Observation, Op, Plan, Result, Snapshot, Status
+from lockstep.paths.analysis import PathReport
+from lockstep.paths.assemble import Estate
 from lockstep.store.findings import FindingRecord, remediated_ids
 from lockstep.store.identity_states import IdentityStates
 
@@ -35,6 +38,8 @@ class Pass:
     observed: dict[str, Observation]
     plan: Plan
     findings: list[FindingRecord]
+    estate: Estate | None = None  # what was read for escalation paths
+    paths: PathReport | None = None
 
     @property
     def targets_read(self) -> list[str]:
@@ -98,9 +103,14 @@ def observe(ws: Workspace, observer: Observer, desired: Desired) -> Pass:
         rotate_now=_rotation_events(ws),
         accepted=accepted,
     )
+    # Escalation paths come out of the same read: their findings and revocations join the
+    # plan before the ledger is brought up to date.
+    estate, paths = escalation(ws, observer, desired, observed, now, accepted)
+    plan = with_paths(plan, paths)
     targets_read = [n for n, o in observed.items() if isinstance(o, Snapshot)]
-    outcome = ws.ledger.reconcile(plan.findings, targets_read, now)
-    return Pass(desired, observed, plan, outcome.records)
+    findings = [*plan.findings, *carried(ws, paths, plan, targets_read, ws.partial)]
+    outcome = ws.ledger.reconcile(findings, targets_read, now)
+    return Pass(desired, observed, plan, outcome.records[: len(plan.findings)], estate, paths)
 
 
 def apply(ws: Workspace, observer: Observer, plan: Plan, progress: Progress) -> list[Result]:
@@ -122,7 +132,9 @@ def apply(ws: Workspace, observer: Observer, plan: Plan, progress: Progress) -> 
     for r in results:
         if r.action.op is Op.DELETE_ACCOUNT and r.status is Status.VERIFIED:
             ws.usage.forget(r.action.target, r.action.account)
-    ws.ledger.remediated(remediated_ids(results, plan.findings), now)
+    verified = {r.action for r in results if r.status is Status.VERIFIED}
+    cut_off = [fid for action, fid in plan.remedies if action in verified]
+    ws.ledger.remediated([*remediated_ids(results, plan.findings), *cut_off], now)
     settle_identity_states(ws, plan, results)
     return results
 

@@ -133,6 +133,11 @@ class RulesSpec(_Strict):
     mass_change_limit: Share = Field(default=0.20, description="e.g. 20%")
     dormant_after: Duration | None = None
     sod: list[SodSpec] = Field(default_factory=list)
+    escalation_paths: Literal["report", "revoke"] = Field(
+        default="report",
+        description="report (default) | revoke: cut escalation paths through what lockstep "
+        "manages (lockstep paths)",
+    )
 
 
 class PeopleSpec(_Strict):
