@@ -7,7 +7,6 @@ use in their bodies (see ``cli.common``), so that ``--help`` and ``validate`` st
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -18,13 +17,13 @@ from lockstep.cli.common import (
     ConfigOpt,
     JsonOpt,
     StateOpt,
-    config_path,
     emit_json,
     err,
     options,
     out,
     workspace,
 )
+from lockstep.engine.inert import inert
 from lockstep.errors import LockstepError
 from lockstep.secret import redact
 
@@ -54,135 +53,6 @@ def main_options(
     if state is not None:
         options.state = state
     options.debug = debug
-
-
-@app.command()
-def validate(config: ConfigOpt = None) -> None:
-    """Check the policy without touching any target."""
-    from lockstep.policy.load import load_policy
-
-    loaded = load_policy(config_path(config))
-    p = loaded.policy
-    out.print(
-        f"[green]Policy valid:[/] {len(p.targets)} target(s), {len(p.owners)} owner(s), "
-        f"{len(p.identities)} identit{'y' if len(p.identities) == 1 else 'ies'} "
-        f"in {len(loaded.files)} file(s)."
-    )
-
-
-@app.command()
-def permissions(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Show every admin permission lockstep may need on each target, without touching any."""
-    from lockstep.cli import render
-    from lockstep.connectors.registry import connector_type
-    from lockstep.policy.load import load_policy
-
-    policy = load_policy(config_path(config)).policy
-    needed = render.target_permissions(
-        {name: connector_type(t.type) for name, t in policy.targets.items()}
-    )
-    if as_json:
-        emit_json(needed)
-    else:
-        render.print_target_permissions(out, needed)
-
-
-@app.command()
-def schema() -> None:
-    """Print the policy's JSON Schema (for editors)."""
-    from lockstep.policy.jsonschema import policy_json_schema
-
-    emit_json(policy_json_schema())
-
-
-@app.command()
-def plan(
-    config: ConfigOpt = None,
-    state: StateOpt = None,
-    as_json: JsonOpt = False,
-    exit_code: Annotated[
-        bool,
-        typer.Option(
-            "--exit-code", help="Exit 2 when there are actions, 1 when a target is unreadable."
-        ),
-    ] = False,
-) -> None:
-    """Read every target and show what apply would change, and the findings."""
-    from lockstep.cli import render
-    from lockstep.engine.enforcement import enforcement
-    from lockstep.engine.reconcile import observe
-
-    with workspace(config, state) as ws, ws.observer() as (observer, desired):
-        p = observe(ws, observer, desired)
-        permissions = render.needed_permissions(p.plan, observer.connectors)
-        report = enforcement(ws.policy, p.plan)
-        if as_json:
-            emit_json(render.plan_json(p.plan, p.findings, permissions, report))
-        else:
-            render.print_plan(out, p.plan, permissions, p.findings)
-            render.print_enforcement(out, report)
-    if exit_code and p.plan.unreachable:
-        raise typer.Exit(1)
-    if exit_code and p.plan.actions:
-        raise typer.Exit(2)
-
-
-@app.command()
-def apply(
-    config: ConfigOpt = None,
-    state: StateOpt = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")] = False,
-    as_json: JsonOpt = False,
-    allow_mass_change: Annotated[
-        bool, typer.Option("--allow-mass-change", help="Lift the blast-radius guard.")
-    ] = False,
-) -> None:
-    """Compute a fresh plan, execute it, and verify every action."""
-    from lockstep.cli import render
-    from lockstep.engine.enforcement import enforcement
-    from lockstep.engine.reconcile import reconcile
-    from lockstep.model import Status
-
-    console = err if as_json else out
-    with workspace(config, state) as ws, ws.observer() as (observer, desired):
-
-        def gate(seen: Pass) -> Plan:
-            plan = seen.plan
-            if not as_json:
-                permissions = render.needed_permissions(plan, observer.connectors)
-                render.print_plan(out, plan, permissions, seen.findings)
-            if plan.blocked and not allow_mass_change:
-                raise CliError(
-                    "apply refused: the plan trips the blast-radius guard "
-                    "(rules.mass_change_limit); review it and re-run with --allow-mass-change"
-                )
-            if plan.actions and not yes:
-                _confirm()
-            return plan
-
-        done = reconcile(
-            ws,
-            observer,
-            desired,
-            gate,
-            lambda r: console.print(f"  {r.status}: {r.action.op} {r.action.account}", style="dim"),
-        )
-        plan, results = done.seen.plan, done.results
-        report = enforcement(ws.policy, plan, results)
-        if as_json:
-            emit_json(render.results_json(results, plan.unreachable, report))
-        else:
-            render.print_results(out, results)
-            render.print_enforcement(out, report)
-    if plan.unreachable or any(r.status is not Status.VERIFIED for r in results):
-        raise typer.Exit(1)
-
-
-def _confirm() -> None:
-    if not sys.stdin.isatty():
-        raise CliError("apply needs --yes when there is no terminal to ask on")
-    if not typer.confirm("Apply these changes?", default=False):
-        raise CliError("apply cancelled; nothing changed")
 
 
 @app.command()
@@ -263,10 +133,15 @@ def rotate(
         emit_json(data)
     else:
         for name in plan.unreachable:
-            err.print(f"target {name} is unreachable: its credential was not rotated")
+            err.print(
+                inert(f"target {name} is unreachable: its credential was not rotated"),
+                markup=False,
+            )
         render.print_results(out, results)
         for e in ended:
-            out.print(f"  lease {e.lease_id} on {e.target}: {e.status} ({e.detail})")
+            out.print(
+                inert(f"  lease {e.lease_id} on {e.target}: {e.status} ({e.detail})"), markup=False
+            )
     rotated = bool(results) and all(r.status is Status.VERIFIED for r in results)
     if plan.unreachable or not rotated or not all(e.verified for e in ended):
         raise typer.Exit(1)
@@ -298,13 +173,17 @@ def demo(
 # Command modules: each registers its commands on `app` (one import and one call per module).
 from lockstep.cli import audit as audit_commands  # noqa: E402
 from lockstep.cli import credentials as credentials_commands  # noqa: E402
+from lockstep.cli import enforce as enforce_commands  # noqa: E402
 from lockstep.cli import evidence as evidence_commands  # noqa: E402
 from lockstep.cli import findings as findings_commands  # noqa: E402
 from lockstep.cli import governance as governance_commands  # noqa: E402
+from lockstep.cli import offline as offline_commands  # noqa: E402
 from lockstep.cli import paths as paths_commands  # noqa: E402
 from lockstep.cli import service as service_commands  # noqa: E402
 from lockstep.cli import tokens as token_commands  # noqa: E402
 
+offline_commands.register(app)
+enforce_commands.register(app)
 audit_commands.register(app)
 evidence_commands.register(app)
 findings_commands.register(app)
@@ -316,7 +195,7 @@ paths_commands.register(app)
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    err.print(redact(message), markup=False)
+    err.print(inert(redact(message)), markup=False, highlight=False)
     raise SystemExit(code)
 
 
@@ -329,7 +208,7 @@ def main() -> None:
         _fail(f"error: {exc}", exc.exit_code)
     except PolicyInvalid as exc:
         for error in exc.errors:
-            err.print(redact(str(error)), markup=False, highlight=False)
+            err.print(inert(redact(str(error))), markup=False, highlight=False)
         _fail(f"policy invalid: {len(exc.errors)} error(s)", 1)
     except LockstepError as exc:
         if options.debug:

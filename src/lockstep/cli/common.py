@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -37,6 +38,21 @@ StateOpt = Annotated[
     typer.Option("--state", help="State store URL (default: sqlite at .lockstep/state.db)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+TargetsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--target", "-t", metavar="TARGET", help="Only this target (repeatable)."),
+]
+
+
+class FindingsShown(StrEnum):
+    SUMMARY = "summary"
+    ALL = "all"
+
+
+FindingsOpt = Annotated[
+    FindingsShown,
+    typer.Option("--findings", help="Findings by type and severity (summary), or each one (all)."),
+]
 
 
 @dataclass
@@ -59,6 +75,13 @@ class CliError(LockstepError):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class UsageError(CliError):
+    """A command line that cannot be run as written: exits 64 (EX_USAGE), like click's own."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=64)
 
 
 def config_path(config: Path | None) -> Path:

@@ -82,7 +82,7 @@ def list_findings(
     ctx.obj = _Where(config, state)
     if ctx.invoked_subcommand is not None:
         return
-    from lockstep.cli import render
+    from lockstep.cli import render_findings
     from lockstep.engine.reconcile import observe
     from lockstep.engine.shapes import finding_record_json
 
@@ -97,11 +97,11 @@ def list_findings(
             identities=selection.identities,
         )
         owner_of = {r.id: _owner(ws.policy, r) for r in records}
-    records.sort(key=render.finding_record_sort_key)
+    records.sort(key=render_findings.finding_record_sort_key)
     if as_json:
         emit_json({"findings": [finding_record_json(r, owner_of[r.id]) for r in records]})
     else:
-        render.print_finding_records(out, records, owner_of, selection.statuses)
+        render_findings.print_finding_records(out, records, owner_of, selection.statuses)
 
 
 @findings_app.command()
@@ -136,7 +136,7 @@ def accept(
 
     Seen until then, it stays accepted; still seen after, it reopens; gone, it resolves.
     """
-    from lockstep.cli import render
+    from lockstep.cli import render_findings
     from lockstep.engine.acceptance import accept_risk
     from lockstep.engine.shapes import finding_record_json
     from lockstep.store.findings import FindingLedgerError
@@ -160,7 +160,7 @@ def accept(
     if as_json:
         emit_json(finding_record_json(accepted, owner))
     else:
-        render.print_acceptance(out, accepted)
+        render_findings.print_acceptance(out, accepted)
 
 
 def register(app: typer.Typer) -> None:

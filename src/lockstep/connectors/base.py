@@ -100,11 +100,15 @@ class Scope:
 
     ``declared`` are the accounts the policy names: they are in scope even when the target
     would not otherwise count them as accounts (a suspended PostgreSQL role cannot log in).
-    ``excluded`` are never read, touched or reported.
+    ``excluded`` are never read, touched or reported. ``entitlements`` are those the
+    policy grants on the target: a read reports which name an object the target lacks
+    (``Snapshot.unknown``) and, where grants have a size limit, the room left
+    (``Snapshot.room``).
     """
 
     declared: frozenset[str]
     excluded: frozenset[str]
+    entitlements: frozenset[str] = frozenset()
 
 
 class Session(Protocol):

@@ -10,25 +10,28 @@ escalation findings it does not see again are carried as they were.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from datetime import datetime
 
 from lockstep.credentials.sink_files import read_sink_files
 from lockstep.engine.catalog import HELD
+from lockstep.engine.grants import GrantState
 from lockstep.engine.observe import Observer
 from lockstep.engine.workspace import Workspace
-from lockstep.governance.records import ENFORCED, read_requests
 from lockstep.model import Action, Desired, Finding, FindingType, Observation, Plan, Snapshot
 from lockstep.paths.analysis import DEFAULT_LIMIT, PathReport, analyse
 from lockstep.paths.assemble import Estate, path_request, sink_locations
 from lockstep.paths.sinks import HOST
-from lockstep.store.tables import access_requests
 
 
 def read_estate(
-    ws: Workspace, observer: Observer, observed: Mapping[str, Observation], now: datetime
+    ws: Workspace,
+    observer: Observer,
+    observed: Mapping[str, Observation],
+    grants: Iterable[GrantState],
+    now: datetime,
 ) -> Estate:
     read = [name for name, obs in observed.items() if isinstance(obs, Snapshot)]
     facts, unread = observer.read_paths(read, path_request(ws.policy))
@@ -43,20 +46,13 @@ def read_estate(
         if isinstance(obs, Snapshot)
         for account, found in obs.accounts.items()
     }
-    return Estate(every, unread, _approved(ws, now), held)
-
-
-def _approved(ws: Workspace, now: datetime) -> frozenset[tuple[str, str, str]]:
-    """(identity, target, entitlement) of every grant being enforced now."""
-    statuses = [str(s) for s in ENFORCED]
-    with ws.store.reading() as conn:
-        grants = read_requests(conn, [access_requests.c.status.in_(statuses)])
-    return frozenset(
-        (g.identity, g.target, entitlement)
+    approved = frozenset(
+        (g.grant.identity, g.grant.target, entitlement)
         for g in grants
-        if (g.starts_at is None or g.starts_at <= now) and (g.ends_at is None or now < g.ends_at)
-        for entitlement in g.entitlements
+        if now < g.grant.ends_at
+        for entitlement in g.grant.entitlements
     )
+    return Estate(every, unread, approved, held)
 
 
 def escalation(
@@ -64,11 +60,12 @@ def escalation(
     observer: Observer,
     desired: Desired,
     observed: Mapping[str, Observation],
+    grants: Iterable[GrantState],
     now: datetime,
     accepted: AbstractSet[str],
     limit: int = DEFAULT_LIMIT,
 ) -> tuple[Estate, PathReport]:
-    estate = read_estate(ws, observer, observed, now)
+    estate = read_estate(ws, observer, observed, grants, now)
     return estate, analyse(ws.policy, desired, estate, limit, accepted)
 
 

@@ -73,10 +73,13 @@ class Observer:
         return snapshot
 
     def _scope(self, target: Target) -> Scope:
-        declared = frozenset(
-            account for (tgt, account) in self.desired.accounts if tgt == target.name
+        wants = self.desired.for_target(target.name)
+        granted = frozenset().union(*(w.entitlements for w in wants.values()))
+        return Scope(
+            declared=frozenset(wants) - target.exclude,
+            excluded=target.exclude,
+            entitlements=granted,
         )
-        return Scope(declared=declared - target.exclude, excluded=target.exclude)
 
     def _drop(self, name: str) -> None:
         session = self.sessions.pop(name, None)

@@ -199,10 +199,11 @@ def _given(
     want = desired.accounts.get((edge.target, holder.account))
     if want is None or built.graph.index.get(edge.source) != source:
         return None
-    if holder.entitlement in want.entitlements:
-        return GIVEN_BY_POLICY
+    # Grants count in the desired state too: asked first, so that a grant is named as such.
     if any((name, edge.target, holder.entitlement) in estate.approved for name in want.identities):
         return GIVEN_BY_GRANT
+    if holder.entitlement in want.entitlements:
+        return GIVEN_BY_POLICY
     return None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 from psycopg import sql
@@ -27,7 +27,12 @@ from lockstep.connectors.postgres.catalog import Conn
 from lockstep.connectors.postgres.leases import PostgresLeases
 from lockstep.connectors.postgres.paths import PostgresPaths
 from lockstep.connectors.postgres.settings import PostgresSettings, exact_params, is_socket
-from lockstep.connectors.postgres.transform import transform
+from lockstep.connectors.postgres.transform import (
+    object_params,
+    objects,
+    transform,
+    wanted_objects,
+)
 from lockstep.connectors.postgres.usage import PROBE_APPLICATION, PostgresUsage
 from lockstep.model import Account, Op, Snapshot
 from lockstep.secret import Secret
@@ -63,7 +68,16 @@ class PostgresSession(PostgresUsage, PostgresLeases, PostgresPaths):
     # ------------------------------------------------------------ reading
 
     def read(self) -> Snapshot:
-        return self._read(sql.SQL(catalog.IN_SCOPE), self._scope_params())
+        snapshot = self._read(sql.SQL(catalog.IN_SCOPE), self._scope_params())
+        wanted = wanted_objects(self._scope.entitlements)
+        if not wanted:
+            return snapshot
+        try:
+            rows = self._conn.execute(catalog.OBJECTS, object_params(wanted)).fetchall()
+        except psycopg.Error as exc:
+            raise self._unreachable("cannot read which objects exist", exc) from None
+        unknown, room = objects(wanted, rows)
+        return replace(snapshot, unknown=unknown, room=room)
 
     def read_account(self, account: str) -> Account | None:
         return self._read(sql.SQL(catalog.NAMED), {"name": account}).accounts.get(account)

@@ -47,6 +47,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import ClassVar
 
 import redis
@@ -109,7 +110,7 @@ __all__ = [
 # user (hence ACL SETUSER and DELUSER) and reads lockstep's record of them.
 _READ = (
     "+ping", "+acl|list", "+acl|getuser", "+client|list", "+hmget", "+multi", "+exec",
-    "+acl|setuser", "+acl|deluser", f"~{RULES_KEY}",
+    "+acl|setuser", "+acl|deluser", "+command|list", "+acl|cat", f"~{RULES_KEY}",
 )  # fmt: skip
 _RECORD = ("+hset", "+hdel")
 _SAVE = ("+acl|save",)
@@ -123,10 +124,20 @@ class RedisSession(RedisObserver, RedisCredentials, RedisLeases, RedisPaths):
 
     # ------------------------------------------------------------ reading
 
+    granted: frozenset[str] = frozenset()  # the policy's entitlements here (Scope.entitlements)
+
     def read(self) -> Snapshot:
         lines = self._command("ACL LIST", "ACL", "LIST", failure=TargetUnreachable)
         users = transform.in_scope(map(user_from_line, lines), self._excluded)
-        return self._snapshot(users)
+        snapshot = self._snapshot(users)
+        if not any(rule[:1] in "+-" for rule in self.granted):
+            return snapshot
+        with guard("COMMAND LIST", TargetUnreachable):
+            # Not through call(): redis-py's COMMAND callback cannot parse every reply.
+            commands = [str(c) for c in self._client.command_list()]
+        categories = self._command("ACL CAT", "ACL", "CAT", failure=TargetUnreachable)
+        unknown = transform.unknown_rules(self.granted, commands, categories)
+        return replace(snapshot, unknown=unknown)
 
     def read_account(self, account: str) -> Account | None:
         reply = self._command(
@@ -343,6 +354,8 @@ class RedisConnectorType:
     def open(self, target: Target, scope: Scope) -> RedisSession:
         settings = RedisSettings.model_validate(target.settings)
         excluded = scope.excluded | self.default_excluded(settings)
-        return RedisSession(
+        session = RedisSession(
             target.name, settings.url.reveal(), excluded, tuple(settings.secret_keys)
         )
+        session.granted = frozenset(scope.entitlements)
+        return session
