@@ -410,4 +410,5 @@ def _rules(spec: RulesSpec) -> Rules:
         ownerless_identities=RuleAction(spec.ownerless_identities),
         mass_change_limit=spec.mass_change_limit,
         dormant_after_s=spec.dormant_after,
+        escalation_paths=RuleAction(spec.escalation_paths),
     )
