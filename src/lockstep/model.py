@@ -68,10 +68,14 @@ class FindingType(StrEnum):
     ENVIRONMENT_CROSSING = "environment_crossing"
     SHARED_ACCOUNT = "shared_account"
     TARGET_UNREACHABLE = "target_unreachable"
+    UNDELIVERED_CREDENTIAL = "undelivered_credential"
+    LEASE_IMPOSTOR = "lease_impostor"
+    INSECURE_TRANSPORT = "insecure_transport"
     SOD_VIOLATION = "sod_violation"
     GRANT_FAILED = "grant_failed"
     PRIVILEGED_ORPHAN = "privileged_orphan"
     UNKNOWN_OBJECT = "unknown_object"
+    ESCALATION_PATH = "escalation_path"
 
 
 class Severity(StrEnum):
@@ -187,6 +191,7 @@ class Rules:
     mass_change_floor: int = 5  # never stop a plan that touches this many or fewer
     dormant_after_s: int | None = None
     sod: tuple[SodRule, ...] = ()
+    escalation_paths: RuleAction = RuleAction.REPORT  # report | revoke
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +277,12 @@ class Snapshot:
 
     target: str
     accounts: Mapping[str, Account]
+    # Entitlements the policy grants here that name an object the target does not have
+    # (a role, table, group, command or policy), with what is missing.
+    unknown: Mapping[str, str] = field(default_factory=dict)
+    # For entitlements on an object whose grants have a size limit (a PostgreSQL table's
+    # ACL lives in one catalog row): (the object, how many more grantees it can take).
+    room: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +324,7 @@ class Grant:
     account: str
     entitlements: frozenset[str]
     ends_at: datetime
+    starts_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +420,10 @@ class Plan:
     findings: tuple[Finding, ...]
     unreachable: tuple[str, ...] = ()
     mass_change: MassChange | None = None  # set when the blast-radius guard trips
+    warnings: tuple[str, ...] = ()  # what may fail on apply (a grant beyond an ACL's room)
+    # Actions that remedy findings their (target, account, entitlement) do not name: an
+    # escalation path's revocation, and the finding id it cuts off.
+    remedies: tuple[tuple[Action, str], ...] = ()
 
     @property
     def blocked(self) -> bool:

@@ -16,14 +16,30 @@ from datetime import datetime
 
 from lockstep.connectors.base import ObservesUsage, TargetUnreachable
 from lockstep.engine.apply import Applier, action_fields
+from lockstep.engine.delivered import SinkState, redeliver, sink_states, undelivered_findings
+from lockstep.engine.delivery import Deliverer
+from lockstep.engine.escalation import carried, escalation, with_paths
 from lockstep.engine.grants import GrantState, grant_findings, transitions
 from lockstep.engine.observe import Observer
-from lockstep.engine.plan import make_plan
+from lockstep.engine.plan import Key, make_plan
 from lockstep.engine.recovery import Recovery
 from lockstep.engine.sod import SodIndex, violations
 from lockstep.engine.workspace import Workspace
 from lockstep.governance.separation import held_now, record_holdings
-from lockstep.model import Desired, Finding, Observation, Op, Plan, Result, Snapshot, Status
+from lockstep.leases.records import LeaseRecords
+from lockstep.model import (
+    LEASE_PREFIX,
+    Desired,
+    Finding,
+    Observation,
+    Op,
+    Plan,
+    Result,
+    Snapshot,
+    Status,
+)
+from lockstep.paths.analysis import PathReport
+from lockstep.paths.assemble import Estate
 from lockstep.store.findings import FindingRecord, remediated_ids
 from lockstep.store.identity_states import IdentityStates
 from lockstep.store.tables import sod_holdings
@@ -40,6 +56,9 @@ class Pass:
     plan: Plan
     findings: list[FindingRecord]
     grants: list[GrantState] = field(default_factory=list)  # as read when the pass began
+    sinks: list[SinkState] = field(default_factory=list)
+    estate: Estate | None = None  # what was read for escalation paths
+    paths: PathReport | None = None
 
     @property
     def targets_read(self) -> list[str]:
@@ -51,6 +70,7 @@ class Reconciled:
     seen: Pass
     applied: Plan | None  # None when the gate stopped the pass before applying
     results: list[Result] = field(default_factory=list)
+    undelivered: list[str] = field(default_factory=list)  # sinks a redelivery could not fill
 
 
 Gate = Callable[[Pass], Plan | None]
@@ -69,11 +89,14 @@ def reconcile(
         return Reconciled(seen, None, recovered)
     if not plan.actions:
         settle_identity_states(ws, plan, [])
-        settle_grants(ws, seen, recovered)
-        return Reconciled(seen, plan, recovered)
-    results = recovered + apply(ws, observer, plan, progress)
+        results = recovered
+    else:
+        results = recovered + apply(ws, observer, plan, progress)
     settle_grants(ws, seen, results)
-    return Reconciled(seen, plan, results)
+    changed = {(r.action.target, r.action.account) for r in results}
+    deliverer = Deliverer(ws.policy, ws.journal, ws.clock)
+    undelivered = redeliver(deliverer, ws.vault, seen.sinks, changed)
+    return Reconciled(seen, plan, results, undelivered)
 
 
 def recover(ws: Workspace, observer: Observer, progress: Progress) -> list[Result]:
@@ -106,13 +129,22 @@ def observe(ws: Workspace, observer: Observer, desired: Desired) -> Pass:
         last_used=ws.usage.last_used(),
         rotate_now=_rotation_events(ws),
         accepted=accepted,
+        leases=lease_statuses(ws, observed),
     )
+    sinks = sink_states(ws.policy, ws.vault, desired, observed)
+    plan = replace(plan, findings=(*plan.findings, *undelivered_findings(sinks)))
     targets_read = [n for n, o in observed.items() if isinstance(o, Snapshot)]
     grants = ws.grants.states(ws.policy.targets)
     extra = grant_findings(grants, targets_read) + _separation(ws, desired, observed, now)
     plan = _with_findings(plan, extra)
-    outcome = ws.ledger.reconcile(plan.findings, targets_read, now)
-    return Pass(desired, observed, plan, outcome.records, grants)
+    # Escalation paths come out of the same read: their findings and revocations join the
+    # plan before the ledger is brought up to date.
+    estate, paths = escalation(ws, observer, desired, observed, grants, now, accepted)
+    plan = with_paths(plan, paths)
+    findings = [*plan.findings, *carried(ws, paths, plan, targets_read, ws.partial)]
+    outcome = ws.ledger.reconcile(findings, targets_read, now)
+    records = outcome.records[: len(plan.findings)]
+    return Pass(desired, observed, plan, records, grants, sinks, estate, paths)
 
 
 def _separation(
@@ -146,7 +178,9 @@ def settle_grants(ws: Workspace, seen: Pass, results: list[Result]) -> None:
     if not seen.grants:
         return
     snapshots = {n: o for n, o in seen.observed.items() if isinstance(o, Snapshot)}
-    moves = transitions(seen.grants, seen.desired, snapshots, results, ws.clock())
+    now = ws.clock()
+    leased = ws.grants.leased([g for g in seen.grants if g.grant.ends_at <= now])
+    moves = transitions(seen.grants, seen.desired, snapshots, results, now, leased)
     ws.grants.settle(seen.grants, moves)
 
 
@@ -169,7 +203,9 @@ def apply(ws: Workspace, observer: Observer, plan: Plan, progress: Progress) -> 
     for r in results:
         if r.action.op is Op.DELETE_ACCOUNT and r.status is Status.VERIFIED:
             ws.usage.forget(r.action.target, r.action.account)
-    ws.ledger.remediated(remediated_ids(results, plan.findings), now)
+    verified = {r.action for r in results if r.status is Status.VERIFIED}
+    cut_off = [fid for action, fid in plan.remedies if action in verified]
+    ws.ledger.remediated([*remediated_ids(results, plan.findings), *cut_off], now)
     settle_identity_states(ws, plan, results)
     return results
 
@@ -206,6 +242,19 @@ def settle_identity_states(ws: Workspace, plan: Plan, results: list[Result]) -> 
         if name not in pending and not any(a.target in unread for a in identity.access)
     }
     states.save(settled, ws.clock())
+
+
+def lease_statuses(ws: Workspace, observed: Mapping[str, Observation]) -> dict[Key, str]:
+    """The lease record's status of every account bearing the lease prefix, read after the
+    targets: a lease being issued has its record before its account exists."""
+    prefixed = [
+        (name, account)
+        for name, obs in observed.items()
+        if isinstance(obs, Snapshot)
+        for account in obs.accounts
+        if account.startswith(LEASE_PREFIX)
+    ]
+    return LeaseRecords(ws.store, ws.vault, ws.journal).statuses(prefixed)
 
 
 def _record_usage(

@@ -127,7 +127,14 @@ class PassRunner:
     ) -> str | None:
         """Runs the pass; returns the target's change token as it was before the read."""
         narrowed_ = replace(loaded, policy=narrowed(loaded.policy, report.scope))
-        ws = Workspace(narrowed_, self._store, self._journal, self._vault, self._ledger)
+        ws = Workspace(
+            narrowed_,
+            self._store,
+            self._journal,
+            self._vault,
+            self._ledger,
+            partial=set(report.scope) != set(loaded.policy.targets),
+        )
         desired = ws.desired(report.started)
         solo = report.scope == {worker.name}
         if solo:
@@ -179,7 +186,15 @@ class PassRunner:
             if self._stopping.is_set() and len(report.results) < planned:
                 raise Stopping
 
-        if reconcile(ws, observer, desired, gate, progress).applied is None:
+        done = reconcile(ws, observer, desired, gate, progress)
+        for problem in done.undelivered:
+            self._log.warning(
+                "credential not delivered: retried next pass",
+                op="deliver",
+                status="undelivered_credential",
+                error=problem,
+            )
+        if done.applied is None:
             return
         for name in report.read:
             mine = [r for r in report.results if r.action.target == name]
