@@ -161,3 +161,22 @@ def _role_exists(project: GovernedProject, role: str) -> bool:
             conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
             is not None
         )
+
+
+def test_explain_names_the_request_and_its_approvers_for_granted_access(
+    project: GovernedProject,
+) -> None:
+    started(project)
+    request_id = project.request(PAYMENTS_WRITE, duration="10m")
+    project.approve_both_stages(request_id)
+    eventually(lambda: project.status(request_id) == "active", "the grant to become active")
+    data = json.loads(project.cli("explain", "payments-api", "--json").stdout)
+    [account] = [a for a in data["accounts"] if a["target"] == "orders-db"]
+    [row] = [e for e in account["entitlements"] if e["entitlement"] == PAYMENTS_WRITE]
+    [because] = row["because"]
+    approvers = [a["by"] for a in project.grant(request_id)["approvals"]]
+    assert because["source"] == "request" and because["request"] == request_id
+    assert because["approved_by"] == approvers and len(approvers) == 2
+    assert because["status"] == "active" and because["until"] is not None
+    assert row["held"] is True and row["why_not"] is None
+    assert [g["id"] for g in account["grants"]] == [request_id]

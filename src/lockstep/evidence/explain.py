@@ -98,7 +98,15 @@ def explain_identity(
                 "credential": _credential(key, facts, history),
                 "last_used_at": _iso(facts.used.get(key)),
                 "entitlements": _entitlements(
-                    access, (where.access, where.entitlements), held, blame, history, key, mine, now
+                    access,
+                    (where.access, where.entitlements),
+                    held,
+                    blame,
+                    history,
+                    key,
+                    mine,
+                    now,
+                    facts.grants.get(key, []),
                 ),
                 "findings": [f for f in mine if f.get("entitlement") is None],
                 "grants": list(facts.grants.get(key, [])),
@@ -129,19 +137,34 @@ def _entitlements(
     key: Key,
     findings: Sequence[dict[str, Any]],
     now: datetime,
+    grants: Sequence[Mapping[str, Any]],
 ) -> list[dict[str, Any]]:
     expired = access.expires is not None and access.expires <= now
     access_line, lines = places
     declared = set(access.entitlements)
+    granted: dict[str, list[Mapping[str, Any]]] = {}
+    for grant in grants:
+        for ent in grant["entitlements"]:
+            granted.setdefault(ent, []).append(grant)
     rows = []
-    for ent in sorted(declared | (held or set())):
+    for ent in sorted(declared | granted.keys() | (held or set())):
         why_not = None
-        because = []
+        because: list[dict[str, Any]] = [
+            {
+                "source": "request",
+                "request": g["id"],
+                "status": g["status"],
+                "requester": g["requester"],
+                "approved_by": g["approved_by"],
+                "until": g["ends_at"],
+            }
+            for g in granted.get(ent, [])
+        ]
         if ent in declared:
-            because.append({"source": "policy", **blame.place(lines.get(ent, access_line))})
-            if expired:
+            because.insert(0, {"source": "policy", **blame.place(lines.get(ent, access_line))})
+            if expired and not granted.get(ent):
                 why_not = f"granted until {_iso(access.expires)}: expired, to be revoked"
-        else:
+        elif not because:
             why_not = "not granted by the policy: an excess entitlement"
         rows.append(
             {

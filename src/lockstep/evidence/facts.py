@@ -16,7 +16,14 @@ from lockstep.governance.records import ENFORCED, RequestStatus
 from lockstep.model import Finding, FindingType, Severity
 from lockstep.store import Store
 from lockstep.store.findings import FindingRecord
-from lockstep.store.tables import access_requests, credentials, leases, target_passes, usage
+from lockstep.store.tables import (
+    access_requests,
+    credentials,
+    leases,
+    request_approvals,
+    target_passes,
+    usage,
+)
 from lockstep.store.tables import findings as findings_table
 from lockstep.store.usage import ACCOUNT, FIRST_SEEN
 
@@ -117,19 +124,30 @@ def read_store_facts(store: Store) -> StoreFacts:
 
 
 def _live_grants(conn: Connection) -> dict[Key, list[dict[str, object]]]:
-    t = access_requests
+    t, a = access_requests, request_approvals
+    live = t.c.status.in_(_LIVE_GRANTS)
+    approvers: dict[str, list[str]] = {}
+    for row in conn.execute(
+        select(a.c.request_id, a.c.by).join(t, t.c.id == a.c.request_id).where(live)
+        .order_by(a.c.request_id, a.c.stage, a.c.at)
+    ):  # fmt: skip
+        approvers.setdefault(row.request_id, []).append(row.by)
     found: dict[Key, list[dict[str, object]]] = {}
     for r in conn.execute(
-        select(t.c.id, t.c.target, t.c.account, t.c.status, t.c.entitlements, t.c.ends_at)
-        .where(t.c.status.in_(_LIVE_GRANTS))
+        select(t.c.id, t.c.target, t.c.account, t.c.status, t.c.entitlements, t.c.ends_at,
+               t.c.requester, t.c.reason)
+        .where(live)
         .order_by(t.c.created_at, t.c.id)
-    ):
+    ):  # fmt: skip
         found.setdefault((r.target, r.account), []).append(
             {
                 "id": r.id,
                 "status": r.status,
                 "entitlements": json.loads(r.entitlements),
                 "ends_at": None if r.ends_at is None else iso_seconds(r.ends_at),
+                "requester": r.requester,
+                "reason": r.reason,
+                "approved_by": approvers.get(r.id, []),
             }
         )
     return found
