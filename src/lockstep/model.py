@@ -75,6 +75,7 @@ class FindingType(StrEnum):
     GRANT_FAILED = "grant_failed"
     PRIVILEGED_ORPHAN = "privileged_orphan"
     UNKNOWN_OBJECT = "unknown_object"
+    ESCALATION_PATH = "escalation_path"
 
 
 class Severity(StrEnum):
@@ -190,6 +191,7 @@ class Rules:
     mass_change_floor: int = 5  # never stop a plan that touches this many or fewer
     dormant_after_s: int | None = None
     sod: tuple[SodRule, ...] = ()
+    escalation_paths: RuleAction = RuleAction.REPORT  # report | revoke
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,6 +421,9 @@ class Plan:
     unreachable: tuple[str, ...] = ()
     mass_change: MassChange | None = None  # set when the blast-radius guard trips
     warnings: tuple[str, ...] = ()  # what may fail on apply (a grant beyond an ACL's room)
+    # Actions that remedy findings their (target, account, entitlement) do not name: an
+    # escalation path's revocation, and the finding id it cuts off.
+    remedies: tuple[tuple[Action, str], ...] = ()
 
     @property
     def blocked(self) -> bool:

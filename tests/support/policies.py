@@ -43,7 +43,7 @@ class Var:
         return f"${{{self.name}}}"
 
 
-Setting = str | int | float | bool | Var
+Setting = str | int | float | bool | Var | list[str]
 
 
 @dataclass

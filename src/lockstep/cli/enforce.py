@@ -23,6 +23,7 @@ from lockstep.cli.common import (
     StateOpt,
     TargetsOpt,
     UsageError,
+    Verdict,
     emit_json,
     err,
     out,
@@ -92,7 +93,7 @@ def plan(
     if exit_code and p.plan.unreachable:
         raise typer.Exit(1)
     if exit_code and p.plan.actions:
-        raise typer.Exit(2)
+        raise Verdict(2)
 
 
 def apply(

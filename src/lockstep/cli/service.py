@@ -18,6 +18,7 @@ from lockstep.cli.common import (
     ConfigOpt,
     JsonOpt,
     StateOpt,
+    Verdict,
     config_path,
     emit_json,
     options,
@@ -114,7 +115,7 @@ def reconcile(
         _print(body)
     passes: dict[str, str | None] = body.get("passes", {})
     if wait and any(outcome not in _SETTLED for outcome in passes.values()):
-        raise typer.Exit(2)
+        raise Verdict(2)
 
 
 def _print(body: dict[str, Any]) -> None:

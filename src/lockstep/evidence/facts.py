@@ -1,6 +1,6 @@
 """What the state store knows that the evidence needs, read once: the findings held, when
-each target was last read in full, credential issue times, observed use, active leases.
-Nothing is decrypted and nothing is written."""
+each target was last read in full, credential issue times, observed use, active leases, live
+grants. Nothing is decrypted and nothing is written."""
 
 from __future__ import annotations
 
@@ -131,5 +131,5 @@ def _grants(conn: Connection) -> dict[Key, list[dict[str, object]]]:
             }
         )
     for rows in found.values():
-        rows.sort(key=lambda g: str(g["id"]))
+        rows.reverse()  # oldest first
     return found

@@ -142,7 +142,8 @@ class Requests:
             for f in batch:
                 refusal = self._sod(conn, f.identity, f.request, f.request.created_at)
                 if refusal is not None:
-                    entries.append(refused_entry("file", f.who, f.ask, refusal))
+                    if not f.dry_run:  # a check (a form's) attempts nothing
+                        entries.append(refused_entry("file", f.who, f.ask, refusal))
                     answers.append(Forbidden(f"request refused: {refusal}"))
                     continue
                 if not f.dry_run:

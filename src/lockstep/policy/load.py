@@ -214,7 +214,7 @@ class _Builder:
         el = Element(self.elements["targets"][name].doc, self.elements["targets"][name].path, raw)
         if unread:
             return self._offline_target(name, spec, model, el, unread)
-        settings = validate(model, el, self.errors)
+        settings = validate(model, el, self.errors, also=TargetSpec.model_fields)
         if settings is None:
             return None
         try:
@@ -327,6 +327,9 @@ class _Builder:
                     self._at("identities", identity, *where, "target"),
                     f"unknown target {item['target']!r}" + _known(self.elements["targets"]),
                 )
+            elif item["target"] in self.connectors:
+                # The target's own settings failed; its grammar does not depend on them.
+                self._grammar(identity, where, item, self.connectors[item["target"]])
             return None
         connector = self.connectors[target.name]
         account = item["account"]
@@ -355,6 +358,19 @@ class _Builder:
         if not ok:
             return None
         return Access(target.name, account, frozenset(entitlements), item["expires"])
+
+    def _grammar(
+        self, identity: str, where: tuple[str, int], item: dict[str, Any], connector: ConnectorType
+    ) -> None:
+        try:
+            connector.check_account(item["account"])
+        except GrammarError as exc:
+            self._error(self._at("identities", identity, *where, "account"), str(exc))
+        for j, text in enumerate(item["entitlements"]):
+            try:
+                connector.parse_entitlement(text)
+            except GrammarError as exc:
+                self._error(self._at("identities", identity, *where, "entitlements", j), str(exc))
 
     def _check_sink(self, identity: str, sink: str, access: tuple[Access, ...]) -> None:
         from lockstep.credentials.sinks import SinkError, check_sink
@@ -410,4 +426,5 @@ def _rules(spec: RulesSpec) -> Rules:
         ownerless_identities=RuleAction(spec.ownerless_identities),
         mass_change_limit=spec.mass_change_limit,
         dormant_after_s=spec.dormant_after,
+        escalation_paths=RuleAction(spec.escalation_paths),
     )

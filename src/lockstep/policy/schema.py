@@ -168,6 +168,11 @@ class RulesSpec(_Strict):
     )
     dormant_after: Duration | None = None
     sod: list[SodSpec] = Field(default_factory=list)
+    escalation_paths: Literal["report", "revoke"] = Field(
+        default="report",
+        description="report (default) | revoke: cut escalation paths through what lockstep "
+        "manages (lockstep paths)",
+    )
 
 
 class PeopleSpec(_Strict):
