@@ -68,6 +68,9 @@ class FindingType(StrEnum):
     ENVIRONMENT_CROSSING = "environment_crossing"
     SHARED_ACCOUNT = "shared_account"
     TARGET_UNREACHABLE = "target_unreachable"
+    UNDELIVERED_CREDENTIAL = "undelivered_credential"
+    LEASE_IMPOSTOR = "lease_impostor"
+    INSECURE_TRANSPORT = "insecure_transport"
     SOD_VIOLATION = "sod_violation"
     GRANT_FAILED = "grant_failed"
     PRIVILEGED_ORPHAN = "privileged_orphan"
@@ -294,9 +297,36 @@ Observation = Snapshot | Unreachable
 # ---------------------------------------------------------------- desired state
 
 
+class RequestStatus(StrEnum):
+    """An access request's life: pending until decided; once approved, the grant's."""
+
+    PENDING = "pending"
+    APPROVED = "approved"  # every stage passed: to be enforced at once
+    ACTIVE = "active"  # the target was read back holding it
+    ENDING = "ending"  # its window is over: being removed
+    ENDED = "ended"  # the removal was read back (and what it gave is proven gone)
+    DENIED = "denied"
+    EXPIRED = "expired"  # left pending past governance.pending_expires_after
+    FAILED = "failed"  # could not be enforced; retried every pass
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """An approved request, as the desired state counts it: ``entitlements`` on the account
+    until ``ends_at``. Grants of one entitlement are counted: the end of one never takes
+    away what another grant, or the policy, still holds."""
+
+    request: str
+    identity: str
+    target: str
+    account: str
+    entitlements: frozenset[str]
+    ends_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class DesiredAccount:
-    """What the policy says one account in one target should be."""
+    """What the policy (and the grants) say one account in one target should be."""
 
     target: str
     account: str
@@ -307,6 +337,10 @@ class DesiredAccount:
     suspend_reason: str | None = None
     ownerless: bool = False
     all_expired: bool = False
+    # Entitlements that live grants alone hold (not the policy), with their requests.
+    granted: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Entitlements whose grants ended and nothing else holds, with those requests.
+    grant_ended: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,3 +445,4 @@ class Result:
     status: Status
     detail: str
     checks: tuple[Check, ...] = field(default_factory=tuple)
+    seq: int | None = None  # the journal entry that records it

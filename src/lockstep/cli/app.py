@@ -26,6 +26,7 @@ from lockstep.cli.common import (
     out,
     plain_output,
 )
+from lockstep.engine.inert import inert
 from lockstep.errors import LockstepError
 from lockstep.secret import redact
 
@@ -113,7 +114,7 @@ governance_commands.register(app)
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    err.print(redact(message), markup=False)
+    err.print(inert(redact(message)), markup=False, highlight=False)
     raise SystemExit(code)
 
 
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"error: {exc}", exc.exit_code)
     except PolicyInvalid as exc:
         for error in exc.errors:
-            err.print(redact(str(error)), markup=False, highlight=False)
+            err.print(inert(redact(str(error))), markup=False, highlight=False)
         _fail(f"policy invalid: {len(exc.errors)} error(s)", 1)
     except LockstepError as exc:
         if options.debug:

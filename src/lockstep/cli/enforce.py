@@ -25,9 +25,11 @@ from lockstep.cli.common import (
     UsageError,
     Verdict,
     emit_json,
+    err,
     out,
     workspace,
 )
+from lockstep.engine.inert import inert
 
 if TYPE_CHECKING:
     from lockstep.cli.progress import Bar
@@ -143,11 +145,16 @@ def apply(
             results = done.results
             report = enforcement(ws.policy, applied, results)
         if as_json:
-            emit_json(render.results_json(results, applied.unreachable, report))
+            data = render.results_json(results, applied.unreachable, report)
+            data["undelivered"] = done.undelivered
+            emit_json(data)
         else:
             render.print_results(out, results)
             render.print_enforcement(out, report)
-    if applied.unreachable or any(r.status is not Status.VERIFIED for r in results):
+        for problem in done.undelivered:
+            err.print(inert(f"undelivered_credential: {problem}"), markup=False, highlight=False)
+    failed = any(r.status is not Status.VERIFIED for r in results)
+    if applied.unreachable or failed or done.undelivered:
         raise typer.Exit(1)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,6 +19,7 @@ from rich.progress import (
 )
 
 from lockstep.cli.common import err
+from lockstep.engine.inert import inert
 
 
 class Bar:
@@ -35,7 +37,8 @@ class Bar:
 
     def advance(self, label: str) -> None:
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, advance=1, last=label)
+            # The label names accounts read from a target: shown inert, never as markup.
+            self._progress.update(self._task, advance=1, last=escape(inert(label)))
 
 
 @contextmanager

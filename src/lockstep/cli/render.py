@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -20,6 +21,7 @@ from lockstep.connectors.base import (
     WatchesChanges,
 )
 from lockstep.engine.enforcement import Enforcement, IdentityEnforcement
+from lockstep.engine.inert import inert
 from lockstep.engine.shapes import finding_json
 from lockstep.model import Action, FindingType, Op, Plan, Result, Status
 from lockstep.store.findings import FindingRecord
@@ -38,6 +40,11 @@ _OP_STYLE = {
     Op.DELETE_ACCOUNT: ("-", "bold red"),
 }
 _STATUS_STYLE = {Status.VERIFIED: "green", Status.FAILED: "bold red", Status.UNVERIFIED: "yellow"}
+
+
+def shown(value: object) -> str:
+    """``value`` for a string that Rich reads as markup: inert, its brackets escaped."""
+    return escape(inert(str(value)))
 
 
 def needed_permissions(plan: Plan, connectors: Mapping[str, ConnectorType]) -> dict[str, list[str]]:
@@ -81,7 +88,7 @@ def target_permissions(targets: Mapping[str, ConnectorType]) -> dict[str, Any]:
 
 def print_target_permissions(console: Console, permissions: Mapping[str, Any]) -> None:
     for name, target in permissions.items():
-        console.print(Text(f"target {name} ({target['type']})", style="bold"))
+        console.print(Text(f"target {inert(name)} ({target['type']})", style="bold"))
         console.print(f"  read (plan, verify, findings): {', '.join(target['read'])}")
         console.print("  operations (plan lists those its actions need):")
         for op, perms in target["operations"].items():
@@ -106,8 +113,8 @@ def print_enforcement(console: Console, report: Mapping[str, IdentityEnforcement
     for e in report.values():
         if e.status in (Enforcement.PARTIAL, Enforcement.UNKNOWN):
             console.print(
-                f"[bold yellow]! identity {e.identity} is {e.status}: not in step on "
-                f"{', '.join(e.lagging)}; retried on the next pass[/]"
+                f"[bold yellow]! identity {shown(e.identity)} is {e.status}: not in step on "
+                f"{shown(', '.join(e.lagging))}; retried on the next pass[/]"
             )
 
 
@@ -182,6 +189,7 @@ def action_json(a: Action) -> dict[str, Any]:
         "entitlement": a.entitlement,
         "identity": a.identity,
         "reason": a.reason,
+        "request": a.request,
     }
 
 
@@ -189,8 +197,8 @@ def print_unreachable(console: Console, plan: Plan) -> None:
     """Each target that could not be read, with the cause."""
     causes = {f.target: f.detail for f in plan.findings if f.type is FindingType.TARGET_UNREACHABLE}
     for target in plan.unreachable:
-        line = Text(f"! target {target} is unreachable: ", style="bold red")
-        line.append(causes.get(target) or "not read")
+        line = Text(f"! target {inert(target)} is unreachable: ", style="bold red")
+        line.append(inert(causes.get(target) or "not read"))
         line.append("; nothing is known about it, and nothing is planned for it", style="red")
         console.print(line)
 
@@ -217,14 +225,14 @@ def print_plan(
         for action in plan.actions:
             if action.target != current:
                 current = action.target
-                console.print(Text(f"  target {current}", style="bold"))
+                console.print(Text(f"  target {inert(current)}", style="bold"))
             sign, style = _OP_STYLE[action.op]
             what = f"{action.op} {action.account}"
             if action.entitlement:
                 what += f"  {action.entitlement}"
             line = Text(f"    {sign} ", style=style)
-            line.append(what, style=style)
-            line.append(f"   # {action.reason}", style="dim")
+            line.append(inert(what), style=style)
+            line.append(f"   # {inert(action.reason)}", style="dim")
             console.print(line)
         counts: dict[str, int] = {}
         for a in plan.actions:
@@ -234,7 +242,7 @@ def print_plan(
         if permissions:
             console.print("[dim]Admin permissions this plan needs:[/]")
             for target, perms in permissions.items():
-                console.print(f"[dim]  {target}: {', '.join(perms)}[/]")
+                console.print(f"[dim]  {shown(target)}: {', '.join(perms)}[/]")
     if plan.mass_change is not None:
         mc = plan.mass_change
         console.print(
@@ -243,7 +251,7 @@ def print_plan(
             "--allow-mass-change is given.[/]"
         )
     for warning in plan.warnings:
-        console.print(Text(f"warning: {warning}", style="bold yellow"))
+        console.print(Text(f"warning: {inert(warning)}", style="bold yellow"))
     print_findings(console, plan.findings, records, findings)
 
 
@@ -255,10 +263,10 @@ def print_results(console: Console, results: Sequence[Result]) -> None:
     for r in results:
         line = Text("  ")
         line.append(f"{r.status:<10}", style=_STATUS_STYLE[r.status])
-        line.append(f" {r.action.op} {r.action.target}/{r.action.account}")
+        line.append(inert(f" {r.action.op} {r.action.target}/{r.action.account}"))
         if r.action.entitlement:
-            line.append(f"  {r.action.entitlement}")
-        line.append(f"  ({r.detail})", style="dim")
+            line.append(inert(f"  {r.action.entitlement}"))
+        line.append(f"  ({inert(r.detail)})", style="dim")
         console.print(line)
     verified = sum(r.status is Status.VERIFIED for r in results)
     style = "green" if verified == len(results) else "bold red"
@@ -272,7 +280,8 @@ def print_verification(console: Console, v: Verification, findings: str = SUMMAR
         for column in ("target", "account", "entitlement", "expected", "actual"):
             table.add_column(column, overflow="fold")
         for c in failed:
-            table.add_row(c.target, c.account, c.entitlement or "", c.expected, c.actual)
+            cells = (c.target, c.account, c.entitlement or "", c.expected, c.actual)
+            table.add_row(*(Text(inert(cell)) for cell in cells))
         console.print(table)
     print_findings(
         console, v.plan.findings, v.findings, findings, "verify --findings all lists each"

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.text import Text
 
 from lockstep.engine.catalog import KINDS
+from lockstep.engine.inert import inert
 from lockstep.model import Finding
 from lockstep.store.findings import FindingRecord
 
@@ -38,9 +39,9 @@ def print_findings(
         line = Text("  ")
         line.append(f"{f.severity:<8}", style=SEVERITY_STYLE.get(str(f.severity), ""))
         line.append(f" {f.type}", style="bold")
-        line.append(f"  {f.target}/{f.account or '*'}")
+        line.append(inert(f"  {f.target}/{f.account or '*'}"))
         if f.entitlement:
-            line.append(f"  {f.entitlement}")
+            line.append(inert(f"  {f.entitlement}"))
         owasp = ",".join(KINDS[f.type].owasp_nhi)
         line.append(f"  [{owasp or '-'} {','.join(KINDS[f.type].nist_csf)}] {f.id}", style="dim")
         rec = by_id.get(f.id)
@@ -103,9 +104,9 @@ def print_finding_records(
         line = Text("  ")
         line.append(f"{f.severity:<8}", style=SEVERITY_STYLE.get(str(f.severity), ""))
         line.append(f" {f.type}", style="bold")
-        line.append(f"  {f.target}/{f.account or '*'}")
+        line.append(inert(f"  {f.target}/{f.account or '*'}"))
         if f.entitlement:
-            line.append(f"  {f.entitlement}")
+            line.append(inert(f"  {f.entitlement}"))
         owasp = ",".join(KINDS[f.type].owasp_nhi)
         line.append(f"  [{owasp or '-'} {','.join(KINDS[f.type].nist_csf)}] {r.id}", style="dim")
         console.print(line)
@@ -113,8 +114,10 @@ def print_finding_records(
         if r.accepted_until is not None:
             console.print(
                 Text(
-                    f"           accepted by {r.accepted_by} until "
-                    f"{r.accepted_until:%Y-%m-%d %H:%M}: {r.accepted_reason}",
+                    inert(
+                        f"           accepted by {r.accepted_by} until "
+                        f"{r.accepted_until:%Y-%m-%d %H:%M}: {r.accepted_reason}"
+                    ),
                     style="magenta",
                 )
             )
@@ -126,9 +129,9 @@ def print_acceptance(console: Console, record: FindingRecord) -> None:
     if f.entitlement:
         what += f" {f.entitlement}"
     line = Text("Accepted ", style="bold magenta")
-    line.append(f"{record.id} ({what})")
+    line.append(inert(f"{record.id} ({what})"))
     line.append(f" until {record.accepted_until:%Y-%m-%d %H:%M} UTC, by {record.accepted_by}: ")
-    line.append(record.accepted_reason or "")
+    line.append(inert(record.accepted_reason or ""))
     console.print(line)
     console.print(
         "[dim]It stays accepted while seen until then, and reopens if still seen after.[/]"
@@ -147,5 +150,5 @@ def _lifecycle_line(record: FindingRecord, owner: str | None) -> Text:
         line.append(f"  remediated {record.remediated_at:%Y-%m-%d %H:%M}", style="dim")
     if record.verified_at is not None:
         line.append(f"  verified {record.verified_at:%Y-%m-%d %H:%M}", style="dim")
-    line.append(f"  owner {owner or '(none)'}", style="dim")
+    line.append(inert(f"  owner {owner or '(none)'}"), style="dim")
     return line

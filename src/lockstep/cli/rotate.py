@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from lockstep.cli.common import ConfigOpt, JsonOpt, StateOpt, emit_json, err, out, workspace
+from lockstep.engine.inert import inert
 
 if TYPE_CHECKING:
     from lockstep.engine.reconcile import Pass
@@ -71,10 +72,15 @@ def rotate(
         emit_json(data)
     else:
         for name in plan.unreachable:
-            err.print(f"target {name} is unreachable: its credential was not rotated")
+            err.print(
+                inert(f"target {name} is unreachable: its credential was not rotated"),
+                markup=False,
+            )
         render.print_results(out, results)
         for e in ended:
-            out.print(f"  lease {e.lease_id} on {e.target}: {e.status} ({e.detail})")
+            out.print(
+                inert(f"  lease {e.lease_id} on {e.target}: {e.status} ({e.detail})"), markup=False
+            )
     rotated = bool(results) and all(r.status is Status.VERIFIED for r in results)
     if plan.unreachable or not rotated or not all(e.verified for e in ended):
         raise typer.Exit(1)

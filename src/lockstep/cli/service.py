@@ -62,6 +62,14 @@ def run(
             "from (repeatable; default: the issuer's OIDC discovery).",
         ),
     ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Listen off loopback although neither LOCKSTEP_API_TOKEN nor "
+            "governance.people is set (the API is then open to the network).",
+        ),
+    ] = False,
     config: ConfigOpt = None,
     state: StateOpt = None,
 ) -> None:
@@ -76,6 +84,7 @@ def run(
         port=port,
         interval_cap_s=parse_interval(interval) if interval else None,
         key_sources=_key_sources(jwks or []),
+        insecure_no_auth=insecure_no_auth,
     )
     try:
         code = run_service(service_options)

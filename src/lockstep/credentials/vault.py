@@ -353,6 +353,16 @@ class Vault:
             )
             return {(r.target, r.account): r.issued_at for r in rows}
 
+    def current_fingerprints(self) -> dict[tuple[str, str], str]:
+        """Each account's current credential's fingerprint, without decrypting anything."""
+        with self._store.reading() as conn:
+            rows = conn.execute(
+                select(
+                    credentials.c.target, credentials.c.account, credentials.c.fingerprint
+                ).where(credentials.c.status == _CURRENT)
+            )
+            return {(r.target, r.account): r.fingerprint for r in rows}
+
     def retired(self, target: str, account: str) -> list[StoredCredential]:
         """Retired credentials of one account, newest first."""
         return [self._open(row) for row in self._select(target, account, _RETIRED)]

@@ -15,8 +15,9 @@ from dataclasses import dataclass, replace
 
 from lockstep.connectors.base import Credential, ProbeResult, Session
 from lockstep.credentials.vault import Vault
+from lockstep.engine.delivered import sink_checks
 from lockstep.engine.observe import Observer
-from lockstep.engine.reconcile import observe
+from lockstep.engine.reconcile import lease_statuses, observe
 from lockstep.engine.verify import REAL_TIME, Inconclusive, Timer, probe_until, propagation_window
 from lockstep.engine.workspace import Workspace
 from lockstep.model import (
@@ -59,11 +60,14 @@ def verify_state(
     credentials; the verdict and every failed check are journaled."""
     seen = observe(ws, observer, desired)
     checks = reconcile_checks(state_checks(ws.policy, desired, seen.observed), seen.plan)
+    # Not a difference the rules may only report: a planted account is drift until gone.
+    checks += impostor_checks(seen.observed, lease_statuses(ws, seen.observed))
     windows = {
         n: propagation_window(ws.policy.targets[n], c) for n, c in observer.connectors.items()
     }
     checks += probe_checks(observer.sessions, ws.vault, desired, seen.observed, windows)
     checks += unfinished_checks(ws.vault)
+    checks += sink_checks(seen.sinks, observer.sessions, windows)
     ids = {f.id for f in seen.plan.findings}
     verification = Verification(
         checks, seen.plan, [r for r in seen.findings if r.id in ids], strict
@@ -132,6 +136,25 @@ def unfinished_checks(vault: Vault) -> list[Check]:
         )
         for p in vault.pending()
     ]
+
+
+def impostor_checks(
+    observed: Mapping[str, Observation], leases: Mapping[tuple[str, str], str]
+) -> list[Check]:
+    """``leases``: the lease record's status of each prefixed account that has one (see
+    ``make_plan``); a prefixed account without a record fails until it is gone, suspended
+    or not."""
+    checks = []
+    for name, obs in sorted(observed.items()):
+        if not isinstance(obs, Snapshot):
+            continue
+        for account in sorted(set(obs.accounts) - set(_not_leases(obs.accounts))):
+            if (name, account) not in leases:
+                state = "enabled" if obs.accounts[account].enabled else "suspended"
+                checks.append(
+                    Check(name, account, None, "absent", f"lease impostor {state}", False)
+                )
+    return checks
 
 
 def state_checks(

@@ -83,6 +83,24 @@ KINDS: Mapping[FindingType, FindingKind] = {
     FindingType.TARGET_UNREACHABLE: FindingKind(
         Severity.HIGH, (), _MONITORING, "target could not be read: its state is unknown"
     ),
+    FindingType.UNDELIVERED_CREDENTIAL: FindingKind(
+        Severity.HIGH,
+        ("NHI7",),
+        _CREDENTIAL,
+        "a sink does not hold the credential the target accepts",
+    ),
+    FindingType.LEASE_IMPOSTOR: FindingKind(
+        Severity.HIGH,
+        ("NHI1", "NHI5"),
+        (*_ACCESS, *_MONITORING),
+        "account under lockstep's lease prefix that lockstep never issued",
+    ),
+    FindingType.INSECURE_TRANSPORT: FindingKind(
+        Severity.MEDIUM,
+        ("NHI4",),
+        ("PR.AA-03",),
+        "admin connection in clear text to a host other than loopback",
+    ),
     FindingType.SOD_VIOLATION: FindingKind(
         Severity.HIGH, ("NHI5",), _ACCESS, "identity holding entitlements a sod rule separates"
     ),

@@ -17,6 +17,7 @@ from lockstep.engine.desired import desired_state
 from lockstep.engine.observe import Observer
 from lockstep.engine.scope import narrowed
 from lockstep.errors import LockstepError
+from lockstep.governance.grants import GrantBook
 from lockstep.journal import Journal
 from lockstep.model import Desired, Policy
 from lockstep.policy.load import LoadedPolicy, load_policy
@@ -116,6 +117,15 @@ class Workspace:
     def usage(self) -> UsageStore:
         return UsageStore(self.store)
 
+    @cached_property
+    def grants(self) -> GrantBook:
+        return GrantBook(self.store, self.journal, self.clock)
+
+    def desired(self, now: datetime) -> Desired:
+        """The policy and the grants on its targets, at ``now``."""
+        states = self.grants.states(self.policy.targets)
+        return desired_state(self.policy, now, [s.grant for s in states])
+
     @contextmanager
     def observer_for(self, targets: Iterable[str] | None) -> Iterator[tuple[Workspace, Observer]]:
         """The workspace narrowed to ``targets`` (all when None or empty) and an observer
@@ -127,6 +137,6 @@ class Workspace:
 
     @contextmanager
     def observer(self) -> Iterator[tuple[Observer, Desired]]:
-        desired = desired_state(self.policy, self.clock())
+        desired = self.desired(self.clock())
         with Observer(self.policy, desired) as observer:
             yield observer, desired

@@ -114,6 +114,10 @@ class LeaseManager:
             workspace.clock,
         )
 
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
     def close(self) -> None:
         with self._lock:
             issuers, self._issuers = list(self._issuers.values()), {}

@@ -23,6 +23,7 @@ from typing import Any
 
 from lockstep.credentials.vault import Vault
 from lockstep.errors import LockstepError
+from lockstep.governance.grants import GrantBook
 from lockstep.journal import Journal, JournalError
 from lockstep.policy.load import LoadedPolicy
 from lockstep.service.events import Doorbell, PolicyChange, PolicySource, TargetWorker
@@ -37,6 +38,9 @@ POLICY_POLL_S = 1.0  # how often the policy files are checked for edits
 LEASE_ROUND_S = 1.0  # how often leases are claimed, renewed and rebalanced
 LEASE_INTERVALS = 3  # a lease row reads as held for this many of the target's intervals
 CHORE_PERIOD_S = 10.0  # how often the service that leads runs the chores (the lease reaper)
+# How often the store is asked for grants approved or past their end: a grant approved
+# through another service, or whose window ends, is enforced within this of it (plus a pass).
+GRANT_WATCH_S = 0.2
 LOOP_STOP_S = 10.0  # what a stopping service grants its loops to finish their round
 
 
@@ -132,6 +136,7 @@ class Controller:
             ("policy", self._policy_loop),
             ("leases", self._lease_loop),
             ("chores", self._chore_loop),
+            ("grants", self._grant_loop),
         )
         for name, loop in loops:
             thread = threading.Thread(target=loop, name=f"lockstep-{name}", daemon=True)
@@ -281,6 +286,33 @@ class Controller:
             if self.leases.leads():
                 self._chore()
             self._stopping.wait(CHORE_PERIOD_S)
+
+    def _grant_loop(self) -> None:
+        """Ring the targets of grants approved or past their end, once per grant and
+        status: a pass that cannot finish is retried on the target's interval."""
+        book = GrantBook(self.store, self.journal)
+        rung: set[tuple[str, str]] = set()
+        failing = False
+        while not self._stopping.wait(GRANT_WATCH_S):
+            try:
+                due = book.due()
+            except LockstepError as exc:
+                if not failing:
+                    self._log.error(
+                        "grant watch cannot read the store",
+                        target=None,
+                        op="grants",
+                        status="error",
+                        error=str(exc),
+                    )
+                failing = True
+                continue
+            failing = False
+            now = {(d.request, str(d.status)) for d in due}
+            for d in due:
+                if (d.request, str(d.status)) not in rung:
+                    self.grant_changed(d.target)
+            rung = now
 
     def _lease_loop(self) -> None:
         while not self._stopping.wait(LEASE_ROUND_S):

@@ -34,6 +34,7 @@ from lockstep.connectors.aws.grammar import (
     revoke_older_sessions_document,
     trust_account_document,
 )
+from lockstep.connectors.aws.paths import AwsPaths
 from lockstep.connectors.aws.transform import SUSPENDED_POLICY
 from lockstep.connectors.aws.usage import key_last_used, roles_usage, users_usage
 from lockstep.connectors.base import (
@@ -55,7 +56,7 @@ SUSPENDED_TAG = "lockstep-suspended-at"
 MAX_KEYS_PER_USER = 2
 
 
-class AwsSession:
+class AwsSession(AwsPaths):
     """A live connection to one AWS account's IAM, as the admin from boto3's default chain."""
 
     def __init__(

@@ -59,6 +59,7 @@ from lockstep.connectors.ldap.directory import (
 )
 from lockstep.connectors.ldap.observe import LdapObserver
 from lockstep.connectors.ldap.passwords import LdapPasswords
+from lockstep.connectors.ldap.paths import LdapPaths
 from lockstep.connectors.ldap.transform import missing_groups, transform
 from lockstep.model import Account, Op, Snapshot, Target
 from lockstep.secret import Secret, redact
@@ -176,7 +177,7 @@ class LdapConnectorType:
 # ---------------------------------------------------------------- sessions
 
 
-class LdapSession(LdapObserver, LdapPasswords):
+class LdapSession(LdapObserver, LdapPasswords, LdapPaths):
     """One target's accounts and groups; the optional capabilities come from the mixins."""
 
     # ------------------------------------------------------------ reading

@@ -26,11 +26,13 @@ LEFT JOIN pg_shdescription d ON d.objoid = r.oid AND d.classoid = 'pg_authid'::r
 WHERE {which}
 """
 # Declared and excluded names go through IN (subquery) so that they are hashed once, not
-# compared row by row against every role.
+# compared row by row against every role. A role bearing the lease prefix stays in scope when
+# it cannot log in: the prefix is lockstep's, and one lockstep never issued is an impostor.
 IN_SCOPE = """
 r.rolname !~ '^pg_' AND r.rolname <> session_user
 AND r.rolname NOT IN (SELECT unnest(%(excluded)s::text[]))
 AND (r.rolcanlogin OR d.description = %(marker)s
+     OR left(r.rolname, length(%(lease_prefix)s)) = %(lease_prefix)s
      OR r.rolname IN (SELECT unnest(%(declared)s::text[])))
 """
 NAMED = "r.rolname = %(name)s"

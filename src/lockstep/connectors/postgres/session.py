@@ -1,7 +1,7 @@
 """A PostgreSQL session: reading roles, one method per operation, and probing as a workload.
 
 The optional capabilities come from the mixins beside their SQL: the change token and usage
-(``usage``) and leases (``leases``).
+(``usage``), leases (``leases``) and the facts of escalation paths (``paths``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from lockstep.connectors.postgres import catalog, grammar
 from lockstep.connectors.postgres.admin import first, one_line
 from lockstep.connectors.postgres.catalog import Conn
 from lockstep.connectors.postgres.leases import PostgresLeases
+from lockstep.connectors.postgres.paths import PostgresPaths
 from lockstep.connectors.postgres.settings import PostgresSettings, exact_params, is_socket
 from lockstep.connectors.postgres.transform import (
     object_params,
@@ -49,12 +50,13 @@ class _ProbeEndpoint:
     tls: Mapping[str, str]
 
 
-class PostgresSession(PostgresUsage, PostgresLeases):
+class PostgresSession(PostgresUsage, PostgresLeases, PostgresPaths):
     """One autocommit admin connection to one target."""
 
     def __init__(self, conn: Conn, target: str, settings: PostgresSettings, scope: Scope) -> None:
         super().__init__(conn, target, scope)
         self._scram_iterations = settings.lease_scram_iterations
+        self._secret_tables = settings.secret_table_names()
         parameters = conn.info.get_parameters()
         self._probe = _ProbeEndpoint(
             settings.probe_host or conn.info.host,

@@ -51,7 +51,7 @@ from dataclasses import replace
 from typing import ClassVar
 
 import redis
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lockstep.connectors.base import (
     ActionFailed,
@@ -91,6 +91,7 @@ from lockstep.connectors.redis.admin import (
 from lockstep.connectors.redis.credentials import RedisCredentials
 from lockstep.connectors.redis.leases import LEASES_KEY, RedisLeases
 from lockstep.connectors.redis.observe import RedisObserver
+from lockstep.connectors.redis.paths import RedisPaths
 from lockstep.model import Account, Op, Snapshot, Target
 from lockstep.secret import Secret
 
@@ -118,7 +119,7 @@ _SAVE = ("+acl|save",)
 # ---------------------------------------------------------------- session
 
 
-class RedisSession(RedisObserver, RedisCredentials, RedisLeases):
+class RedisSession(RedisObserver, RedisCredentials, RedisLeases, RedisPaths):
     """One target's ACL users; the optional capabilities come from the mixins."""
 
     # ------------------------------------------------------------ reading
@@ -299,6 +300,9 @@ class RedisSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     url: SecretValue  # admin connection, e.g. redis://lockstep:PASSWORD@host:6379/0
+    # Key patterns where workloads keep credentials: whoever may read them is on a path to
+    # those credentials (``lockstep paths``).
+    secret_keys: list[str] = Field(default_factory=list)
 
     @field_validator("url")
     @classmethod
@@ -350,6 +354,8 @@ class RedisConnectorType:
     def open(self, target: Target, scope: Scope) -> RedisSession:
         settings = RedisSettings.model_validate(target.settings)
         excluded = scope.excluded | self.default_excluded(settings)
-        session = RedisSession(target.name, settings.url.reveal(), excluded)
+        session = RedisSession(
+            target.name, settings.url.reveal(), excluded, tuple(settings.secret_keys)
+        )
         session.granted = frozenset(scope.entitlements)
         return session
