@@ -22,6 +22,7 @@ from lockstep.cli.common import (
     ConfigOpt,
     JsonOpt,
     StateOpt,
+    UsageError,
     emit_json,
     err,
     out,
@@ -126,13 +127,16 @@ def revoke(
     as_json: JsonOpt = False,
 ) -> None:
     """End leases now and prove their credentials refused (exit 1 unless every one is)."""
+    from lockstep.cli import progress
+
     if lease_id is not None and (identity or target or prefix):
-        raise CliError("give a lease id, or --identity/--target/--prefix, not both")
+        raise UsageError("give a lease id, or --identity/--target/--prefix, not both")
     with _leases(config, state) as manager:
         if lease_id is not None:
             ended = [manager.revoke(lease_id)]
         else:
-            ended = manager.revoke_where(identity=identity, target=target, prefix=prefix)
+            with progress.bar("revoking", enabled=not as_json) as bar:
+                ended = manager.revoke_where(identity, target, prefix, bar)
     _report(ended, {}, as_json)
     if not all(e.verified for e in ended):
         raise typer.Exit(1)
@@ -141,8 +145,10 @@ def revoke(
 def reap(config: ConfigOpt = None, state: StateOpt = None, as_json: JsonOpt = False) -> None:
     """End every lease past its expiry and every lease account without a live record
     (exit 1 unless every one was proven refused and every target could be read)."""
-    with _leases(config, state) as manager:
-        report = manager.reap()
+    from lockstep.cli import progress
+
+    with _leases(config, state) as manager, progress.bar("reaping", enabled=not as_json) as bar:
+        report = manager.reap(progress=bar)
     _report(report.ended, report.unreachable, as_json)
     if not report.verified:
         raise typer.Exit(1)

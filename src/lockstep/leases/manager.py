@@ -41,6 +41,7 @@ from lockstep.engine.eligibility import (
     LeaseTerms,
     lease_terms,
 )
+from lockstep.engine.progress import SILENT, Progress
 from lockstep.engine.workspace import Workspace
 from lockstep.journal import Journal
 from lockstep.leases.batcher import Batcher
@@ -356,15 +357,19 @@ class LeaseManager:
         return self._ender.revoke(lease_id)
 
     def revoke_where(
-        self, identity: str | None = None, target: str | None = None, prefix: str | None = None
+        self,
+        identity: str | None = None,
+        target: str | None = None,
+        prefix: str | None = None,
+        progress: Progress = SILENT,
     ) -> list[Ended]:
         """End every live or failed lease of ``identity``, on ``target``, or whose id starts
         with ``prefix`` (all that are given must match)."""
-        return self._ender.revoke_where(identity, target, prefix)
+        return self._ender.revoke_where(identity, target, prefix, progress)
 
-    def reap(self, now: datetime | None = None) -> ReapReport:
+    def reap(self, now: datetime | None = None, progress: Progress = SILENT) -> ReapReport:
         """See ``LeaseEnder.reap``."""
-        return self._ender.reap(now)
+        return self._ender.reap(now, progress)
 
     # ------------------------------------------------------------ records
 
