@@ -41,6 +41,8 @@ REMOVING_OPS = frozenset({Op.SUSPEND_ACCOUNT, Op.DELETE_ACCOUNT, Op.ROTATE_CREDE
 LEASE_PREFIX = "lockstep_lease_"
 
 DEFAULT_INTERVAL_S = 30
+DEFAULT_MAX_TOKEN_LIFETIME_S = 3600
+DEFAULT_MAX_LIVE_LEASES = 10
 DEFAULT_CHECKPOINT_INTERVAL_S = 3600
 LEGACY_INTERVAL_S = 10  # targets that cannot revoke on events are checked more often
 LEGACY_MAX_CREDENTIAL_AGE_S = 7 * 86400  # ... and their credentials live shorter
@@ -142,6 +144,7 @@ class CredentialPolicy:
     sink: str | None = None
     lease_ttl_s: int | None = None
     lease_max_ttl_s: int | None = None
+    max_live_leases: int = DEFAULT_MAX_LIVE_LEASES  # per identity, and per workload token
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +155,7 @@ class Workload:
     subject: str
     audience: str
     claims: Mapping[str, str]
+    max_token_lifetime_s: int = DEFAULT_MAX_TOKEN_LIFETIME_S  # exp - iat of tokens accepted
 
 
 class IdentityKind(StrEnum):

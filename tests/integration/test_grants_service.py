@@ -161,3 +161,27 @@ def _role_exists(project: GovernedProject, role: str) -> bool:
             conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
             is not None
         )
+
+
+def test_explain_and_inventory_name_the_request_and_its_approvers(
+    project: GovernedProject,
+) -> None:
+    started(project)
+    request_id = project.request(PAYMENTS_WRITE, duration="1h")
+    project.approve_both_stages(request_id)
+    eventually(lambda: project.status(request_id) == "active", "the grant to become active")
+    explained = json.loads(project.cli("explain", "payments-api", "--json").stdout)
+    [account] = explained["accounts"]
+    [row] = [e for e in account["entitlements"] if e["entitlement"] == PAYMENTS_WRITE]
+    assert row["held"] is True and row["why_not"] is None
+    [because] = row["because"]
+    assert because["source"] == "request" and because["request"] == request_id
+    assert because["requester"] == "alice@example.com"
+    assert because["approved_by"] == ["amir@example.com", "sam@example.com"]
+    assert [g["id"] for g in account["grants"]] == [request_id]
+    text = project.cli("explain", "payments-api").stdout
+    assert f"request {request_id} by alice@example.com" in text
+    inventory = json.loads(project.cli("inventory", "--json").stdout)["accounts"]
+    [mine] = [a for a in inventory if a["account"] == "payments_api"]
+    assert [g["id"] for g in mine["grants"]] == [request_id]
+    assert request_id in project.cli("inventory", "--csv").stdout

@@ -148,6 +148,7 @@ class Issuer:
             "aud": self.audience,
             "iat": now,
             "exp": now + 300,
+            "jti": secrets.token_hex(8),  # each token its own: workload tokens are used once
             **self.claims,
             **claims,
         }

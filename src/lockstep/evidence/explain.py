@@ -98,7 +98,15 @@ def explain_identity(
                 "credential": _credential(key, facts, history),
                 "last_used_at": _iso(facts.used.get(key)),
                 "entitlements": _entitlements(
-                    access, (where.access, where.entitlements), held, blame, history, key, mine, now
+                    access,
+                    (where.access, where.entitlements),
+                    held,
+                    blame,
+                    history,
+                    key,
+                    mine,
+                    now,
+                    facts.grants.get(key, []),
                 ),
                 "findings": [f for f in mine if f.get("entitlement") is None],
                 "grants": list(facts.grants.get(key, [])),
@@ -129,19 +137,25 @@ def _entitlements(
     key: Key,
     findings: Sequence[dict[str, Any]],
     now: datetime,
+    grants: Sequence[dict[str, Any]] = (),
 ) -> list[dict[str, Any]]:
     expired = access.expires is not None and access.expires <= now
     access_line, lines = places
     declared = set(access.entitlements)
+    granted: dict[str, list[dict[str, Any]]] = {}
+    for g in grants:
+        for ent in g["entitlements"]:
+            granted.setdefault(ent, []).append(g)
     rows = []
-    for ent in sorted(declared | (held or set())):
+    for ent in sorted(declared | (held or set()) | granted.keys()):
         why_not = None
         because = []
         if ent in declared:
             because.append({"source": "policy", **blame.place(lines.get(ent, access_line))})
-            if expired:
+            if expired and ent not in granted:
                 why_not = f"granted until {_iso(access.expires)}: expired, to be revoked"
-        else:
+        because += [_grant_reason(g) for g in granted.get(ent, [])]
+        if not because:
             why_not = "not granted by the policy: an excess entitlement"
         rows.append(
             {
@@ -155,6 +169,22 @@ def _entitlements(
             }
         )
     return rows
+
+
+def _grant_reason(grant: Mapping[str, Any]) -> dict[str, Any]:
+    """An entitlement a request gives: the request, who asked and why, who approved it,
+    and its window."""
+    return {
+        "source": "request",
+        "request": grant["id"],
+        "status": grant["status"],
+        "requester": grant["requester"],
+        "reason": grant["reason"],
+        "approved_by": list(grant["approved_by"]),
+        "starts_at": grant["starts_at"],
+        "ends_at": grant["ends_at"],
+        "verified_at": grant["verified_at"],
+    }
 
 
 def explain_account(

@@ -4,15 +4,13 @@ grants. Nothing is decrypted and nothing is written."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection, select
 
 from lockstep.engine.catalog import HELD
-from lockstep.evidence.times import iso_seconds
-from lockstep.governance.records import ENFORCED, RequestStatus
+from lockstep.governance.records import ENFORCED, iso, read_requests
 from lockstep.model import Finding, FindingType, Severity
 from lockstep.store import Store
 from lockstep.store.findings import FindingRecord
@@ -21,7 +19,6 @@ from lockstep.store.tables import findings as findings_table
 from lockstep.store.usage import ACCOUNT, FIRST_SEEN
 
 Key = tuple[str, str]
-_LIVE_GRANTS = tuple(str(s) for s in (*ENFORCED, RequestStatus.ENDING))
 _FINDING_COLUMNS = ("id", "type", "severity", "target", "account", "entitlement", "identity",
                     "detail", "first_seen", "last_seen", "status")  # fmt: skip
 
@@ -44,8 +41,8 @@ class StoreFacts:
     used: dict[Key, datetime] = field(default_factory=dict)  # last use seen (not first-seen)
     first_seen: dict[Key, datetime] = field(default_factory=dict)  # what dormancy counts from
     leases: list[LeaseFact] = field(default_factory=list)  # active
-    # Live grants by account (approved, active, failed, ending: what they add is enforced
-    # or being removed), each {"id", "status", "entitlements", "ends_at"}; reviews later.
+    # Grants in force by account (approved, active, ending, failed): who asked, who approved,
+    # until when. Reviews are filled in by governance once they exist.
     grants: dict[Key, list[dict[str, object]]] = field(default_factory=dict)
     next_review: dict[Key, datetime] = field(default_factory=dict)
 
@@ -102,7 +99,7 @@ def read_store_facts(store: Store) -> StoreFacts:
                 select(leases).where(leases.c.status == "active").order_by(leases.c.id)
             )
         ]
-        grants = _live_grants(conn)
+        grants = _grants(conn)
     lease_accounts = {(lease.target, lease.account) for lease in active}
     return StoreFacts(
         findings=held,
@@ -116,20 +113,23 @@ def read_store_facts(store: Store) -> StoreFacts:
     )
 
 
-def _live_grants(conn: Connection) -> dict[Key, list[dict[str, object]]]:
-    t = access_requests
+def _grants(conn: Connection) -> dict[Key, list[dict[str, object]]]:
     found: dict[Key, list[dict[str, object]]] = {}
-    for r in conn.execute(
-        select(t.c.id, t.c.target, t.c.account, t.c.status, t.c.entitlements, t.c.ends_at)
-        .where(t.c.status.in_(_LIVE_GRANTS))
-        .order_by(t.c.created_at, t.c.id)
-    ):
-        found.setdefault((r.target, r.account), []).append(
+    for request in read_requests(conn, [access_requests.c.status.in_([str(s) for s in ENFORCED])]):
+        found.setdefault((request.target, request.account), []).append(
             {
-                "id": r.id,
-                "status": r.status,
-                "entitlements": json.loads(r.entitlements),
-                "ends_at": None if r.ends_at is None else iso_seconds(r.ends_at),
+                "id": request.id,
+                "identity": request.identity,
+                "entitlements": list(request.entitlements),
+                "status": str(request.status),
+                "requester": request.requester,
+                "reason": request.reason,
+                "approved_by": [a.by for a in request.approvals],
+                "starts_at": iso(request.starts_at),
+                "ends_at": iso(request.ends_at),
+                "verified_at": iso(request.verified_at),
             }
         )
+    for rows in found.values():
+        rows.reverse()  # oldest first
     return found

@@ -126,6 +126,7 @@ class CredentialsSpec(_Strict):
     sink: Annotated[str, Field(min_length=1)] | None = None
     lease_ttl: Duration | None = None
     lease_max_ttl: Duration | None = None
+    max_live_leases: Annotated[int, Field(ge=1, le=10_000)] = 10
 
 
 class WorkloadSpec(_Strict):
@@ -133,6 +134,7 @@ class WorkloadSpec(_Strict):
     subject: Annotated[str, Field(min_length=1)]
     audience: Annotated[str, Field(min_length=1)]
     claims: dict[str, str] = Field(default_factory=dict)
+    max_token_lifetime: Duration = 3600
 
 
 class IdentitySpec(_Strict):
