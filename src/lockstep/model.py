@@ -39,6 +39,8 @@ REMOVING_OPS = frozenset({Op.SUSPEND_ACCOUNT, Op.DELETE_ACCOUNT, Op.ROTATE_CREDE
 LEASE_PREFIX = "lockstep_lease_"
 
 DEFAULT_INTERVAL_S = 30
+DEFAULT_MAX_TOKEN_LIFETIME_S = 3600
+DEFAULT_MAX_LIVE_LEASES = 10
 DEFAULT_CHECKPOINT_INTERVAL_S = 3600
 LEGACY_INTERVAL_S = 10  # targets that cannot revoke on events are checked more often
 LEGACY_MAX_CREDENTIAL_AGE_S = 7 * 86400  # ... and their credentials live shorter
@@ -75,6 +77,7 @@ class FindingType(StrEnum):
     GRANT_FAILED = "grant_failed"
     PRIVILEGED_ORPHAN = "privileged_orphan"
     UNKNOWN_OBJECT = "unknown_object"
+    ESCALATION_PATH = "escalation_path"
 
 
 class Severity(StrEnum):
@@ -139,6 +142,7 @@ class CredentialPolicy:
     sink: str | None = None
     lease_ttl_s: int | None = None
     lease_max_ttl_s: int | None = None
+    max_live_leases: int = DEFAULT_MAX_LIVE_LEASES  # per identity, and per workload token
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +153,7 @@ class Workload:
     subject: str
     audience: str
     claims: Mapping[str, str]
+    max_token_lifetime_s: int = DEFAULT_MAX_TOKEN_LIFETIME_S  # exp - iat of tokens accepted
 
 
 class IdentityKind(StrEnum):
@@ -190,6 +195,7 @@ class Rules:
     mass_change_floor: int = 5  # never stop a plan that touches this many or fewer
     dormant_after_s: int | None = None
     sod: tuple[SodRule, ...] = ()
+    escalation_paths: RuleAction = RuleAction.REPORT  # report | revoke
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +328,7 @@ class Grant:
     account: str
     entitlements: frozenset[str]
     ends_at: datetime
+    starts_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,6 +425,9 @@ class Plan:
     unreachable: tuple[str, ...] = ()
     mass_change: MassChange | None = None  # set when the blast-radius guard trips
     warnings: tuple[str, ...] = ()  # what may fail on apply (a grant beyond an ACL's room)
+    # Actions that remedy findings their (target, account, entitlement) do not name: an
+    # escalation path's revocation, and the finding id it cuts off.
+    remedies: tuple[tuple[Action, str], ...] = ()
 
     @property
     def blocked(self) -> bool:

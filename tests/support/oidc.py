@@ -4,6 +4,7 @@ on 127.0.0.1, and signs tokens with them."""
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ class Issuer:
             "aud": self.audience,
             "iat": now,
             "exp": now + 300,
+            "jti": secrets.token_hex(8),  # each token its own: workload tokens are used once
             **self.claims,
             **claims,
         }

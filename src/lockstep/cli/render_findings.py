@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from rich.console import Console
 from rich.text import Text
 
-from lockstep.engine.catalog import KINDS
+from lockstep.engine.catalog import KINDS, owasp_nhi
 from lockstep.engine.inert import inert
 from lockstep.model import Finding
 from lockstep.store.findings import FindingRecord
@@ -42,7 +42,7 @@ def print_findings(
         line.append(inert(f"  {f.target}/{f.account or '*'}"))
         if f.entitlement:
             line.append(inert(f"  {f.entitlement}"))
-        owasp = ",".join(KINDS[f.type].owasp_nhi)
+        owasp = ",".join(owasp_nhi(f))
         line.append(f"  [{owasp or '-'} {','.join(KINDS[f.type].nist_csf)}] {f.id}", style="dim")
         rec = by_id.get(f.id)
         if rec is not None:
@@ -107,7 +107,7 @@ def print_finding_records(
         line.append(inert(f"  {f.target}/{f.account or '*'}"))
         if f.entitlement:
             line.append(inert(f"  {f.entitlement}"))
-        owasp = ",".join(KINDS[f.type].owasp_nhi)
+        owasp = ",".join(owasp_nhi(f))
         line.append(f"  [{owasp or '-'} {','.join(KINDS[f.type].nist_csf)}] {r.id}", style="dim")
         console.print(line)
         console.print(_lifecycle_line(r, owners.get(r.id)))

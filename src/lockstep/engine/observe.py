@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
 from lockstep.connectors.base import ConnectorType, Scope, Session, TargetUnreachable
 from lockstep.connectors.registry import connector_type
 from lockstep.model import Desired, Observation, Policy, Snapshot, Target, Unreachable
+from lockstep.paths.graph import PathRequest, TargetFacts
 from lockstep.secret import redact
 
 
@@ -36,6 +38,27 @@ class Observer:
             return {}
         with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
             return dict(zip([t.name for t in targets], pool.map(self._read, targets), strict=True))
+
+    def read_paths(
+        self, names: Iterable[str], request: PathRequest
+    ) -> tuple[dict[str, TargetFacts], dict[str, str]]:
+        """The escalation facts of the targets ``names`` (read already, so their sessions are
+        open), in parallel; and why each that could not be read was not."""
+        wanted = sorted(n for n in names if n in self.sessions)
+        if not wanted:
+            return {}, {}
+        facts: dict[str, TargetFacts] = {}
+        unread: dict[str, str] = {}
+
+        def read(name: str) -> None:
+            try:
+                facts[name] = self.sessions[name].read_paths(request)
+            except TargetUnreachable as exc:
+                unread[name] = redact(str(exc))
+
+        with ThreadPoolExecutor(max_workers=min(8, len(wanted))) as pool:
+            list(pool.map(read, wanted))
+        return facts, unread
 
     def _read(self, target: Target) -> Observation:
         try:

@@ -18,6 +18,7 @@ from lockstep.connectors.base import ObservesUsage, TargetUnreachable
 from lockstep.engine.apply import Applier, action_fields
 from lockstep.engine.delivered import SinkState, redeliver, sink_states, undelivered_findings
 from lockstep.engine.delivery import Deliverer
+from lockstep.engine.escalation import carried, escalation, with_paths
 from lockstep.engine.grants import GrantState, grant_findings, transitions
 from lockstep.engine.observe import Observer
 from lockstep.engine.plan import Key, make_plan
@@ -37,6 +38,8 @@ from lockstep.model import (
     Snapshot,
     Status,
 )
+from lockstep.paths.analysis import PathReport
+from lockstep.paths.assemble import Estate
 from lockstep.store.findings import FindingRecord, remediated_ids
 from lockstep.store.identity_states import IdentityStates
 from lockstep.store.tables import sod_holdings
@@ -54,6 +57,8 @@ class Pass:
     findings: list[FindingRecord]
     grants: list[GrantState] = field(default_factory=list)  # as read when the pass began
     sinks: list[SinkState] = field(default_factory=list)
+    estate: Estate | None = None  # what was read for escalation paths
+    paths: PathReport | None = None
 
     @property
     def targets_read(self) -> list[str]:
@@ -132,8 +137,14 @@ def observe(ws: Workspace, observer: Observer, desired: Desired) -> Pass:
     grants = ws.grants.states(ws.policy.targets)
     extra = grant_findings(grants, targets_read) + _separation(ws, desired, observed, now)
     plan = _with_findings(plan, extra)
-    outcome = ws.ledger.reconcile(plan.findings, targets_read, now)
-    return Pass(desired, observed, plan, outcome.records, grants, sinks)
+    # Escalation paths come out of the same read: their findings and revocations join the
+    # plan before the ledger is brought up to date.
+    estate, paths = escalation(ws, observer, desired, observed, grants, now, accepted)
+    plan = with_paths(plan, paths)
+    findings = [*plan.findings, *carried(ws, paths, plan, targets_read, ws.partial)]
+    outcome = ws.ledger.reconcile(findings, targets_read, now)
+    records = outcome.records[: len(plan.findings)]
+    return Pass(desired, observed, plan, records, grants, sinks, estate, paths)
 
 
 def _separation(
@@ -167,7 +178,9 @@ def settle_grants(ws: Workspace, seen: Pass, results: list[Result]) -> None:
     if not seen.grants:
         return
     snapshots = {n: o for n, o in seen.observed.items() if isinstance(o, Snapshot)}
-    moves = transitions(seen.grants, seen.desired, snapshots, results, ws.clock())
+    now = ws.clock()
+    leased = ws.grants.leased([g for g in seen.grants if g.grant.ends_at <= now])
+    moves = transitions(seen.grants, seen.desired, snapshots, results, now, leased)
     ws.grants.settle(seen.grants, moves)
 
 
@@ -190,7 +203,9 @@ def apply(ws: Workspace, observer: Observer, plan: Plan, progress: Progress) -> 
     for r in results:
         if r.action.op is Op.DELETE_ACCOUNT and r.status is Status.VERIFIED:
             ws.usage.forget(r.action.target, r.action.account)
-    ws.ledger.remediated(remediated_ids(results, plan.findings), now)
+    verified = {r.action for r in results if r.status is Status.VERIFIED}
+    cut_off = [fid for action, fid in plan.remedies if action in verified]
+    ws.ledger.remediated([*remediated_ids(results, plan.findings), *cut_off], now)
     settle_identity_states(ws, plan, results)
     return results
 

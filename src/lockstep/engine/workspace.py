@@ -87,6 +87,9 @@ class Workspace:
     vault: Vault
     ledger: FindingLedger
     clock: Callable[[], datetime] = utcnow
+    # A pass over some of the policy's targets only: what it does not see again (an
+    # escalation path through a target it did not read) is not concluded gone.
+    partial: bool = False
 
     @classmethod
     @contextmanager

@@ -43,7 +43,9 @@ from lockstep.engine.eligibility import (
 )
 from lockstep.engine.progress import SILENT, Progress
 from lockstep.engine.workspace import Workspace
+from lockstep.governance.grants import GrantBook
 from lockstep.journal import Journal
+from lockstep.leases.admission import Request, Token, admit
 from lockstep.leases.batcher import Batcher
 from lockstep.leases.ending import Ended, LeaseEnder, ReapReport
 from lockstep.leases.proofs import Unproven, check_native_expiry, leasing_of, prove_works
@@ -51,7 +53,7 @@ from lockstep.leases.records import Lease, LeaseError, LeaseRecords, LeaseStatus
 from lockstep.leases.sessions import TargetSessions
 from lockstep.model import LEASE_PREFIX, Policy
 from lockstep.secret import generate_password, redact
-from lockstep.store import Store
+from lockstep.store import Store, StoreError
 
 __all__ = [
     "DEFAULT_MAX_TTL_S",
@@ -93,12 +95,15 @@ class LeaseManager:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._policy = policy
+        self._store = store
         self._journal = journal
         self._records = LeaseRecords(store, vault, journal)
+        self._grants = GrantBook(store, journal, clock)
         self._sessions = sessions
         self._clock = clock
         self._ender = LeaseEnder(policy, self._records, journal, sessions, clock)
         self._issuers: dict[str, Batcher[_Ordered, tuple[Lease, Credential]]] = {}
+        self._requests: dict[str, Request] = {}  # by lease id, until its batch admits it
         self._lock = threading.Lock()
 
     @classmethod
@@ -143,10 +148,16 @@ class LeaseManager:
         return self.issue_later(identity, target, ttl_s, workload).result()
 
     def issue_later(
-        self, identity: str, target: str, ttl_s: int | None = None, workload: str | None = None
+        self,
+        identity: str,
+        target: str,
+        ttl_s: int | None = None,
+        workload: str | None = None,
+        token: Token | None = None,
     ) -> Future[tuple[Lease, Credential]]:
         """``issue`` without waiting for the target: a lease the policy refuses raises
-        LeaseError at once; the rest comes as a future (for an event loop to await)."""
+        LeaseError at once; the rest comes as a future (for an event loop to await), which
+        raises QuotaExceeded or TokenReplayed (``token``: the workload's, spent on it)."""
         now = self._now()
         terms = self._terms(identity, target, ttl_s, now)
         lease_id = _random.token_hex(_ID_BYTES)
@@ -168,6 +179,8 @@ class LeaseManager:
         order = LeaseOrder(
             lease.account, terms.template, terms.entitlements, secret, lease.expires_at
         )
+        with self._lock:
+            self._requests[lease.id] = Request(lease.id, identity, token)
         return self._issuer(target).enqueue((lease, order))
 
     def _issuer(self, target: str) -> Batcher[_Ordered, tuple[Lease, Credential]]:
@@ -187,7 +200,26 @@ class LeaseManager:
         """Issue a batch of leases on one target: the intents journaled and the records
         written first (so that the reaper never mistakes a lease being issued for one whose
         record was lost), then the accounts made and proven, then the credentials kept and
-        the results journaled, each step one transaction for the whole batch."""
+        the results journaled, each step one transaction for the whole batch. Requests
+        over their identity's quota, or with a spent token, are refused first."""
+        with self._lock:
+            requests = [self._requests.pop(lease.id) for lease, _ in batch]
+        try:
+            refused = admit(self._store, self._records, self._policy, requests, self._now())
+        except StoreError as exc:
+            return [exc] * len(batch)
+        if refused:
+            admitted = [each for each in batch if each[0].id not in refused]
+            issued = self._issue_admitted(target, admitted)
+            done = dict(zip([e[0].id for e in admitted], issued, strict=True))
+            return [refused.get(lease.id) or done[lease.id] for lease, _ in batch]
+        return self._issue_admitted(target, batch)
+
+    def _issue_admitted(
+        self, target: str, batch: Sequence[_Ordered]
+    ) -> list[tuple[Lease, Credential] | Exception]:
+        if not batch:
+            return []
         leases = [lease for lease, _ in batch]
         outcomes: list[tuple[Lease, Credential] | str | None] = [None] * len(batch)
         recorded = False
@@ -306,7 +338,8 @@ class LeaseManager:
 
     def _terms(self, identity: str, target: str, ttl_s: int | None, now: datetime) -> LeaseTerms:
         try:
-            return lease_terms(self._policy, identity, target, ttl_s, now)
+            grants = self._grants.active(identity, target)
+            return lease_terms(self._policy, identity, target, ttl_s, now, grants)
         except Ineligible as exc:
             raise LeaseError(str(exc)) from None
 

@@ -153,6 +153,10 @@ class CredentialsSpec(_Strict):
     lease_max_ttl: Duration | None = Field(
         default=None, description="The longest a lease may live, renewals included"
     )
+    max_live_leases: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=10,
+        description="The most leases of this identity (and of one workload token) alive at once",
+    )
 
 
 class WorkloadSpec(_Strict):
@@ -165,6 +169,11 @@ class WorkloadSpec(_Strict):
     audience: Annotated[str, Field(min_length=1)] = Field(description="The token's aud")
     claims: dict[str, str] = Field(
         default_factory=dict, description="Further claims the token must carry, exactly"
+    )
+    max_token_lifetime: Duration = Field(
+        default=3600,
+        description="The longest-lived token accepted (its exp less its iat)",
+        json_schema_extra={"default": "1h"},
     )
 
 
@@ -225,6 +234,11 @@ class RulesSpec(_Strict):
     sod: list[SodSpec] = Field(
         default_factory=list,
         description="Separation of duties: entitlements no identity may hold together",
+    )
+    escalation_paths: Literal["report", "revoke"] = Field(
+        default="report",
+        description="report (default) | revoke: cut escalation paths through what lockstep "
+        "manages (lockstep paths)",
     )
 
 

@@ -130,7 +130,14 @@ class PassRunner:
     ) -> str | None:
         """Runs the pass; returns the target's change token as it was before the read."""
         narrowed_ = replace(loaded, policy=narrowed(loaded.policy, report.scope))
-        ws = Workspace(narrowed_, self._store, self._journal, self._vault, self._ledger)
+        ws = Workspace(
+            narrowed_,
+            self._store,
+            self._journal,
+            self._vault,
+            self._ledger,
+            partial=set(report.scope) != set(loaded.policy.targets),
+        )
         desired = ws.desired(report.started)
         solo = report.scope == {worker.name}
         if solo:

@@ -85,8 +85,6 @@ def run_service(options: ServiceOptions) -> int:
         controllers: list[Controller] = []
         governance = Governance(
             store,
-            operator,
-            dict(options.key_sources),
             lambda target: controllers[0].grant_changed(target) if controllers else None,
             log,
         )
@@ -120,7 +118,7 @@ def run_service(options: ServiceOptions) -> int:
         )
         controllers.append(controller)
         authenticators = Authenticators(
-            lambda: controller.current()[0].policy, operator, store, credentials.keys
+            lambda: controller.current()[0].policy, operator, store, options.key_sources
         )
         app = create_app(controller, credentials, operator, governance, authenticators)
         sessions = Sessions(session_key(key), secure=not is_loopback(options.host))

@@ -330,6 +330,11 @@ class RedisConnectorType:
         Op.END_SESSIONS: (*_READ, "+client|kill"),
         Op.DELETE_ACCOUNT: (*_READ, *_RECORD, *_SAVE),
     }
+    paths_permissions: ClassVar[tuple[str, ...]] = (
+        "+acl|list",
+        "+acl|dryrun",
+        "+config|get (optional: enable-module-command, enable-debug-command)",
+    )
     read_permissions: ClassVar[tuple[str, ...]] = _READ
     # What each optional capability of the sessions needs.
     capability_permissions: ClassVar[Mapping[type, tuple[str, ...]]] = {
