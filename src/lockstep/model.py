@@ -10,8 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from lockstep.engine.review_model import HeldBack
+
+from lockstep.secret import Secret
 
 
 class Op(StrEnum):
@@ -39,6 +45,8 @@ REMOVING_OPS = frozenset({Op.SUSPEND_ACCOUNT, Op.DELETE_ACCOUNT, Op.ROTATE_CREDE
 LEASE_PREFIX = "lockstep_lease_"
 
 DEFAULT_INTERVAL_S = 30
+DEFAULT_MAX_TOKEN_LIFETIME_S = 3600
+DEFAULT_MAX_LIVE_LEASES = 10
 DEFAULT_CHECKPOINT_INTERVAL_S = 3600
 LEGACY_INTERVAL_S = 10  # targets that cannot revoke on events are checked more often
 LEGACY_MAX_CREDENTIAL_AGE_S = 7 * 86400  # ... and their credentials live shorter
@@ -71,11 +79,15 @@ class FindingType(StrEnum):
     ENVIRONMENT_CROSSING = "environment_crossing"
     SHARED_ACCOUNT = "shared_account"
     TARGET_UNREACHABLE = "target_unreachable"
+    UNDELIVERED_CREDENTIAL = "undelivered_credential"
+    LEASE_IMPOSTOR = "lease_impostor"
+    INSECURE_TRANSPORT = "insecure_transport"
     SOD_VIOLATION = "sod_violation"
     GRANT_FAILED = "grant_failed"
     REVIEW_OVERDUE = "review_overdue"
     PRIVILEGED_ORPHAN = "privileged_orphan"
     UNKNOWN_OBJECT = "unknown_object"
+    ESCALATION_PATH = "escalation_path"
 
 
 class Severity(StrEnum):
@@ -140,6 +152,7 @@ class CredentialPolicy:
     sink: str | None = None
     lease_ttl_s: int | None = None
     lease_max_ttl_s: int | None = None
+    max_live_leases: int = DEFAULT_MAX_LIVE_LEASES  # per identity, and per workload token
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +163,7 @@ class Workload:
     subject: str
     audience: str
     claims: Mapping[str, str]
+    max_token_lifetime_s: int = DEFAULT_MAX_TOKEN_LIFETIME_S  # exp - iat of tokens accepted
 
 
 class IdentityKind(StrEnum):
@@ -196,6 +210,7 @@ class Rules:
     review_every_s: Mapping[str, int] = field(default_factory=dict)
     review_grace_s: int = DEFAULT_REVIEW_GRACE_S
     unreviewed: RuleAction = RuleAction.REPORT  # report | revoke | suspend
+    escalation_paths: RuleAction = RuleAction.REPORT  # report | revoke
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +248,17 @@ class PeopleIssuer:
     audience: str
     claim: str = "email"
     jwks: str | None = None  # a URL or file:PATH; None: OIDC discovery
+    client: SignInClient | None = None  # the dashboard signs people in through it
+
+
+@dataclass(frozen=True, slots=True)
+class SignInClient:
+    """The dashboard's OIDC client at the people's issuer (authorization code with PKCE)."""
+
+    client_id: str
+    client_secret: Secret | None  # None: a public client, PKCE alone
+    redirect_uri: str  # from the policy, never from a request's Host
+    scopes: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +315,12 @@ class Snapshot:
 
     target: str
     accounts: Mapping[str, Account]
+    # Entitlements the policy grants here that name an object the target does not have
+    # (a role, table, group, command or policy), with what is missing.
+    unknown: Mapping[str, str] = field(default_factory=dict)
+    # For entitlements on an object whose grants have a size limit (a PostgreSQL table's
+    # ACL lives in one catalog row): (the object, how many more grantees it can take).
+    room: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +362,7 @@ class Grant:
     account: str
     entitlements: frozenset[str]
     ends_at: datetime
+    starts_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,18 +388,6 @@ class DesiredAccount:
     # That review's removal is not proven yet: the account is suspended (credential changed,
     # sessions ended, all verified) even where the target already shows it disabled.
     prove_suspension: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Revocation:
-    """What a review's decision (or ``rules.unreviewed``) holds back from the desired state."""
-
-    review: str
-    target: str
-    account: str
-    entitlement: str | None  # None: the whole account is suspended
-    proven: bool  # the removal was read back (and, for an account, credential and sessions)
-    restorable: bool = False  # an overdue review's suspension, lifted by a later keep
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,24 +460,16 @@ class MassChange:
 
 
 @dataclass(frozen=True, slots=True)
-class HeldBack:
-    """Access the policy still declares that a review revoked: shown by every plan until the
-    policy drops it."""
-
-    target: str
-    account: str
-    entitlement: str | None  # None: the whole account
-    identities: tuple[str, ...]
-    review: str
-
-
-@dataclass(frozen=True, slots=True)
 class Plan:
     actions: tuple[Action, ...]
     findings: tuple[Finding, ...]
     unreachable: tuple[str, ...] = ()
     mass_change: MassChange | None = None  # set when the blast-radius guard trips
     held_back: tuple[HeldBack, ...] = ()  # what reviews take away that the policy declares
+    warnings: tuple[str, ...] = ()  # what may fail on apply (a grant beyond an ACL's room)
+    # Actions that remedy findings their (target, account, entitlement) do not name: an
+    # escalation path's revocation, and the finding id it cuts off.
+    remedies: tuple[tuple[Action, str], ...] = ()
 
     @property
     def blocked(self) -> bool:

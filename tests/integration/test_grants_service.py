@@ -6,7 +6,9 @@ when the target cannot hold it. Waits are bounded polls, never timings."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +79,6 @@ def results_by_seq(project: GovernedProject) -> dict[int, dict[str, Any]]:
 
 
 def _results(project: GovernedProject) -> list[dict[str, Any]]:
-    import sqlite3
-
     with sqlite3.connect(f"file:{project.state}?mode=ro", uri=True) as conn:
         rows = conn.execute("SELECT seq, payload FROM journal WHERE kind = 'result'").fetchall()
     return [{"seq": seq, **json.loads(payload)} for seq, payload in rows]
@@ -115,13 +115,72 @@ def test_a_grant_the_target_cannot_hold_fails_is_reported_and_is_retried(
     assert failed["entitlement"] == "role:auditors" and request_id in failed.get(
         "detail", request_id
     )
+    project.services[0].stop()  # the service would retry on its own as soon as it sees it
+    with admin(project.pg) as conn:
+        conn.execute("CREATE ROLE auditors NOLOGIN")
     planned = json.loads(project.cli("plan", "--json").stdout)["actions"]
     assert [(a["op"], a["entitlement"], a["request"]) for a in planned] == [
         ("grant", "role:auditors", request_id)
     ]
-    with admin(project.pg) as conn:
-        conn.execute("CREATE ROLE auditors NOLOGIN")
-    listen = f"127.0.0.1:{project.services[0].port}"
-    answered = project.cli("reconcile", "--target", "orders-db", "--wait", "--listen", listen)
-    assert answered.returncode == 0, answered.stderr
+    project.start()
     eventually(lambda: project.status(request_id) == "active", "the retried grant to be active")
+
+
+def test_a_lease_issued_under_a_grant_never_outlives_it(project: GovernedProject) -> None:
+    started(project)
+    request_id = project.request(PAYMENTS_WRITE, duration="15s")
+    project.approve_both_stages(request_id)
+    eventually(lambda: project.status(request_id) == "active", "the grant to become active")
+    ends_at = datetime.fromisoformat(project.grant(request_id)["ends_at"])
+    issued = project.cli("issue", "payments-api", "--target", "orders-db", "--json")
+    assert issued.returncode == 0, issued.stderr
+    lease = json.loads(issued.stdout)
+    assert datetime.fromisoformat(lease["expires_at"]) <= ends_at
+    assert "INSERT on payments" in table_privileges(project.pg, lease["username"])
+    refused_longer = project.cli("issue", "payments-api", "--target", "orders-db", "--ttl", "1h")
+    assert refused_longer.returncode == 1
+    assert f"would outlive the grant of request {request_id}" in refused_longer.stderr
+
+    eventually(lambda: project.status(request_id) == "ended", "the grant to end")
+    kinds = [(e["kind"], e.get("lease_id") or e.get("request")) for e in _entries(project)]
+    expired = kinds.index(("lease_expired", lease["lease_id"]))
+    assert expired < kinds.index(("grant_ended", request_id))
+    assert not _role_exists(project, lease["username"])
+
+
+def _entries(project: GovernedProject) -> list[dict[str, Any]]:
+    with sqlite3.connect(f"file:{project.state}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT kind, payload FROM journal ORDER BY seq").fetchall()
+    return [{"kind": kind, **json.loads(payload)} for kind, payload in rows]
+
+
+def _role_exists(project: GovernedProject, role: str) -> bool:
+    with admin(project.pg) as conn:
+        return (
+            conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            is not None
+        )
+
+
+def test_explain_and_inventory_name_the_request_and_its_approvers(
+    project: GovernedProject,
+) -> None:
+    started(project)
+    request_id = project.request(PAYMENTS_WRITE, duration="1h")
+    project.approve_both_stages(request_id)
+    eventually(lambda: project.status(request_id) == "active", "the grant to become active")
+    explained = json.loads(project.cli("explain", "payments-api", "--json").stdout)
+    [account] = explained["accounts"]
+    [row] = [e for e in account["entitlements"] if e["entitlement"] == PAYMENTS_WRITE]
+    assert row["held"] is True and row["why_not"] is None
+    [because] = row["because"]
+    assert because["source"] == "request" and because["request"] == request_id
+    assert because["requester"] == "alice@example.com"
+    assert because["approved_by"] == ["amir@example.com", "sam@example.com"]
+    assert [g["id"] for g in account["grants"]] == [request_id]
+    text = project.cli("explain", "payments-api").stdout
+    assert f"request {request_id} by alice@example.com" in text
+    inventory = json.loads(project.cli("inventory", "--json").stdout)["accounts"]
+    [mine] = [a for a in inventory if a["account"] == "payments_api"]
+    assert [g["id"] for g in mine["grants"]] == [request_id]
+    assert request_id in project.cli("inventory", "--csv").stdout

@@ -31,6 +31,7 @@ TABLES = {
     "heartbeats",
     "identity_states",
     "pending_credentials",
+    "token_replay",
     "person_tokens",
     "access_requests",
     "request_approvals",

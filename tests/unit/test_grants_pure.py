@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from lockstep.engine.desired import desired_state
+from lockstep.engine.eligibility import Ineligible, lease_terms
 from lockstep.engine.grants import GrantState, grant_findings, transitions
 from lockstep.engine.plan import make_plan
 from lockstep.model import (
@@ -166,3 +169,41 @@ def test_a_grant_whose_account_is_suspended_fails_with_the_reason() -> None:
     [finding] = grant_findings(failed, ["db"])
     assert finding.type is FindingType.GRANT_FAILED and "R-1" in finding.detail
     assert grant_findings(failed, []) == []
+
+
+def test_a_lease_holds_what_an_active_grant_gives_and_never_outlives_it() -> None:
+    p = policy(READ)
+    g = grant("R-1", WRITE, ends_in="10m")
+    terms = lease_terms(p, "app", "db", None, NOW, [g])
+    assert terms.entitlements == {READ, WRITE}
+    assert terms.ttl_s == terms.max_ttl_s == 600
+    with pytest.raises(Ineligible, match="would outlive the grant of request R-1"):
+        lease_terms(p, "app", "db", 601, NOW, [g])
+    assert lease_terms(p, "app", "db", None, NOW, []).entitlements == {READ}
+    redundant = grant("R-2", READ, ends_in="1m")  # gives nothing the policy does not
+    assert lease_terms(p, "app", "db", None, NOW, [redundant]).max_ttl_s > 60
+
+
+def test_a_grant_with_a_live_lease_ends_only_once_the_lease_has() -> None:
+    g = grant("R-1", WRITE, ends_in="1s")
+    later = NOW + timedelta(seconds=2)
+    desired = desired_state(policy(READ), later, [g])
+    ending = states((g, RequestStatus.ENDING))
+    assert transitions(ending, desired, snapshot(READ), [], later, {"R-1"}) == []
+    [ended] = transitions(ending, desired, snapshot(READ), [], later, set())
+    assert ended.status is RequestStatus.ENDED
+
+
+def test_a_grant_naming_an_object_the_target_lacks_fails_with_what_is_missing() -> None:
+    g = grant("R-1", "role:auditors")
+    desired = desired_state(policy(READ), NOW, [g])
+    read = {
+        "db": Snapshot(
+            "db",
+            {"app": Account("app", frozenset({READ}), True)},
+            unknown={"role:auditors": "no role auditors"},
+        )
+    }
+    [move] = transitions(states((g, RequestStatus.APPROVED)), desired, read, [], NOW)
+    assert move.status is RequestStatus.FAILED
+    assert move.detail == "role:auditors: no role auditors"

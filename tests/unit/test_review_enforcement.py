@@ -11,14 +11,21 @@ from lockstep.engine.desired import desired_state
 from lockstep.engine.plan import make_plan
 from lockstep.engine.review_decisions import decide
 from lockstep.engine.review_enforcement import lifted, proven, revocations
-from lockstep.engine.review_model import RULE, Decision, Leak, Review, ReviewStatus, Signals
+from lockstep.engine.review_model import (
+    RULE,
+    Decision,
+    HeldBack,
+    Leak,
+    Review,
+    ReviewStatus,
+    Signals,
+)
 from lockstep.engine.reviews import overdue_findings, past_due
 from lockstep.model import (
     Account,
     Action,
     Check,
     FindingType,
-    HeldBack,
     Op,
     Result,
     RuleAction,

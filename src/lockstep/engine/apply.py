@@ -21,7 +21,17 @@ from lockstep.engine import faults
 from lockstep.engine.delivery import Deliverer
 from lockstep.engine.verify import REAL_TIME, Evidence, Timer, propagation_window, verify_action
 from lockstep.journal import Journal, JournalError
-from lockstep.model import REMOVING_OPS, Action, Check, Op, Plan, Policy, Result, Status
+from lockstep.model import (
+    LEASE_PREFIX,
+    REMOVING_OPS,
+    Action,
+    Check,
+    Op,
+    Plan,
+    Policy,
+    Result,
+    Status,
+)
 from lockstep.secret import Secret, generate_password, redact
 
 
@@ -149,6 +159,10 @@ class Applier:
         a role promoted since, must not either)."""
         # The plan names the identity of every account the policy declares.
         if action.op in (Op.CREATE_ACCOUNT, Op.GRANT) or action.identity is not None:
+            return None
+        # Lockstep's own lease prefix is the exception: an account planted under it is
+        # suspended however privileged it is (suspended, never deleted).
+        if action.op is Op.SUSPEND_ACCOUNT and action.account.startswith(LEASE_PREFIX):
             return None
         account = session.read_account(action.account)
         if account is None or account.privileged is None:

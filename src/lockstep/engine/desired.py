@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 
+from lockstep.engine.review_model import Revocation
 from lockstep.model import (
     Access,
     Desired,
@@ -21,7 +22,6 @@ from lockstep.model import (
     Identity,
     OwnerStatus,
     Policy,
-    Revocation,
     RuleAction,
 )
 

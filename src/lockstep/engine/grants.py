@@ -5,12 +5,14 @@ gives (on an account that can log in): at the start of the pass, or by the verif
 of this pass's grant. Once its window is over it is ``ending``, and ``ended`` only once
 every entitlement it gave was read back absent, unless the policy or another live grant
 still holds it (grants are counted: that one stays, and the end is noted as kept). A grant
-whose enforcement failed is ``failed``, and tried again every pass.
+whose enforcement failed is ``failed``, and tried again every pass. A grant under which a
+lease was issued ends only once that lease has ended too (proven refused, its sessions gone).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -61,6 +63,7 @@ class _After:
     held: set[str]
     failed: dict[str, str]  # entitlement ('' for the account) -> why its action failed
     seqs: list[tuple[str, int]]  # (entitlement or '', journal seq)
+    unknown: Mapping[str, str]  # entitlements naming an object the target lacks -> why
 
 
 def transitions(
@@ -69,19 +72,26 @@ def transitions(
     observed: Mapping[str, Snapshot],
     results: Sequence[Result],
     now: datetime,
+    leased: AbstractSet[str] = frozenset(),
 ) -> list[Transition]:
-    """The status changes the pass proved, for the grants on the ``observed`` targets."""
+    """The status changes the pass proved, for the grants on the ``observed`` targets.
+    ``leased``: the grants under which a lease still lives."""
     states = [g for g in grants if g.grant.target in observed]
     live = [g.grant for g in states if now < g.grant.ends_at]
     after = _accounts_after(observed, results, {g.key for g in states})
     found: list[Transition] = []
     for state in states:
-        found.extend(_one(state, desired, after.get(state.key), live, now))
+        found.extend(_one(state, desired, after.get(state.key), live, now, leased))
     return found
 
 
 def _one(
-    state: GrantState, desired: Desired, after: _After | None, live: list[Grant], now: datetime
+    state: GrantState,
+    desired: Desired,
+    after: _After | None,
+    live: list[Grant],
+    now: datetime,
+    leased: AbstractSet[str],
 ) -> list[Transition]:
     grant, status = state.grant, state.status
     ents = grant.entitlements
@@ -98,7 +108,7 @@ def _one(
         }  # fmt: skip
         kept = tuple(sorted(ents & (policy | others)))
         gone = after is None or not after.present or not ((ents - set(kept)) & after.held)
-        if gone:
+        if gone and grant.request not in leased:
             moves.append(Transition(grant.request, RequestStatus.ENDED, "", seqs, kept))
         return moves
     want = desired.accounts.get(state.key)
@@ -115,6 +125,9 @@ def _one(
         return [Transition(grant.request, RequestStatus.ACTIVE, "", seqs)]
     failures = [f"{e or 'the account'}: {after.failed[e]}" for e in sorted(after.failed)
                 if e in ents or e == ""]  # fmt: skip
+    failures += [
+        f"{e}: {after.unknown[e]}" for e in sorted(ents - after.held) if e in after.unknown
+    ]
     if failures:
         return _failed(state, "; ".join(failures), seqs)
     return []
@@ -138,6 +151,7 @@ def _accounts_after(
             held=set(actual.entitlements) if actual is not None else set(),
             failed={},
             seqs=[],
+            unknown=observed[target].unknown,
         )
     for result in results:
         a = result.action

@@ -16,16 +16,35 @@ from datetime import datetime
 
 from lockstep.connectors.base import ObservesUsage, TargetUnreachable
 from lockstep.engine.apply import Applier, action_fields
+from lockstep.engine.delivered import SinkState, redeliver, sink_states, undelivered_findings
+from lockstep.engine.delivery import Deliverer
 from lockstep.engine.desired import desired_state
+from lockstep.engine.escalation import carried, escalation, with_paths
 from lockstep.engine.grants import GrantState, grant_findings, transitions
 from lockstep.engine.observe import Observer
-from lockstep.engine.plan import make_plan
+from lockstep.engine.plan import Key, make_plan
 from lockstep.engine.recovery import Recovery
 from lockstep.engine.review_pass import Reviewing
+from lockstep.engine.sod import SodIndex, violations
 from lockstep.engine.workspace import Workspace
-from lockstep.model import Desired, Finding, Observation, Op, Plan, Result, Snapshot, Status
+from lockstep.governance.separation import held_now, record_holdings
+from lockstep.leases.records import LeaseRecords
+from lockstep.model import (
+    LEASE_PREFIX,
+    Desired,
+    Finding,
+    Observation,
+    Op,
+    Plan,
+    Result,
+    Snapshot,
+    Status,
+)
+from lockstep.paths.analysis import PathReport
+from lockstep.paths.assemble import Estate
 from lockstep.store.findings import FindingRecord, remediated_ids
 from lockstep.store.identity_states import IdentityStates
+from lockstep.store.tables import sod_holdings
 
 Progress = Callable[[Result], None]
 
@@ -39,6 +58,9 @@ class Pass:
     plan: Plan
     findings: list[FindingRecord]
     grants: list[GrantState] = field(default_factory=list)  # as read when the pass began
+    sinks: list[SinkState] = field(default_factory=list)
+    estate: Estate | None = None  # what was read for escalation paths
+    paths: PathReport | None = None
     reviewing: Reviewing | None = None
 
     @property
@@ -51,6 +73,7 @@ class Reconciled:
     seen: Pass
     applied: Plan | None  # None when the gate stopped the pass before applying
     results: list[Result] = field(default_factory=list)
+    undelivered: list[str] = field(default_factory=list)  # sinks a redelivery could not fill
 
 
 Gate = Callable[[Pass], Plan | None]
@@ -66,16 +89,19 @@ def reconcile(
     plan = gate(seen)
     if plan is None:
         settle_grants(ws, seen, recovered)
+        _settle_reviews(ws, seen, recovered)
         return Reconciled(seen, None, recovered)
     if not plan.actions:
         settle_identity_states(ws, plan, [])
-        settle_grants(ws, seen, recovered)
-        _settle_reviews(ws, seen, recovered)
-        return Reconciled(seen, plan, recovered)
-    results = recovered + apply(ws, observer, plan, progress)
+        results = recovered
+    else:
+        results = recovered + apply(ws, observer, plan, progress)
     settle_grants(ws, seen, results)
     _settle_reviews(ws, seen, results)
-    return Reconciled(seen, plan, results)
+    changed = {(r.action.target, r.action.account) for r in results}
+    deliverer = Deliverer(ws.policy, ws.journal, ws.clock)
+    undelivered = redeliver(deliverer, ws.vault, seen.sinks, changed)
+    return Reconciled(seen, plan, results, undelivered)
 
 
 def _settle_reviews(ws: Workspace, seen: Pass, results: list[Result]) -> None:
@@ -104,22 +130,6 @@ def observe(ws: Workspace, observer: Observer, desired: Desired) -> Pass:
     issued = ws.vault.issued_times()
     observable = _record_usage(ws, observer, observed, now)
     accepted = {r.id for r in ws.ledger.current("accepted")}
-    seen_use = ws.usage.last_seen()
-    rotate_now = _rotation_events(ws)
-
-    def planned(desired: Desired) -> Plan:
-        return make_plan(
-            ws.policy,
-            desired,
-            observed,
-            now,
-            issued,
-            last_used={key: at for key, (at, _) in seen_use.items()},
-            rotate_now=rotate_now,
-            accepted=accepted,
-        )
-
-    plan = planned(desired)
     targets_read = [n for n, o in observed.items() if isinstance(o, Snapshot)]
     grants = ws.grants.states(ws.policy.targets)
     reviewing = Reviewing.begin(ws, targets_read)
@@ -127,12 +137,47 @@ def observe(ws: Workspace, observer: Observer, desired: Desired) -> Pass:
         # rules.unreviewed took something away just now: this pass enforces it already.
         live = [s.grant for s in grants]
         desired = desired_state(ws.policy, now, live, reviewing.revocations())
-        plan = planned(desired)
-    plan = _with_findings(plan, grant_findings(grants, targets_read))
-    plan = reviewing.with_findings(plan)
-    outcome = ws.ledger.reconcile(plan.findings, targets_read, now)
+    seen_use = ws.usage.last_seen()
+    plan = make_plan(
+        ws.policy,
+        desired,
+        observed,
+        now,
+        issued,
+        last_used={key: at for key, (at, _) in seen_use.items()},
+        rotate_now=_rotation_events(ws),
+        accepted=accepted,
+        leases=lease_statuses(ws, observed),
+    )
+    sinks = sink_states(ws.policy, ws.vault, desired, observed)
+    plan = replace(plan, findings=(*plan.findings, *undelivered_findings(sinks)))
+    extra = grant_findings(grants, targets_read) + _separation(ws, desired, observed, now)
+    plan = _with_findings(plan, extra)
+    # Escalation paths come out of the same read: their findings and revocations join the
+    # plan before the ledger is brought up to date.
+    estate, paths = escalation(ws, observer, desired, observed, grants, now, accepted)
+    plan = reviewing.with_findings(with_paths(plan, paths))
+    findings = [*plan.findings, *carried(ws, paths, plan, targets_read, ws.partial)]
+    outcome = ws.ledger.reconcile(findings, targets_read, now)
+    records = outcome.records[: len(plan.findings)]
+    # Runtime's triggers read what the ledger just saw (drift, sod) and what use showed.
     reviewing.open(desired, outcome.transitions, seen_use, observable, now)
-    return Pass(desired, observed, plan, outcome.records, grants, reviewing)
+    return Pass(desired, observed, plan, records, grants, sinks, estate, paths, reviewing)
+
+
+def _separation(
+    ws: Workspace, desired: Desired, observed: Mapping[str, Observation], now: datetime
+) -> list[Finding]:
+    """Record what the read targets hold of the entitlements sod rules name, and find the
+    identities they show breaking a rule (with what other targets were last seen holding)."""
+    index = SodIndex(ws.policy.rules.sod)
+    if not index:
+        return []
+    read = {n: o for n, o in observed.items() if isinstance(o, Snapshot)}
+    with ws.store.writing(sod_holdings) as conn:
+        record_holdings(conn, index, desired, read, now)
+        elsewhere = held_now(conn, index, {t for t, _ in index.entitlements} - read.keys())
+    return violations(index, desired, read, elsewhere)
 
 
 def _with_findings(plan: Plan, extra: list[Finding]) -> Plan:
@@ -151,7 +196,9 @@ def settle_grants(ws: Workspace, seen: Pass, results: list[Result]) -> None:
     if not seen.grants:
         return
     snapshots = {n: o for n, o in seen.observed.items() if isinstance(o, Snapshot)}
-    moves = transitions(seen.grants, seen.desired, snapshots, results, ws.clock())
+    now = ws.clock()
+    leased = ws.grants.leased([g for g in seen.grants if g.grant.ends_at <= now])
+    moves = transitions(seen.grants, seen.desired, snapshots, results, now, leased)
     ws.grants.settle(seen.grants, moves)
 
 
@@ -174,7 +221,9 @@ def apply(ws: Workspace, observer: Observer, plan: Plan, progress: Progress) -> 
     for r in results:
         if r.action.op is Op.DELETE_ACCOUNT and r.status is Status.VERIFIED:
             ws.usage.forget(r.action.target, r.action.account)
-    ws.ledger.remediated(remediated_ids(results, plan.findings), now)
+    verified = {r.action for r in results if r.status is Status.VERIFIED}
+    cut_off = [fid for action, fid in plan.remedies if action in verified]
+    ws.ledger.remediated([*remediated_ids(results, plan.findings), *cut_off], now)
     settle_identity_states(ws, plan, results)
     return results
 
@@ -211,6 +260,19 @@ def settle_identity_states(ws: Workspace, plan: Plan, results: list[Result]) -> 
         if name not in pending and not any(a.target in unread for a in identity.access)
     }
     states.save(settled, ws.clock())
+
+
+def lease_statuses(ws: Workspace, observed: Mapping[str, Observation]) -> dict[Key, str]:
+    """The lease record's status of every account bearing the lease prefix, read after the
+    targets: a lease being issued has its record before its account exists."""
+    prefixed = [
+        (name, account)
+        for name, obs in observed.items()
+        if isinstance(obs, Snapshot)
+        for account in obs.accounts
+        if account.startswith(LEASE_PREFIX)
+    ]
+    return LeaseRecords(ws.store, ws.vault, ws.journal).statuses(prefixed)
 
 
 def _record_usage(

@@ -14,9 +14,10 @@ from lockstep.engine.review_model import (
     Enforcement,
     Review,
     ReviewStatus,
+    Revocation,
     SubjectKey,
 )
-from lockstep.model import Observation, Op, Policy, Result, Revocation, Snapshot, Status
+from lockstep.model import Observation, Op, Policy, Result, Snapshot, Status
 
 _PROVING_OPS = frozenset({Op.REVOKE, Op.SUSPEND_ACCOUNT, Op.DELETE_ACCOUNT})
 

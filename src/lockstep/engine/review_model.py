@@ -68,6 +68,30 @@ AccessKey = tuple[str, str]  # target, account
 
 
 @dataclass(frozen=True, slots=True)
+class Revocation:
+    """What a review's decision (or ``rules.unreviewed``) holds back from the desired state."""
+
+    review: str
+    target: str
+    account: str
+    entitlement: str | None  # None: the whole account is suspended
+    proven: bool  # the removal was read back (and, for an account, credential and sessions)
+    restorable: bool = False  # an overdue review's suspension, lifted by a later keep
+
+
+@dataclass(frozen=True, slots=True)
+class HeldBack:
+    """Access the policy still declares that a review revoked: shown by every plan until the
+    policy drops it."""
+
+    target: str
+    account: str
+    entitlement: str | None  # None: the whole account
+    identities: tuple[str, ...]
+    review: str
+
+
+@dataclass(frozen=True, slots=True)
 class Subject:
     """What reviews remember of one identity's declared access to one account."""
 

@@ -15,7 +15,15 @@ from datetime import datetime
 
 from lockstep.engine.catalog import OPEN
 from lockstep.engine.review_enforcement import lifted, proven, revocations
-from lockstep.engine.review_model import UNANSWERED, Leak, Recurrence, Review, Signals, iso
+from lockstep.engine.review_model import (
+    UNANSWERED,
+    Leak,
+    Recurrence,
+    Review,
+    Revocation,
+    Signals,
+    iso,
+)
 from lockstep.engine.reviews import open_reviews, overdue_findings, past_due
 from lockstep.engine.workspace import Workspace
 from lockstep.governance.reviews import Changes, ReviewState, ReviewStore, rule_entry
@@ -29,7 +37,6 @@ from lockstep.model import (
     Observation,
     Plan,
     Result,
-    Revocation,
 )
 from lockstep.store.findings import Transition
 

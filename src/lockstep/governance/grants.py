@@ -21,7 +21,7 @@ from lockstep.governance.records import ENFORCED, iso
 from lockstep.journal import LOCK, Journal
 from lockstep.model import Grant, RequestStatus
 from lockstep.store import Store
-from lockstep.store.tables import access_requests
+from lockstep.store.tables import access_requests, leases
 
 _KINDS = {
     RequestStatus.ACTIVE: "grant_active",
@@ -63,6 +63,7 @@ class GrantBook:
             access_requests.c.account,
             access_requests.c.entitlements,
             access_requests.c.ends_at,
+            access_requests.c.starts_at,
             access_requests.c.status,
             access_requests.c.detail,
         ).where(access_requests.c.status.in_([str(s) for s in ENFORCED]))
@@ -80,6 +81,7 @@ class GrantBook:
                     r.account,
                     frozenset(json.loads(r.entitlements)),
                     r.ends_at,
+                    r.starts_at,
                 ),
                 RequestStatus(r.status),
                 r.detail,
@@ -123,6 +125,38 @@ class GrantBook:
                 entries.append((_KINDS[move.status], _entry(state.grant, move, now)))
             self._journal.append_in(conn, entries)
         return written
+
+    def active(self, identity: str, target: str) -> list[Grant]:
+        """The identity's grants proven in ``target`` now: what its leases there hold too."""
+        return [
+            s.grant
+            for s in self.states([target])
+            if s.status is RequestStatus.ACTIVE and s.grant.identity == identity
+        ]
+
+    def leased(self, states: Sequence[GrantState]) -> set[str]:
+        """The grants among ``states`` under which a lease still lives (issued while the
+        grant was, not yet proven ended): a grant ends only once its leases have."""
+        found: set[str] = set()
+        for state in states:
+            g = state.grant
+            if g.starts_at is None:
+                continue
+            with self._store.reading() as conn:
+                live = conn.execute(
+                    select(leases.c.id)
+                    .where(
+                        leases.c.identity == g.identity,
+                        leases.c.target == g.target,
+                        leases.c.status.in_(["active", "failed"]),
+                        leases.c.issued_at >= g.starts_at,
+                        leases.c.issued_at < g.ends_at,
+                    )
+                    .limit(1)
+                ).first()
+            if live is not None:
+                found.add(g.request)
+        return found
 
     def due(self) -> list[Due]:
         """Grants approved and not yet enforced, and grants past their end: what the

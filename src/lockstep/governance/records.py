@@ -31,6 +31,17 @@ GRANTED = (*ENFORCED, RequestStatus.ENDED)  # `lockstep grants`
 DECIDED = frozenset(RequestStatus) - {RequestStatus.PENDING}
 
 
+@dataclass(frozen=True)
+class Ask:
+    """What a person asks for, as given (checked by ``Requests.file``)."""
+
+    identity: str
+    target: str
+    entitlements: tuple[str, ...]
+    duration_s: int
+    reason: str
+
+
 @dataclass(frozen=True, slots=True)
 class Approval:
     by: str

@@ -33,6 +33,7 @@ from lockstep.engine.review_model import (
     Decision,
     Review,
     ReviewStatus,
+    Revocation,
     Subject,
     SubjectKey,
     keeps_account,
@@ -48,7 +49,7 @@ from lockstep.governance.review_records import (
 )
 from lockstep.governance.subject_cache import Versions, move_versions, read_subjects, written
 from lockstep.journal import LOCK, Journal
-from lockstep.model import Policy, Revocation
+from lockstep.model import Policy
 from lockstep.store import Store
 from lockstep.store.tables import access_requests, notifications, review_subjects, reviews
 

@@ -23,10 +23,11 @@ from typing import Any
 
 from lockstep.credentials.vault import Vault
 from lockstep.errors import LockstepError
-from lockstep.governance.grants import GrantBook
 from lockstep.journal import Journal, JournalError
 from lockstep.policy.load import LoadedPolicy
+from lockstep.secret import redact
 from lockstep.service.events import Doorbell, PolicyChange, PolicySource, TargetWorker
+from lockstep.service.grant_watch import GrantWatch
 from lockstep.service.logs import Log
 from lockstep.service.metrics import Metrics
 from lockstep.service.passes import Outcome, PassReport, PassRunner, SeenListener
@@ -38,9 +39,6 @@ POLICY_POLL_S = 1.0  # how often the policy files are checked for edits
 LEASE_ROUND_S = 1.0  # how often leases are claimed, renewed and rebalanced
 LEASE_INTERVALS = 3  # a lease row reads as held for this many of the target's intervals
 CHORE_PERIOD_S = 10.0  # how often the service that leads runs the chores (the lease reaper)
-# How often the store is asked for grants approved or past their end: a grant approved
-# through another service, or whose window ends, is enforced within this of it (plus a pass).
-GRANT_WATCH_S = 0.2
 LOOP_STOP_S = 10.0  # what a stopping service grants its loops to finish their round
 
 
@@ -79,8 +77,13 @@ class Controller:
         on_policy: Callable[[LoadedPolicy], None] = lambda loaded: None,
         chore: Callable[[], None] = lambda: None,
         on_seen: SeenListener = lambda seen, at: None,
+        dry_run: bool = False,
     ) -> None:
         self.instance = leases.instance
+        self.dry_run = dry_run
+        # Since when the policy on disk does not load (the last valid one stays in force).
+        self.policy_invalid_since: datetime | None = None
+        self.policy_errors: tuple[str, ...] = ()
         self.leases = leases
         self.metrics = metrics
         self.store = store
@@ -111,6 +114,7 @@ class Controller:
             self._stopping,
             self._note_state,
             on_seen,
+            dry_run,
         )
         self._loops: list[threading.Thread] = []
 
@@ -221,6 +225,9 @@ class Controller:
 
     def _reload(self, change: PolicyChange) -> None:
         if change.loaded is None:
+            with self._lock:
+                self.policy_invalid_since = self.policy_invalid_since or datetime.now(UTC)
+                self.policy_errors = tuple(redact(str(e)) for e in change.errors)
             self.metrics.policy_reloads.labels(result="invalid").inc()
             self._log.error(
                 "policy invalid: the last valid policy stays in force",
@@ -245,6 +252,8 @@ class Controller:
         with self._lock:
             self._loaded = change.loaded
             self._generation += 1
+            self.policy_invalid_since = None
+            self.policy_errors = ()
         self._on_policy(change.loaded)
         self.metrics.policy_reloads.labels(result="loaded").inc()
         self._log.info(
@@ -288,31 +297,7 @@ class Controller:
             self._stopping.wait(CHORE_PERIOD_S)
 
     def _grant_loop(self) -> None:
-        """Ring the targets of grants approved or past their end, once per grant and
-        status: a pass that cannot finish is retried on the target's interval."""
-        book = GrantBook(self.store, self.journal)
-        rung: set[tuple[str, str]] = set()
-        failing = False
-        while not self._stopping.wait(GRANT_WATCH_S):
-            try:
-                due = book.due()
-            except LockstepError as exc:
-                if not failing:
-                    self._log.error(
-                        "grant watch cannot read the store",
-                        target=None,
-                        op="grants",
-                        status="error",
-                        error=str(exc),
-                    )
-                failing = True
-                continue
-            failing = False
-            now = {(d.request, str(d.status)) for d in due}
-            for d in due:
-                if (d.request, str(d.status)) not in rung:
-                    self.grant_changed(d.target)
-            rung = now
+        GrantWatch(self.store, self.journal, self.grant_changed, self._log).run(self._stopping)
 
     def _lease_loop(self) -> None:
         while not self._stopping.wait(LEASE_ROUND_S):

@@ -23,15 +23,16 @@ from starlette.datastructures import State
 
 from lockstep.engine.review_model import STATUSES, Decision
 from lockstep.errors import LockstepError
-from lockstep.governance.errors import GovernanceError
+from lockstep.governance.errors import GovernanceError, UnknownName
 from lockstep.governance.notify import Notifier, enqueue, shown
 from lockstep.governance.review_records import review_json
 from lockstep.governance.reviews import ReviewStore
 from lockstep.journal import Journal
 from lockstep.model import Policy
 from lockstep.policy.load import LoadedPolicy
-from lockstep.service.governance_api import Authorization, _answer, _live, _Refused, _signed_in
+from lockstep.service.governance_api import Authorization, _answer, _Refused, _signed_in
 from lockstep.service.logs import Log
+from lockstep.service.principals import Authority
 from lockstep.service.responses import error_response
 from lockstep.store import Store
 from lockstep.store.tables import notifications
@@ -164,13 +165,17 @@ def list_reviews(
     """Reviews, the soonest due first (``status`` repeatable; ``identity`` one identity's)."""
 
     def call() -> dict[str, Any]:
-        _signed_in(_live(request), authorization)
+        who = _signed_in(request, authorization)
         unknown = sorted(set(status or ()) - set(STATUSES))
         if unknown:
             known = ", ".join(STATUSES)
             raise GovernanceError(f"unknown status {unknown[0]!r}: use {known}")
-        found = _desk(request).reviews.list(status, identity)
-        return {"reviews": [review_json(r) for r in found]}
+        desk = _desk(request)
+        authority = Authority(desk.policy)
+        found = desk.reviews.list(status, identity)
+        # A person sees the reviews of the identities they may see (their owner's, their
+        # sponsored agents', every one for an admin), as everywhere else in the service.
+        return {"reviews": [review_json(r) for r in found if authority.may_see(who, [r.identity])]}
 
     return _answer(call)
 
@@ -180,8 +185,12 @@ def get_review(
     request: Request, review_id: str, authorization: Authorization = None
 ) -> JSONResponse:
     def call() -> dict[str, Any]:
-        _signed_in(_live(request), authorization)
-        return review_json(_desk(request).reviews.get(review_id))
+        who = _signed_in(request, authorization)
+        desk = _desk(request)
+        found = desk.reviews.get(review_id)
+        if not Authority(desk.policy).may_see(who, [found.identity]):
+            raise UnknownName(f"no review {review_id[:80]!r} (lockstep reviews lists them)")
+        return review_json(found)
 
     return _answer(call)
 
@@ -190,9 +199,11 @@ def _decide(
     request: Request, review_id: str, decision: Decision, reason: str, authorization: str | None
 ) -> JSONResponse:
     def call() -> dict[str, Any]:
-        who = _signed_in(_live(request), authorization)
+        actor = _signed_in(request, authorization).actor
         desk = _desk(request)
-        decided = desk.reviews.decide(desk.policy, review_id, who.person, who.via, decision, reason)
+        decided = desk.reviews.decide(
+            desk.policy, review_id, actor.person, actor.via, decision, reason
+        )
         if decided.status == "revoking" or decided.lifted_at is not None:
             desk.ring(decided.target)
         return review_json(decided)

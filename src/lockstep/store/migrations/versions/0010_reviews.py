@@ -2,7 +2,7 @@
 kind of identity each lease was issued to.
 
 Revision ID: 0010_reviews
-Revises: 0006_pending_credentials
+Revises: 0007_token_replay
 Create Date: 2026-12-03
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_reviews"
-down_revision: str | None = "0006_pending_credentials"
+down_revision: str | None = "0007_token_replay"
 branch_labels: str | None = None
 depends_on: str | None = None
 
