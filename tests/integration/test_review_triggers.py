@@ -146,3 +146,22 @@ def test_unreviewed_revoke_takes_the_access_away(project: Project, whole_account
         assert not account.enabled
     else:
         assert second not in account.entitlements and account.enabled
+
+
+def test_a_sod_conflict_found_in_the_target_is_reviewed(project: Project) -> None:
+    estate = project.estate
+    first, _ = estate.declared
+    project.rules = (
+        "rules:\n  excess_entitlements: report\n  sod:\n    - name: read-and-write\n"
+        f'      entitlements: ["t/{first}", "t/{estate.extra}"]\n'
+    )
+    project.write(project.service(entitlements=(first,)))
+    project.apply(T0)
+    estate.add_by_hand(estate.account, estate.extra)
+    project.apply(T0 + days(1))
+    [review] = project.reviews(trigger=Trigger.SOD)
+    assert review.identity == "payments-api" and review.account == estate.account
+    assert review.entitlement in (first, estate.extra)
+    assert review.evidence["finding"].startswith("F-")
+    project.apply(T0 + days(2))
+    assert len(project.reviews(trigger=Trigger.SOD)) == 1  # the same conflict, one review
