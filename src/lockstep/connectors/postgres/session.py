@@ -1,7 +1,8 @@
 """A PostgreSQL session: reading roles, one method per operation, and probing as a workload.
 
 The optional capabilities come from the mixins beside their SQL: the change token and usage
-(``usage``) and leases (``leases``).
+(``usage``), leases (``leases``), and batches of changes read back together and probed side
+by side (``batches``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from lockstep.connectors.base import (
 )
 from lockstep.connectors.postgres import catalog, grammar
 from lockstep.connectors.postgres.admin import first, one_line
+from lockstep.connectors.postgres.batches import PostgresBatches
 from lockstep.connectors.postgres.catalog import Conn
 from lockstep.connectors.postgres.leases import PostgresLeases
 from lockstep.connectors.postgres.settings import PostgresSettings, is_socket
@@ -45,7 +47,7 @@ class _ProbeEndpoint:
     tls: Mapping[str, str]
 
 
-class PostgresSession(PostgresUsage, PostgresLeases):
+class PostgresSession(PostgresUsage, PostgresLeases, PostgresBatches):
     """One autocommit admin connection to one target."""
 
     def __init__(self, conn: Conn, target: str, settings: PostgresSettings, scope: Scope) -> None:
@@ -88,7 +90,7 @@ class PostgresSession(PostgresUsage, PostgresLeases):
         with self._operation(Op.CREATE_ACCOUNT, account), self._conn.transaction():
             self._conn.execute(
                 sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                    role, self._verifier(account, secret)
+                    role, self.verifier(account, secret, Op.CREATE_ACCOUNT)
                 )
             )
             self._mark(role)
@@ -110,7 +112,7 @@ class PostgresSession(PostgresUsage, PostgresLeases):
             with self._conn.transaction():
                 self._conn.execute(
                     sql.SQL("ALTER ROLE {} NOLOGIN PASSWORD {}").format(
-                        role, self._verifier(account, secret)
+                        role, self.verifier(account, secret, Op.SUSPEND_ACCOUNT)
                     )
                 )
                 self._mark(role)
@@ -123,7 +125,7 @@ class PostgresSession(PostgresUsage, PostgresLeases):
         with self._operation(Op.RESTORE_ACCOUNT, account), self._conn.transaction():
             self._conn.execute(
                 sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
-                    role, self._verifier(account, secret)
+                    role, self.verifier(account, secret, Op.RESTORE_ACCOUNT)
                 )
             )
             # An expired VALID UNTIL would keep the restored account unusable; a future one
@@ -139,7 +141,7 @@ class PostgresSession(PostgresUsage, PostgresLeases):
         with self._operation(Op.ROTATE_CREDENTIAL, account):
             self._conn.execute(
                 sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                    sql.Identifier(account), self._verifier(account, secret)
+                    sql.Identifier(account), self.verifier(account, secret, Op.ROTATE_CREDENTIAL)
                 )
             )
         return Credential(username=account, secret=secret)
@@ -173,11 +175,6 @@ class PostgresSession(PostgresUsage, PostgresLeases):
         self._conn.execute(
             sql.SQL("COMMENT ON ROLE {} IS {}").format(role, sql.Literal(catalog.MARKER))
         )
-
-    def _verifier(self, name: str, secret: Secret) -> sql.Literal:
-        """The password as the server stores it (SCRAM by default), never the password."""
-        hashed = self._conn.pgconn.encrypt_password(secret.reveal().encode(), name.encode(), None)
-        return sql.Literal(hashed.decode("ascii"))
 
     # ------------------------------------------------------------ probing
 
