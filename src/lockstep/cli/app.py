@@ -181,13 +181,25 @@ def _confirm() -> None:
 
 
 @app.command()
-def verify(config: ConfigOpt = None, state: StateOpt = None, as_json: JsonOpt = False) -> None:
-    """Re-read every target and probe every credential lockstep revoked or rotated."""
+def verify(
+    config: ConfigOpt = None,
+    state: StateOpt = None,
+    as_json: JsonOpt = False,
+    probe_all: Annotated[
+        bool,
+        typer.Option(
+            "--probe-all",
+            help="Also probe credentials nobody was handed (that the read already settles).",
+        ),
+    ] = False,
+) -> None:
+    """Re-read every target and probe every credential lockstep revoked, rotated or delivered."""
     from lockstep.cli import render
+    from lockstep.cli.progress import probing
     from lockstep.engine.audit import verify_state
 
-    with workspace(config, state) as ws, ws.observer() as (observer, desired):
-        in_sync, checks = verify_state(ws, observer, desired)
+    with workspace(config, state) as ws, ws.observer() as (observer, desired), probing(err) as bar:
+        in_sync, checks = verify_state(ws, observer, desired, probe_all=probe_all, progress=bar)
     if as_json:
         emit_json(render.checks_json(in_sync, checks))
     else:

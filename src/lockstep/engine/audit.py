@@ -1,27 +1,48 @@
-"""The whole-state check behind ``lockstep verify``: live state against the policy, and every
-credential lockstep took away tried again; journaled as one verification."""
+"""The whole-state check behind ``lockstep verify``: live state against the policy (one read
+per target), and every credential someone may hold tried again, side by side within what
+each target takes (``engine.probes``); journaled as one verification."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from lockstep.connectors.base import Credential, ProbeResult, Session
 from lockstep.credentials.vault import Vault
+from lockstep.engine.batches import sink_index
 from lockstep.engine.observe import Observer
-from lockstep.engine.verify import REAL_TIME, Inconclusive, Timer, probe_until, propagation_window
+from lockstep.engine.probes import ProbeTask
+from lockstep.engine.probes import probe_all as probe_all_tasks
+from lockstep.engine.verify import REAL_TIME, Inconclusive, Timer, propagation_window
 from lockstep.engine.workspace import Workspace
 from lockstep.model import LEASE_PREFIX, Check, Desired, Observation, Policy, RuleAction, Snapshot
 
 
-def verify_state(ws: Workspace, observer: Observer, desired: Desired) -> tuple[bool, list[Check]]:
-    """Read every target again, compare it with ``desired`` and probe the credentials; the
-    verdict and every failed check are journaled."""
+def verify_state(
+    ws: Workspace,
+    observer: Observer,
+    desired: Desired,
+    *,
+    probe_all: bool = False,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> tuple[bool, list[Check]]:
+    """Read every target again (one read each), compare it with ``desired`` and probe the
+    credentials that need it (``probe_checks``), side by side; the verdict and every failed
+    check are journaled. ``progress`` hears how many probes are done out of how many."""
     observed = observer.observe()
     checks = state_checks(ws.policy, desired, observed)
     windows = {
         n: propagation_window(ws.policy.targets[n], c) for n, c in observer.connectors.items()
     }
-    checks += probe_checks(observer.sessions, ws.vault, desired, observed, windows)
+    checks += probe_checks(
+        observer.sessions,
+        ws.vault,
+        desired,
+        observed,
+        windows,
+        sinks=sink_index(ws.policy),
+        probe_all=probe_all,
+        progress=progress,
+    )
     checks += unfinished_checks(ws.vault)
     in_sync = all(c.ok for c in checks)
     ws.journal.append(
@@ -128,34 +149,51 @@ def probe_checks(
     observed: Mapping[str, Observation],
     windows: Mapping[str, float],
     timer: Timer = REAL_TIME,
+    *,
+    sinks: Mapping[tuple[str, str], Sequence[str]] | None = None,
+    probe_all: bool = False,
+    progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> list[Check]:
-    """Every credential lockstep retired must still be refused; the current credential of an
-    account that should work must still work, and of one that should not, must not."""
-    checks = []
-    held = vault.issued_times().keys()  # one read, instead of two per account without any
+    """Every credential someone may hold is tried, as many at a time as each target takes:
+    each one lockstep retired must be refused; the current one must be accepted where the
+    account should work and refused where it should not. A credential nobody was handed
+    needs no login to prove anything the read has not: the current one of an account that
+    should work, was never rotated and delivers to no sink (``sinks``: each account's), and
+    the current one (a suspension password) of an account that should not work and reads
+    back suspended or absent. ``probe_all`` tries those too."""
+    tasks: list[ProbeTask] = []
+    labels: list[tuple[str, str, str, ProbeResult]] = []
+    sinks = sinks or {}
     for name, obs in sorted(observed.items()):
         session = sessions.get(name)
         if not isinstance(obs, Snapshot) or session is None:
             continue
         wants = desired.for_target(name)
+        held = vault.held(name)  # one query per target
         for account in sorted(set(_not_leases(obs.accounts)) | set(wants)):
-            if (name, account) not in held:
+            current, retired = held.get(account, (None, []))
+            if current is None:
                 continue
             want = wants.get(account)
-            should_work = want is not None and want.active and account in obs.accounts
-            current = vault.current(name, account)
-            tries = [(c, ProbeResult.REFUSED) for c in vault.retired(name, account)]
-            if current is not None:
+            read = obs.accounts.get(account)
+            should_work = want is not None and want.active and read is not None
+            tries = [(c, ProbeResult.REFUSED) for c in retired]
+            if should_work:
+                needed = probe_all or bool(retired) or bool(sinks.get((name, account)))
+            else:
+                needed = probe_all or (read is not None and read.enabled)
+            if needed:
                 expect = ProbeResult.ACCEPTED if should_work else ProbeResult.REFUSED
                 tries.insert(0, (current, expect))
             for stored, expect in tries:
                 cred = Credential(stored.username, stored.secret)
-                label = f"credential {stored.fingerprint}"
-                try:
-                    got = str(probe_until(session, cred, expect, windows.get(name, 0.0), timer))
-                except Inconclusive as exc:
-                    got = f"unknown ({exc})"
-                checks.append(
-                    Check(name, account, None, f"{label} {expect}", f"{label} {got}", got == expect)
-                )
+                tasks.append(ProbeTask(session, cred, expect, windows.get(name, 0.0)))
+                labels.append((name, account, f"credential {stored.fingerprint}", expect))
+    answers = probe_all_tasks(tasks, timer, lambda done: progress(done, len(tasks)))
+    checks = []
+    for (name, account, label, expect), answer in zip(labels, answers, strict=True):
+        got = f"unknown ({answer})" if isinstance(answer, Inconclusive) else str(answer)
+        checks.append(
+            Check(name, account, None, f"{label} {expect}", f"{label} {got}", got == expect)
+        )
     return checks
