@@ -15,6 +15,10 @@ from psycopg import sql
 
 from lockstep.demo import localpg
 
+# Helpers and fixtures there assert too; test modules import them before pytest loads them as
+# plugins, so they are registered for rewriting here, before any test module is collected.
+pytest.register_assert_rewrite("support", "services")
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 

@@ -70,6 +70,8 @@ class FindingType(StrEnum):
     TARGET_UNREACHABLE = "target_unreachable"
     SOD_VIOLATION = "sod_violation"
     GRANT_FAILED = "grant_failed"
+    PRIVILEGED_ORPHAN = "privileged_orphan"
+    UNKNOWN_OBJECT = "unknown_object"
 
 
 class Severity(StrEnum):
@@ -259,6 +261,9 @@ class Account:
     enabled: bool  # can authenticate now
     sessions: int = 0  # connections open now; -1 when the target cannot tell
     valid_until: datetime | None = None
+    # Why the account holds the target's keys (a superuser, the admin's own group, full
+    # access): such an account is only ever managed when an identity declares it.
+    privileged: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,10 @@ from lockstep.model import Account
 LATER = datetime(2999, 1, 1, tzinfo=UTC)
 
 
-def account(name: str = "app", *, login: bool = True, expired: bool = False) -> tuple[object, ...]:
-    return (name, login, expired, None, 0)
+def account(
+    name: str = "app", *, login: bool = True, expired: bool = False, privileged: str | None = None
+) -> tuple[object, ...]:
+    return (name, login, expired, None, 0, privileged)
 
 
 def test_each_kind_of_grant_is_rendered_as_the_grammar_writes_it() -> None:
@@ -67,7 +69,7 @@ def test_an_account_is_enabled_only_while_it_can_log_in_and_has_not_expired() ->
 
 
 def test_open_sessions_and_a_future_expiry_are_reported_as_read() -> None:
-    rows = [("app", True, False, LATER, 3), ("idle", True, False, None, 0)]
+    rows = [("app", True, False, LATER, 3, None), ("idle", True, False, None, 0, None)]
     accounts = transform("db", rows, []).accounts
     assert accounts["app"] == Account("app", frozenset(), True, sessions=3, valid_until=LATER)
     assert accounts["idle"].sessions == 0 and accounts["idle"].valid_until is None
@@ -85,6 +87,12 @@ def test_grants_go_to_their_own_account_and_only_accounts_read_are_reported() ->
     assert accounts["other"].entitlements == {"role:writers"}
 
 
+def test_a_privileged_role_says_why() -> None:
+    rows = [account("root", privileged="superuser"), account("app")]
+    accounts = transform("db", rows, []).accounts
+    assert accounts["root"].privileged == "superuser" and accounts["app"].privileged is None
+
+
 def test_an_account_without_grants_holds_nothing() -> None:
     assert transform("db", [account()], []).accounts["app"].entitlements == frozenset()
 
@@ -92,9 +100,9 @@ def test_an_account_without_grants_holds_nothing() -> None:
 @pytest.mark.parametrize(
     ("accounts", "grants"),
     [
-        ([(None, True, False, None, 0)], []),
-        ([("app", None, False, None, 0)], []),
-        ([("app", True, False, None)], []),
+        ([(None, True, False, None, 0, None)], []),
+        ([("app", None, False, None, 0, None)], []),
+        ([("app", True, False, None, 0)], []),
         ([account()], [("app", "role", None, None)]),
         ([account()], [("app", None, None, None, "readers")]),
     ],

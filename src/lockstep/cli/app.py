@@ -101,7 +101,10 @@ def plan(
     state: StateOpt = None,
     as_json: JsonOpt = False,
     exit_code: Annotated[
-        bool, typer.Option("--exit-code", help="Exit 2 when there are actions.")
+        bool,
+        typer.Option(
+            "--exit-code", help="Exit 2 when there are actions, 1 when a target is unreadable."
+        ),
     ] = False,
 ) -> None:
     """Read every target and show what apply would change, and the findings."""
@@ -118,6 +121,8 @@ def plan(
         else:
             render.print_plan(out, p.plan, permissions, p.findings)
             render.print_enforcement(out, report)
+    if exit_code and p.plan.unreachable:
+        raise typer.Exit(1)
     if exit_code and p.plan.actions:
         raise typer.Exit(2)
 
@@ -185,6 +190,9 @@ def verify(
     config: ConfigOpt = None,
     state: StateOpt = None,
     as_json: JsonOpt = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Also fail on any open finding (not accepted).")
+    ] = False,
     probe_all: Annotated[
         bool,
         typer.Option(
@@ -193,18 +201,24 @@ def verify(
         ),
     ] = False,
 ) -> None:
-    """Re-read every target and probe every credential lockstep revoked, rotated or delivered."""
+    """Re-read every target and probe every credential lockstep revoked, rotated or delivered.
+
+    In sync (exit 0): nothing left for apply to do and every probe as expected. Findings the
+    rules only report, and accepted ones, are listed and do not fail it (unless --strict).
+    """
     from lockstep.cli import render
     from lockstep.cli.progress import probing
     from lockstep.engine.audit import verify_state
 
     with workspace(config, state) as ws, ws.observer() as (observer, desired), probing(err) as bar:
-        in_sync, checks = verify_state(ws, observer, desired, probe_all=probe_all, progress=bar)
+        verification = verify_state(
+            ws, observer, desired, strict, probe_all=probe_all, progress=bar
+        )
     if as_json:
-        emit_json(render.checks_json(in_sync, checks))
+        emit_json(render.verification_json(verification))
     else:
-        render.print_checks(out, in_sync, checks)
-    if not in_sync:
+        render.print_verification(out, verification)
+    if not verification.in_sync:
         raise typer.Exit(2)
 
 
@@ -296,6 +310,7 @@ from lockstep.cli import audit as audit_commands  # noqa: E402
 from lockstep.cli import credentials as credentials_commands  # noqa: E402
 from lockstep.cli import evidence as evidence_commands  # noqa: E402
 from lockstep.cli import findings as findings_commands  # noqa: E402
+from lockstep.cli import governance as governance_commands  # noqa: E402
 from lockstep.cli import service as service_commands  # noqa: E402
 from lockstep.cli import tokens as token_commands  # noqa: E402
 
@@ -305,6 +320,7 @@ findings_commands.register(app)
 credentials_commands.register(app)
 service_commands.register(app)
 token_commands.register(app)
+governance_commands.register(app)
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -23,8 +23,11 @@ from lockstep.connectors.base import (
 from lockstep.engine.catalog import KINDS
 from lockstep.engine.enforcement import Enforcement, IdentityEnforcement
 from lockstep.engine.shapes import finding_json
-from lockstep.model import Check, Finding, Op, Plan, Result, Status
+from lockstep.model import Action, Finding, FindingType, Op, Plan, Result, Status
 from lockstep.store.findings import FindingRecord
+
+if TYPE_CHECKING:
+    from lockstep.engine.audit import Verification
 
 _OP_STYLE = {
     Op.CREATE_ACCOUNT: ("+", "green"),
@@ -122,17 +125,7 @@ def plan_json(
     by_id = {r.id: r for r in records}
     return {
         "identities": enforcement_json(report),
-        "actions": [
-            {
-                "op": str(a.op),
-                "target": a.target,
-                "account": a.account,
-                "entitlement": a.entitlement,
-                "identity": a.identity,
-                "reason": a.reason,
-            }
-            for a in plan.actions
-        ],
+        "actions": [action_json(a) for a in plan.actions],
         "findings": [finding_json(f, by_id.get(f.id)) for f in plan.findings],
         "unreachable": list(plan.unreachable),
         "blocked_by_mass_change": plan.blocked,
@@ -163,9 +156,11 @@ def results_json(
     }
 
 
-def checks_json(in_sync: bool, checks: Iterable[Check]) -> dict[str, Any]:
+def verification_json(v: Verification) -> dict[str, Any]:
+    by_id = {r.id: r for r in v.findings}
     return {
-        "in_sync": in_sync,
+        "in_sync": v.in_sync,
+        "strict": v.strict,
         "checks": [
             {
                 "target": c.target,
@@ -175,9 +170,33 @@ def checks_json(in_sync: bool, checks: Iterable[Check]) -> dict[str, Any]:
                 "actual": c.actual,
                 "ok": c.ok,
             }
-            for c in checks
+            for c in v.checks
         ],
+        "pending": [action_json(a) for a in v.plan.actions],
+        "findings": [finding_json(f, by_id.get(f.id)) for f in v.plan.findings],
+        "unreachable": list(v.plan.unreachable),
     }
+
+
+def action_json(a: Action) -> dict[str, Any]:
+    return {
+        "op": str(a.op),
+        "target": a.target,
+        "account": a.account,
+        "entitlement": a.entitlement,
+        "identity": a.identity,
+        "reason": a.reason,
+    }
+
+
+def print_unreachable(console: Console, plan: Plan) -> None:
+    """Each target that could not be read, with the cause."""
+    causes = {f.target: f.detail for f in plan.findings if f.type is FindingType.TARGET_UNREACHABLE}
+    for target in plan.unreachable:
+        line = Text(f"! target {target} is unreachable: ", style="bold red")
+        line.append(causes.get(target) or "not read")
+        line.append("; nothing is known about it, and nothing is planned for it", style="red")
+        console.print(line)
 
 
 def print_plan(
@@ -186,11 +205,7 @@ def print_plan(
     permissions: Mapping[str, list[str]],
     records: Sequence[FindingRecord] = (),
 ) -> None:
-    for target in plan.unreachable:
-        console.print(
-            f"[bold red]! target {target} is unreachable: nothing is known about it, "
-            "and nothing is planned for it[/]"
-        )
+    print_unreachable(console, plan)
     if not plan.actions:
         if plan.unreachable:
             console.print("[yellow]No changes planned for the targets that could be read.[/]")
@@ -270,8 +285,8 @@ def print_results(console: Console, results: Sequence[Result]) -> None:
     console.print(f"[{style}]{verified} of {len(results)} action(s) verified.[/]")
 
 
-def print_checks(console: Console, in_sync: bool, checks: Sequence[Check]) -> None:
-    failed = [c for c in checks if not c.ok]
+def print_verification(console: Console, v: Verification) -> None:
+    failed = [c for c in v.checks if not c.ok]
     if failed:
         table = Table(title=f"{len(failed)} check(s) failed", title_justify="left")
         for column in ("target", "account", "entitlement", "expected", "actual"):
@@ -279,8 +294,17 @@ def print_checks(console: Console, in_sync: bool, checks: Sequence[Check]) -> No
         for c in failed:
             table.add_row(c.target, c.account, c.entitlement or "", c.expected, c.actual)
         console.print(table)
-    verdict = "[green]In sync[/]" if in_sync else "[bold red]Not in sync[/]"
-    console.print(f"{verdict}: {len(checks) - len(failed)} of {len(checks)} checks passed.")
+    print_findings(console, v.plan.findings, v.findings)
+    passed = f"{len(v.checks) - len(failed)} of {len(v.checks)} checks passed"
+    if v.in_sync:
+        console.print(f"[green]In sync[/]: {passed}.")
+    elif not failed and v.strict:
+        console.print(
+            f"[bold red]Not in sync (--strict)[/]: {passed}, "
+            f"but {len(v.open_findings)} finding(s) are open."
+        )
+    else:
+        console.print(f"[bold red]Not in sync[/]: {passed}.")
 
 
 _LIFECYCLE_STYLE = {

@@ -223,6 +223,10 @@ def _as_secret(value: object) -> Secret:
         secret = Secret(value)
     else:
         raise PydanticCustomError("string_type", "Input should be a valid string")
+    if not secret.reveal().strip():
+        # An empty DSN or URL would leave the driver to fill the connection in from its
+        # own defaults and environment: never what the policy meant.
+        raise PydanticCustomError("empty", "must not be empty")
     _register_url_password(secret.reveal())
     return secret
 

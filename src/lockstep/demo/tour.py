@@ -135,8 +135,8 @@ def _pass(console: Console, policy_file: Path, apply: bool) -> None:
 
 def _verify(console: Console, policy_file: Path) -> None:
     with Workspace.open(policy_file) as ws, ws.observer() as (observer, desired):
-        in_sync, checks = verify_state(ws, observer, desired)
-    render.print_checks(console, in_sync, checks)
+        verification = verify_state(ws, observer, desired)
+    render.print_verification(console, verification)
 
 
 def _narrate(

@@ -112,7 +112,10 @@ class Applier:
         staged = self._stage(action)
         self.journal.append("intent", action_fields(action))
         try:
-            if action.op is Op.ROTATE_CREDENTIAL and staged is not None:
+            refusal = self._privileged_orphan(session, action)
+            if refusal is not None:
+                result = self.finish(action, Status.FAILED, refusal)
+            elif action.op is Op.ROTATE_CREDENTIAL and staged is not None:
                 result = self._rotate(session, action, old, staged)
             else:
                 result = self._change(session, action, old, staged)
@@ -124,6 +127,18 @@ class Applier:
             result = self.finish(action, Status.FAILED, redact(str(exc)))
         self._settle(staged)
         return result
+
+    def _privileged_orphan(self, session: Session, action: Action) -> str | None:
+        """Why ``action`` must not touch its account: one no identity declares that the
+        target reports privileged (the plan never acts on those; a plan made elsewhere, or
+        a role promoted since, must not either)."""
+        # The plan names the identity of every account the policy declares.
+        if action.op in (Op.CREATE_ACCOUNT, Op.GRANT) or action.identity is not None:
+            return None
+        account = session.read_account(action.account)
+        if account is None or account.privileged is None:
+            return None
+        return f"refused: {account.privileged}; no identity declares it"
 
     def _stage(self, action: Action) -> PendingCredential | None:
         """The first phase: the new secret stored, encrypted, as pending."""

@@ -1,10 +1,18 @@
 """The whole-state check behind ``lockstep verify``: live state against the policy (one read
 per target), and every credential someone may hold tried again, side by side within what
-each target takes (``engine.probes``); journaled as one verification."""
+each target takes (``engine.probes``); journaled as one verification.
+
+``verify`` and ``plan`` agree: the state is in sync when the plan of the same read has nothing
+left for apply to do (no action, no target unread) and every probe is as expected. A
+difference the rules only report (``excess_entitlements: report``), or whose risk is
+accepted, is listed as a finding and fails nothing; ``strict`` fails on any finding that is
+not accepted.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from lockstep.connectors.base import Credential, ProbeResult, Session
 from lockstep.credentials.vault import Vault
@@ -12,24 +20,57 @@ from lockstep.engine.batches import sink_index
 from lockstep.engine.observe import Observer
 from lockstep.engine.probes import ProbeTask
 from lockstep.engine.probes import probe_all as probe_all_tasks
+from lockstep.engine.reconcile import observe
 from lockstep.engine.verify import REAL_TIME, Inconclusive, Timer, propagation_window
 from lockstep.engine.workspace import Workspace
-from lockstep.model import LEASE_PREFIX, Check, Desired, Observation, Policy, RuleAction, Snapshot
+from lockstep.model import (
+    LEASE_PREFIX,
+    Check,
+    Desired,
+    Observation,
+    Plan,
+    Policy,
+    RuleAction,
+    Snapshot,
+)
+from lockstep.store.findings import FindingRecord
+
+ACCEPTED = "accepted"
+
+
+@dataclass(frozen=True)
+class Verification:
+    checks: list[Check]
+    plan: Plan  # of the same read: what apply would still do, and the findings
+    findings: list[FindingRecord]  # the ledger's records of the plan's findings
+    strict: bool = False
+
+    @property
+    def open_findings(self) -> list[FindingRecord]:
+        return [r for r in self.findings if r.status != ACCEPTED]
+
+    @property
+    def in_sync(self) -> bool:
+        settled = all(c.ok for c in self.checks) and not self.plan.actions
+        settled = settled and not self.plan.unreachable
+        return settled and not (self.strict and self.open_findings)
 
 
 def verify_state(
     ws: Workspace,
     observer: Observer,
     desired: Desired,
+    strict: bool = False,
     *,
     probe_all: bool = False,
     progress: Callable[[int, int], None] = lambda done, total: None,
-) -> tuple[bool, list[Check]]:
-    """Read every target again (one read each), compare it with ``desired`` and probe the
-    credentials that need it (``probe_checks``), side by side; the verdict and every failed
-    check are journaled. ``progress`` hears how many probes are done out of how many."""
-    observed = observer.observe()
-    checks = state_checks(ws.policy, desired, observed)
+) -> Verification:
+    """Read every target again (one read each), plan against it, compare it with
+    ``desired`` and probe the credentials that need it (``probe_checks``), side by side;
+    the verdict and every failed check are journaled. ``progress`` hears how many probes
+    are done out of how many."""
+    seen = observe(ws, observer, desired)
+    checks = reconcile_checks(state_checks(ws.policy, desired, seen.observed), seen.plan)
     windows = {
         n: propagation_window(ws.policy.targets[n], c) for n, c in observer.connectors.items()
     }
@@ -37,19 +78,25 @@ def verify_state(
         observer.sessions,
         ws.vault,
         desired,
-        observed,
+        seen.observed,
         windows,
         sinks=sink_index(ws.policy),
         probe_all=probe_all,
         progress=progress,
     )
     checks += unfinished_checks(ws.vault)
-    in_sync = all(c.ok for c in checks)
+    ids = {f.id for f in seen.plan.findings}
+    verification = Verification(
+        checks, seen.plan, [r for r in seen.findings if r.id in ids], strict
+    )
     ws.journal.append(
         "verification",
         {
-            "in_sync": in_sync,
+            "in_sync": verification.in_sync,
+            "strict": strict,
             "checks": len(checks),
+            "pending_actions": len(seen.plan.actions),
+            "open_findings": len(verification.open_findings),
             "failed": [
                 {
                     "target": c.target,
@@ -63,7 +110,34 @@ def verify_state(
             ],
         },
     )
-    return in_sync, checks
+    return verification
+
+
+def reconcile_checks(checks: Sequence[Check], plan: Plan) -> list[Check]:
+    """The state checks as the plan judges them: a difference no action of the plan
+    addresses is one the rules only report (or a risk accepted), not drift; an action no
+    failed check explains (a rotation that is due) gets a failed check of its own. A target
+    that could not be read stays failed."""
+    actions = plan.actions
+    pending = {(a.target, a.account, a.entitlement) for a in actions}
+    accounts = {(a.target, a.account) for a in actions if a.entitlement is None}
+    judged = []
+    explained: set[tuple[str, str, str | None]] = set()
+    for c in checks:
+        key = (c.target, c.account, c.entitlement)
+        if c.ok or c.target in plan.unreachable:
+            judged.append(c)
+        elif key in pending or (c.target, c.account) in accounts:
+            judged.append(c)
+            explained.add(key)
+        else:
+            judged.append(replace(c, actual=f"{c.actual} (reported, not acted on)", ok=True))
+    for a in actions:
+        key = (a.target, a.account, a.entitlement)
+        if key not in explained:
+            what = f"{a.op} planned: {a.reason}"
+            judged.append(Check(a.target, a.account, a.entitlement, "nothing to do", what, False))
+    return judged
 
 
 def unfinished_checks(vault: Vault) -> list[Check]:
@@ -134,6 +208,9 @@ def _orphan_check(target: str, account: str, obs: Snapshot, rule: RuleAction) ->
     """An orphan is drift unless the rule says suspend and it is suspended with no session
     left: then the target is exactly as the policy says it should be."""
     actual = obs.accounts[account]
+    if actual.privileged:
+        # Never acted on, whatever the rule: left as found is as the policy says.
+        return Check(target, account, None, "privileged orphan left alone", "left alone", True)
     idle = actual.sessions <= 0
     state = "suspended" if not actual.enabled and idle else "enabled"
     expected = {RuleAction.SUSPEND: "suspended", RuleAction.DELETE: "absent"}.get(

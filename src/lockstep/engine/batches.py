@@ -169,9 +169,11 @@ class BatchRun:
             why = lost or "target unreachable"
             return [Result(a, Status.FAILED, f"not attempted: {why}") for a in batch]
         steps = self._begin(batch)
-        outcomes = apply_changes(session, [_change(s) for s in steps])
+        self._refuse_privileged(session, steps)
+        live = [s for s in steps if s.result is None]
+        outcomes = apply_changes(session, [_change(s) for s in live]) if live else []
         faults.reached(first.op, "target_changed")
-        self._take(steps, outcomes)
+        self._take(live, outcomes)
         self._promote(steps)
         deliveries = self._deliver(steps)
         self._verify(session, [s for s in steps if s.result is None])
@@ -209,6 +211,32 @@ class BatchRun:
         if first.op in STAGED_OPS:
             faults.reached(first.op, "staged")
         return steps
+
+    def _refuse_privileged(self, session: Session, steps: Sequence[_Step]) -> None:
+        """An account no identity declares that the target reports privileged is never
+        touched (the plan never acts on those; a plan made elsewhere, or a role promoted
+        since, must not either): the accounts at risk are read in one read first."""
+        # The plan names the identity of every account the policy declares.
+        risky = [
+            s
+            for s in steps
+            if s.action.op not in (Op.CREATE_ACCOUNT, Op.GRANT) and s.action.identity is None
+        ]
+        if not risky:
+            return
+        try:
+            read = read_accounts(session, sorted({s.action.account for s in risky}))
+        except TargetUnreachable as exc:
+            reason = f"target unreachable: {redact(str(exc))}"
+            self.applier.lose(steps[0].action.target, reason)
+            for step in steps:
+                step.keep_pending = True
+                step.close(Status.FAILED, reason)
+            return
+        for step in risky:
+            account = read.get(step.action.account)
+            if account is not None and account.privileged is not None:
+                step.close(Status.FAILED, f"refused: {account.privileged}; no identity declares it")
 
     # ------------------------------------------------------------ the target's answers
 

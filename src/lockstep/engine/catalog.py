@@ -89,4 +89,13 @@ KINDS: Mapping[FindingType, FindingKind] = {
     FindingType.GRANT_FAILED: FindingKind(
         Severity.MEDIUM, (), _ACCESS, "approved access that could not be enforced"
     ),
+    FindingType.PRIVILEGED_ORPHAN: FindingKind(
+        Severity.CRITICAL,
+        ("NHI1", "NHI5"),
+        _ACCESS,
+        "privileged account no identity declares: reported, never acted on",
+    ),
+    FindingType.UNKNOWN_OBJECT: FindingKind(
+        Severity.MEDIUM, (), _ACCESS, "entitlement naming an object the target does not have"
+    ),
 }

@@ -99,7 +99,17 @@ def make_plan(
         for account, actual in obs.accounts.items():
             if account.startswith(LEASE_PREFIX):
                 continue  # the lease reaper's, not an orphan
-            if account not in wants:
+            if account not in wants and actual.privileged:
+                findings.append(
+                    finding(
+                        FindingType.PRIVILEGED_ORPHAN,
+                        name,
+                        account=account,
+                        detail=f"{actual.privileged}; no identity declares it: reported, "
+                        "never acted on (declare it in the policy to manage it)",
+                    )
+                )
+            elif account not in wants:
                 actions.extend(_orphan(name, actual, policy.rules.orphan_accounts))
                 findings.append(
                     finding(

@@ -64,6 +64,14 @@ def expand(doc: Document, env: Mapping[str, str], errors: list[PolicyError]) -> 
                     PolicyError(doc.locate(path), f"environment variable {name} is not set")
                 )
                 return ""
+            if not env[name].strip():
+                errors.append(
+                    PolicyError(
+                        doc.locate(path),
+                        f"environment variable {name} is set but empty: "
+                        "an empty setting is never a default",
+                    )
+                )
             return env[name]
 
         return _VAR.sub(substitute, value)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,6 +72,8 @@ class LoadedPolicy:
     files: tuple[Path, ...]
     base_dir: Path  # where relative paths (state, file: secrets) are resolved
     locations: Mapping[tuple[str, str], Location]  # (section, name) -> where it is defined
+    # (identity, target, canonical entitlement) -> where the identity's access declares it
+    entitlement_places: Mapping[tuple[str, str, str], Location] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,6 +108,10 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
     }
     single = {key: _expanded(el, env, errors) for key, el in singles.items()}
     rules_el, audit_el, gov_el = single.get("rules"), single.get("audit"), single.get("governance")
+    # A value the environment could not supply fails again in the schema (empty, say): that
+    # error depends on the first one and would only repeat it.
+    unsupplied = {e.location for e in errors}
+    early = len(errors)
     target_specs = _validate_all(TargetSpec, expanded["targets"], errors)
     owner_specs = _validate_all(OwnerSpec, expanded["owners"], errors)
     identity_specs = _validate_all(IdentitySpec, expanded["identities"], errors)
@@ -136,6 +142,7 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
         governance = build_governance(
             gov_spec, locate, {e for e in environments if e is not None}, base_dir, errors
         )
+    errors[early:] = [e for e in errors[early:] if e.location not in unsupplied]
     if errors:
         raise PolicyInvalid(errors)
     assert rules_spec is not None and audit_spec is not None  # else raised above
@@ -153,7 +160,8 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
         for section, els in sections.items()
         for name, el in els.items()
     }
-    return LoadedPolicy(policy, tuple(files), base_dir, locations)
+    places = {(d.identity, d.target, d.entitlement): d.location for d in builder.declared}
+    return LoadedPolicy(policy, tuple(files), base_dir, locations, places)
 
 
 def _merge(

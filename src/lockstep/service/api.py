@@ -30,6 +30,8 @@ from lockstep.policy.load import LoadedPolicy
 from lockstep.secret import Secret
 from lockstep.service.controller import Controller, UnknownTarget
 from lockstep.service.credentials_api import router as credentials_router
+from lockstep.service.governance_api import Governance
+from lockstep.service.governance_api import router as governance_router
 from lockstep.service.logs import Log
 from lockstep.service.scaleout import pass_times
 from lockstep.store import Store, StoreError
@@ -40,10 +42,15 @@ ALL = "all"
 
 
 def create_app(
-    controller: Controller, credentials: Credentials, api_token: Secret | None = None
+    controller: Controller,
+    credentials: Credentials,
+    api_token: Secret | None = None,
+    governance: Governance | None = None,
 ) -> FastAPI:
     app = FastAPI(title="lockstep", docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json")
     credentials.serve(app.state)
+    if governance is not None:
+        governance.serve(app.state)
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -64,6 +71,7 @@ def create_app(
 
     app.include_router(_v1(controller, api_token))
     app.include_router(credentials_router)
+    app.include_router(governance_router)
     return app
 
 

@@ -179,6 +179,14 @@ class Controller:
         held = {t.target for t in tickets}
         return tickets, sorted(w.name for w in workers if w.name not in held)
 
+    def grant_changed(self, target: str) -> None:
+        """A grant on ``target`` was approved: pass the target now if this service holds
+        it (the service that does notices it by its grant watch otherwise)."""
+        with self._lock:
+            worker = self._workers.get(target)
+        if worker is not None and self.leases.holds(target):
+            worker.bell.ring("grant")
+
     @staticmethod
     def await_passes(tickets: Iterable[Ticket], timeout_s: float) -> dict[str, str | None]:
         deadline = time.monotonic() + timeout_s

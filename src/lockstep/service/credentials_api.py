@@ -42,6 +42,7 @@ from lockstep.journal import Journal, JournalError
 from lockstep.leases.manager import Lease, LeaseError, LeaseManager
 from lockstep.leases.workload import TokenInfo, VerifiedWorkload, WorkloadRefused, WorkloadVerifier
 from lockstep.policy.durations import parse_duration
+from lockstep.service.responses import error_response
 from lockstep.store import StoreError
 
 router = APIRouter()
@@ -248,11 +249,7 @@ def _refuse(journal: Journal, refusal: _Refusal, identity: str, target: str) -> 
     return _error(refusal.status, refusal.reason)
 
 
-def _error(status: HTTPStatus, message: str) -> JSONResponse:
-    headers = {}
-    if status is HTTPStatus.UNAUTHORIZED:
-        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+_error = error_response
 
 
 def _response(lease: Lease, password: str, session_token: str | None) -> CredentialResponse:

@@ -28,6 +28,7 @@ from lockstep.secret import Secret
 from lockstep.service.api import Credentials, create_app
 from lockstep.service.controller import Controller
 from lockstep.service.events import PolicySource, policy_fingerprint
+from lockstep.service.governance_api import Governance
 from lockstep.service.logs import configure, get_logger
 from lockstep.service.metrics import Metrics
 from lockstep.service.scaleout import open_leases
@@ -69,13 +70,25 @@ def run_service(options: ServiceOptions) -> int:
         credentials = Credentials(store, vault, options.key_sources, log)
         checkpointer = Checkpointer(store, log)
         checkpointer.load(loaded.policy.audit)
+        token = os.environ.get(BEARER_ENV)
+        operator = Secret(token) if token else None
+        controllers: list[Controller] = []
+        governance = Governance(
+            store,
+            operator,
+            dict(options.key_sources),
+            lambda target: controllers[0].grant_changed(target) if controllers else None,
+            log,
+        )
 
         def on_policy(changed: LoadedPolicy) -> None:
             credentials.load(changed)
+            governance.load(changed)
             checkpointer.reload(changed.policy.audit)
 
         def chores() -> None:
             credentials.reap()
+            governance.expire()
             checkpointer.tick()
 
         controller = Controller(
@@ -90,8 +103,8 @@ def run_service(options: ServiceOptions) -> int:
             on_policy=on_policy,
             chore=chores,
         )
-        token = os.environ.get(BEARER_ENV)
-        app = create_app(controller, credentials, Secret(token) if token else None)
+        controllers.append(controller)
+        app = create_app(controller, credentials, operator, governance)
         server = uvicorn.Server(
             uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         )

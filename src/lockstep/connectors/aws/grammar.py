@@ -83,6 +83,7 @@ READ_PERMISSIONS = (
     "iam:ListAttachedUserPolicies",
     "iam:ListGroupsForUser",
     "iam:ListAttachedRolePolicies",
+    "iam:ListAttachedGroupPolicies",
     "iam:ListRolePolicies",
     "iam:GetAccessKeyLastUsed",
     "sts:GetCallerIdentity",

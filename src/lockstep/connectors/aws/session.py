@@ -98,12 +98,15 @@ class AwsSession:
         with boto_errors(f"read {self._target}", TargetUnreachable):
             users = list(self._authorization_details("User", "UserDetailList"))
             roles = list(self._authorization_details("Role", "RoleDetailList"))
+            groups = list(self._authorization_details("Group", "GroupDetailList"))
             scoped = transform.scoped_users(self._target, users, *self._scope_args())
             keys = {
                 user["UserName"]: self._keys(AccountRef("user", user["UserName"]))
                 for user in scoped
             }
-        return transform.transform(self._target, users, roles, keys, *self._scope_args())
+        return transform.transform(
+            self._target, users, roles, keys, *self._scope_args(), groups=groups
+        )
 
     def _scope_args(self) -> tuple[Scope, str | None, str]:
         return self._scope, self.admin_account, self._settings.path_prefix
@@ -132,7 +135,17 @@ class AwsSession:
                 inline = self._pages("list_role_policies", ref, "PolicyNames")
                 return transform.role_account(ref, policies, inline)
             groups = [g["GroupName"] for g in self._pages("list_groups_for_user", ref, "Groups")]
-            return transform.user_account(ref, policies, groups, self._keys(ref))
+            administering = frozenset(g for g in groups if self._administers(g))
+            return transform.user_account(ref, policies, groups, self._keys(ref), administering)
+
+    def _administers(self, group: str) -> bool:
+        paginator = self._iam.get_paginator("list_attached_group_policies")
+        arns = [
+            p["PolicyArn"]
+            for page in paginator.paginate(GroupName=group)
+            for p in page.get("AttachedPolicies", [])
+        ]
+        return transform.administrators(arns) is not None
 
     def _attached(self, ref: AccountRef) -> list[dict[str, str]]:
         return self._pages("list_attached_{}_policies", ref, "AttachedPolicies")

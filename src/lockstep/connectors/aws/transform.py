@@ -17,6 +17,14 @@ from lockstep.model import Account, Snapshot
 
 SUSPENDED_POLICY = "lockstep-suspended"
 SERVICE_LINKED_PATH = "/aws-service-role/"
+ADMINISTRATOR_ACCESS = "policy/AdministratorAccess"  # the AWS managed policy, any partition
+
+
+def administrators(policies: Iterable[str], via: str = "") -> str | None:
+    """Why holding ``policies`` makes a principal an administrator (None: it does not)."""
+    if any(arn.endswith(f":{ADMINISTRATOR_ACCESS}") for arn in policies):
+        return f"holds AdministratorAccess{via}"
+    return None
 
 
 def in_scope(ref: AccountRef, path: str, scope: Scope, admin: str | None, prefix: str) -> bool:
@@ -35,10 +43,19 @@ def user_account(
     policies: Iterable[str],
     groups: Iterable[str],
     keys: Iterable[Mapping[str, Any]],
+    admin_groups: frozenset[str] = frozenset(),
 ) -> Account:
-    """A user is enabled while it holds an Active access key: keys are what it signs with."""
+    """A user is enabled while it holds an Active access key: keys are what it signs with.
+    ``admin_groups``: the groups that hold AdministratorAccess."""
     enabled = any(required(key, "Status", f"an access key of {ref}") == "Active" for key in keys)
-    return Account(str(ref), entitlements(policies, groups), enabled, sessions=-1)
+    policies, groups = list(policies), list(groups)
+    via = sorted(set(groups) & admin_groups)
+    privileged = administrators(policies) or (
+        f"holds AdministratorAccess through group {via[0]}" if via else None
+    )
+    return Account(
+        str(ref), entitlements(policies, groups), enabled, sessions=-1, privileged=privileged
+    )
 
 
 def role_account(
@@ -46,7 +63,24 @@ def role_account(
 ) -> Account:
     """A role is enabled unless lockstep's deny-all inline policy is attached."""
     enabled = SUSPENDED_POLICY not in inline_policies
-    return Account(str(ref), entitlements(policies, []), enabled, sessions=-1)
+    policies = list(policies)
+    return Account(
+        str(ref),
+        entitlements(policies, []),
+        enabled,
+        sessions=-1,
+        privileged=administrators(policies),
+    )
+
+
+def admin_groups(groups: Iterable[Mapping[str, Any]], target: str) -> frozenset[str]:
+    """The names of the groups (``GroupDetailList`` items) holding AdministratorAccess."""
+    where = f"target {target}: an IAM group"
+    return frozenset(
+        str(required(group, "GroupName", where))
+        for group in groups
+        if administrators(_attached(group, where))
+    )
 
 
 def entitlements(policies: Iterable[str], groups: Iterable[str]) -> frozenset[str]:
@@ -72,18 +106,22 @@ def transform(
     scope: Scope,
     admin: str | None,
     prefix: str,
+    groups: Iterable[Mapping[str, Any]] = (),
 ) -> Snapshot:
-    """``users`` and ``roles``: ``GetAccountAuthorizationDetails`` items; ``keys``: each
-    in-scope user's ``AccessKeyMetadata``, by user name. ``admin`` is the account lockstep
-    acts as; ``prefix`` the target's ``path_prefix``."""
+    """``users``, ``roles`` and ``groups``: ``GetAccountAuthorizationDetails`` items;
+    ``keys``: each in-scope user's ``AccessKeyMetadata``, by user name. ``admin`` is the
+    account lockstep acts as; ``prefix`` the target's ``path_prefix``."""
+    administering = admin_groups(groups, target)
     accounts: list[Account] = []
     for user in scoped_users(target, users, scope, admin, prefix):
         ref = _ref(target, "user", user)
         where = f"target {target}: {ref}"
         if ref.name not in keys:
             raise MalformedRead(f"{where}: its access keys were not listed")
-        groups = required(user, "GroupList", where)
-        accounts.append(user_account(ref, _attached(user, where), groups, keys[ref.name]))
+        member_of = required(user, "GroupList", where)
+        accounts.append(
+            user_account(ref, _attached(user, where), member_of, keys[ref.name], administering)
+        )
     for role in roles:
         if _covered(target, "role", role, scope, admin, prefix):
             ref = _ref(target, "role", role)

@@ -185,7 +185,7 @@ class LdapSession(LdapObserver, LdapPasswords):
         with self._ldap_errors(TargetUnreachable):
             groups = self._groups(GROUPS_FILTER)
             entries = self._accounts(self._settings.accounts_dn, ldap3.LEVEL, absent_ok=False)
-            return transform(self._target, entries, groups, self._excluded)
+            return transform(self._target, entries, groups, self._excluded, self._admin_groups)
 
     def read_account(self, account: str) -> Account | None:
         """The account read fresh; None when it does not exist or is excluded (never read)."""
@@ -197,7 +197,9 @@ class LdapSession(LdapObserver, LdapPasswords):
             if not entries:
                 return None
             groups = self._groups(f"(&{GROUPS_FILTER}(member={escape_filter_chars(dn)}))")
-            found = transform(self._target, entries, groups, self._excluded).accounts
+            found = transform(
+                self._target, entries, groups, self._excluded, self._admin_groups
+            ).accounts
         return next(iter(found.values()), None)
 
     def _accounts(self, base: str, scope: str, *, absent_ok: bool) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import ldap3  # type: ignore[import-untyped, unused-ignore]
 from ldap3.core import exceptions as ldap_errors  # type: ignore[import-untyped, unused-ignore]
 from ldap3.core import results
 from ldap3.utils.dn import escape_rdn, parse_dn  # type: ignore[import-untyped, unused-ignore]
-from pydantic import BaseModel, ConfigDict, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from lockstep.connectors.base import (
     ActionFailed,
@@ -34,6 +34,7 @@ PAGED_RESULTS_OID: Final = "1.2.840.113556.1.4.319"
 GROUPS_FILTER: Final = "(objectClass=groupOfNames)"
 LOCK: Final = "pwdAccountLockedTime"
 PASSWORD: Final = "userPassword"  # noqa: S105 - the attribute's name
+DEFAULT_ADMIN_GROUPS: Final = ("admins", "administrators")
 # The server is there but cannot serve us now: no conclusion may be drawn, as when it is down.
 _UNAVAILABLE: Final = frozenset({results.RESULT_BUSY, results.RESULT_UNAVAILABLE})
 _HINTS: Final = {
@@ -141,6 +142,12 @@ class LdapSettings(BaseModel):
     bind_password: Annotated[SecretValue, WithJsonSchema({"type": "string", "minLength": 1})]
     accounts_dn: str
     groups_dn: str
+    # Members of these groups (cn under groups_dn) administer the directory: never acted on
+    # unless an identity declares them.
+    admin_groups: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ADMIN_GROUPS),
+        description="Groups whose members are never acted on unless declared",
+    )
 
     @field_validator("url")
     @classmethod
@@ -164,6 +171,9 @@ class LdapSettings(BaseModel):
     @field_validator("bind_dn", "accounts_dn", "groups_dn")
     @classmethod
     def _dn(cls, value: str) -> str:
+        if not value.strip():
+            # An empty bind DN binds anonymously; an empty base searches the whole tree.
+            raise ValueError("must not be empty")
         try:
             rdns(value)
         except ldap_errors.LDAPInvalidDnError as exc:
@@ -183,6 +193,7 @@ class LdapDirectory:
         self._conn = conn
         # Compared as the directory compares uids, so that "Admin" excludes uid=admin too.
         self._excluded = frozenset(fold(name) for name in scope.excluded)
+        self._admin_groups = frozenset(fold(cn) for cn in settings.admin_groups)
 
     def _search(
         self,

@@ -21,13 +21,15 @@ def transform(
     entries: Iterable[Mapping[str, Any]],
     groups: Iterable[Mapping[str, Any]],
     excluded: frozenset[str],
+    admin_groups: frozenset[str] = frozenset(),
 ) -> Snapshot:
     """``entries``: account entries, searched with ``types_only``; ``groups``: groupOfNames
-    entries with ``member``; ``excluded``: account names as ``fold`` compares them."""
+    entries with ``member``; ``excluded``: account names and ``admin_groups`` group CNs as
+    ``fold`` compares them (members of an admin group are privileged)."""
     held = memberships(target, groups)
     accounts: dict[str, Account] = {}
     for entry in entries:
-        account = _account(target, entry, held)
+        account = _account(target, entry, held, admin_groups)
         if account is not None and fold(account.name) not in excluded:
             accounts[account.name] = account
     return Snapshot(target, accounts)
@@ -50,16 +52,22 @@ def memberships(target: str, groups: Iterable[Mapping[str, Any]]) -> dict[Normal
 
 
 def _account(
-    target: str, entry: Mapping[str, Any], held: Mapping[NormalDn, set[str]]
+    target: str,
+    entry: Mapping[str, Any],
+    held: Mapping[NormalDn, set[str]],
+    admin_groups: frozenset[str],
 ) -> Account | None:
     dn = required(entry, "dn", f"target {target}: an account entry")
     name = leaf_value(dn, "uid")
     if name is None:  # not uid=NAME,accounts_dn: lockstep could neither bind as nor manage it
         return None
     present = required(entry, "raw_attributes", f"target {target}: {dn}")
+    groups = held.get(normal_dn(dn), set())
+    admin = sorted(cn for cn in groups if fold(cn) in admin_groups)
     return Account(
         name=name,
-        entitlements=frozenset(f"group:{cn}" for cn in held.get(normal_dn(dn), set())),
+        entitlements=frozenset(f"group:{cn}" for cn in groups),
         enabled=PASSWORD in present and LOCK not in present,
         sessions=-1,  # binds are per operation: LDAP cannot tell who is "logged in"
+        privileged=f"member of the admin group {admin[0]}" if admin else None,
     )

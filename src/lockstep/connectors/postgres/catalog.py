@@ -20,7 +20,7 @@ Conn = psycopg.Connection[TupleRow]
 MARKER = "managed by lockstep"
 
 ROLES = """
-SELECT r.oid, r.rolname, r.rolcanlogin, r.rolvaliduntil
+SELECT r.oid, r.rolname, r.rolcanlogin, r.rolvaliduntil, r.rolsuper, r.rolreplication
 FROM pg_roles r
 LEFT JOIN pg_shdescription d ON d.objoid = r.oid AND d.classoid = 'pg_authid'::regclass
 WHERE {which}
@@ -35,15 +35,32 @@ AND (r.rolcanlogin OR d.description = %(marker)s
 """
 NAMED = "r.rolname = %(name)s"
 # psycopg cannot load infinite or year-10000 timestamps: from 9999 on an expiry is "never",
-# and -infinity is "long ago".
+# and -infinity is "long ago". The last column says why a role is privileged: superusers,
+# replication roles, and the roles the admin connection depends on (those it is a member
+# of, however indirectly, and the owner of the database it connects to) are never acted on
+# unless declared. Membership is read from pg_auth_members: pg_has_role counts a superuser a
+# member of every role.
 ACCOUNTS = """
-WITH acct AS ({roles})
+WITH RECURSIVE acct AS ({roles}),
+admin_roles(oid) AS (
+    SELECT m.roleid FROM pg_auth_members m
+    WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = session_user)
+  UNION
+    SELECT m.roleid FROM pg_auth_members m JOIN admin_roles r ON m.member = r.oid
+)
 SELECT a.rolname,
        a.rolcanlogin,
        coalesce(a.rolvaliduntil <= now(), false),
        CASE WHEN a.rolvaliduntil IS NULL OR a.rolvaliduntil >= '9999-12-31 00:00+00' THEN NULL
             ELSE greatest(a.rolvaliduntil, '0001-01-01 00:00+00') END,
-       coalesce(s.n, 0)
+       coalesce(s.n, 0),
+       CASE WHEN a.rolsuper THEN 'superuser'
+            WHEN a.rolreplication THEN 'replication role'
+            WHEN a.oid IN (SELECT oid FROM admin_roles)
+                THEN 'the admin connection is a member of it'
+            WHEN a.oid = (SELECT datdba FROM pg_database WHERE datname = current_database())
+                THEN 'owns the database the admin connects to'
+       END
 FROM acct a
 LEFT JOIN (SELECT usesysid, count(*) AS n FROM pg_stat_activity GROUP BY usesysid) s
        ON s.usesysid = a.oid

@@ -14,9 +14,8 @@ capabilities keep their SQL beside them: the change token and usage in ``usage``
 from __future__ import annotations
 
 import getpass
-import os
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import psycopg
 from pydantic import BaseModel
@@ -35,7 +34,7 @@ from lockstep.connectors.postgres import grammar
 from lockstep.connectors.postgres.admin import one_line
 from lockstep.connectors.postgres.catalog import Conn
 from lockstep.connectors.postgres.session import CONNECT_TIMEOUT_S, PostgresSession
-from lockstep.connectors.postgres.settings import PostgresSettings
+from lockstep.connectors.postgres.settings import PostgresSettings, exact_params
 from lockstep.model import Op, Target
 
 __all__ = ["PostgresConnectorType", "PostgresSession", "PostgresSettings"]
@@ -100,8 +99,8 @@ class PostgresConnectorType:
 
     def default_excluded(self, settings: BaseModel) -> frozenset[str]:
         params = PostgresSettings.model_validate(settings).dsn_params()
-        # libpq's own defaults when the DSN names no user.
-        user = params.get("user") or os.environ.get("PGUSER") or getpass.getuser()
+        # libpq's own default when the DSN names no user (PGUSER is never read).
+        user = params.get("user") or getpass.getuser()
         return frozenset({str(user)})
 
     def propagation_window(self, settings: BaseModel) -> float:
@@ -110,7 +109,7 @@ class PostgresConnectorType:
 
     def open(self, target: Target, scope: Scope) -> PostgresSession:
         settings = PostgresSettings.model_validate(target.settings)
-        conn = _connect_admin(settings.dsn.reveal(), target.name)
+        conn = _connect_admin(settings.dsn_params(), target.name)
         try:
             return PostgresSession(conn, target.name, settings, scope)
         except psycopg.Error as exc:
@@ -119,14 +118,15 @@ class PostgresConnectorType:
         raise TargetUnreachable(f"target {target.name}: cannot set up the session: {message}")
 
 
-def _connect_admin(dsn: str, target: str) -> Conn:
+def _connect_admin(params: dict[str, Any], target: str) -> Conn:
     try:
-        return psycopg.connect(
-            dsn,
-            autocommit=True,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            application_name="lockstep",
+        exact = exact_params(
+            {**params, "connect_timeout": CONNECT_TIMEOUT_S, "application_name": "lockstep"}
         )
+    except TargetUnreachable as exc:
+        raise TargetUnreachable(f"cannot connect to target {target}: {exc}") from None
+    try:
+        return psycopg.connect(autocommit=True, **exact)
     except psycopg.Error as exc:
         message = one_line(exc)
     # Raised outside the handler: the driver's error keeps the connection parameters,

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from lockstep.connectors.base import (
     ActionFailed,
@@ -28,7 +27,7 @@ from lockstep.connectors.postgres.admin import first, one_line
 from lockstep.connectors.postgres.batches import PostgresBatches
 from lockstep.connectors.postgres.catalog import Conn
 from lockstep.connectors.postgres.leases import PostgresLeases
-from lockstep.connectors.postgres.settings import PostgresSettings, is_socket
+from lockstep.connectors.postgres.settings import PostgresSettings, exact_params, is_socket
 from lockstep.connectors.postgres.transform import transform
 from lockstep.connectors.postgres.usage import PROBE_APPLICATION, PostgresUsage
 from lockstep.model import Account, Op, Snapshot
@@ -186,16 +185,19 @@ class PostgresSession(PostgresUsage, PostgresLeases, PostgresBatches):
                 "(a socket with trust authentication accepts any password): set probe_host"
             )
         try:
-            with psycopg.connect(
-                make_conninfo("", **endpoint.tls),
-                host=endpoint.host,
-                port=endpoint.port,
-                dbname=endpoint.dbname,
-                user=credential.username,
-                password=credential.secret.reveal(),
-                connect_timeout=CONNECT_TIMEOUT_S,
-                application_name=PROBE_APPLICATION,
-            ):
+            params = exact_params(
+                {
+                    **endpoint.tls,
+                    "host": endpoint.host,
+                    "port": endpoint.port,
+                    "dbname": endpoint.dbname,
+                    "user": credential.username,
+                    "password": credential.secret.reveal(),
+                    "connect_timeout": CONNECT_TIMEOUT_S,
+                    "application_name": PROBE_APPLICATION,
+                }
+            )
+            with psycopg.connect(**params):
                 return ProbeResult.ACCEPTED
         except psycopg.Error as exc:
             message = one_line(exc)

@@ -1,14 +1,26 @@
-"""The keys of a ``type: postgres`` target, and how its DSN is read without ever quoting it."""
+"""The keys of a ``type: postgres`` target, how its DSN is read without ever quoting it, and
+how a connection is made with exactly the DSN's parameters.
+
+libpq fills every parameter a connection string leaves out from a ``PG*`` environment variable,
+a service file (``PGSERVICE``) or the password file (``~/.pgpass``). Lockstep's connections
+must not: a variable left over in a CI job or a developer's shell would silently point the
+admin connection somewhere else, or log in with a password nobody gave lockstep. So each
+parameter the DSN leaves out is set to libpq's compiled default, or left empty where empty
+means "not given", and the password file is pointed at a path that cannot exist.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lockstep.connectors.base import SecretValue
+from lockstep.connectors.base import SecretValue, TargetUnreachable
 from lockstep.connectors.postgres import leases
 from lockstep.secret import Secret, register
 
@@ -36,6 +48,11 @@ class PostgresSettings(BaseModel):
         params = parse_dsn(value.reveal())
         if params is None:
             raise ValueError(INVALID_DSN)
+        if "service" in params:
+            raise ValueError(
+                "the dsn names a service: lockstep never reads a service file; "
+                "write the connection parameters out in the dsn"
+            )
         # A key=value DSN's password, as much as a URL's, may be quoted alone by a driver.
         if params.get("password"):
             register(str(params["password"]))
@@ -73,3 +90,54 @@ def parse_dsn(dsn: str) -> dict[str, Any] | None:
 
 def is_socket(host: str) -> bool:
     return host.startswith(("/", "@"))
+
+
+# Parameters for which an empty value means "not given" to libpq (it then uses its built-in
+# behaviour: the OS user name, the user's name as database, the default socket directory).
+_EMPTY_IS_UNSET = frozenset(
+    {
+        "user",
+        "password",
+        "dbname",
+        "host",
+        "hostaddr",
+        "client_encoding",
+        "application_name",
+        "sslcert",
+        "sslkey",
+        "sslrootcert",
+        "sslcrl",
+        "sslcrldir",
+        "requirepeer",
+        "gsslib",
+    }
+)
+# A path stat() cannot succeed on (a file below /dev/null): libpq then reads no password file.
+NO_PASSFILE = "/dev/null/lockstep-reads-no-password-file"
+
+
+def exact_params(
+    params: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``params`` completed so that libpq takes nothing from the environment, a service file
+    or the password file. TargetUnreachable when a variable in ``environ`` would reach the
+    connection anyway (``PGSERVICE``, or one without a neutral value), naming it."""
+    environ = os.environ if environ is None else environ
+    exact = dict(params)
+    exact.setdefault("passfile", NO_PASSFILE)
+    for option in pq.Conninfo.get_defaults():
+        key = option.keyword.decode()
+        var = option.envvar.decode() if option.envvar is not None else None
+        if key in exact or var is None or var not in environ:
+            continue
+        if option.compiled is not None:
+            exact[key] = option.compiled.decode()
+        elif key in _EMPTY_IS_UNSET:
+            exact[key] = ""
+        else:
+            raise TargetUnreachable(
+                f"{var} is set in lockstep's environment and libpq would use it: lockstep "
+                f"connects with exactly the dsn's parameters; unset {var}"
+                + ("" if key == "service" else f" or give {key} in the dsn")
+            )
+    return exact

@@ -21,15 +21,19 @@ def transform(
     target: str, accounts: Iterable[Sequence[Any]], grants: Iterable[Sequence[Any]]
 ) -> Snapshot:
     """``accounts``: (rolname, rolcanlogin, past its VALID UNTIL, VALID UNTIL or None for
-    never, open sessions). ``grants``: (rolname, kind, privilege or None for a membership,
-    schema or None, object name)."""
+    never, open sessions, why it is privileged or None). ``grants``: (rolname, kind,
+    privilege or None for a membership, schema or None, object name)."""
     held = _entitlements(target, grants)
     found: dict[str, Account] = {}
     for row in accounts:
-        name, can_login, expired, valid_until, sessions = _row(target, row, "role", (0, 1, 2, 4))
+        name, can_login, expired, valid_until, sessions, privileged = _row(
+            target, row, "role", (0, 1, 2, 4), width=6
+        )
         # NOLOGIN stops new logins, and so does a VALID UNTIL that has passed.
         enabled = bool(can_login) and not expired
-        found[name] = Account(name, frozenset(held[name]), enabled, int(sessions), valid_until)
+        found[name] = Account(
+            name, frozenset(held[name]), enabled, int(sessions), valid_until, privileged
+        )
     return Snapshot(target, found)
 
 
@@ -61,8 +65,10 @@ def render(kind: str, privilege: str | None, namespace: str | None, name: str) -
     return str(grammar.Entitlement(parsed, privilege, names))
 
 
-def _row(target: str, row: Sequence[Any], what: str, needed: tuple[int, ...]) -> Sequence[Any]:
-    """``row`` when it has five columns and a value in each of ``needed``."""
-    if len(row) != 5 or any(row[i] is None for i in needed):
+def _row(
+    target: str, row: Sequence[Any], what: str, needed: tuple[int, ...], width: int = 5
+) -> Sequence[Any]:
+    """``row`` when it has ``width`` columns and a value in each of ``needed``."""
+    if len(row) != width or any(row[i] is None for i in needed):
         raise MalformedRead(f"target {target}: a {what} row without a value the read needs")
     return row

@@ -29,6 +29,14 @@ def in_scope(users: Iterable[AclUser], excluded: frozenset[str]) -> list[AclUser
     return [user for user in users if user.name not in excluded]
 
 
+def privileged(user: AclUser) -> str | None:
+    """Why a user holds the keys to the whole server: every command on every key (what the
+    admin itself needs, and what a stand-in for it would hold)."""
+    if "+@all" in user.rules and "~*" in user.rules:
+        return "full access (+@all ~*)"
+    return None
+
+
 def rule_checks(users: Iterable[AclUser], recorded: Mapping[str, frozenset[str]]) -> list[Check]:
     """The candidate rule sets to check, for each user in order of preference: the set
     lockstep recorded writing (when it is not how Redis renders the rules), then the rules
@@ -61,6 +69,7 @@ def transform(
             matched[user.name] if user.name in matched else unexpressible(user),
             user.enabled,
             sessions[user.name],
+            privileged=privileged(user),
         )
         for user in users
         if user.name not in gone
