@@ -14,7 +14,18 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import ColumnElement, Connection, Row, and_, delete, insert, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 
 from lockstep.credentials.keys import KEY_ENV, VaultError, checked_key, load_key
 from lockstep.secret import Secret
@@ -356,23 +367,41 @@ class Vault:
 
     def purge_retired(self, target: str, account: str, keep: int = 1) -> int:
         """Delete all but the ``keep`` newest retired credentials; returns how many went."""
+        return self.purge_retired_of([(target, account)], keep)
+
+    def purge_retired_of(self, accounts: Iterable[tuple[str, str]], keep: int = 1) -> int:
+        """``purge_retired`` for many accounts (target, account), in one commit, and none at
+        all when none of them keeps more than ``keep``; returns how many went."""
         if keep < 0:
             raise ValueError("keep must be 0 or more")
+        over = (
+            select(credentials.c.target, credentials.c.account)
+            .where(credentials.c.status == _RETIRED)
+            .group_by(credentials.c.target, credentials.c.account)
+            .having(func.count() > keep)
+        )
+        with self._store.reading() as conn:
+            crowded = {(r.target, r.account) for r in conn.execute(over)}
+        purged = sorted(crowded & set(accounts))
+        if not purged:
+            return 0
+        gone = 0
         with self._store.writing(lock=credentials) as conn:
-            kept = (
-                select(credentials.c.id)
-                .where(_for(target, account), credentials.c.status == _RETIRED)
-                .order_by(credentials.c.id.desc())
-                .limit(keep)
-            )
-            result = conn.execute(
-                delete(credentials).where(
-                    _for(target, account),
-                    credentials.c.status == _RETIRED,
-                    credentials.c.id.not_in(kept.scalar_subquery()),
+            for target, account in purged:
+                kept = (
+                    select(credentials.c.id)
+                    .where(_for(target, account), credentials.c.status == _RETIRED)
+                    .order_by(credentials.c.id.desc())
+                    .limit(keep)
                 )
-            )
-        return result.rowcount
+                gone += conn.execute(
+                    delete(credentials).where(
+                        _for(target, account),
+                        credentials.c.status == _RETIRED,
+                        credentials.c.id.not_in(kept.scalar_subquery()),
+                    )
+                ).rowcount
+        return gone
 
     def _select(self, target: str, account: str, status: str) -> list[Row[Any]]:
         with self._store.reading() as conn:
