@@ -22,6 +22,8 @@ account.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +42,7 @@ from lockstep.credentials.vault import LOCK as VAULT_LOCK
 from lockstep.credentials.vault import PendingCredential, StoredCredential
 from lockstep.engine import faults
 from lockstep.engine.apply import STAGED_OPS, Applier, action_fields, result_fields
-from lockstep.engine.probes import ProbeTask, probe_all
+from lockstep.engine.probes import Answer, ProbeTask, probe_all, slots
 from lockstep.engine.verify import Evidence, Inconclusive, Proof, proofs, read_back_checks, verdict
 from lockstep.journal import JournalError
 from lockstep.model import Account, Action, Check, Op, Policy, Result, Status
@@ -52,6 +54,7 @@ from lockstep.store.tables import pending_credentials
 BATCH_SIZE = 500
 # Removals prove the credential the account had before refused.
 _PROVES_PREVIOUS = frozenset({Op.SUSPEND_ACCOUNT, Op.DELETE_ACCOUNT})
+_JOURNAL_DOWN = "journal unavailable, nothing more changed"
 
 
 def batches(actions: Iterable[Action], size: int = BATCH_SIZE) -> list[list[Action]]:
@@ -122,6 +125,7 @@ class _Step:
     fingerprint: str | None = None
     evidence: Evidence = field(default_factory=Evidence)
     keep_pending: bool = False  # the outcome is unknown: the next pass settles it
+    checks: list[Check] = field(default_factory=list)  # what the read-back showed
 
     def close(
         self,
@@ -133,33 +137,98 @@ class _Step:
 
 
 @dataclass
+class _Flying:
+    """A batch carried out and read back, whose probes are under way."""
+
+    steps: list[_Step]
+    deliveries: list[tuple[str, Mapping[str, Any]]]
+    wanted: list[tuple[_Step, Proof]]
+    answers: Future[list[Answer]]
+
+    @property
+    def accounts(self) -> set[tuple[str, str]]:
+        return {(s.action.target, s.action.account) for s, _ in self.wanted}
+
+
+def _independent(flying: _Flying, batch: Sequence[Action]) -> bool:
+    """Whether ``batch`` may run while ``flying``'s probes do: it changes no credential
+    they try (grants and revokes change none; other operations, none of those accounts)."""
+    if batch[0].op in (Op.GRANT, Op.REVOKE):
+        return True
+    touched = flying.accounts
+    return not any((a.target, a.account) in touched for a in batch)
+
+
+@dataclass
 class BatchRun:
     """Applies a plan's actions batch by batch through ``applier``'s journal, vault,
     sessions and clock; ``Applier.apply`` hands its plans here."""
 
     applier: Applier
     _sinks: dict[tuple[str, str], list[str]] | None = None
+    _down: str | None = None  # why the journal cannot be written: nothing more is changed
 
     def run(self, actions: Sequence[Action]) -> list[Result]:
+        """Batch after batch; a batch's probes run while the next batch is carried out,
+        unless the next one could change what they prove (it touches the same accounts'
+        credentials), and its results are journaled once they are in."""
         results: list[Result] = []
-        journal_down: str | None = None
-        for batch in batches(actions):
-            if journal_down is not None:
-                done = [Result(a, Status.FAILED, f"not attempted: {journal_down}") for a in batch]
-            else:
-                try:
-                    done = self.batch(batch)
-                except JournalError as exc:
-                    # Nothing more is changed; what this batch changed stays staged, or is
-                    # repaired by the next plan.
-                    journal_down = f"journal unavailable, nothing more changed ({exc})"
-                    done = [Result(a, Status.FAILED, journal_down) for a in batch]
-            for result in done:
-                results.append(result)
-                self.applier.progress(result)
+        flying: _Flying | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="lockstep-proofs") as proving:
+            try:
+                for batch in batches(actions):
+                    if flying is not None and not _independent(flying, batch):
+                        results += self._land(flying)
+                        flying = None
+                    started = self._started(batch, proving)
+                    if flying is not None:
+                        results += self._land(flying)
+                        flying = None
+                    if isinstance(started, _Flying):
+                        flying = started
+                    else:
+                        results += self._report(started)
+                if flying is not None:
+                    results += self._land(flying)
+                    flying = None
+            finally:
+                if flying is not None:
+                    # Stopped between batches (the service stopping): the batch under way
+                    # still has its results journaled; a journal that fails leaves it staged.
+                    with suppress(JournalError):
+                        self._finish(flying)
         return results
 
-    def batch(self, batch: Sequence[Action]) -> list[Result]:
+    def _started(
+        self, batch: Sequence[Action], proving: ThreadPoolExecutor
+    ) -> _Flying | list[Result]:
+        if self._down is not None:
+            return [Result(a, Status.FAILED, f"not attempted: {self._down}") for a in batch]
+        try:
+            return self._start(batch, proving)
+        except JournalError as exc:
+            # Nothing more is changed; what this batch changed stays staged, or is repaired
+            # by the next plan.
+            self._down = f"{_JOURNAL_DOWN} ({exc})"
+            return [Result(a, Status.FAILED, self._down) for a in batch]
+
+    def _report(self, done: Sequence[Result]) -> list[Result]:
+        for result in done:
+            self.applier.progress(result)
+        return list(done)
+
+    def _land(self, flying: _Flying) -> list[Result]:
+        try:
+            done = self._finish(flying)
+        except JournalError as exc:
+            self._down = f"{_JOURNAL_DOWN} ({exc})"
+            done = [Result(s.action, Status.FAILED, self._down) for s in flying.steps]
+        return self._report(done)
+
+    def _start(
+        self, batch: Sequence[Action], proving: ThreadPoolExecutor
+    ) -> _Flying | list[Result]:
+        """The batch up to its read-back; its probes are handed to ``proving``."""
         applier, first = self.applier, batch[0]
         if first.op is Op.ROTATE_CREDENTIAL:
             return [applier.apply_one(action) for action in batch]
@@ -176,9 +245,34 @@ class BatchRun:
         self._take(live, outcomes)
         self._promote(steps)
         deliveries = self._deliver(steps)
-        self._verify(session, [s for s in steps if s.result is None])
-        self._end(steps, deliveries)
-        return [s.result for s in steps if s.result is not None]
+        wanted = self._read_back(session, [s for s in steps if s.result is None])
+        window = applier.window(first.target)
+        tasks = [ProbeTask(session, p.credential, p.want, window) for _, p in wanted]
+        width = slots(session) if tasks else 1  # asked here: the session is this thread's
+        answers = proving.submit(probe_all, tasks, applier.timer, slots=lambda _: width)
+        return _Flying(steps, deliveries, wanted, answers)
+
+    def _finish(self, flying: _Flying) -> list[Result]:
+        answers = flying.answers.result()
+        got: dict[int, list[tuple[Proof, Answer]]] = {}
+        for (step, proof), answer in zip(flying.wanted, answers, strict=True):
+            got.setdefault(id(step), []).append((proof, answer))
+        for step in flying.steps:
+            if step.result is not None:
+                continue
+            probed = got.get(id(step), [])
+            unknown = [a for _, a in probed if isinstance(a, Inconclusive)]
+            if unknown:
+                step.close(Status.UNVERIFIED, f"could not probe the credential: {unknown[0]}")
+                continue
+            checks = step.checks + [
+                proof.check(step.action, answer)
+                for proof, answer in probed
+                if not isinstance(answer, Inconclusive)
+            ]
+            step.close(*verdict(checks))
+        self._end(flying.steps, flying.deliveries)
+        return [s.result for s in flying.steps if s.result is not None]
 
     # ------------------------------------------------------------ before the target
 
@@ -326,36 +420,19 @@ class BatchRun:
 
     # ------------------------------------------------------------ verification
 
-    def _verify(self, session: Session, steps: Sequence[_Step]) -> None:
-        """Read every account of the batch back in one read, then make every probe the
-        batch needs, side by side."""
+    def _read_back(self, session: Session, steps: Sequence[_Step]) -> list[tuple[_Step, Proof]]:
+        """Read every account of the batch back in one read; the probes the batch needs."""
         if not steps:
-            return
+            return []
         try:
             accounts = read_accounts(session, sorted({s.action.account for s in steps}))
         except TargetUnreachable as exc:
             for step in steps:
                 step.close(Status.UNVERIFIED, f"could not read back: {redact(str(exc))}")
-            return
-        window = self.applier.window(steps[0].action.target)
-        wanted: list[tuple[_Step, Proof]] = [(s, p) for s in steps for p in proofs(s.evidence)]
-        answers = probe_all(
-            [ProbeTask(session, p.credential, p.want, window) for _, p in wanted],
-            self.applier.timer,
-        )
-        got: dict[int, list[tuple[Proof, Any]]] = {}
-        for (step, proof), answer in zip(wanted, answers, strict=True):
-            got.setdefault(id(step), []).append((proof, answer))
+            return []
         for step in steps:
-            action = step.action
-            checks = read_back_checks(action, accounts.get(action.account))
-            probed = got.get(id(step), [])
-            unknown = [a for _, a in probed if isinstance(a, Inconclusive)]
-            if unknown:
-                step.close(Status.UNVERIFIED, f"could not probe the credential: {unknown[0]}")
-                continue
-            checks += [proof.check(action, answer) for proof, answer in probed]
-            step.close(*verdict(checks))
+            step.checks = read_back_checks(step.action, accounts.get(step.action.account))
+        return [(s, p) for s in steps for p in proofs(s.evidence)]
 
     # ------------------------------------------------------------ after
 

@@ -38,9 +38,11 @@ def probe_all(
     tasks: Sequence[ProbeTask],
     timer: Timer = REAL_TIME,
     done: Callable[[int], None] = lambda finished: None,
+    slots: Callable[[Session], int] = slots,
 ) -> list[Answer]:
     """Each task's answer, in order: what ``probe_until`` returns, or the Inconclusive it
-    raised. ``done`` hears how many have finished, as they finish (for progress)."""
+    raised. ``done`` hears how many have finished, as they finish (for progress); ``slots``
+    says how many probes each session takes at once (asked of the session by default)."""
     answers: list[Answer | None] = [None] * len(tasks)
     finished = 0
 
