@@ -40,7 +40,7 @@ OFFERED: dict[str, set[type]] = {
     # A role has one password: rotation is in place (docs/postgres.md).
     "postgres": {WatchesChanges, ObservesUsage, IssuesLeases, IssuesLeaseBatches, *BATCHES},
     "ldap": {WatchesChanges, ObservesUsage, HoldsTwoCredentials},
-    "redis": {WatchesChanges, ObservesUsage, HoldsTwoCredentials, IssuesLeases},
+    "redis": {WatchesChanges, ObservesUsage, HoldsTwoCredentials, IssuesLeases, *BATCHES},
     # IAM has no cheap change token.
     "aws": {ObservesUsage, HoldsTwoCredentials, IssuesLeases},
 }
