@@ -39,7 +39,7 @@ BATCHES = (AppliesBatches, ProbesInParallel)
 OFFERED: dict[str, set[type]] = {
     # A role has one password: rotation is in place (docs/postgres.md).
     "postgres": {WatchesChanges, ObservesUsage, IssuesLeases, IssuesLeaseBatches, *BATCHES},
-    "ldap": {WatchesChanges, ObservesUsage, HoldsTwoCredentials},
+    "ldap": {WatchesChanges, ObservesUsage, HoldsTwoCredentials, *BATCHES},
     "redis": {WatchesChanges, ObservesUsage, HoldsTwoCredentials, IssuesLeases, *BATCHES},
     # IAM has no cheap change token.
     "aws": {ObservesUsage, HoldsTwoCredentials, IssuesLeases},
