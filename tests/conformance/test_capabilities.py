@@ -42,7 +42,7 @@ OFFERED: dict[str, set[type]] = {
     "ldap": {WatchesChanges, ObservesUsage, HoldsTwoCredentials, *BATCHES},
     "redis": {WatchesChanges, ObservesUsage, HoldsTwoCredentials, IssuesLeases, *BATCHES},
     # IAM has no cheap change token.
-    "aws": {ObservesUsage, HoldsTwoCredentials, IssuesLeases},
+    "aws": {ObservesUsage, HoldsTwoCredentials, IssuesLeases, *BATCHES},
 }
 HOLDING_TWO = [name for name, offered in OFFERED.items() if HoldsTwoCredentials in offered]
 
