@@ -137,8 +137,9 @@ def accept(
     Seen until then, it stays accepted; still seen after, it reopens; gone, it resolves.
     """
     from lockstep.cli import render
+    from lockstep.engine.acceptance import accept_risk
     from lockstep.engine.shapes import finding_record_json
-    from lockstep.store.findings import FindingLedgerError, check_acceptance
+    from lockstep.store.findings import FindingLedgerError
 
     where = ctx.obj if isinstance(ctx.obj, _Where) else _Where()
     with workspace(config or where.config, state or where.state) as ws:
@@ -152,23 +153,7 @@ def accept(
                     f"finding {record.id} ({record.finding.type}) has no owner in the policy: "
                     "name who accepts the risk with --by"
                 )
-            check_acceptance(record, accepted_by, reason, expires, now)
-            ws.journal.append(
-                "risk_acceptance",
-                {
-                    "finding": record.id,
-                    "type": str(record.finding.type),
-                    "target": record.finding.target,
-                    "account": record.finding.account,
-                    "entitlement": record.finding.entitlement,
-                    "identity": record.finding.identity,
-                    "status_before": record.status,
-                    "accepted_by": accepted_by.strip(),
-                    "reason": reason.strip(),
-                    "until": expires,
-                },
-            )
-            accepted = ws.ledger.accept(record.id, accepted_by, reason, expires, now)
+            accepted = accept_risk(ws.journal, ws.ledger, record, accepted_by, reason, expires, now)
         except FindingLedgerError as exc:
             raise CliError(str(exc)) from None
         owner = _owner(ws.policy, accepted)

@@ -14,7 +14,12 @@ from lockstep.errors import LockstepError
 from lockstep.evidence.facts import StoreFacts
 from lockstep.evidence.history import History, read_history
 from lockstep.evidence.inventory import identity_kind, identity_sponsor
-from lockstep.evidence.policy_lines import Blame, identity_places, last_change_mentioning
+from lockstep.evidence.policy_lines import (
+    Blame,
+    PolicyDocuments,
+    identity_places,
+    last_change_mentioning,
+)
 from lockstep.evidence.times import iso_seconds
 from lockstep.model import (
     LEASE_PREFIX,
@@ -43,11 +48,15 @@ def explain_identity(
     observed: Mapping[str, Observation],
     facts: StoreFacts,
     live: Sequence[Finding],
+    blame: Blame | None = None,
+    documents: PolicyDocuments | None = None,
 ) -> dict[str, Any]:
+    """``blame`` and ``documents``: what a caller that explains many identities under one
+    policy keeps between calls (each is built afresh otherwise)."""
     policy = ws.policy
     identity = policy.identities[name]
-    places = identity_places(ws.loaded, name)
-    blame = Blame()
+    places = identity_places(ws.loaded, name, documents)
+    blame = blame or Blame()
     keys = {(a.target, a.account) for a in identity.access}
     history = read_history(ws.store, keys)
     findings = _findings(facts, live, observed)

@@ -28,7 +28,7 @@ from lockstep.policy.load import LoadedPolicy
 from lockstep.service.events import Doorbell, PolicyChange, PolicySource, TargetWorker
 from lockstep.service.logs import Log
 from lockstep.service.metrics import Metrics
-from lockstep.service.passes import Outcome, PassReport, PassRunner
+from lockstep.service.passes import Outcome, PassReport, PassRunner, SeenListener
 from lockstep.service.scaleout import TargetLeases
 from lockstep.store import Store
 from lockstep.store.findings import FindingLedger, FindingRecord
@@ -74,6 +74,7 @@ class Controller:
         interval_cap_s: float | None = None,
         on_policy: Callable[[LoadedPolicy], None] = lambda loaded: None,
         chore: Callable[[], None] = lambda: None,
+        on_seen: SeenListener = lambda seen, at: None,
     ) -> None:
         self.instance = leases.instance
         self.leases = leases
@@ -105,6 +106,7 @@ class Controller:
             log,
             self._stopping,
             self._note_state,
+            on_seen,
         )
         self._loops: list[threading.Thread] = []
 

@@ -63,6 +63,8 @@ class Stopping(Exception):
 
 # Told of each target's outcome as the pass is recorded (the controller's view of it).
 OutcomeListener = Callable[[str, Outcome, PassReport], None]
+# Told of what each pass read and found, before it applies anything (the dashboard's view).
+SeenListener = Callable[[Pass, datetime], None]
 
 
 class PassRunner:
@@ -80,6 +82,7 @@ class PassRunner:
         log: Log,
         stopping: threading.Event,
         on_outcome: OutcomeListener,
+        on_seen: SeenListener = lambda seen, at: None,
     ) -> None:
         self._store = store
         self._journal = journal
@@ -90,6 +93,7 @@ class PassRunner:
         self._log = log
         self._stopping = stopping
         self._on_outcome = on_outcome
+        self._on_seen = on_seen
         self._count_lock = threading.Lock()
         self._passes = 0
 
@@ -156,6 +160,7 @@ class PassRunner:
             nonlocal first_seen, planned
             report.read = set(seen.targets_read)
             report.findings = len(seen.plan.findings)
+            self._on_seen(seen, report.started)
             self._metrics.new_findings(seen.findings, report.started)
             self._log_unreachable(report, seen)
             plan = without_rotations(seen.plan, waiting, ws.policy)
