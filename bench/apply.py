@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
 from bench_apply.estates import ESTATES, Estate
-from bench_apply.runs import Timers, run_apply, run_verify, workspace
+from bench_apply.runs import Timers, pass_bench, run_apply, run_verify, workspace
 
 from lockstep.demo import localpg
 
@@ -107,7 +107,7 @@ def main() -> None:
             for name in args.sections:
                 if name == "pass":
                     assert pg is not None
-                    continue  # pass_bench(pg, args.accounts, root / "pass")
+                    pass_bench(pg, args.accounts, root / "pass")
                     continue
                 with ESTATES[name](pg, root) as estate:
                     section(estate, args.identities, args.orphans, root)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from bench_apply.service_estate import ServiceEstate
 from lockstep.credentials.vault import Vault, load_key
 from lockstep.engine import batches
 from lockstep.engine.audit import verify_state
@@ -154,3 +155,38 @@ def run_verify(ws: Workspace) -> tuple[float, bool, int, int]:
     seconds = time.perf_counter() - started
     probes = sum(c.expected.startswith("credential ") for c in verification.checks)
     return seconds, verification.in_sync, len(verification.checks), probes
+
+
+def pass_bench(pg: Any, accounts: int, state: Path) -> None:
+    """One service pass over ``accounts`` managed PostgreSQL accounts with 1 % drift, after
+    a first pass has settled the estate (as a running service has)."""
+    estate = ServiceEstate(pg, accounts)
+    print(f"\n== pass: {accounts:,} managed PostgreSQL accounts, 1 % drift")
+    started = time.perf_counter()
+    estate.build()
+    print(f"estate built in {time.perf_counter() - started:.1f} s (not timed)")
+    state.mkdir(parents=True, exist_ok=True)
+    for label, drift in (("settling pass", False), ("pass", True)):
+        if drift:
+            estate.drift()
+        for ws in _workspace(estate.policy(), state):
+            seconds, read_s, results = run_pass(ws)
+        failed = sum(r.status != "verified" for r in results)
+        print(
+            f"{label:<13} {seconds:6.2f} s (read and plan {read_s:.2f} s, apply "
+            f"{seconds - read_s:.2f} s); {len(results):,} actions, failed {failed}"
+        )
+
+
+def run_pass(ws: Workspace) -> tuple[float, float, list[Result]]:
+    """The service's pass: its gate never applies a plan the blast-radius guard stopped."""
+    read = [0.0]
+    started = time.perf_counter()
+    with ws.observer() as (observer, desired):
+
+        def gate(seen: Pass) -> Plan | None:
+            read[0] = time.perf_counter() - started
+            return None if seen.plan.blocked else seen.plan
+
+        done = reconcile(ws, observer, desired, gate, lambda result: None)
+    return time.perf_counter() - started, read[0], done.results
