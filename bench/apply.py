@@ -102,7 +102,11 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lockstep-bench-apply-") as tmp:
         root = Path(tmp)
-        pg = localpg.start(root / "pg") if {"postgres", "pass"} & set(args.sections) else None
+        pg = (
+            localpg.start(root / "pg")
+            if any(s.startswith(("postgres", "pass")) for s in args.sections)
+            else None
+        )
         try:
             for name in args.sections:
                 if name == "pass":

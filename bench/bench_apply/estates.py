@@ -67,22 +67,27 @@ class Estate:
 
 class PostgresEstate(Estate):
     kind = "postgres"
-    entitlements = ("CONNECT on database bench", "SELECT on table public.items")
+    rounds = DEFAULT_SCRAM_ITERATIONS  # the target's scram_iterations
+    database = "bench"
 
     def __init__(self, pg: localpg.LocalPostgres | None, root: Path) -> None:
         assert pg is not None
         self.pg = pg
+        self.entitlements = (f"CONNECT on database {self.database}", "SELECT on table public.items")
         with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE bench")
-        self.conn: psycopg.Connection[Any] = psycopg.connect(pg.dsn("bench"), autocommit=True)
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+        self.conn: psycopg.Connection[Any] = psycopg.connect(pg.dsn(self.database), autocommit=True)
         self.conn.execute("CREATE TABLE public.items (id int)")
-        self.conn.execute("REVOKE CONNECT ON DATABASE bench FROM PUBLIC")
+        revoke = sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC")
+        self.conn.execute(revoke.format(sql.Identifier(self.database)))
 
     def close(self) -> None:
         self.conn.close()
 
     def target(self) -> Target:
-        settings = PostgresSettings.model_validate({"dsn": Secret(self.pg.dsn("bench"))})
+        settings = PostgresSettings.model_validate(
+            {"dsn": Secret(self.pg.dsn(self.database)), "scram_iterations": self.rounds}
+        )
         return Target("bench-db", "postgres", None, frozenset(), False, settings)
 
     def _send(
@@ -94,13 +99,14 @@ class PostgresEstate(Estate):
 
     def baseline_apply(self, names: Sequence[str]) -> int:
         marker = sql.Literal("managed by lockstep")
+        database = sql.Identifier(self.database)
 
         def each(role: sql.Identifier) -> list[sql.Composed]:
-            verifier = sql.Literal(scram_verifier(generate_password(), DEFAULT_SCRAM_ITERATIONS))
+            verifier = sql.Literal(scram_verifier(generate_password(), self.rounds))
             return [
                 sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, verifier),
                 sql.SQL("COMMENT ON ROLE {} IS {}").format(role, marker),
-                sql.SQL("GRANT CONNECT ON DATABASE bench TO {}").format(role),
+                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, role),
                 sql.SQL("GRANT SELECT ON TABLE public.items TO {}").format(role),
             ]
 
@@ -137,6 +143,15 @@ class PostgresEstate(Estate):
         for chunk in chunks(names):
             roles = sql.SQL(", ").join(sql.Identifier(n) for n in chunk)
             self.conn.execute(sql.SQL("DROP OWNED BY {}; DROP ROLE {}").format(roles, roles))
+
+
+class FastPostgresEstate(PostgresEstate):
+    """The same with ``scram_iterations: 1024`` (as ``lease_scram_iterations`` allows for
+    leases): PBKDF2 is most of what creating and proving a credential costs."""
+
+    kind = "postgres-1024"
+    rounds = 1024
+    database = "bench_fast"
 
 
 class RedisEstate(Estate):
@@ -271,6 +286,7 @@ class LdapEstate(Estate):
 
 ESTATES: dict[str, Callable[[localpg.LocalPostgres | None, Path], Estate]] = {
     "postgres": PostgresEstate,
+    "postgres-1024": FastPostgresEstate,
     "redis": RedisEstate,
     "ldap": LdapEstate,
 }

@@ -11,11 +11,12 @@ ended together once the transaction has committed.
 
 Verifiers are computed here (``leases.scram_verifier``: no round trip, and about three times
 faster than libpq's), at PostgreSQL's own 4096 PBKDF2 rounds for the credentials workloads
-use. A suspension password is one nobody is ever given: its verifier takes few rounds, since
-rounds only slow the guessing of a weak password and this one is 32 random characters. What
-that buys is that every later proof that the account refuses a credential (its suspension
-password, the one it had before) costs a login of a few rounds instead of 4096, and so does
-the server's own check of the verifier when it is set.
+use (``scram_iterations`` in the target's settings). A suspension password is one nobody is
+ever given: its verifier takes few rounds, since rounds only slow the guessing of a weak
+password and this one is 32 random characters. What that buys is that every later proof
+that the account refuses a credential (its suspension password, the one it had before)
+costs a login of a few rounds instead of 4096, and so does the server's own check of the
+verifier when it is set.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ class _Role:
 
 
 class PostgresBatches(PostgresAdmin):
+    # PBKDF2 rounds of the verifiers of workloads' passwords, from the target's settings.
+    _account_scram_iterations: int = DEFAULT_SCRAM_ITERATIONS
+
     def read_accounts(self, accounts: Collection[str]) -> dict[str, Account | None]:
         try:
             rows = catalog.read_rows(self._conn, sql.SQL(NAMES), {"names": sorted(accounts)})
@@ -202,9 +206,8 @@ class PostgresBatches(PostgresAdmin):
 
     def verifier(self, name: str, secret: Secret, op: Op) -> sql.Literal:
         """The password as the server stores it (SCRAM), never the password."""
-        rounds = (
-            SUSPENSION_SCRAM_ITERATIONS if op is Op.SUSPEND_ACCOUNT else DEFAULT_SCRAM_ITERATIONS
-        )
+        suspended = op is Op.SUSPEND_ACCOUNT
+        rounds = SUSPENSION_SCRAM_ITERATIONS if suspended else self._account_scram_iterations
         try:
             return sql.Literal(scram_verifier(secret, rounds))
         except GrammarError:

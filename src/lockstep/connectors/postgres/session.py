@@ -52,6 +52,7 @@ class PostgresSession(PostgresUsage, PostgresLeases, PostgresBatches):
     def __init__(self, conn: Conn, target: str, settings: PostgresSettings, scope: Scope) -> None:
         super().__init__(conn, target, scope)
         self._scram_iterations = settings.lease_scram_iterations
+        self._account_scram_iterations = settings.scram_iterations
         parameters = conn.info.get_parameters()
         self._probe = _ProbeEndpoint(
             settings.probe_host or conn.info.host,

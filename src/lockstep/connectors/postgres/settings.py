@@ -41,6 +41,9 @@ class PostgresSettings(BaseModel):
     # keep a 24+ character random secret just as unguessable; but pgjdbc refuses fewer
     # than 4096.
     lease_scram_iterations: int = Field(default=leases.DEFAULT_SCRAM_ITERATIONS, ge=1)
+    # The same for the passwords of the accounts lockstep creates, restores and rotates: each
+    # login (a workload's, and the probe that proves a new credential) pays them too.
+    scram_iterations: int = Field(default=leases.DEFAULT_SCRAM_ITERATIONS, ge=1)
 
     @field_validator("dsn")
     @classmethod
