@@ -91,6 +91,9 @@ def section(estate: Estate, identities: int, orphans: int, root: Path) -> None:
             f"verify  {identities + orphans:>6,} accounts in {seconds:6.2f} s; {checks:,} "
             f"checks, {probes:,} probes; in sync: {in_sync}"
         )
+    # Accounts are server-wide on PostgreSQL: the next section starts from none of these.
+    estate.drop(names)
+    estate.drop(lost)
 
 
 def main() -> None:

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+from psycopg import sql
 
 from lockstep.connectors.base import ActionFailed, Change, ConnectorType, Credential, ProbeResult
+from lockstep.connectors.postgres import keys
 from lockstep.connectors.postgres.connector import PostgresConnectorType
 from lockstep.connectors.postgres.settings import PostgresSettings
 from lockstep.credentials.vault import Vault
@@ -166,3 +168,20 @@ def test_the_engine_journals_each_action_of_a_batch_and_fails_only_the_bad_one(
         assert stored is not None
         login(pg, name, stored.secret).close()
     store.close()
+
+
+def test_a_probe_with_the_kept_keys_only_ever_accepts_what_the_password_would(
+    open_session: OpenSession, pg: localpg.LocalPostgres
+) -> None:
+    session = open_session()
+    secret = generate_password()
+    [made] = session.apply_batch([Change(Op.CREATE_ACCOUNT, "svc", None, secret)])
+    assert isinstance(made, Credential)
+    assert session.keys.login(secret) is not None or not keys.SUPPORTED
+    assert session.probe(made) is ProbeResult.ACCEPTED
+    # The same password set again elsewhere (another salt): the kept keys no longer match,
+    # and the probe falls back to the password, which still works.
+    admin(pg, sql.SQL("ALTER ROLE svc PASSWORD {}").format(sql.Literal(secret.reveal())))
+    assert session.probe(made) is ProbeResult.ACCEPTED
+    admin(pg, "ALTER ROLE svc PASSWORD 'someone-elses-password-0000'")
+    assert session.probe(made) is ProbeResult.REFUSED

@@ -39,12 +39,15 @@ from lockstep.connectors.base import (
 )
 from lockstep.connectors.postgres import catalog, grammar
 from lockstep.connectors.postgres.admin import SESSION_END_TIMEOUT_S, PostgresAdmin, first
-from lockstep.connectors.postgres.leases import DEFAULT_SCRAM_ITERATIONS, scram_verifier
+from lockstep.connectors.postgres.keys import ProbeKeys
+from lockstep.connectors.postgres.leases import DEFAULT_SCRAM_ITERATIONS, scram_material
 from lockstep.connectors.postgres.transform import transform
 from lockstep.model import Account, Op
 from lockstep.secret import Secret
 
 SUSPENSION_SCRAM_ITERATIONS: Final = 16
+# Below this, computing PBKDF2 again at the probe costs less than keeping its keys.
+KEYED_PROBE_ROUNDS: Final = 1024
 # At most this many probes (each a process the server forks) at once, fewer when the server
 # has few connection slots left.
 MAX_PROBE_SLOTS: Final = 4
@@ -82,6 +85,8 @@ class _Role:
 class PostgresBatches(PostgresAdmin):
     # PBKDF2 rounds of the verifiers of workloads' passwords, from the target's settings.
     _account_scram_iterations: int = DEFAULT_SCRAM_ITERATIONS
+    # The keys of the passwords this session set, for the probes that prove them.
+    keys: ProbeKeys
 
     def read_accounts(self, accounts: Collection[str]) -> dict[str, Account | None]:
         try:
@@ -209,7 +214,7 @@ class PostgresBatches(PostgresAdmin):
         suspended = op is Op.SUSPEND_ACCOUNT
         rounds = SUSPENSION_SCRAM_ITERATIONS if suspended else self._account_scram_iterations
         try:
-            return sql.Literal(scram_verifier(secret, rounds))
+            verifier, client_key, server_key = scram_material(secret, rounds)
         except GrammarError:
             # Not a generated password (short, or not printable ASCII, which SASLprep would
             # normalise): libpq's own hashing applies the rules.
@@ -217,6 +222,9 @@ class PostgresBatches(PostgresAdmin):
                 secret.reveal().encode(), name.encode(), None
             )
             return sql.Literal(hashed.decode("ascii"))
+        if rounds >= KEYED_PROBE_ROUNDS:
+            self.keys.remember(secret, client_key, server_key)
+        return sql.Literal(verifier)
 
     # ------------------------------------------------------------ after
 

@@ -26,6 +26,7 @@ from lockstep.connectors.postgres import catalog, grammar
 from lockstep.connectors.postgres.admin import first, one_line
 from lockstep.connectors.postgres.batches import PostgresBatches
 from lockstep.connectors.postgres.catalog import Conn
+from lockstep.connectors.postgres.keys import ProbeKeys
 from lockstep.connectors.postgres.leases import PostgresLeases
 from lockstep.connectors.postgres.settings import PostgresSettings, exact_params, is_socket
 from lockstep.connectors.postgres.transform import transform
@@ -53,6 +54,7 @@ class PostgresSession(PostgresUsage, PostgresLeases, PostgresBatches):
         super().__init__(conn, target, scope)
         self._scram_iterations = settings.lease_scram_iterations
         self._account_scram_iterations = settings.scram_iterations
+        self.keys = ProbeKeys()
         parameters = conn.info.get_parameters()
         self._probe = _ProbeEndpoint(
             settings.probe_host or conn.info.host,
@@ -185,6 +187,13 @@ class PostgresSession(PostgresUsage, PostgresLeases, PostgresBatches):
                 f"target {self._target}: the dsn connects over a unix socket; probes need TCP "
                 "(a socket with trust authentication accepts any password): set probe_host"
             )
+        keyed = self.keys.login(credential.secret)
+        if keyed is not None and self._login(credential, keyed) is ProbeResult.ACCEPTED:
+            return ProbeResult.ACCEPTED  # see ``keys``: only an acceptance is taken from it
+        return self._login(credential, {"password": credential.secret.reveal()})
+
+    def _login(self, credential: Credential, secret: Mapping[str, str]) -> ProbeResult:
+        endpoint = self._probe
         try:
             params = exact_params(
                 {
@@ -193,7 +202,7 @@ class PostgresSession(PostgresUsage, PostgresLeases, PostgresBatches):
                     "port": endpoint.port,
                     "dbname": endpoint.dbname,
                     "user": credential.username,
-                    "password": credential.secret.reveal(),
+                    **secret,
                     "connect_timeout": CONNECT_TIMEOUT_S,
                     "application_name": PROBE_APPLICATION,
                 }
