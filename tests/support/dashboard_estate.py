@@ -1,6 +1,8 @@
 """A running `lockstep run` with its dashboard over a real PostgreSQL, for the dashboard's
 tests: one managed identity, an orphan login role whose name is HTML and script (a hostile
-name from a target), a live lease, the operator's token and a person's personal token."""
+name from a target), a live lease, the operator's token, and personal tokens for an owner's
+contacts (alice, amir), a security approver (sam) and an outsider (bob). Requests in prod
+need two stages: an owner's contact, then the security group."""
 
 from __future__ import annotations
 
@@ -14,14 +16,30 @@ import httpx
 import psycopg
 
 from lockstep.demo import localpg
-from support.cli_project import Lockstep, create_orders_db, project_env
+from support.cli_project import ORDERS_TABLE, Lockstep, create_orders_db, project_env
 from support.policies import Access, Credentials, Identity, Owner, Policy, Target, Var
 from support.service_harness import Service, eventually
 
 OPERATOR_TOKEN = "operator-token-for-the-dashboard-tests-0123456789"
 HOSTILE = '"><img src=/x onerror=alert(1)><script>alert(2)</script>'
 PERSON = "alice@example.com"
+APPROVER = "amir@example.com"
+SECURITY = "sam@example.com"
 OUTSIDER = "bob@example.com"
+PAY = "INSERT on table public.payments"
+GOVERNANCE = {
+    "groups": {"security": [SECURITY]},
+    "approvals": {
+        "prod": [
+            {"approvers": ["owner"], "required": 1},
+            {"approvers": ["group:security"], "required": 1},
+        ]
+    },
+    "max_duration": {"prod": "7d"},
+}
+# payments-api reads the orders by policy: approving payments too is refused.
+SOD = {"sod": [{"name": "read-or-approve", "entitlements": [
+    "orders-db/SELECT on table public.orders", "orders-db/role:approver"]}]}  # fmt: skip
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -34,6 +52,7 @@ class DashboardEstate:
     lease_id: str = ""
     person_token: str = ""
     outsider_token: str = ""
+    tokens: dict[str, str] = field(default_factory=dict)  # by person
     secrets: list[str] = field(default_factory=list)
 
     @property
@@ -57,6 +76,21 @@ class DashboardEstate:
             assert answer.status_code == 303, answer.text
             yield client
 
+    def api(self, person: str, method: str, path: str, **body: object) -> httpx.Response:
+        """A call to the service's API as ``person``, with their personal token."""
+        with self.client() as client:
+            headers = {"Authorization": f"Bearer {self.tokens[person]}"}
+            return client.request(method, path, json=body or None, headers=headers)
+
+    def file_request(self, *entitlements: str, duration: str = "1h") -> str:
+        """A pending request of alice's for payments-api on orders-db; its id."""
+        filed = self.api(
+            PERSON, "POST", "/v1/requests", identity="payments-api", target="orders-db",
+            entitlements=list(entitlements), reason="incident 42", **{"for": duration},
+        )  # fmt: skip
+        assert filed.status_code == 201, filed.text
+        return str(filed.json()["id"])
+
     def stop(self) -> None:
         if self.service is not None:
             self.service.stop()
@@ -69,11 +103,15 @@ def csrf_of(html: str) -> str:
 
 
 def start_estate(workdir: Path, pg: localpg.LocalPostgres) -> DashboardEstate:
-    create_orders_db(pg, on_server=[f'CREATE ROLE "{HOSTILE.replace(chr(34), chr(34) * 2)}" LOGIN'])
+    create_orders_db(
+        pg,
+        on_server=[f'CREATE ROLE "{HOSTILE.replace(chr(34), chr(34) * 2)}" LOGIN'],
+        in_orders=(ORDERS_TABLE, "CREATE TABLE public.payments (id int PRIMARY KEY)"),
+    )
     Policy(
         targets={"orders-db": Target.postgres(Var("ORDERS_DB_DSN"), environment="prod")},
         owners={
-            "payments-team": Owner([PERSON]),
+            "payments-team": Owner([PERSON, APPROVER]),
             "search-team": Owner([OUTSIDER]),
         },
         identities={
@@ -91,6 +129,8 @@ def start_estate(workdir: Path, pg: localpg.LocalPostgres) -> DashboardEstate:
                 access=[Access("orders-db", "search_indexer", ["SELECT on table public.orders"])],
             ),
         },
+        rules=SOD,
+        governance=GOVERNANCE,
     ).write(workdir)
     env = project_env(ORDERS_DB_DSN=pg.dsn("orders"), LOCKSTEP_API_TOKEN=OPERATOR_TOKEN)
     estate = DashboardEstate(workdir, pg, env)
@@ -99,9 +139,11 @@ def start_estate(workdir: Path, pg: localpg.LocalPostgres) -> DashboardEstate:
     issued = estate.cli("issue", "payments-api", "--target", "orders-db", "--ttl", "30m", "--json")
     estate.lease_id = re.search(r'"lease_id": "([0-9a-f]+)"', issued).group(1)  # type: ignore[union-attr]
     estate.secrets.append(re.search(r'"password": "([^"]+)"', issued).group(1))  # type: ignore[union-attr]
-    estate.person_token = estate.cli("token", "create", PERSON, "--ttl", "1d").strip()
-    estate.outsider_token = estate.cli("token", "create", OUTSIDER, "--ttl", "1d").strip()
-    estate.secrets += [OPERATOR_TOKEN, estate.person_token, estate.outsider_token]
+    for person in (PERSON, APPROVER, SECURITY, OUTSIDER):
+        estate.tokens[person] = estate.cli("token", "create", person, "--ttl", "1d").strip()
+    estate.person_token = estate.tokens[PERSON]
+    estate.outsider_token = estate.tokens[OUTSIDER]
+    estate.secrets += [OPERATOR_TOKEN, *estate.tokens.values()]
     with estate.signed_in() as client:
         eventually(
             lambda: (

@@ -23,6 +23,7 @@ from lockstep.model import (
     Policy,
     RuleAction,
     Rules,
+    Severity,
     Snapshot,
     Target,
     Unreachable,
@@ -337,11 +338,35 @@ def test_an_account_unused_for_longer_than_dormant_after_is_dormant():
 
 
 def test_lease_accounts_are_left_to_the_lease_reaper():
-    plan = plan_for(
-        policy([], rules=Rules(orphan_accounts=RuleAction.DELETE)),
-        snap(acct("lockstep_lease_0123abcd")),
+    p = policy([], rules=Rules(orphan_accounts=RuleAction.DELETE))
+    leases = {("db", "lockstep_lease_0123abcd"): "active"}
+    plan = make_plan(
+        p, desired_state(p, NOW), {"db": snap(acct("lockstep_lease_0123abcd"))}, NOW, leases=leases
     )
     assert plan.actions == () and plan.findings == ()
+
+
+def test_an_account_with_the_lease_prefix_and_no_lease_record_is_an_impostor_suspended():
+    plan = plan_for(
+        policy([], rules=Rules(orphan_accounts=RuleAction.DELETE)),
+        snap(acct("lockstep_lease_backdoor")),
+    )
+    assert [(f.type, f.severity) for f in plan.findings] == [
+        (FindingType.LEASE_IMPOSTOR, Severity.HIGH)
+    ]
+    assert [(a.op, a.account) for a in plan.actions] == [
+        (Op.SUSPEND_ACCOUNT, "lockstep_lease_backdoor")  # never deleted, whatever the rule
+    ]
+
+
+def test_a_lease_whose_revocation_failed_is_an_unverified_revocation_while_it_exists():
+    p = policy([])
+    leases = {("db", "lockstep_lease_0123abcd"): "failed"}
+    plan = make_plan(
+        p, desired_state(p, NOW), {"db": snap(acct("lockstep_lease_0123abcd"))}, NOW, leases=leases
+    )
+    assert [f.type for f in plan.findings] == [FindingType.UNVERIFIED_REVOCATION]
+    assert plan.actions == ()
 
 
 def test_a_legacy_target_rotates_every_credential_lockstep_issued_on_its_shorter_clock():

@@ -27,6 +27,7 @@ from lockstep.cli.common import (
     out,
     workspace,
 )
+from lockstep.engine.inert import inert
 from lockstep.policy.durations import parse_duration
 
 if TYPE_CHECKING:
@@ -173,8 +174,10 @@ def leases(
         out.print("No leases.")
     for lease in found:
         out.print(
-            f"{lease.id}  {lease.status:<8} {lease.identity} on {lease.target} as "
-            f"{lease.username}  expires {_iso(lease.expires_at)}",
+            inert(
+                f"{lease.id}  {lease.status:<8} {lease.identity} on {lease.target} as "
+                f"{lease.username}  expires {_iso(lease.expires_at)}"
+            ),
             markup=False,
         )
 
@@ -215,10 +218,11 @@ def _report(ended: Sequence[Ended], unreachable: dict[str, str], as_json: bool) 
     for e in ended:
         console = out if e.verified else err
         console.print(
-            f"{e.status}: {e.lease_id or e.account} on {e.target}: {e.detail}", markup=False
+            inert(f"{e.status}: {e.lease_id or e.account} on {e.target}: {e.detail}"),
+            markup=False,
         )
     for name, why in sorted(unreachable.items()):
-        err.print(f"target {name} could not be read: {why}", markup=False)
+        err.print(inert(f"target {name} could not be read: {why}"), markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+
+from lockstep.cli.render import shown as escape
 
 _STATUS_STYLE = {
     "managed": "green",

@@ -18,6 +18,7 @@ from lockstep.cli.common import (
     ConfigOpt,
     JsonOpt,
     StateOpt,
+    Verdict,
     config_path,
     emit_json,
     options,
@@ -61,6 +62,14 @@ def run(
             "from (repeatable; default: the issuer's OIDC discovery).",
         ),
     ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Listen off loopback although neither LOCKSTEP_API_TOKEN nor "
+            "governance.people is set (the API is then open to the network).",
+        ),
+    ] = False,
     config: ConfigOpt = None,
     state: StateOpt = None,
 ) -> None:
@@ -75,6 +84,7 @@ def run(
         port=port,
         interval_cap_s=parse_interval(interval) if interval else None,
         key_sources=_key_sources(jwks or []),
+        insecure_no_auth=insecure_no_auth,
     )
     try:
         code = run_service(service_options)
@@ -105,7 +115,7 @@ def reconcile(
         _print(body)
     passes: dict[str, str | None] = body.get("passes", {})
     if wait and any(outcome not in _SETTLED for outcome in passes.values()):
-        raise typer.Exit(2)
+        raise Verdict(2)
 
 
 def _print(body: dict[str, Any]) -> None:

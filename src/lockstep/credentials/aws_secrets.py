@@ -52,6 +52,25 @@ def put_current(name: str, content: str, region: str | None = None) -> None:
         raise SinkError(f"{where}: {CURRENT} is not the version just delivered")
 
 
+def get_current(name: str, region: str | None = None) -> str | None:
+    """The secret's AWSCURRENT value, None when the secret does not exist. Raises SinkError."""
+    where = f"aws-secrets:{name}"
+    try:
+        region = region or os.environ.get("AWS_REGION") or None
+        client = boto3.session.Session(region_name=region).client("secretsmanager", config=_CONFIG)
+        try:
+            got = client.get_secret_value(SecretId=name, VersionStage=CURRENT)
+        except client.exceptions.ResourceNotFoundException:
+            return None
+    except aws_errors.ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise SinkError(f"cannot read {where}: {error.get('Code', 'error')}") from None
+    except aws_errors.BotoCoreError as exc:
+        raise SinkError(f"cannot read {where}: {redact(str(exc))}") from None
+    value = got.get("SecretString")
+    return value if isinstance(value, str) else None
+
+
 def _current_version(client: Any, name: str) -> str | None:
     try:
         described = client.describe_secret(SecretId=name)

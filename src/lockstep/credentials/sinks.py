@@ -95,6 +95,72 @@ def deliver(sink: str, delivery: Delivery) -> str:
     return location
 
 
+# The keys of a delivered document, as the contract gives them.
+DOCUMENT_KEYS = ("target", "account", "username", "password", "issued_at", "expires_at")
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{12}\.tmp")
+
+
+def read_delivered(sink: str, target: str) -> dict[str, str | None] | None:
+    """What the sink holds now for ``target``: the contract's document, or None when it holds
+    nothing. Raises SinkError when it cannot be read or is not such a document."""
+    location = sink_location(sink, target)
+    scheme, _, where = location.partition(":")
+    if scheme == _AWS_SECRETS:
+        from lockstep.credentials import aws_secrets
+
+        arn = _SECRET_ARN.fullmatch(where)
+        text = aws_secrets.get_current(where, region=arn.group("region") if arn else None)
+    else:
+        text = _read_file(Path(where))
+    if text is None:
+        return None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise SinkError(f"{location} does not hold JSON") from None
+    if not isinstance(document, dict) or any(k not in document for k in DOCUMENT_KEYS):
+        raise SinkError(f"{location} lacks the keys {', '.join(DOCUMENT_KEYS)}")
+    if not all(isinstance(document[k], str) for k in ("username", "password")):
+        raise SinkError(f"{location}: username and password must be strings")
+    return document
+
+
+def _read_file(path: Path) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SinkError(f"cannot read {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(1 << 20)
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise SinkError(f"{path} is not UTF-8 text") from None
+
+
+def remove_leftovers(sink: str, target: str) -> list[Path]:
+    """Temporary files a killed delivery left beside a file sink (they may hold a
+    credential): removed; returns which."""
+    location = sink_location(sink, target)
+    scheme, _, where = location.partition(":")
+    if scheme != _FILE:
+        return []
+    path = Path(where)
+    removed = []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    for name in names:
+        match = _LEFTOVER.fullmatch(name)
+        if match and match.group("name") == path.name:
+            (path.parent / name).unlink(missing_ok=True)
+            removed.append(path.parent / name)
+    return removed
+
+
 def _document(delivery: Delivery) -> dict[str, str | None]:
     return {
         "target": delivery.target,

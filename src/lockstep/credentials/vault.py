@@ -7,6 +7,8 @@ longer needed.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -87,6 +89,14 @@ class Vault:
     def __init__(self, store: Store, key: bytes) -> None:
         self._store = store
         self._fernet = Fernet(checked_key(key, "the vault key is not a valid Fernet key"))
+        # A key of its own for sealing saved plans, derived so that a seal says nothing of
+        # the key that encrypts credentials.
+        self._seal_key = hmac.new(key, b"lockstep saved plan", hashlib.sha256).digest()
+
+    def seal(self, data: bytes) -> str:
+        """An HMAC of ``data`` under this vault's key: what proves a saved plan was written
+        by someone holding it, and not changed since."""
+        return hmac.new(self._seal_key, data, hashlib.sha256).hexdigest()
 
     def put(
         self,
@@ -360,6 +370,16 @@ class Vault:
                 )
             )
             return {(r.target, r.account): r.issued_at for r in rows}
+
+    def current_fingerprints(self) -> dict[tuple[str, str], str]:
+        """Each account's current credential's fingerprint, without decrypting anything."""
+        with self._store.reading() as conn:
+            rows = conn.execute(
+                select(
+                    credentials.c.target, credentials.c.account, credentials.c.fingerprint
+                ).where(credentials.c.status == _CURRENT)
+            )
+            return {(r.target, r.account): r.fingerprint for r in rows}
 
     def retired(self, target: str, account: str) -> list[StoredCredential]:
         """Retired credentials of one account, newest first."""

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from lockstep.policy.durations import format_duration
 from lockstep.service.logs import Log
 from lockstep.service.principals import Authenticators, Authority, Principal
 
@@ -28,6 +29,8 @@ NAV = (
     ("overview", "/", "Overview"),
     ("inventory", "/inventory", "Inventory"),
     ("findings", "/findings", "Findings"),
+    ("requests", "/requests", "Requests"),
+    ("grants", "/grants", "Grants"),
     ("leases", "/leases", "Leases"),
     ("reports", "/reports", "Reports"),
 )
@@ -75,7 +78,9 @@ class Dashboard:
             lstrip_blocks=True,
         )
         env.globals.update(static=self.assets.url, nav=NAV, charts=charts, fmt=formats)
-        env.filters.update(when=formats.when, age=formats.age, duration=formats.duration)
+        env.filters.update(
+            when=formats.when, age=formats.age, duration=formats.duration, period=format_duration
+        )
         self.templates = Jinja2Templates(env=env)
         self._authority: tuple[int, Authority] | None = None
 
@@ -137,13 +142,36 @@ class Dashboard:
 
 def mount(app: FastAPI, dashboard: Dashboard) -> None:
     """Serve the dashboard from ``app``: its pages at ``/``, its files at ``/static``."""
-    from .pages import findings, identity, inventory, leases, overview, reports, signin
+    from .pages import (
+        ask,
+        findings,
+        grants,
+        identity,
+        inventory,
+        leases,
+        overview,
+        reports,
+        requests,
+        signin,
+    )
 
     app.add_middleware(SecurityHeaders)
     app.state.dashboard = dashboard
     app.include_router(dashboard.assets.router())
     router = APIRouter(include_in_schema=False)
-    for page in (signin, overview, inventory, identity, findings, leases, reports):
+    pages = (
+        signin,
+        overview,
+        inventory,
+        identity,
+        findings,
+        ask,
+        requests,
+        grants,
+        leases,
+        reports,
+    )
+    for page in pages:
         page.register(router, dashboard)
     app.include_router(router)
 

@@ -36,6 +36,7 @@ from lockstep.store import Store
 from lockstep.store.findings import FindingLedger
 from lockstep.store.tables import findings as findings_table
 
+from .journal_index import JournalIndex
 from .picture import Picture, Remediation, build_picture
 
 MIN_REBUILD_S = 2.0
@@ -65,6 +66,7 @@ class Estate:
         self.vault = vault
         self.journal = Journal(store)
         self.ledger = FindingLedger(store)
+        self.history = JournalIndex(store)
         self._current = current
         self._holds = holds
         self._log = log
@@ -165,6 +167,7 @@ class Estate:
         observed = {n: s.observation for n, s in seen.items()}
         facts = read_store_facts(self.store)
         live = [f for s in seen.values() for f in s.findings]
+        self.history.catch_up()
         picture = build_picture(
             self.workspace(loaded),
             generation,
@@ -174,6 +177,7 @@ class Estate:
             facts,
             live,
             self._remediations(),
+            self.history.history,
             now,
         )
         with self._lock:

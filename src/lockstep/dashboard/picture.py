@@ -5,15 +5,16 @@ page at 100k accounts only slices what is already here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from lockstep.engine.workspace import Workspace
+from lockstep.evidence.explain import Known, account_findings
 from lockstep.evidence.facts import StoreFacts
+from lockstep.evidence.history import History
 from lockstep.evidence.inventory import build_inventory
-from lockstep.evidence.policy_lines import Blame, PolicyDocuments
 from lockstep.model import Desired, Finding, Observation, Severity
 from lockstep.policy.load import LoadedPolicy
 
@@ -47,12 +48,12 @@ class Picture:
     targets: list[dict[str, Any]]
     rows: list[Row]
     remediations: list[Remediation]
+    # What the identity pages explain from, built once for this picture: findings grouped
+    # by account, the journal's index, git blame and the parsed policy files.
+    known: Known
     hay: list[str] = field(default_factory=list)  # each row's searchable text, lower case
     by_identity: dict[str, list[int]] = field(default_factory=dict)
     ages_d: list[float | None] = field(default_factory=list)  # credential age per row
-    # Kept for the identity pages under this policy: git blame and parsed files, each once.
-    blame: Blame = field(default_factory=Blame)
-    documents: PolicyDocuments = field(default_factory=PolicyDocuments)
     _overviews: dict[frozenset[str] | None, dict[str, Any]] = field(default_factory=dict)
 
     def visible_rows(self, identities: frozenset[str] | None) -> list[int]:
@@ -82,6 +83,7 @@ def build_picture(
     facts: StoreFacts,
     live: Sequence[Finding],
     remediations: list[Remediation],
+    history: Callable[[Collection[tuple[str, str]]], History],
     now: datetime,
 ) -> Picture:
     inventory = build_inventory(ws.policy, desired, observed, facts, live)
@@ -98,6 +100,7 @@ def build_picture(
         inventory["targets"],
         rows,
         remediations,
+        Known(account_findings(facts, live, observed), history),
     )
     for i, row in enumerate(rows):
         names = row.get("identities") or ()

@@ -21,12 +21,22 @@ from lockstep.engine import faults
 from lockstep.engine.delivery import Deliverer
 from lockstep.engine.verify import REAL_TIME, Evidence, Timer, propagation_window, verify_action
 from lockstep.journal import Journal
-from lockstep.model import REMOVING_OPS, Action, Check, Op, Plan, Policy, Result, Status
+from lockstep.model import (
+    LEASE_PREFIX,
+    REMOVING_OPS,
+    Action,
+    Check,
+    Op,
+    Plan,
+    Policy,
+    Result,
+    Status,
+)
 from lockstep.secret import Secret, generate_password, redact
 
 
 def action_fields(action: Action) -> dict[str, Any]:
-    return {
+    fields = {
         "op": str(action.op),
         "target": action.target,
         "account": action.account,
@@ -34,6 +44,9 @@ def action_fields(action: Action) -> dict[str, Any]:
         "identity": action.identity,
         "reason": action.reason,
     }
+    if action.request is not None:
+        fields["request"] = action.request
+    return fields
 
 
 # Changes staged in the vault before the target is touched (two-phase): those that set or
@@ -134,6 +147,10 @@ class Applier:
         a role promoted since, must not either)."""
         # The plan names the identity of every account the policy declares.
         if action.op in (Op.CREATE_ACCOUNT, Op.GRANT) or action.identity is not None:
+            return None
+        # Lockstep's own lease prefix is the exception: an account planted under it is
+        # suspended however privileged it is (suspended, never deleted).
+        if action.op is Op.SUSPEND_ACCOUNT and action.account.startswith(LEASE_PREFIX):
             return None
         account = session.read_account(action.account)
         if account is None or account.privileged is None:
@@ -345,8 +362,10 @@ class Applier:
         checks: tuple[Any, ...] = (),
         kind: str = "result",
     ) -> Result:
-        self.journal.append(kind, result_fields(action, status, detail, fingerprint, checks))
-        return Result(action, status, detail, checks)
+        entry = self.journal.append(
+            kind, result_fields(action, status, detail, fingerprint, checks)
+        )
+        return Result(action, status, detail, checks, entry.seq)
 
     def lost(self, target: str) -> str | None:
         """Why ``target`` went away during this apply, or None while it is there."""

@@ -1,6 +1,5 @@
-"""The whole-state check behind ``lockstep verify``: live state against the policy (one read
-per target), and every credential someone may hold tried again, side by side within what
-each target takes (``engine.probes``); journaled as one verification.
+"""The whole-state check behind ``lockstep verify``: live state against the policy, and every
+credential lockstep took away tried again; journaled as one verification.
 
 ``verify`` and ``plan`` agree: the state is in sync when the plan of the same read has nothing
 left for apply to do (no action, no target unread) and every probe is as expected. A
@@ -16,11 +15,11 @@ from dataclasses import dataclass, replace
 
 from lockstep.connectors.base import Credential, ProbeResult, Session
 from lockstep.credentials.vault import Vault
-from lockstep.engine.batches import sink_index
+from lockstep.engine.delivered import sink_checks
 from lockstep.engine.observe import Observer
 from lockstep.engine.probes import ProbeTask
 from lockstep.engine.probes import probe_all as probe_all_tasks
-from lockstep.engine.reconcile import observe
+from lockstep.engine.reconcile import lease_statuses, observe
 from lockstep.engine.verify import REAL_TIME, Inconclusive, Timer, propagation_window
 from lockstep.engine.workspace import Workspace
 from lockstep.model import (
@@ -66,11 +65,13 @@ def verify_state(
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> Verification:
     """Read every target again (one read each), plan against it, compare it with
-    ``desired`` and probe the credentials that need it (``probe_checks``), side by side;
-    the verdict and every failed check are journaled. ``progress`` hears how many probes
-    are done out of how many."""
+    ``desired`` and probe the credentials that need it (``probe_checks``, and each sink's),
+    side by side; the verdict and every failed check are journaled. ``progress`` hears how
+    many probes of each round are done out of how many."""
     seen = observe(ws, observer, desired)
     checks = reconcile_checks(state_checks(ws.policy, desired, seen.observed), seen.plan)
+    # Not a difference the rules may only report: a planted account is drift until gone.
+    checks += impostor_checks(seen.observed, lease_statuses(ws, seen.observed))
     windows = {
         n: propagation_window(ws.policy.targets[n], c) for n, c in observer.connectors.items()
     }
@@ -80,11 +81,11 @@ def verify_state(
         desired,
         seen.observed,
         windows,
-        sinks=sink_index(ws.policy),
         probe_all=probe_all,
         progress=progress,
     )
     checks += unfinished_checks(ws.vault)
+    checks += sink_checks(seen.sinks, observer.sessions, windows, progress=progress)
     ids = {f.id for f in seen.plan.findings}
     verification = Verification(
         checks, seen.plan, [r for r in seen.findings if r.id in ids], strict
@@ -153,6 +154,25 @@ def unfinished_checks(vault: Vault) -> list[Check]:
         )
         for p in vault.pending()
     ]
+
+
+def impostor_checks(
+    observed: Mapping[str, Observation], leases: Mapping[tuple[str, str], str]
+) -> list[Check]:
+    """``leases``: the lease record's status of each prefixed account that has one (see
+    ``make_plan``); a prefixed account without a record fails until it is gone, suspended
+    or not."""
+    checks = []
+    for name, obs in sorted(observed.items()):
+        if not isinstance(obs, Snapshot):
+            continue
+        for account in sorted(set(obs.accounts) - set(_not_leases(obs.accounts))):
+            if (name, account) not in leases:
+                state = "enabled" if obs.accounts[account].enabled else "suspended"
+                checks.append(
+                    Check(name, account, None, "absent", f"lease impostor {state}", False)
+                )
+    return checks
 
 
 def state_checks(
@@ -227,7 +247,6 @@ def probe_checks(
     windows: Mapping[str, float],
     timer: Timer = REAL_TIME,
     *,
-    sinks: Mapping[tuple[str, str], Sequence[str]] | None = None,
     probe_all: bool = False,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> list[Check]:
@@ -235,12 +254,11 @@ def probe_checks(
     each one lockstep retired must be refused; the current one must be accepted where the
     account should work and refused where it should not. A credential nobody was handed
     needs no login to prove anything the read has not: the current one of an account that
-    should work, was never rotated and delivers to no sink (``sinks``: each account's), and
-    the current one (a suspension password) of an account that should not work and reads
-    back suspended or absent. ``probe_all`` tries those too."""
+    should work and was never rotated (where it went to a sink, ``sink_checks`` proves what
+    the sink holds), and the current one (a suspension password) of an account that should
+    not work and reads back suspended or absent. ``probe_all`` tries those too."""
     tasks: list[ProbeTask] = []
     labels: list[tuple[str, str, str, ProbeResult]] = []
-    sinks = sinks or {}
     for name, obs in sorted(observed.items()):
         session = sessions.get(name)
         if not isinstance(obs, Snapshot) or session is None:
@@ -256,7 +274,7 @@ def probe_checks(
             should_work = want is not None and want.active and read is not None
             tries = [(c, ProbeResult.REFUSED) for c in retired]
             if should_work:
-                needed = probe_all or bool(retired) or bool(sinks.get((name, account)))
+                needed = probe_all or bool(retired)
             else:
                 needed = probe_all or (read is not None and read.enabled)
             if needed:

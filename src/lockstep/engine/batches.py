@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lockstep.connectors.base import (
@@ -42,10 +42,11 @@ from lockstep.credentials.vault import LOCK as VAULT_LOCK
 from lockstep.credentials.vault import PendingCredential, StoredCredential
 from lockstep.engine import faults
 from lockstep.engine.apply import STAGED_OPS, Applier, action_fields, result_fields
+from lockstep.engine.delivery import sink_index
 from lockstep.engine.probes import Answer, ProbeTask, probe_all, slots
 from lockstep.engine.verify import Evidence, Inconclusive, Proof, proofs, read_back_checks, verdict
 from lockstep.journal import JournalError
-from lockstep.model import Account, Action, Check, Op, Policy, Result, Status
+from lockstep.model import LEASE_PREFIX, Account, Action, Check, Op, Result, Status
 from lockstep.secret import generate_password, redact
 from lockstep.store.tables import pending_credentials
 
@@ -95,21 +96,6 @@ def read_accounts(session: Session, accounts: Collection[str]) -> dict[str, Acco
     if isinstance(session, AppliesBatches):
         return session.read_accounts(accounts)
     return {name: session.read_account(name) for name in accounts}
-
-
-def sink_index(policy: Policy) -> dict[tuple[str, str], list[str]]:
-    """``delivery.account_sinks`` of every account at once: the sinks of every identity
-    that declares it, each once, in the policy's order."""
-    index: dict[tuple[str, str], list[str]] = {}
-    for identity in policy.identities.values():
-        sink = identity.credentials.sink
-        if sink is None:
-            continue
-        for access in identity.access:
-            sinks = index.setdefault((access.target, access.account), [])
-            if sink not in sinks:
-                sinks.append(sink)
-    return index
 
 
 @dataclass
@@ -311,10 +297,16 @@ class BatchRun:
         touched (the plan never acts on those; a plan made elsewhere, or a role promoted
         since, must not either): the accounts at risk are read in one read first."""
         # The plan names the identity of every account the policy declares.
+        # Lockstep's own lease prefix is the exception: an account planted under it is
+        # suspended however privileged it is (suspended, never deleted).
         risky = [
             s
             for s in steps
-            if s.action.op not in (Op.CREATE_ACCOUNT, Op.GRANT) and s.action.identity is None
+            if s.action.op not in (Op.CREATE_ACCOUNT, Op.GRANT)
+            and s.action.identity is None
+            and not (
+                s.action.op is Op.SUSPEND_ACCOUNT and s.action.account.startswith(LEASE_PREFIX)
+            )
         ]
         if not risky:
             return
@@ -448,8 +440,11 @@ class BatchRun:
             results.append(("result", fields))
         closed = [s.staged for s in steps if s.staged is not None and not s.keep_pending]
         with applier.journal.recording(VAULT_LOCK, pending_credentials) as conn:
-            applier.journal.append_in(conn, [*deliveries, *results])
+            entries = applier.journal.append_in(conn, [*deliveries, *results])
             applier.vault.discard_in(conn, closed)
+        for step, entry in zip(steps, entries[len(deliveries) :], strict=True):
+            assert step.result is not None
+            step.result = replace(step.result, seq=entry.seq)
 
 
 def _change(step: _Step) -> Change:

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from lockstep.model import FindingType, Severity
+from lockstep.model import Finding, FindingType, Severity
+from lockstep.paths.risks import escalation_nhi
 
 # A finding's lifecycle (``store.findings`` keeps it across runs).
 OPEN = "open"
@@ -83,6 +84,24 @@ KINDS: Mapping[FindingType, FindingKind] = {
     FindingType.TARGET_UNREACHABLE: FindingKind(
         Severity.HIGH, (), _MONITORING, "target could not be read: its state is unknown"
     ),
+    FindingType.UNDELIVERED_CREDENTIAL: FindingKind(
+        Severity.HIGH,
+        ("NHI7",),
+        _CREDENTIAL,
+        "a sink does not hold the credential the target accepts",
+    ),
+    FindingType.LEASE_IMPOSTOR: FindingKind(
+        Severity.HIGH,
+        ("NHI1", "NHI5"),
+        (*_ACCESS, *_MONITORING),
+        "account under lockstep's lease prefix that lockstep never issued",
+    ),
+    FindingType.INSECURE_TRANSPORT: FindingKind(
+        Severity.MEDIUM,
+        ("NHI4",),
+        ("PR.AA-03",),
+        "admin connection in clear text to a host other than loopback",
+    ),
     FindingType.SOD_VIOLATION: FindingKind(
         Severity.HIGH, ("NHI5",), _ACCESS, "identity holding entitlements a sod rule separates"
     ),
@@ -98,4 +117,19 @@ KINDS: Mapping[FindingType, FindingKind] = {
     FindingType.UNKNOWN_OBJECT: FindingKind(
         Severity.MEDIUM, (), _ACCESS, "entitlement naming an object the target does not have"
     ),
+    FindingType.ESCALATION_PATH: FindingKind(
+        Severity.HIGH,
+        ("NHI5",),
+        _ACCESS,
+        "someone can obtain an identity's credential or privileges through the targets' own "
+        "permissions",
+    ),
 }
+
+
+def owasp_nhi(finding: Finding) -> tuple[str, ...]:
+    """The OWASP NHI risks of one finding: its type's, except that an escalation path is
+    NHI10 from a person's account, NHI2 through a readable sink or secret store."""
+    if finding.type is FindingType.ESCALATION_PATH:
+        return escalation_nhi(finding)
+    return KINDS[finding.type].owasp_nhi

@@ -12,6 +12,7 @@ from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 
 from lockstep.engine.catalog import KINDS
+from lockstep.engine.objects import room_warnings, withhold
 from lockstep.model import (
     LEASE_PREFIX,
     Account,
@@ -53,12 +54,16 @@ def make_plan(
     last_used: Mapping[Key, datetime] | None = None,
     rotate_now: Mapping[Key, str] | None = None,
     accepted: AbstractSet[str] = frozenset(),
+    leases: Mapping[Key, str] | None = None,
 ) -> Plan:
     """``issued``: when lockstep last issued each account's credential (for rotation).
     ``last_used``: when each account was last seen in use, or first seen at all (dormancy).
     ``rotate_now``: accounts whose credential an event (owner or environment changed) makes
     rotate now, with the reason.
-    ``accepted``: ids of findings under a risk acceptance: reported, not remediated."""
+    ``accepted``: ids of findings under a risk acceptance: reported, not remediated.
+    ``leases``: the status of the lease record of each account bearing the lease prefix
+    that has one; an account with the prefix and no record is an impostor."""
+    leases = leases or {}
     issued = issued or {}
     last_used = last_used or {}
     rotate_now = rotate_now or {}
@@ -79,9 +84,11 @@ def make_plan(
         for account, want in wants.items():
             rotate_every = _rotation_period(policy, want, max_age)
             actual = obs.accounts.get(account)
-            actions_, findings_ = _declared(
+            declared_actions, declared_findings = _declared(
                 want, actual, policy, now, issued.get((name, account)), rotate_every
             )
+            withheld = withhold(declared_actions, declared_findings, want, actual, obs.unknown)
+            actions_, findings_ = withheld.actions, withheld.findings
             event = rotate_now.get((name, account))
             if (
                 event
@@ -98,7 +105,12 @@ def make_plan(
             findings.extend(_posture(policy, want, actual, last_used.get((name, account)), now))
         for account, actual in obs.accounts.items():
             if account.startswith(LEASE_PREFIX):
-                continue  # the lease reaper's, not an orphan
+                # The lease reaper's, not an orphan; but the prefix is lockstep's own, so an
+                # account wearing it that lockstep never issued is planted, and suspended.
+                found, planned = _lease_account(name, actual, leases.get((name, account)))
+                findings.extend(found)
+                actions.extend(planned)
+                continue
             if account not in wants and actual.privileged:
                 findings.append(
                     finding(
@@ -123,7 +135,11 @@ def make_plan(
     actions.sort(key=Action.sort_key)
     findings.sort(key=lambda f: (f.target, f.type, f.account or "", f.entitlement or ""))
     return Plan(
-        tuple(actions), tuple(findings), tuple(unreachable), _mass_change(actions, managed, policy)
+        tuple(actions),
+        tuple(findings),
+        tuple(unreachable),
+        _mass_change(actions, managed, policy),
+        tuple(room_warnings(actions, observed)),
     )
 
 
@@ -197,8 +213,17 @@ def _declared(
     actions: list[Action] = []
     findings: list[Finding] = []
 
-    def act(op: Op, reason: str, entitlement: str | None = None) -> None:
-        actions.append(Action(op, target, account, entitlement, identity, reason))
+    def act(
+        op: Op, reason: str, entitlement: str | None = None, request: str | None = None
+    ) -> None:
+        actions.append(Action(op, target, account, entitlement, identity, reason, request))
+
+    def grant(ent: str) -> None:
+        requests = want.granted.get(ent)
+        if requests:
+            act(Op.GRANT, f"granted by request {', '.join(requests)}", ent, requests[0])
+        else:
+            act(Op.GRANT, "granted by the policy", ent)
 
     def report(type_: FindingType, detail: str, entitlement: str | None = None) -> None:
         for name in want.identities:
@@ -222,11 +247,15 @@ def _declared(
         if want.active:
             act(Op.CREATE_ACCOUNT, "declared by the policy, missing in the target")
             for ent in sorted(want.entitlements):
-                act(Op.GRANT, "granted by the policy", ent)
+                grant(ent)
         return actions, findings
 
     expired, excess, missing = _differences(actual.entitlements, want)
     for ent in expired:
+        ended = want.grant_ended.get(ent)
+        if ended:
+            act(Op.REVOKE, f"the grant of request {', '.join(ended)} ended", ent, ended[0])
+            continue
         report(FindingType.EXPIRED_ACCESS, "access expired; revoked whatever the rules say", ent)
         act(Op.REVOKE, "access expired", ent)
     for ent in excess:
@@ -242,10 +271,13 @@ def _declared(
         if not actual.enabled:
             act(Op.RESTORE_ACCOUNT, "suspended, but the policy grants it access")
         for ent in missing:
-            report(
-                FindingType.MISSING_ENTITLEMENT, "granted by the policy, absent in the target", ent
-            )
-            act(Op.GRANT, "granted by the policy", ent)
+            if ent not in want.granted:
+                report(
+                    FindingType.MISSING_ENTITLEMENT,
+                    "granted by the policy, absent in the target",
+                    ent,
+                )
+            grant(ent)
         if rotate_every_s is not None:
             _rotation(want, actual, issued_at, rotate_every_s, now, act, report)
         return actions, findings
@@ -297,8 +329,26 @@ def _rotation(
             act(Op.ROTATE_CREDENTIAL, "credential older than its rotation period")
 
 
-def _orphan(target: str, actual: Account, rule: RuleAction) -> Iterator[Action]:
-    reason = f"orphan account; rule orphan_accounts: {rule}"
+def _lease_account(
+    target: str, actual: Account, status: str | None
+) -> tuple[list[Finding], list[Action]]:
+    if status is None:
+        detail = "bears lockstep's lease prefix but lockstep never issued it (no lease record)"
+        reason = "lease impostor: suspended, since lockstep never deletes what it did not make"
+        found = finding(FindingType.LEASE_IMPOSTOR, target, account=actual.name, detail=detail)
+        return [found], list(_orphan(target, actual, RuleAction.SUSPEND, reason))
+    if status == "failed":
+        detail = "lease ended but its account is still present: the reaper could not remove it"
+        return [
+            finding(FindingType.UNVERIFIED_REVOCATION, target, account=actual.name, detail=detail)
+        ], []
+    return [], []
+
+
+def _orphan(
+    target: str, actual: Account, rule: RuleAction, reason: str | None = None
+) -> Iterator[Action]:
+    reason = reason or f"orphan account; rule orphan_accounts: {rule}"
     if rule is RuleAction.DELETE:
         yield Action(Op.DELETE_ACCOUNT, target, actual.name, reason=reason)
     elif rule is RuleAction.SUSPEND:

@@ -5,7 +5,8 @@ journal."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +33,20 @@ from lockstep.model import (
 )
 
 Key = tuple[str, str]
+AccountFindings = Mapping[Key, list[dict[str, Any]]]
+
+
+@dataclass
+class Known:
+    """What a caller that explains many names over one read keeps between calls (the
+    dashboard): git blame and the parsed policy files, the findings grouped by account
+    (``account_findings`` of that read) and where the journal's history comes from. Each is
+    built afresh for one call otherwise."""
+
+    findings: AccountFindings
+    history: Callable[[Collection[Key]], History]
+    blame: Blame = field(default_factory=Blame)
+    documents: PolicyDocuments = field(default_factory=PolicyDocuments)
 
 
 class UnknownName(LockstepError):
@@ -48,18 +63,16 @@ def explain_identity(
     observed: Mapping[str, Observation],
     facts: StoreFacts,
     live: Sequence[Finding],
-    blame: Blame | None = None,
-    documents: PolicyDocuments | None = None,
+    known: Known | None = None,
 ) -> dict[str, Any]:
-    """``blame`` and ``documents``: what a caller that explains many identities under one
-    policy keeps between calls (each is built afresh otherwise)."""
     policy = ws.policy
     identity = policy.identities[name]
-    places = identity_places(ws.loaded, name, documents)
-    blame = blame or Blame()
+    known = known or _afresh(ws, facts, live, observed)
+    places = identity_places(ws.loaded, name, known.documents)
+    blame = known.blame
     keys = {(a.target, a.account) for a in identity.access}
-    history = read_history(ws.store, keys)
-    findings = _findings(facts, live, observed)
+    history = known.history(keys)
+    findings = known.findings
     owner = policy.owners.get(identity.owner)
     now = ws.clock()
     accounts = []
@@ -151,6 +164,7 @@ def explain_account(
     observed: Mapping[str, Observation],
     facts: StoreFacts,
     live: Sequence[Finding],
+    known: Known | None = None,
 ) -> dict[str, Any]:
     """An account by TARGET/ACCOUNT or by name: an identity's (explained as the identity),
     or an orphan, with why."""
@@ -164,17 +178,18 @@ def explain_account(
         )
     ]
     if not candidates:
-        known = ", ".join(sorted(ws.policy.identities)) or "none"
-        raise UnknownName(f"no identity and no account named {name!r} (identities: {known})")
+        names = ", ".join(sorted(ws.policy.identities)) or "none"
+        raise UnknownName(f"no identity and no account named {name!r} (identities: {names})")
     key = candidates[0]
     want = desired.accounts.get(key)
     if want is not None:
-        return explain_identity(ws, want.identities[0], desired, observed, facts, live)
+        return explain_identity(ws, want.identities[0], desired, observed, facts, live, known)
     snapshot = observed[key[0]]
     assert isinstance(snapshot, Snapshot)
     actual = snapshot.accounts[key[1]]
-    history = read_history(ws.store, {key})
-    findings = _findings(facts, live, observed).get(key, [])
+    known = known or _afresh(ws, facts, live, observed)
+    history = known.history({key})
+    findings = known.findings.get(key, [])
     return {
         "target": key[0],
         "account": key[1],
@@ -254,9 +269,17 @@ def _status(obs: Observation | None, present: bool, enabled: bool) -> str:
     return "managed" if enabled else "suspended"
 
 
-def _findings(
+def _afresh(
+    ws: Workspace, facts: StoreFacts, live: Sequence[Finding], observed: Mapping[str, Observation]
+) -> Known:
+    return Known(account_findings(facts, live, observed), lambda keys: read_history(ws.store, keys))
+
+
+def account_findings(
     facts: StoreFacts, live: Sequence[Finding], observed: Mapping[str, Observation]
 ) -> dict[Key, list[dict[str, Any]]]:
+    """Every finding by account: the live ones of a read target, with the ledger's status,
+    and the ledger's own for a target that could not be read."""
     status = {r.id: r.status for r in facts.findings}
     read = {n for n, o in observed.items() if isinstance(o, Snapshot)}
     found: dict[Key, dict[str, dict[str, Any]]] = {}

@@ -1,23 +1,27 @@
 """What the state store knows that the evidence needs, read once: the findings held, when
-each target was last read in full, credential issue times, observed use, active leases.
-Nothing is decrypted and nothing is written."""
+each target was last read in full, credential issue times, observed use, active leases, live
+grants. Nothing is decrypted and nothing is written."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from lockstep.engine.catalog import HELD
+from lockstep.evidence.times import iso_seconds
+from lockstep.governance.records import ENFORCED, RequestStatus
 from lockstep.model import Finding, FindingType, Severity
 from lockstep.store import Store
 from lockstep.store.findings import FindingRecord
-from lockstep.store.tables import credentials, leases, target_passes, usage
+from lockstep.store.tables import access_requests, credentials, leases, target_passes, usage
 from lockstep.store.tables import findings as findings_table
 from lockstep.store.usage import ACCOUNT, FIRST_SEEN
 
 Key = tuple[str, str]
+_LIVE_GRANTS = tuple(str(s) for s in (*ENFORCED, RequestStatus.ENDING))
 _FINDING_COLUMNS = ("id", "type", "severity", "target", "account", "entitlement", "identity",
                     "detail", "first_seen", "last_seen", "status")  # fmt: skip
 
@@ -40,7 +44,8 @@ class StoreFacts:
     used: dict[Key, datetime] = field(default_factory=dict)  # last use seen (not first-seen)
     first_seen: dict[Key, datetime] = field(default_factory=dict)  # what dormancy counts from
     leases: list[LeaseFact] = field(default_factory=list)  # active
-    # Filled in by governance once it exists: active grants and reviews by account.
+    # Live grants by account (approved, active, failed, ending: what they add is enforced
+    # or being removed), each {"id", "status", "entitlements", "ends_at"}; reviews later.
     grants: dict[Key, list[dict[str, object]]] = field(default_factory=dict)
     next_review: dict[Key, datetime] = field(default_factory=dict)
 
@@ -97,6 +102,7 @@ def read_store_facts(store: Store) -> StoreFacts:
                 select(leases).where(leases.c.status == "active").order_by(leases.c.id)
             )
         ]
+        grants = _live_grants(conn)
     lease_accounts = {(lease.target, lease.account) for lease in active}
     return StoreFacts(
         findings=held,
@@ -106,4 +112,24 @@ def read_store_facts(store: Store) -> StoreFacts:
         used=used,
         first_seen=first,
         leases=active,
+        grants=grants,
     )
+
+
+def _live_grants(conn: Connection) -> dict[Key, list[dict[str, object]]]:
+    t = access_requests
+    found: dict[Key, list[dict[str, object]]] = {}
+    for r in conn.execute(
+        select(t.c.id, t.c.target, t.c.account, t.c.status, t.c.entitlements, t.c.ends_at)
+        .where(t.c.status.in_(_LIVE_GRANTS))
+        .order_by(t.c.created_at, t.c.id)
+    ):
+        found.setdefault((r.target, r.account), []).append(
+            {
+                "id": r.id,
+                "status": r.status,
+                "entitlements": json.loads(r.entitlements),
+                "ends_at": None if r.ends_at is None else iso_seconds(r.ends_at),
+            }
+        )
+    return found

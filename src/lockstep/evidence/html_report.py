@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from lockstep.engine.inert import inert
+
 SHOWN_FINDINGS = 200
 _COLOURS = {"satisfied": "#1a7f37", "not_satisfied": "#cf222e", "not_assessed": "#6e7781"}
 _LABELS = {
@@ -217,4 +219,4 @@ def _shown(figure: Mapping[str, Any]) -> str:
 
 
 def _e(value: object) -> str:
-    return escape(str(value), quote=True)
+    return escape(inert(str(value)), quote=True)

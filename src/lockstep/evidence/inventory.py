@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from lockstep.engine.inert import inert, inert_json
 from lockstep.evidence.facts import LeaseFact, StoreFacts
 from lockstep.evidence.streams import TextSink
 from lockstep.evidence.times import iso_seconds
@@ -287,11 +288,12 @@ def write_inventory_json(inventory: Mapping[str, Any], out: TextSink) -> None:
     rows = inventory["accounts"]
     out.write('{"accounts": [')
     for i, row in enumerate(rows):
-        out.write(("\n" if i == 0 else ",\n") + json.dumps(row, ensure_ascii=False))
+        out.write(("\n" if i == 0 else ",\n") + inert_json(json.dumps(row, ensure_ascii=False)))
     out.write("\n],\n" if rows else "],\n")
     for key in ("targets", "summary"):
         end = ",\n" if key == "targets" else "}\n"
-        out.write(f'"{key}": {json.dumps(inventory[key], ensure_ascii=False)}{end}')
+        encoded = inert_json(json.dumps(inventory[key], ensure_ascii=False))
+        out.write(f'"{key}": {encoded}{end}')
 
 
 def write_inventory_csv(inventory: Mapping[str, Any], out: TextSink) -> None:
@@ -315,7 +317,9 @@ def _cell(column: str, value: object) -> str:
 
 
 def _defused(text: str) -> str:
-    """A cell a spreadsheet would run as a formula (=, +, -, @) is quoted with a leading '."""
+    """A cell a spreadsheet would run as a formula (=, +, -, @) is quoted with a leading ';
+    control characters (escapes, line breaks) are shown escaped."""
+    text = inert(text)
     return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from hashlib import sha256
 from typing import Any
 
+from lockstep.engine.inert import inert_json
 from lockstep.evidence.streams import TextSink
 
 OCSF_VERSION = "1.5.0"
@@ -27,7 +28,7 @@ _encode = json.JSONEncoder(ensure_ascii=False).encode
 
 def write_ocsf(report: Mapping[str, Any], out: TextSink) -> None:
     for line in lines(report):
-        out.write(line + "\n")
+        out.write(inert_json(line) + "\n")
 
 
 def events(report: Mapping[str, Any]) -> Iterator[dict[str, Any]]:

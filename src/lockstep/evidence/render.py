@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from lockstep.engine.inert import inert_json
 from lockstep.evidence.html_report import render_html
 from lockstep.evidence.ocsf import write_ocsf
 from lockstep.evidence.oscal import oscal_document
@@ -28,7 +29,7 @@ def _html(report: Mapping[str, Any], out: TextSink) -> None:
 
 def _dump(value: object, out: TextSink) -> None:
     for chunk in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(value):
-        out.write(chunk)
+        out.write(inert_json(chunk))
     out.write("\n")
 
 

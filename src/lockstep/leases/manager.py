@@ -42,6 +42,7 @@ from lockstep.engine.eligibility import (
     lease_terms,
 )
 from lockstep.engine.workspace import Workspace
+from lockstep.governance.grants import GrantBook
 from lockstep.journal import Journal
 from lockstep.leases.batcher import Batcher
 from lockstep.leases.ending import Ended, LeaseEnder, ReapReport
@@ -94,6 +95,7 @@ class LeaseManager:
         self._policy = policy
         self._journal = journal
         self._records = LeaseRecords(store, vault, journal)
+        self._grants = GrantBook(store, journal, clock)
         self._sessions = sessions
         self._clock = clock
         self._ender = LeaseEnder(policy, self._records, journal, sessions, clock)
@@ -113,6 +115,10 @@ class LeaseManager:
             sessions,
             workspace.clock,
         )
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
 
     def close(self) -> None:
         with self._lock:
@@ -301,7 +307,8 @@ class LeaseManager:
 
     def _terms(self, identity: str, target: str, ttl_s: int | None, now: datetime) -> LeaseTerms:
         try:
-            return lease_terms(self._policy, identity, target, ttl_s, now)
+            grants = self._grants.active(identity, target)
+            return lease_terms(self._policy, identity, target, ttl_s, now, grants)
         except Ineligible as exc:
             raise LeaseError(str(exc)) from None
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, insert, select, update
+from sqlalchemy import Row, and_, delete, insert, select, tuple_, update
 
 from lockstep.connectors.base import Credential
 from lockstep.credentials.vault import LOCK as vault_lock
@@ -101,6 +101,19 @@ class LeaseRecords:
             query = query.where(leases.c.status == str(status))
         with self._store.reading() as conn:
             return [_lease(row) for row in conn.execute(query).all()]
+
+    def statuses(self, accounts: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The status of the newest record of each (target, account) that has one: what
+        tells a lease lockstep issued from an account that only wears its prefix."""
+        if not accounts:
+            return {}
+        query = (
+            select(leases.c.target, leases.c.account, leases.c.status)
+            .where(tuple_(leases.c.target, leases.c.account).in_(sorted(set(accounts))))
+            .order_by(leases.c.issued_at, leases.c.id)
+        )
+        with self._store.reading() as conn:
+            return {(r.target, r.account): r.status for r in conn.execute(query)}
 
     def insert(self, batch: Sequence[Lease], journaled: Sequence[Journaled]) -> None:
         """Record new leases and journal ``journaled``, in one transaction."""

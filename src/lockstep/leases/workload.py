@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from ipaddress import ip_address
 from pathlib import Path
@@ -38,6 +39,8 @@ ALGORITHMS = ("RS256", "ES256", "EdDSA")
 LEEWAY_S = 30  # clock skew tolerated on exp, nbf and iat
 FETCH_TIMEOUT_S = 5.0
 KEYS_CACHE_S = 300
+FAILURE_BACKOFF_S = 2.0  # a failed key fetch is answered from memory this long, doubling
+FAILURE_BACKOFF_MAX_S = 60.0
 _REQUIRED_CLAIMS = ["exp", "iss", "sub", "aud"]
 _SHOWN_MAX = 200  # attacker-chosen strings are cut before they reach a message or the journal
 
@@ -122,14 +125,35 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+@dataclass
+class _IssuerKeys:
+    """One issuer's key client, and what its last failed fetch said, under its own lock: a
+    slow or failing issuer never holds up another's tokens."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    client: jwt.PyJWKClient | None = None
+    failures: int = 0
+    retry_at: float = 0.0  # monotonic; before it a failed fetch is not tried again
+    failure: str = ""
+
+
 class KeySets:
     """Where each issuer's signing keys come from; fetched keys are cached for a while and
-    fetched again when a token names a key id not seen yet (the issuer rotated its keys)."""
+    fetched again when a token names a key id not seen yet (the issuer rotated its keys).
 
-    def __init__(self, sources: Mapping[str, str] | None = None) -> None:
+    Each issuer has its own lock, so discovery and key fetches of one issuer (each bounded by
+    ``FETCH_TIMEOUT_S``) never wait on another's. A failed fetch is remembered and answered
+    at once, without fetching, until a backoff that doubles with each failure (up to
+    ``FAILURE_BACKOFF_MAX_S``) has passed: a dead issuer cannot tie up the service's threads.
+    """
+
+    def __init__(
+        self, sources: Mapping[str, str] | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._sources = dict(sources or {})
-        self._clients: dict[str, jwt.PyJWKClient] = {}
-        self._lock = threading.Lock()
+        self._issuers: dict[str, _IssuerKeys] = {}
+        self._lock = threading.Lock()  # guards the dictionary only, never a fetch
+        self._clock = clock
 
     def signing_key(self, issuer: str, kid: str) -> jwt.PyJWK:
         """Raises ``LookupError`` for an unknown key id, ``ConnectionError`` when the keys
@@ -137,7 +161,35 @@ class KeySets:
         source = self._sources.get(issuer)
         if source is not None and source.startswith("file:"):
             return _from_file(Path(source.removeprefix("file:")), kid)
-        client = self._client(issuer, source)
+        entry = self._entry(issuer)
+        with entry.lock:
+            now = self._clock()
+            if now < entry.retry_at:
+                wait = entry.retry_at - now
+                raise ConnectionError(f"{entry.failure} (not tried again for {wait:.0f}s)")
+            try:
+                key = self._fetch(entry, issuer, source, kid)
+            except ConnectionError as exc:
+                entry.failures += 1
+                backoff = FAILURE_BACKOFF_S * 2 ** (entry.failures - 1)
+                entry.retry_at = now + min(backoff, FAILURE_BACKOFF_MAX_S)
+                entry.failure = str(exc)
+                raise
+            entry.failures, entry.retry_at = 0, 0.0
+            return key
+
+    def _entry(self, issuer: str) -> _IssuerKeys:
+        with self._lock:
+            return self._issuers.setdefault(issuer, _IssuerKeys())
+
+    @staticmethod
+    def _fetch(entry: _IssuerKeys, issuer: str, source: str | None, kid: str) -> jwt.PyJWK:
+        if entry.client is None:
+            uri = source if source is not None else _discover_jwks_uri(issuer)
+            entry.client = jwt.PyJWKClient(
+                uri, cache_jwk_set=True, lifespan=KEYS_CACHE_S, timeout=FETCH_TIMEOUT_S
+            )
+        client = entry.client
         try:
             keys = client.get_signing_keys()
         except jwt.PyJWKClientConnectionError as exc:
@@ -154,17 +206,6 @@ class KeySets:
             raise _unfetchable(issuer, exc) from None
         except jwt.PyJWTError:
             raise LookupError(kid) from None
-
-    def _client(self, issuer: str, source: str | None) -> jwt.PyJWKClient:
-        with self._lock:
-            client = self._clients.get(issuer)
-            if client is None:
-                uri = source if source is not None else _discover_jwks_uri(issuer)
-                client = jwt.PyJWKClient(
-                    uri, cache_jwk_set=True, lifespan=KEYS_CACHE_S, timeout=FETCH_TIMEOUT_S
-                )
-                self._clients[issuer] = client
-            return client
 
 
 def _unfetchable(issuer: str, exc: Exception) -> ConnectionError:
@@ -216,6 +257,11 @@ class WorkloadVerifier:
         self._bindings = {n: i.workload for n, i in identities.items() if i.workload is not None}
         self._issuers = {w.issuer for w in self._bindings.values()}
         self._keys = keys
+
+    def authenticate(self, token: str) -> TokenInfo:
+        """Only that the token is genuine (signature, trusted issuer, expiry), whatever it is
+        bound to; else ``WorkloadRefused``."""
+        return verified_claims(token, self._issuers, self._keys)[1]
 
     def verify(self, token: str, identity: str) -> VerifiedWorkload:
         """The workload, when the token is valid and bound to ``identity`` alone; else

@@ -33,13 +33,16 @@ from lockstep.service.controller import Controller, UnknownTarget
 from lockstep.service.credentials_api import router as credentials_router
 from lockstep.service.governance_api import Governance
 from lockstep.service.governance_api import router as governance_router
+from lockstep.service.http_limits import Limits, RequestLimits
 from lockstep.service.logs import Log
+from lockstep.service.metrics import Metrics
 from lockstep.service.principals import OPERATOR, Authenticators, Authority, Kind, Principal
 from lockstep.service.scaleout import pass_times
 from lockstep.store import Store, StoreError
 from lockstep.store.findings import FindingLedger
 
 MAX_WAIT_S = 600.0
+OPENAPI_PATH = "/v1/openapi.json"
 ALL = "all"
 
 
@@ -52,7 +55,9 @@ def create_app(
 ) -> FastAPI:
     """The service's app. ``authenticators`` (default: the operator's ``api_token`` alone)
     decides who may call the API; the dashboard, mounted by the caller, shares them."""
-    app = FastAPI(title="lockstep", docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json")
+    # The OpenAPI document is served below, behind authentication like the rest of /v1.
+    app = FastAPI(title="lockstep", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(RequestLimits, limits=Limits())
     credentials.serve(app.state)
     auth = authenticators or Authenticators(
         lambda: controller.current()[0].policy, api_token, controller.store
@@ -61,8 +66,10 @@ def create_app(
     if governance is not None:
         governance.serve(app.state)
 
+    # Async, so that it runs on the event loop and never waits for a worker thread that a
+    # slow target or issuer is holding.
     @app.get("/healthz")
-    def healthz() -> JSONResponse:
+    async def healthz() -> JSONResponse:
         """200 while running, with the targets this service reconciles; 503 once stopping."""
         body = {
             "status": "stopping" if controller.stopping else "ok",
@@ -71,12 +78,21 @@ def create_app(
                 name: {"last_pass": _iso(s.last_pass), "up": s.up, "outcome": s.outcome}
                 for name, s in sorted(controller.states().items())
             },
+            "reaper": {"failing": credentials.reaper_failing},
         }
         return JSONResponse(body, status_code=503 if controller.stopping else 200)
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+    )
     def metrics() -> Response:
         return Response(controller.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get(OPENAPI_PATH, include_in_schema=False, dependencies=[Depends(caller)])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     app.include_router(_v1(controller))
     app.include_router(credentials_router)
@@ -93,8 +109,11 @@ def api_principal(request: Request, authorization: str | None) -> Principal:
     auth: Authenticators = request.app.state.authenticators
     if not auth.operator_configured:
         return _OPEN
-    given = (authorization or "").removeprefix("Bearer ").strip()
-    principal = auth.authenticate(given, datetime.now(UTC))
+    # The scheme itself is required: a bare token is refused.
+    scheme, _, given = (authorization or "").partition(" ")
+    principal = (
+        auth.authenticate(given.strip(), datetime.now(UTC)) if scheme.lower() == "bearer" else None
+    )
     if principal is None:
         raise HTTPException(
             401,
@@ -207,8 +226,13 @@ class Credentials:
         vault: Vault,
         key_sources: Mapping[str, str],
         log: Log,
+        metrics: Metrics | None = None,
     ) -> None:
         self._state = State()
+        self._metrics = metrics
+        # What the reaper's last run could not end: /healthz shows it, so a reaper failing
+        # every run is seen rather than retried in silence.
+        self.reaper_failing: list[dict[str, str | None]] = []
         self._store = store
         self._journal = Journal(store)
         self._vault = vault
@@ -243,7 +267,28 @@ class Credentials:
                 "lease reaper failed", target=None, op="reap", status="error", error=str(exc)
             )
             return
+        failing = [e for e in report.ended if not e.verified]
+        self.reaper_failing = [
+            {"target": e.target, "account": e.account, "lease_id": e.lease_id, "detail": e.detail}
+            for e in failing
+        ]
+        if self._metrics is not None:
+            gauge = self._metrics.lease_reap_failures
+            for target in {*manager.policy.targets, *(e.target for e in failing)}:
+                gauge.labels(target=target).set(sum(e.target == target for e in failing))
+        for ended in failing:
+            self._log.warning(
+                "lease reaper could not end a lease account: retried every run",
+                target=ended.target,
+                op="reap",
+                status=str(ended.status),
+                account=ended.account,
+                lease_id=ended.lease_id,
+                error=ended.detail,
+            )
         for ended in report.ended:
+            if ended in failing:
+                continue
             self._log.info(
                 "lease ended",
                 target=ended.target,

@@ -26,6 +26,7 @@ from lockstep.errors import LockstepError
 from lockstep.journal import Journal, JournalError
 from lockstep.policy.load import LoadedPolicy
 from lockstep.service.events import Doorbell, PolicyChange, PolicySource, TargetWorker
+from lockstep.service.grant_watch import GrantWatch
 from lockstep.service.logs import Log
 from lockstep.service.metrics import Metrics
 from lockstep.service.passes import Outcome, PassReport, PassRunner, SeenListener
@@ -132,6 +133,7 @@ class Controller:
             ("policy", self._policy_loop),
             ("leases", self._lease_loop),
             ("chores", self._chore_loop),
+            ("grants", self._grant_loop),
         )
         for name, loop in loops:
             thread = threading.Thread(target=loop, name=f"lockstep-{name}", daemon=True)
@@ -281,6 +283,9 @@ class Controller:
             if self.leases.leads():
                 self._chore()
             self._stopping.wait(CHORE_PERIOD_S)
+
+    def _grant_loop(self) -> None:
+        GrantWatch(self.store, self.journal, self.grant_changed, self._log).run(self._stopping)
 
     def _lease_loop(self) -> None:
         while not self._stopping.wait(LEASE_ROUND_S):

@@ -89,11 +89,20 @@ class CredentialResponse(BaseModel):
 
 
 class _Refusal(Exception):
-    def __init__(self, status: HTTPStatus, reason: str, token: TokenInfo) -> None:
+    def __init__(
+        self,
+        status: HTTPStatus,
+        reason: str,
+        token: TokenInfo,
+        identity: str | None = None,
+        target: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.token = token
+        self.identity = identity  # of the lease asked about, when it exists
+        self.target = target
 
 
 @router.post(
@@ -142,7 +151,7 @@ class LeaseResponse(BaseModel):
 @router.post(
     "/v1/credentials/{lease_id}/renew",
     response_model=LeaseResponse,
-    responses={401: {}, 403: {}, 404: {}, 422: {}, 503: {}},
+    responses={401: {}, 404: {}, 422: {}, 503: {}},
 )
 def renew_credential(
     lease_id: str,
@@ -153,14 +162,11 @@ def renew_credential(
     authorization: Annotated[str | None, Header()] = None,
 ) -> LeaseResponse | JSONResponse:
     """Extend the caller's own lease, never past its maximum lifetime."""
-    lease = _own_lease(leases, lease_id)
-    if isinstance(lease, JSONResponse):
-        return lease
     try:
-        workload = _authenticate(workloads, authorization, lease.identity)
+        lease, workload = _callers_lease(leases, workloads, authorization, lease_id)
         ttl_s = _ttl(body.ttl, workload)
     except _Refusal as refusal:
-        return _refuse(journal, refusal, lease.identity, lease.target)
+        return _refuse(journal, refusal, refusal.identity, refusal.target)
     try:
         renewed = leases.renew(lease.id, ttl_s)
     except LeaseError as exc:
@@ -173,7 +179,7 @@ def renew_credential(
 @router.delete(
     "/v1/credentials/{lease_id}",
     response_model=LeaseResponse,
-    responses={401: {}, 403: {}, 404: {}, 503: {}},
+    responses={401: {}, 404: {}, 503: {}},
 )
 def release_credential(
     lease_id: str,
@@ -183,13 +189,10 @@ def release_credential(
     authorization: Annotated[str | None, Header()] = None,
 ) -> LeaseResponse | JSONResponse:
     """End the caller's own lease now; 200 only once its credential was proven refused."""
-    lease = _own_lease(leases, lease_id)
-    if isinstance(lease, JSONResponse):
-        return lease
     try:
-        _authenticate(workloads, authorization, lease.identity)
+        lease, _ = _callers_lease(leases, workloads, authorization, lease_id)
     except _Refusal as refusal:
-        return _refuse(journal, refusal, lease.identity, lease.target)
+        return _refuse(journal, refusal, refusal.identity, refusal.target)
     try:
         ended = leases.revoke(lease.id)
     except JournalError as exc:
@@ -201,22 +204,48 @@ def release_credential(
     )
 
 
-def _own_lease(leases: LeaseManager, lease_id: str) -> Lease | JSONResponse:
+_NO_SUCH_LEASE = "no such lease for this workload"
+
+
+def _callers_lease(
+    leases: LeaseManager, workloads: WorkloadVerifier, authorization: str | None, lease_id: str
+) -> tuple[Lease, VerifiedWorkload]:
+    """The lease, once the caller proved to be the workload bound to it. Neither answer
+    tells whether a lease exists: without a genuine token it is 401 whatever the id, and a
+    lease that does not exist and one bound to another workload are both 404."""
+    token = _bearer_token(authorization)
     try:
-        return leases.get(lease_id)
-    except LeaseError as exc:
-        return _error(HTTPStatus.NOT_FOUND, str(exc))
+        lease = leases.get(lease_id)
+    except LeaseError:
+        try:
+            info = workloads.authenticate(token)
+        except WorkloadRefused as exc:
+            raise _Refusal(exc.status, exc.reason, exc.token) from None
+        raise _Refusal(HTTPStatus.NOT_FOUND, _NO_SUCH_LEASE, info) from None
+    try:
+        workload = workloads.verify(token, lease.identity)
+    except WorkloadRefused as exc:
+        status, reason = exc.status, exc.reason
+        if status is HTTPStatus.FORBIDDEN:
+            status, reason = HTTPStatus.NOT_FOUND, _NO_SUCH_LEASE
+        raise _Refusal(status, reason, exc.token, lease.identity, lease.target) from None
+    return lease, workload
+
+
+def _bearer_token(authorization: str | None) -> str:
+    if authorization is None or not authorization.lower().startswith(_BEARER):
+        raise _Refusal(
+            HTTPStatus.UNAUTHORIZED, "a workload token is required: Bearer <JWT>", TokenInfo()
+        )
+    return authorization[len(_BEARER) :].strip()
 
 
 def _authenticate(
     workloads: WorkloadVerifier, authorization: str | None, identity: str
 ) -> VerifiedWorkload:
-    if authorization is None or not authorization.lower().startswith(_BEARER):
-        raise _Refusal(
-            HTTPStatus.UNAUTHORIZED, "a workload token is required: Bearer <JWT>", TokenInfo()
-        )
+    token = _bearer_token(authorization)
     try:
-        return workloads.verify(authorization[len(_BEARER) :].strip(), identity)
+        return workloads.verify(token, identity)
     except WorkloadRefused as exc:
         raise _Refusal(exc.status, exc.reason, exc.token) from None
 
@@ -231,7 +260,9 @@ def _ttl(text: str | None, workload: VerifiedWorkload) -> int | None:
         raise _Refusal(HTTPStatus.UNPROCESSABLE_ENTITY, f"ttl: {exc}", info) from None
 
 
-def _refuse(journal: Journal, refusal: _Refusal, identity: str, target: str) -> JSONResponse:
+def _refuse(
+    journal: Journal, refusal: _Refusal, identity: str | None, target: str | None
+) -> JSONResponse:
     try:
         journal.append(
             "workload_refused",

@@ -31,6 +31,7 @@ class Metrics:
     target_up: Gauge
     plan_blocked: Gauge
     policy_reloads: Counter
+    lease_reap_failures: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -91,6 +92,12 @@ class Metrics:
                 "lockstep_policy_reloads",
                 "Policy edits noticed, by result (loaded, invalid)",
                 ["result"],
+                registry=r,
+            ),
+            lease_reap_failures=Gauge(
+                "lockstep_lease_reap_failures",
+                "Lease accounts the reaper's last run could not end (or prove ended), by target",
+                ["target"],
                 registry=r,
             ),
         )

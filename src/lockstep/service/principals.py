@@ -18,17 +18,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from http import HTTPStatus
 from typing import Any
 
 import jwt
 from sqlalchemy import Row, select
 
+from lockstep.engine.approvals import NotAllowed, check_may_deny, may_approve
 from lockstep.governance.auth import Authenticator, AuthRefused
-from lockstep.governance.people import admins, named_people, owner_contacts
+from lockstep.governance.auth import Principal as Actor
+from lockstep.governance.people import admins, may_request, named_people, owner_contacts
+from lockstep.governance.records import AccessRequest, RequestStatus
 from lockstep.governance.tokens import PersonTokens
 from lockstep.journal import Journal
 from lockstep.leases.workload import KeySets
@@ -39,6 +44,7 @@ from lockstep.store import Store
 from lockstep.store.tables import person_tokens
 
 OPERATOR = "operator"
+_REQUIRED = "a bearer token is required (LOCKSTEP_TOKEN)"
 _TOKEN_VIA = "token "  # noqa: S105 - how governance says a personal token signed in
 
 
@@ -61,21 +67,36 @@ class Principal:
     def is_operator(self) -> bool:
         return self.kind is Kind.OPERATOR
 
+    @property
+    def actor(self) -> Actor:
+        """Who governance's decisions record: the person and how they signed in; the
+        operator acts for nobody."""
+        if self.is_operator:
+            return Actor(None, OPERATOR)
+        return Actor(self.name, self.credential)
+
 
 class Authenticators:
-    """Every kind of token the service accepts, checked under the policy in force."""
+    """Every kind of token the service accepts, checked under the policy in force: by the
+    API's routes (``check``, whose refusals say why) and the dashboard's sign-in alike."""
 
     def __init__(
         self,
         policy: Callable[[], Policy],
         operator_token: Secret | None,
         store: Store,
-        keys: KeySets | None = None,
+        key_sources: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._policy = policy
         self._operator = operator_token
         self._store = store
-        self._keys = keys or KeySets({})
+        self._sources = dict(key_sources or {})
+        self._tokens = PersonTokens(store, Journal(store), clock)
+        self.clock = clock
+        self._keys: dict[tuple[str, str | None], KeySets] = {}
+        self._checker: tuple[Policy, Authenticator, frozenset[str]] | None = None
+        self._lock = threading.Lock()
         self._fingerprint = (
             None
             if operator_token is None
@@ -98,24 +119,46 @@ class Authenticators:
         with self._store.reading() as conn:
             return conn.execute(select(person_tokens.c.id).limit(1)).first() is not None
 
-    def authenticate(self, token: str, now: datetime) -> Principal | None:
-        """The principal ``token`` proves; None when it proves nobody allowed."""
+    def _current(self) -> tuple[Authenticator, frozenset[str]]:
+        """Governance's authenticator and the people named, made once per policy loaded
+        (naming the people walks every identity)."""
+        policy = self._policy()
+        with self._lock:
+            cached = self._checker
+            if cached is None or cached[0] is not policy:
+                people = policy.governance.people
+                sources = dict(self._sources)
+                if people is not None and people.jwks is not None:
+                    sources[people.issuer] = people.jwks
+                issuer = (people.issuer, people.jwks) if people is not None else ("", None)
+                # One cache of the issuer's keys across policy edits that keep its source.
+                keys = self._keys.setdefault(issuer, KeySets(sources))
+                checker = Authenticator(policy, self._tokens, self._operator, keys)
+                cached = (policy, checker, named_people(policy))
+                self._checker = cached
+        return cached[1], cached[2]
+
+    def check(self, token: str, now: datetime) -> Principal:
+        """The principal ``token`` proves; ``AuthRefused`` (401, 403 or 503, with why and
+        never the token) otherwise."""
         token = token.strip()
         if not token:
-            return None
-        tokens = PersonTokens(self._store, Journal(self._store))
-        check = Authenticator(self._policy(), tokens, self._operator, self._keys)
-        try:
-            found = check.authenticate(f"Bearer {token}")
-        except AuthRefused:
-            return None
+            raise AuthRefused(HTTPStatus.UNAUTHORIZED, _REQUIRED)
+        found = self._current()[0].authenticate(f"Bearer {token}")
         if found.person is None:
             assert self._fingerprint is not None
             return Principal(OPERATOR, Kind.OPERATOR, self._fingerprint, None)
         expires = self._expiry(found.via, token)
         if expires is not None and expires <= now:
-            return None
+            raise AuthRefused(HTTPStatus.UNAUTHORIZED, "the token has expired")
         return Principal(found.person, Kind.PERSON, found.via, expires)
+
+    def authenticate(self, token: str, now: datetime) -> Principal | None:
+        """The principal ``token`` proves; None when it proves nobody allowed."""
+        try:
+            return self.check(token, now)
+        except AuthRefused:
+            return None
 
     def _expiry(self, via: str, token: str) -> datetime | None:
         if via.startswith(_TOKEN_VIA):
@@ -140,7 +183,7 @@ class Authenticators:
             return self._fingerprint is not None and hmac.compare_digest(
                 principal.credential, self._fingerprint
             )
-        if normal_person(principal.name) not in named_people(self._policy()):
+        if normal_person(principal.name) not in self._current()[1]:
             return False
         if principal.credential.startswith(_TOKEN_VIA):
             row = self._token_row(principal.credential.removeprefix(_TOKEN_VIA))
@@ -190,3 +233,45 @@ class Authority:
     def may_operate(self, principal: Principal) -> bool:
         """Service-wide operations: trigger passes, read every target's state."""
         return principal.is_operator
+
+    # ------------------------------------------------------------ requests and grants
+
+    def may_see_request(self, principal: Principal, request: AccessRequest) -> bool:
+        """Those who see its identity, its requester, and whoever its rules (as snapshotted
+        when it was filed) let approve it."""
+        if self.may_see(principal, [request.identity]):
+            return True
+        person = normal_person(principal.name)
+        rules = request.rules
+        return (
+            person == request.requester
+            or person in rules.admins
+            or any(person in stage.people for stage in rules.stages)
+        )
+
+    def may_approve(self, principal: Principal, request: AccessRequest) -> bool:
+        """Whether an approval by ``principal`` would count now (``Requests.approve``
+        decides it again, with the separation of duties, when it is given)."""
+        if principal.is_operator or request.status is not RequestStatus.PENDING:
+            return False
+        person = normal_person(principal.name)
+        return may_approve(request.rules, request.requester, request.given, person)
+
+    def may_deny(self, principal: Principal, request: AccessRequest) -> bool:
+        if principal.is_operator or request.status is not RequestStatus.PENDING:
+            return False
+        try:
+            check_may_deny(
+                request.rules, request.requester, request.given, normal_person(principal.name)
+            )
+        except NotAllowed:
+            return False
+        return True
+
+    def may_request(self, principal: Principal, identity: str) -> bool:
+        """Whether ``principal`` may ask access for ``identity``: its owner's contacts, its
+        sponsor and admins (never the operator, who acts for nobody)."""
+        found = self._policy.identities.get(identity)
+        if principal.is_operator or found is None:
+            return False
+        return may_request(self._policy, principal.name, found)

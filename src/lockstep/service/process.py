@@ -13,6 +13,7 @@ import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from pathlib import Path
 from secrets import token_hex
 from types import FrameType
@@ -23,7 +24,7 @@ from lockstep.credentials.vault import Vault, load_key
 from lockstep.dashboard.app import Dashboard, mount
 from lockstep.dashboard.estate import Estate
 from lockstep.dashboard.sessions import Sessions, is_loopback, session_key
-from lockstep.engine.workspace import STATE_DIR, state_url
+from lockstep.engine.workspace import state_key_dir, state_url
 from lockstep.errors import LockstepError
 from lockstep.evidence.service_checkpoints import Checkpointer
 from lockstep.policy.load import LoadedPolicy, load_policy
@@ -57,6 +58,7 @@ class ServiceOptions:
     port: int
     interval_cap_s: float | None = None  # no target is checked less often than this
     key_sources: Mapping[str, str] = field(default_factory=dict)  # issuer -> URL or file:PATH
+    insecure_no_auth: bool = False  # listen off loopback with no authentication at all
 
 
 def run_service(options: ServiceOptions) -> int:
@@ -65,14 +67,16 @@ def run_service(options: ServiceOptions) -> int:
     loaded = load_policy(options.config)  # is then seen as a change, not missed
     configure()
     log = get_logger()
+    _refuse_open_listener(options, loaded)
     listener = _bind(options.host, options.port)
     store = Store.open(state_url(loaded, options.state))
     try:
-        key = load_key(loaded.base_dir / STATE_DIR)
+        key = load_key(state_key_dir(loaded))
         vault = Vault(store, key)
         instance = f"{socket.gethostname()}:{os.getpid()}:{token_hex(3)}"
         leases = open_leases(store, instance, log)
-        credentials = Credentials(store, vault, options.key_sources, log)
+        metrics = Metrics.create()
+        credentials = Credentials(store, vault, options.key_sources, log, metrics)
         checkpointer = Checkpointer(store, log)
         checkpointer.load(loaded.policy.audit)
         token = os.environ.get(BEARER_ENV)
@@ -80,8 +84,6 @@ def run_service(options: ServiceOptions) -> int:
         controllers: list[Controller] = []
         governance = Governance(
             store,
-            operator,
-            dict(options.key_sources),
             lambda target: controllers[0].grant_changed(target) if controllers else None,
             log,
         )
@@ -105,7 +107,7 @@ def run_service(options: ServiceOptions) -> int:
             store,
             vault,
             leases,
-            Metrics.create(),
+            metrics,
             log,
             options.interval_cap_s,
             on_policy=on_policy,
@@ -114,7 +116,7 @@ def run_service(options: ServiceOptions) -> int:
         )
         controllers.append(controller)
         authenticators = Authenticators(
-            lambda: controller.current()[0].policy, operator, store, credentials.keys
+            lambda: controller.current()[0].policy, operator, store, options.key_sources
         )
         app = create_app(controller, credentials, operator, governance, authenticators)
         sessions = Sessions(session_key(key), secure=not is_loopback(options.host))
@@ -193,6 +195,30 @@ def _serve(
     clean = finished and not crashed
     log.info("service stopped", target=None, op="stop", status="stopped" if clean else "failed")
     return 0 if clean else 1
+
+
+def _refuse_open_listener(options: ServiceOptions, loaded: LoadedPolicy) -> None:
+    """Off loopback, the API must require authentication: the operator's token
+    (``LOCKSTEP_API_TOKEN``) or people's tokens from an OIDC issuer (``governance.people``),
+    unless ``--insecure-no-auth`` says the network in between is trusted."""
+    if options.insecure_no_auth or _is_loopback(options.host):
+        return
+    if os.environ.get(BEARER_ENV) or loaded.policy.governance.people is not None:
+        return
+    raise ServiceError(
+        f"refusing to listen on {options.host}:{options.port} without authentication: set "
+        f"{BEARER_ENV} (or governance.people in the policy), listen on 127.0.0.1, or pass "
+        "--insecure-no-auth"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _bind(host: str, port: int) -> socket.socket:

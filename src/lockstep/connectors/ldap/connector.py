@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, ClassVar, Final
 
 import ldap3  # type: ignore[import-untyped, unused-ignore]
@@ -62,7 +63,8 @@ from lockstep.connectors.ldap.directory import (
 )
 from lockstep.connectors.ldap.observe import LdapObserver
 from lockstep.connectors.ldap.passwords import LdapPasswords
-from lockstep.connectors.ldap.transform import transform
+from lockstep.connectors.ldap.paths import LdapPaths
+from lockstep.connectors.ldap.transform import missing_groups, transform
 from lockstep.model import Account, Op, Snapshot, Target
 from lockstep.secret import Secret, redact
 
@@ -182,7 +184,7 @@ class LdapConnectorType:
 # ---------------------------------------------------------------- sessions
 
 
-class LdapSession(LdapObserver, LdapPasswords, LdapBatches):
+class LdapSession(LdapObserver, LdapPasswords, LdapPaths, LdapBatches):
     """One target's accounts and groups; the optional capabilities come from the mixins."""
 
     # ------------------------------------------------------------ reading
@@ -192,7 +194,9 @@ class LdapSession(LdapObserver, LdapPasswords, LdapBatches):
         with self._ldap_errors(TargetUnreachable):
             groups = self._groups(GROUPS_FILTER)
             entries = self._accounts(self._settings.accounts_dn, ldap3.LEVEL, absent_ok=False)
-            return transform(self._target, entries, groups, self._excluded, self._admin_groups)
+            snapshot = transform(self._target, entries, groups, self._excluded, self._admin_groups)
+            unknown = missing_groups(self._target, groups, self._granted, self._settings.groups_dn)
+        return replace(snapshot, unknown=unknown)
 
     def read_account(self, account: str) -> Account | None:
         """The account read fresh; None when it does not exist or is excluded (never read)."""

@@ -16,6 +16,7 @@ from psycopg import sql
 from lockstep.connectors.base import ActionFailed, GrammarError, Scope, TargetUnreachable
 from lockstep.connectors.postgres import catalog
 from lockstep.connectors.postgres.catalog import Conn
+from lockstep.model import LEASE_PREFIX
 from lockstep.secret import redact
 
 SESSION_END_TIMEOUT_S = 5.0
@@ -53,6 +54,7 @@ class PostgresAdmin:
             "excluded": sorted(self._scope.excluded),
             "declared": sorted(self._scope.declared),
             "marker": catalog.MARKER,
+            "lease_prefix": LEASE_PREFIX,
         }
 
     def _guard(self, account: str) -> None:

@@ -48,10 +48,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import ClassVar
 
 import redis
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lockstep.connectors.base import (
     ActionFailed,
@@ -94,6 +95,7 @@ from lockstep.connectors.redis.batches import RedisBatches
 from lockstep.connectors.redis.credentials import RedisCredentials
 from lockstep.connectors.redis.leases import LEASES_KEY, RedisLeases
 from lockstep.connectors.redis.observe import RedisObserver
+from lockstep.connectors.redis.paths import RedisPaths
 from lockstep.model import Account, Op, Snapshot, Target
 from lockstep.secret import Secret
 
@@ -112,7 +114,7 @@ __all__ = [
 # user (hence ACL SETUSER and DELUSER) and reads lockstep's record of them.
 _READ = (
     "+ping", "+acl|list", "+acl|getuser", "+client|list", "+hmget", "+multi", "+exec",
-    "+acl|setuser", "+acl|deluser", f"~{RULES_KEY}",
+    "+acl|setuser", "+acl|deluser", "+command|list", "+acl|cat", f"~{RULES_KEY}",
 )  # fmt: skip
 _RECORD = ("+hset", "+hdel")
 _SAVE = ("+acl|save",)
@@ -121,15 +123,25 @@ _SAVE = ("+acl|save",)
 # ---------------------------------------------------------------- session
 
 
-class RedisSession(RedisObserver, RedisCredentials, RedisLeases, RedisBatches):
+class RedisSession(RedisObserver, RedisCredentials, RedisLeases, RedisPaths, RedisBatches):
     """One target's ACL users; the optional capabilities come from the mixins."""
 
     # ------------------------------------------------------------ reading
 
+    granted: frozenset[str] = frozenset()  # the policy's entitlements here (Scope.entitlements)
+
     def read(self) -> Snapshot:
         lines = self._command("ACL LIST", "ACL", "LIST", failure=TargetUnreachable)
         users = transform.in_scope(map(user_from_line, lines), self._excluded)
-        return self._snapshot(users)
+        snapshot = self._snapshot(users)
+        if not any(rule[:1] in "+-" for rule in self.granted):
+            return snapshot
+        with guard("COMMAND LIST", TargetUnreachable):
+            # Not through call(): redis-py's COMMAND callback cannot parse every reply.
+            commands = [str(c) for c in self._client.command_list()]
+        categories = self._command("ACL CAT", "ACL", "CAT", failure=TargetUnreachable)
+        unknown = transform.unknown_rules(self.granted, commands, categories)
+        return replace(snapshot, unknown=unknown)
 
     def read_account(self, account: str) -> Account | None:
         reply = self._command(
@@ -292,6 +304,9 @@ class RedisSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     url: SecretValue  # admin connection, e.g. redis://lockstep:PASSWORD@host:6379/0
+    # Key patterns where workloads keep credentials: whoever may read them is on a path to
+    # those credentials (``lockstep paths``).
+    secret_keys: list[str] = Field(default_factory=list)
 
     @field_validator("url")
     @classmethod
@@ -346,4 +361,8 @@ class RedisConnectorType:
     def open(self, target: Target, scope: Scope) -> RedisSession:
         settings = RedisSettings.model_validate(target.settings)
         excluded = scope.excluded | self.default_excluded(settings)
-        return RedisSession(target.name, settings.url.reveal(), excluded)
+        session = RedisSession(
+            target.name, settings.url.reveal(), excluded, tuple(settings.secret_keys)
+        )
+        session.granted = frozenset(scope.entitlements)
+        return session

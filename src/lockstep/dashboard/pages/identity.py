@@ -23,6 +23,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         loaded = picture.loaded
         if name not in loaded.policy.identities or not viewer.sees([name]):
             raise HTTPException(404, "no identity of that name that you may see")
+        dash.estate.history.catch_up(wait=False)  # what was journaled since the picture
         data = explain_identity(
             dash.estate.workspace(loaded),
             name,
@@ -30,8 +31,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             picture.observed,
             picture.facts,
             picture.live,
-            picture.blame,
-            picture.documents,
+            picture.known,
         )
         manager = getattr(request.app.state, "leases", None)
         leases = (
@@ -53,6 +53,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             if picture is not None:
                 raise HTTPException(404, "no account of that name that you may see")
             return dash.render(request, "account.html", {"title": account, "data": None}, viewer)
+        dash.estate.history.catch_up(wait=False)
         try:
             data = explain_account(
                 dash.estate.workspace(picture.loaded),
@@ -61,6 +62,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
                 picture.observed,
                 picture.facts,
                 picture.live,
+                picture.known,
             )
         except UnknownName:
             raise HTTPException(404, "no account of that name") from None
