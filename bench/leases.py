@@ -79,6 +79,8 @@ identities:
       - target: fast
         account: payments_api
         entitlements: [role:app_readonly]
+    credentials:
+      max_live_leases: 100000  # the benchmark holds thousands of leases at once
 """
 
 

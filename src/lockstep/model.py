@@ -13,6 +13,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
+from lockstep.secret import Secret
+
 
 class Op(StrEnum):
     CREATE_ACCOUNT = "create_account"
@@ -39,6 +41,8 @@ REMOVING_OPS = frozenset({Op.SUSPEND_ACCOUNT, Op.DELETE_ACCOUNT, Op.ROTATE_CREDE
 LEASE_PREFIX = "lockstep_lease_"
 
 DEFAULT_INTERVAL_S = 30
+DEFAULT_MAX_TOKEN_LIFETIME_S = 3600
+DEFAULT_MAX_LIVE_LEASES = 10
 DEFAULT_CHECKPOINT_INTERVAL_S = 3600
 LEGACY_INTERVAL_S = 10  # targets that cannot revoke on events are checked more often
 LEGACY_MAX_CREDENTIAL_AGE_S = 7 * 86400  # ... and their credentials live shorter
@@ -140,6 +144,7 @@ class CredentialPolicy:
     sink: str | None = None
     lease_ttl_s: int | None = None
     lease_max_ttl_s: int | None = None
+    max_live_leases: int = DEFAULT_MAX_LIVE_LEASES  # per identity, and per workload token
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +155,7 @@ class Workload:
     subject: str
     audience: str
     claims: Mapping[str, str]
+    max_token_lifetime_s: int = DEFAULT_MAX_TOKEN_LIFETIME_S  # exp - iat of tokens accepted
 
 
 class IdentityKind(StrEnum):
@@ -229,6 +235,17 @@ class PeopleIssuer:
     audience: str
     claim: str = "email"
     jwks: str | None = None  # a URL or file:PATH; None: OIDC discovery
+    client: SignInClient | None = None  # the dashboard signs people in through it
+
+
+@dataclass(frozen=True, slots=True)
+class SignInClient:
+    """The dashboard's OIDC client at the people's issuer (authorization code with PKCE)."""
+
+    client_id: str
+    client_secret: Secret | None  # None: a public client, PKCE alone
+    redirect_uri: str  # from the policy, never from a request's Host
+    scopes: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,11 @@ from typing import Any
 import pytest
 
 from lockstep.demo import localpg
-from support.browser import browser_fixture  # noqa: F401 - the fixture
+from support.browser import (
+    browser_fixture,  # noqa: F401 - the fixture
+    sign_in,
+    tab_to,
+)
 from support.dashboard_estate import (
     HOSTILE,
     OPERATOR_TOKEN,
@@ -53,13 +57,6 @@ def page(browser: Any, estate: DashboardEstate) -> Iterator[Any]:
     opened = context.new_page()
     yield opened
     context.close()
-
-
-def sign_in(page: Any, token: str = OPERATOR_TOKEN) -> None:
-    page.goto("/")
-    page.get_by_label("Token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/")
 
 
 def test_signing_in_shows_the_overview_and_its_charts(page: Any, shots: Path) -> None:
@@ -156,24 +153,6 @@ def test_every_page_renders_and_is_kept_as_a_screenshot(page: Any, shots: Path) 
         name = path.strip("/").replace("/", "-") or "overview"
         page.screenshot(path=shots / f"page-{name}.png", full_page=True)
     assert page.get_by_role("heading", name="payments-api").is_visible()
-
-
-def tab_to(page: Any, name: str, limit: int = 60) -> None:
-    """Press Tab until the focused element is named ``name`` (its text or aria-label)."""
-
-    def focused() -> str:
-        return str(
-            page.evaluate(
-                "() => document.activeElement.getAttribute('aria-label')"
-                " || document.activeElement.innerText || ''"
-            )
-        ).strip()
-
-    for _ in range(limit):
-        page.keyboard.press("Tab")
-        if focused() == name:
-            return
-    raise AssertionError(f"{name!r} cannot be reached with the Tab key")
 
 
 def test_keyboard_focus_is_visible_and_skip_link_first(page: Any) -> None:

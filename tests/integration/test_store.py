@@ -31,12 +31,13 @@ TABLES = {
     "heartbeats",
     "identity_states",
     "pending_credentials",
+    "token_replay",
     "person_tokens",
     "access_requests",
     "request_approvals",
     "sod_holdings",
 }
-NEWEST = "0006_pending_credentials"
+NEWEST = "0007_token_replay"
 
 
 def schema(store: Store) -> tuple[set[str], str, tuple[object, ...]]:

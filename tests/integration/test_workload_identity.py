@@ -62,7 +62,9 @@ def policy(issuer: str, partner: str) -> policies.Policy:
                 owner="team",
                 purpose="Serve payments",
                 access=[policies.Access("cache", "payments_api", ["~orders:*", "+get", "+ping"])],
-                credentials=policies.Credentials(lease_ttl="10m", lease_max_ttl="1h"),
+                credentials=policies.Credentials(
+                    lease_ttl="10m", lease_max_ttl="1h", max_live_leases=100
+                ),
                 workload=policies.Workload(issuer, PAYMENTS, AUDIENCE, claims={"env": "prod"}),
             ),
             "reporting-job": policies.Identity(
@@ -179,7 +181,6 @@ def test_a_bound_workload_gets_a_working_lease(
 def test_requests_waiting_for_leases_hold_no_thread_and_are_issued_in_batches(
     service: Service, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    token = issuer.token()
     manager: LeaseManager = service.client.app.state.leases  # type: ignore[attr-defined]
     waiting = []
     issue_later = manager.issue_later
@@ -194,7 +195,8 @@ def test_requests_waiting_for_leases_hold_no_thread_and_are_issued_in_batches(
     blocker = sqlite3.connect(service.state_db, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     with ThreadPoolExecutor(requests) as pool:
-        pending = [pool.submit(service.request, token) for _ in range(requests)]
+        tokens = [issuer.token() for _ in range(requests)]  # a token buys one lease
+        pending = [pool.submit(service.request, t) for t in tokens]
         deadline = time.monotonic() + 20
         while len(waiting) < requests:
             assert time.monotonic() < deadline, f"only {len(waiting)} requests got to wait"

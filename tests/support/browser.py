@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from conftest import unavailable
+from support.dashboard_estate import OPERATOR_TOKEN
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -26,3 +27,29 @@ def browser_fixture() -> Iterator[Any]:
         launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield launched
         launched.close()
+
+
+def sign_in(page: Any, token: str = OPERATOR_TOKEN) -> None:
+    """Sign in to the dashboard at the page's base URL, landing on the overview."""
+    page.goto("/")
+    page.get_by_label("Token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/")
+
+
+def tab_to(page: Any, name: str, limit: int = 60) -> None:
+    """Press Tab until the focused element is named ``name`` (its text or aria-label)."""
+
+    def focused() -> str:
+        return str(
+            page.evaluate(
+                "() => document.activeElement.getAttribute('aria-label')"
+                " || document.activeElement.innerText || ''"
+            )
+        ).strip()
+
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if focused() == name:
+            return
+    raise AssertionError(f"{name!r} cannot be reached with the Tab key")

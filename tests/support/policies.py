@@ -147,6 +147,7 @@ class Credentials:
     sink: str | None = None
     lease_ttl: str | None = None
     lease_max_ttl: str | None = None
+    max_live_leases: int | None = None
 
     def document(self) -> dict[str, Any]:
         return _present(
@@ -155,6 +156,7 @@ class Credentials:
                 "sink": self.sink,
                 "lease_ttl": self.lease_ttl,
                 "lease_max_ttl": self.lease_max_ttl,
+                "max_live_leases": self.max_live_leases,
             }
         )
 
@@ -165,6 +167,7 @@ class Workload:
     subject: str
     audience: str
     claims: dict[str, str] = field(default_factory=dict)
+    max_token_lifetime: str | None = None
 
     def document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -174,6 +177,8 @@ class Workload:
         }
         if self.claims:
             doc["claims"] = dict(self.claims)
+        if self.max_token_lifetime:
+            doc["max_token_lifetime"] = self.max_token_lifetime
         return doc
 
 

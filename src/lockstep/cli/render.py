@@ -73,6 +73,7 @@ def target_permissions(targets: Mapping[str, ConnectorType]) -> dict[str, Any]:
         name: {
             "type": connector.name,
             "read": list(connector.read_permissions),
+            "paths": list(connector.paths_permissions),
             "operations": {str(op): list(perms) for op, perms in connector.permissions.items()},
             "capabilities": {
                 capability.__name__: {
@@ -90,6 +91,7 @@ def print_target_permissions(console: Console, permissions: Mapping[str, Any]) -
     for name, target in permissions.items():
         console.print(Text(f"target {inert(name)} ({target['type']})", style="bold"))
         console.print(f"  read (plan, verify, findings): {', '.join(target['read'])}")
+        console.print(f"  escalation paths (lockstep paths): {', '.join(target['paths'])}")
         console.print("  operations (plan lists those its actions need):")
         for op, perms in target["operations"].items():
             console.print(f"    {op}: {', '.join(perms) or 'nothing'}")

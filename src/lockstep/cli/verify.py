@@ -39,11 +39,15 @@ def verify(
     In sync (exit 0): nothing left for apply to do and every probe as expected. Findings the
     rules only report, and accepted ones, are listed and do not fail it (unless --strict).
     """
-    from lockstep.cli import render
+    from lockstep.cli import progress, render
     from lockstep.engine.audit import verify_state
 
-    with workspace(config, state) as ws, ws.observer() as (observer, desired):
-        verification = verify_state(ws, observer, desired, strict)
+    with (
+        workspace(config, state) as ws,
+        ws.observer() as (observer, desired),
+        progress.bar("probing", enabled=not as_json) as bar,
+    ):
+        verification = verify_state(ws, observer, desired, strict, bar)
     if as_json:
         emit_json(render.verification_json(verification))
     else:

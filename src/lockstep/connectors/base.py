@@ -191,6 +191,9 @@ class ConnectorType(Protocol):
     permissions: ClassVar[Mapping[Op, tuple[str, ...]]]
     # What reading the target needs (plan, verify, findings, and every operation's read-back).
     read_permissions: ClassVar[tuple[str, ...]]
+    # What reading its escalation facts needs (Session.read_paths); what the admin may not
+    # read is reported as not assessed rather than failing the read.
+    paths_permissions: ClassVar[tuple[str, ...]]
     # What each optional capability its sessions offer needs, keyed by the capability's
     # protocol (below): one entry per capability offered, shown by ``lockstep permissions``
     # and checked against the sessions by the conformance suite.

@@ -41,9 +41,11 @@ from lockstep.engine.eligibility import (
     LeaseTerms,
     lease_terms,
 )
+from lockstep.engine.progress import SILENT, Progress
 from lockstep.engine.workspace import Workspace
 from lockstep.governance.grants import GrantBook
 from lockstep.journal import Journal
+from lockstep.leases.admission import Request, Token, admit
 from lockstep.leases.batcher import Batcher
 from lockstep.leases.ending import Ended, LeaseEnder, ReapReport
 from lockstep.leases.proofs import Unproven, check_native_expiry, leasing_of, prove_works
@@ -51,7 +53,7 @@ from lockstep.leases.records import Lease, LeaseError, LeaseRecords, LeaseStatus
 from lockstep.leases.sessions import TargetSessions
 from lockstep.model import LEASE_PREFIX, Policy
 from lockstep.secret import generate_password, redact
-from lockstep.store import Store
+from lockstep.store import Store, StoreError
 
 __all__ = [
     "DEFAULT_MAX_TTL_S",
@@ -93,6 +95,7 @@ class LeaseManager:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._policy = policy
+        self._store = store
         self._journal = journal
         self._records = LeaseRecords(store, vault, journal)
         self._grants = GrantBook(store, journal, clock)
@@ -100,6 +103,7 @@ class LeaseManager:
         self._clock = clock
         self._ender = LeaseEnder(policy, self._records, journal, sessions, clock)
         self._issuers: dict[str, Batcher[_Ordered, tuple[Lease, Credential]]] = {}
+        self._requests: dict[str, Request] = {}  # by lease id, until its batch admits it
         self._lock = threading.Lock()
 
     @classmethod
@@ -144,10 +148,16 @@ class LeaseManager:
         return self.issue_later(identity, target, ttl_s, workload).result()
 
     def issue_later(
-        self, identity: str, target: str, ttl_s: int | None = None, workload: str | None = None
+        self,
+        identity: str,
+        target: str,
+        ttl_s: int | None = None,
+        workload: str | None = None,
+        token: Token | None = None,
     ) -> Future[tuple[Lease, Credential]]:
         """``issue`` without waiting for the target: a lease the policy refuses raises
-        LeaseError at once; the rest comes as a future (for an event loop to await)."""
+        LeaseError at once; the rest comes as a future (for an event loop to await), which
+        raises QuotaExceeded or TokenReplayed (``token``: the workload's, spent on it)."""
         now = self._now()
         terms = self._terms(identity, target, ttl_s, now)
         lease_id = _random.token_hex(_ID_BYTES)
@@ -169,6 +179,8 @@ class LeaseManager:
         order = LeaseOrder(
             lease.account, terms.template, terms.entitlements, secret, lease.expires_at
         )
+        with self._lock:
+            self._requests[lease.id] = Request(lease.id, identity, token)
         return self._issuer(target).enqueue((lease, order))
 
     def _issuer(self, target: str) -> Batcher[_Ordered, tuple[Lease, Credential]]:
@@ -188,7 +200,26 @@ class LeaseManager:
         """Issue a batch of leases on one target: the intents journaled and the records
         written first (so that the reaper never mistakes a lease being issued for one whose
         record was lost), then the accounts made and proven, then the credentials kept and
-        the results journaled, each step one transaction for the whole batch."""
+        the results journaled, each step one transaction for the whole batch. Requests
+        over their identity's quota, or with a spent token, are refused first."""
+        with self._lock:
+            requests = [self._requests.pop(lease.id) for lease, _ in batch]
+        try:
+            refused = admit(self._store, self._records, self._policy, requests, self._now())
+        except StoreError as exc:
+            return [exc] * len(batch)
+        if refused:
+            admitted = [each for each in batch if each[0].id not in refused]
+            issued = self._issue_admitted(target, admitted)
+            done = dict(zip([e[0].id for e in admitted], issued, strict=True))
+            return [refused.get(lease.id) or done[lease.id] for lease, _ in batch]
+        return self._issue_admitted(target, batch)
+
+    def _issue_admitted(
+        self, target: str, batch: Sequence[_Ordered]
+    ) -> list[tuple[Lease, Credential] | Exception]:
+        if not batch:
+            return []
         leases = [lease for lease, _ in batch]
         outcomes: list[tuple[Lease, Credential] | str | None] = [None] * len(batch)
         recorded = False
@@ -329,9 +360,9 @@ class LeaseManager:
             raise LeaseError(f"lease {lease_id} has ended ({lease.status}); issue a new one")
         if lease.expires_at <= now:
             raise LeaseError(f"lease {lease_id} has expired; issue a new one")
-        # A lease is renewed only while a new one could be issued.
-        default = self._terms(lease.identity, lease.target, None, now).ttl_s
-        ttl = ttl_s if ttl_s is not None else default
+        # A lease is renewed only while a new one could be issued, and for no longer than a
+        # new one could be: a --ttl past lease_max_ttl is refused as issue refuses it.
+        ttl = self._terms(lease.identity, lease.target, ttl_s, now).ttl_s
         if ttl <= 0:
             raise LeaseError("a lease's ttl must be at least 1s")
         expires_at = min(now + timedelta(seconds=ttl), lease.max_expires_at)
@@ -359,20 +390,25 @@ class LeaseManager:
         return self._ender.revoke(lease_id)
 
     def revoke_where(
-        self, identity: str | None = None, target: str | None = None, prefix: str | None = None
+        self,
+        identity: str | None = None,
+        target: str | None = None,
+        prefix: str | None = None,
+        progress: Progress = SILENT,
     ) -> list[Ended]:
         """End every live or failed lease of ``identity``, on ``target``, or whose id starts
         with ``prefix`` (all that are given must match)."""
-        return self._ender.revoke_where(identity, target, prefix)
+        return self._ender.revoke_where(identity, target, prefix, progress)
 
-    def reap(self, now: datetime | None = None) -> ReapReport:
+    def reap(self, now: datetime | None = None, progress: Progress = SILENT) -> ReapReport:
         """See ``LeaseEnder.reap``."""
-        return self._ender.reap(now)
+        return self._ender.reap(now, progress)
 
     # ------------------------------------------------------------ records
 
     def get(self, lease_id: str) -> Lease:
-        return self._records.get(lease_id)
+        """The lease as it stands now: past its expiry, an active lease is expired."""
+        return as_of(self._records.get(lease_id), self._now())
 
     def list(
         self,
@@ -380,4 +416,16 @@ class LeaseManager:
         target: str | None = None,
         status: LeaseStatus | None = None,
     ) -> list[Lease]:
-        return self._records.list(identity, target, status)
+        """The leases as they stand now (see ``get``): ``active`` never lists an expired one."""
+        stored = None if status in (LeaseStatus.ACTIVE, LeaseStatus.EXPIRED) else status
+        now = self._now()
+        found = [as_of(lease, now) for lease in self._records.list(identity, target, stored)]
+        return [lease for lease in found if status is None or lease.status is status]
+
+
+def as_of(lease: Lease, now: datetime) -> Lease:
+    """``lease`` as it stands at ``now``: an active lease past its expiry is expired, even
+    before the reaper has proven its credential refused (``Lease.awaiting_reaper``)."""
+    if lease.status is LeaseStatus.ACTIVE and lease.expires_at <= now:
+        return replace(lease, status=LeaseStatus.EXPIRED)
+    return lease

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import jwt
 
+from lockstep.engine.inert import inert
 from lockstep.errors import LockstepError
 from lockstep.model import Identity, Workload
 
@@ -42,6 +43,8 @@ KEYS_CACHE_S = 300
 FAILURE_BACKOFF_S = 2.0  # a failed key fetch is answered from memory this long, doubling
 FAILURE_BACKOFF_MAX_S = 60.0
 _REQUIRED_CLAIMS = ["exp", "iss", "sub", "aud"]
+# A workload token also needs these: its lifetime is bounded and its id is never reused.
+_WORKLOAD_CLAIMS = ["iat", "jti"]
 _SHOWN_MAX = 200  # attacker-chosen strings are cut before they reach a message or the journal
 
 
@@ -83,6 +86,8 @@ class VerifiedWorkload:
     identity: str
     issuer: str
     subject: str
+    jti: str = ""  # the token's id: what replay protection remembers
+    expires_at: float = 0.0  # the token's exp, in seconds since the epoch
 
     def __str__(self) -> str:
         return self.subject
@@ -278,7 +283,22 @@ class WorkloadVerifier:
                 f"({', '.join(bound)}): bind each workload to one identity",
                 info,
             )
-        return VerifiedWorkload(identity, binding.issuer, binding.subject)
+        for claim in _WORKLOAD_CLAIMS:
+            if claim not in claims:
+                raise _unauthorized(f"the token has no {claim!r} claim", info)
+        lifetime = claims["exp"] - claims["iat"]
+        if lifetime > binding.max_token_lifetime_s:
+            raise _unauthorized(
+                f"the token's lifetime (exp - iat) is {lifetime:.0f}s; identity {identity!r} "
+                f"accepts at most {binding.max_token_lifetime_s}s",
+                info,
+            )
+        jti = claims["jti"]
+        if not isinstance(jti, str) or not jti or len(jti) > _SHOWN_MAX:
+            raise _unauthorized("the token's jti must be a string of 1 to 200 characters", info)
+        return VerifiedWorkload(
+            identity, binding.issuer, binding.subject, jti, float(claims["exp"])
+        )
 
 
 def verified_claims(
@@ -399,7 +419,7 @@ def _forbidden(reason: str, info: TokenInfo) -> WorkloadRefused:
 
 
 def _shown(text: str | None) -> str:
-    text = text or ""
+    text = inert(text or "")
     return text if len(text) <= _SHOWN_MAX else text[:_SHOWN_MAX] + "…"
 
 

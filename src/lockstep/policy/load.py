@@ -310,6 +310,7 @@ class _Builder:
                 sink,
                 spec.credentials.lease_ttl,
                 spec.credentials.lease_max_ttl,
+                spec.credentials.max_live_leases,
             ),
             workload=_workload(spec),
             kind=spec.kind,
@@ -397,7 +398,9 @@ def _known(names: Mapping[str, object]) -> str:
 
 def _workload(spec: IdentitySpec) -> Workload | None:
     w = spec.workload
-    return None if w is None else Workload(w.issuer, w.subject, w.audience, dict(w.claims))
+    if w is None:
+        return None
+    return Workload(w.issuer, w.subject, w.audience, dict(w.claims), w.max_token_lifetime)
 
 
 def _audit(spec: AuditSpec, base_dir: Path) -> AuditSettings:

@@ -37,6 +37,7 @@ from lockstep.service.http_limits import Limits, RequestLimits
 from lockstep.service.logs import Log
 from lockstep.service.metrics import Metrics
 from lockstep.service.principals import OPERATOR, Authenticators, Authority, Kind, Principal
+from lockstep.service.responses import one_shape
 from lockstep.service.scaleout import pass_times
 from lockstep.store import Store, StoreError
 from lockstep.store.findings import FindingLedger
@@ -58,6 +59,7 @@ def create_app(
     # The OpenAPI document is served below, behind authentication like the rest of /v1.
     app = FastAPI(title="lockstep", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(RequestLimits, limits=Limits())
+    one_shape(app)
     credentials.serve(app.state)
     auth = authenticators or Authenticators(
         lambda: controller.current()[0].policy, api_token, controller.store
@@ -71,9 +73,14 @@ def create_app(
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         """200 while running, with the targets this service reconciles; 503 once stopping."""
+        invalid_since = controller.policy_invalid_since
         body = {
             "status": "stopping" if controller.stopping else "ok",
             "instance": controller.instance,
+            "mode": "dry-run" if controller.dry_run else "enforcing",
+            # While the policy on disk does not load, the last valid one stays in force.
+            "policy": "valid" if invalid_since is None else f"invalid since {_iso(invalid_since)}",
+            "policy_errors": list(controller.policy_errors),
             "targets": {
                 name: {"last_pass": _iso(s.last_pass), "up": s.up, "outcome": s.outcome}
                 for name, s in sorted(controller.states().items())

@@ -25,6 +25,7 @@ from lockstep.credentials.vault import Vault
 from lockstep.errors import LockstepError
 from lockstep.journal import Journal, JournalError
 from lockstep.policy.load import LoadedPolicy
+from lockstep.secret import redact
 from lockstep.service.events import Doorbell, PolicyChange, PolicySource, TargetWorker
 from lockstep.service.grant_watch import GrantWatch
 from lockstep.service.logs import Log
@@ -76,8 +77,13 @@ class Controller:
         on_policy: Callable[[LoadedPolicy], None] = lambda loaded: None,
         chore: Callable[[], None] = lambda: None,
         on_seen: SeenListener = lambda seen, at: None,
+        dry_run: bool = False,
     ) -> None:
         self.instance = leases.instance
+        self.dry_run = dry_run
+        # Since when the policy on disk does not load (the last valid one stays in force).
+        self.policy_invalid_since: datetime | None = None
+        self.policy_errors: tuple[str, ...] = ()
         self.leases = leases
         self.metrics = metrics
         self.store = store
@@ -108,6 +114,7 @@ class Controller:
             self._stopping,
             self._note_state,
             on_seen,
+            dry_run,
         )
         self._loops: list[threading.Thread] = []
 
@@ -218,6 +225,9 @@ class Controller:
 
     def _reload(self, change: PolicyChange) -> None:
         if change.loaded is None:
+            with self._lock:
+                self.policy_invalid_since = self.policy_invalid_since or datetime.now(UTC)
+                self.policy_errors = tuple(redact(str(e)) for e in change.errors)
             self.metrics.policy_reloads.labels(result="invalid").inc()
             self._log.error(
                 "policy invalid: the last valid policy stays in force",
@@ -242,6 +252,8 @@ class Controller:
         with self._lock:
             self._loaded = change.loaded
             self._generation += 1
+            self.policy_invalid_since = None
+            self.policy_errors = ()
         self._on_policy(change.loaded)
         self.metrics.policy_reloads.labels(result="loaded").inc()
         self._log.info(

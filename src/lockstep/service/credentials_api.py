@@ -39,6 +39,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from lockstep.journal import Journal, JournalError
+from lockstep.leases.admission import QuotaExceeded, Token, TokenReplayed
 from lockstep.leases.manager import Lease, LeaseError, LeaseManager
 from lockstep.leases.workload import TokenInfo, VerifiedWorkload, WorkloadRefused, WorkloadVerifier
 from lockstep.policy.durations import parse_duration
@@ -109,7 +110,7 @@ class _Refusal(Exception):
     "/v1/credentials",
     status_code=HTTPStatus.CREATED,
     response_model=CredentialResponse,
-    responses={401: {}, 403: {}, 422: {}, 503: {}},
+    responses={401: {}, 403: {}, 422: {}, 429: {}, 503: {}},
 )
 async def issue_credential(
     body: CredentialRequest,
@@ -124,9 +125,16 @@ async def issue_credential(
         ttl_s = _ttl(body.ttl, workload)
     except _Refusal as refusal:
         return await run_in_threadpool(_refuse, journal, refusal, body.identity, body.target)
+    spent = Token(workload.issuer, workload.jti, datetime.fromtimestamp(workload.expires_at, UTC))
     try:
-        pending = leases.issue_later(body.identity, body.target, ttl_s, str(workload))
+        pending = leases.issue_later(body.identity, body.target, ttl_s, str(workload), spent)
         lease, credential = await asyncio.wrap_future(pending)
+    except (TokenReplayed, QuotaExceeded) as exc:
+        status = HTTPStatus.TOO_MANY_REQUESTS
+        if isinstance(exc, TokenReplayed):
+            status = HTTPStatus.UNAUTHORIZED
+        refused = _Refusal(status, str(exc), TokenInfo(workload.issuer, workload.subject))
+        return await run_in_threadpool(_refuse, journal, refused, body.identity, body.target)
     except LeaseError as exc:
         return _error(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
     except (JournalError, StoreError) as exc:

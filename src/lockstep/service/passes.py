@@ -38,6 +38,7 @@ class Outcome(StrEnum):
     REMEDIATED = "remediated"  # every action verified
     FAILED = "failed"  # some action not verified
     BLOCKED = "blocked"  # the blast-radius guard stopped the plan: nothing applied
+    PLANNED = "planned"  # --dry-run: actions are due, reported, not applied
     UNREACHABLE = "unreachable"  # not read: no verdict
     ERROR = "error"  # the state store, journal or vault failed
     INTERRUPTED = "interrupted"  # the service stopped between two actions
@@ -82,7 +83,9 @@ class PassRunner:
         stopping: threading.Event,
         on_outcome: OutcomeListener,
         on_seen: SeenListener = lambda seen, at: None,
+        dry_run: bool = False,
     ) -> None:
+        self.dry_run = dry_run  # report-only: plan and record findings, never apply
         self._store = store
         self._journal = journal
         self._ledger = ledger
@@ -175,6 +178,9 @@ class PassRunner:
             if plan.blocked:
                 self._refuse_blocked(report, plan)
                 return None
+            if self.dry_run:
+                self._report_only(report, plan)
+                return None
             # Drift without a finding (a newly declared account) dates from this pass.
             first_seen = _first_seen(seen.findings, report.started)
             planned = len(plan.actions)
@@ -216,6 +222,20 @@ class PassRunner:
                 status="unreachable",
                 error=obs.error if isinstance(obs, Unreachable) else "not read",
             )
+
+    def _report_only(self, report: PassReport, plan: Plan) -> None:
+        for name in report.read:
+            due = [a for a in plan.actions if a.target == name]
+            report.outcomes[name] = Outcome.PLANNED if due else Outcome.UNCHANGED
+            if due:
+                self._log.warning(
+                    "dry run: actions due, not applied",
+                    target=name,
+                    op="plan",
+                    status="planned",
+                    actions=len(due),
+                    ops=sorted({str(a.op) for a in due}),
+                )
 
     def _refuse_blocked(self, report: PassReport, plan: Plan) -> None:
         assert plan.mass_change is not None

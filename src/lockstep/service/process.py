@@ -59,6 +59,7 @@ class ServiceOptions:
     interval_cap_s: float | None = None  # no target is checked less often than this
     key_sources: Mapping[str, str] = field(default_factory=dict)  # issuer -> URL or file:PATH
     insecure_no_auth: bool = False  # listen off loopback with no authentication at all
+    dry_run: bool = False  # report-only: read, plan, record findings; never apply
 
 
 def run_service(options: ServiceOptions) -> int:
@@ -113,6 +114,7 @@ def run_service(options: ServiceOptions) -> int:
             on_policy=on_policy,
             chore=chores,
             on_seen=estate.seen,
+            dry_run=options.dry_run,
         )
         controllers.append(controller)
         authenticators = Authenticators(

@@ -302,3 +302,15 @@ sod_holdings = Table(
     Column("last_seen", UTCDateTime, nullable=False),
     Column("held", Integer, nullable=False),
 )
+
+# Workload tokens already traded for a lease: the same token (issuer, jti) is refused until
+# it expires, by every service sharing the store. Rows past expires_at are purged.
+token_replay = Table(
+    "token_replay",
+    metadata,
+    Column("issuer", Text, primary_key=True),
+    Column("jti", Text, primary_key=True),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=False),
+    Index(None, "expires_at"),
+)

@@ -106,6 +106,12 @@ class LdapConnectorType:
             "delete entries under accounts_dn",
         ),
     }
+    paths_permissions: ClassVar[tuple[str, ...]] = (
+        "search the directory under the common base of accounts_dn and groups_dn: objectClass,"
+        " member, userPassword (presence)",
+        "read cn=config: olcDatabase, olcSuffix, olcAccess, olcRootDN (optional: without it "
+        "the access rules are not assessed)",
+    )
     read_permissions: ClassVar[tuple[str, ...]] = (
         "search accounts_dn entries: uid, userPassword (presence), pwdAccountLockedTime",
         "search groupOfNames entries under groups_dn: member",

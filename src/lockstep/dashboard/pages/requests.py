@@ -161,7 +161,9 @@ def _stage(r: AccessRequest) -> str:
         return ""
     rule = r.rules.stages[stage]
     given = sum(g.stage == stage for g in r.given)
-    people = ", ".join(sorted(rule.people)) or "nobody"
+    # Those who can still give it: never the requester, the sponsor, nor an earlier approver.
+    excluded = {r.requester, r.rules.sponsor, *(g.by for g in r.given)}
+    people = ", ".join(sorted(rule.people - excluded)) or "nobody but an admin"
     return (
         f"stage {stage + 1} of {len(r.rules.stages)}: {', '.join(rule.approvers)} ({people}); "
         f"{given} of {rule.required} approval(s)"
