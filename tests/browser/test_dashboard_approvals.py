@@ -25,7 +25,7 @@ from support.dashboard_estate import (
     PERSON,
     SECURITY,
     DashboardEstate,
-    start_estate,
+    estate_on,
 )
 from support.governance_project import table_privileges
 from support.service_harness import eventually
@@ -35,13 +35,8 @@ from support.service_harness import eventually
 def estate(
     pg_server: localpg.LocalPostgres, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DashboardEstate]:
-    from conftest import _reset_cluster
-
-    _reset_cluster(pg_server)
-    running = start_estate(tmp_path_factory.mktemp("dashboard-browser-requests"), pg_server)
-    yield running
-    running.stop()
-    _reset_cluster(pg_server)
+    with estate_on(pg_server, tmp_path_factory.mktemp("dashboard-browser-requests")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
