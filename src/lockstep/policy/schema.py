@@ -255,6 +255,23 @@ class PeopleSpec(_Strict):
     jwks: Annotated[str, Field(min_length=1)] | None = Field(
         default=None, description="The issuer's keys: a URL or file:PATH (default: discovery)"
     )
+    client_id: Name | None = Field(
+        default=None,
+        description="The dashboard's OIDC client at the issuer: people sign in through it "
+        "(authorization code with PKCE)",
+    )
+    client_secret: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None, description="${VAR}: the client's secret (none for a public client)"
+    )
+    redirect_uri: Annotated[str, Field(min_length=1, max_length=2000)] | None = Field(
+        default=None,
+        description="Where the issuer sends people back: this service's "
+        "/signin/oidc/callback as browsers reach it (never taken from a request)",
+    )
+    scopes: list[Name] = Field(
+        default_factory=lambda: ["openid", "email", "profile"],
+        description="Asked for at sign-in; openid among them",
+    )
 
 
 class StageSpec(_Strict):
