@@ -105,7 +105,7 @@ def test_token_create_prints_the_token_alone_and_keeps_only_its_hash(project: Pa
     assert token not in listed.stdout and '"status": "active"' in listed.stdout
     with sqlite3.connect(project / ".lockstep" / "state.db") as conn:
         dump = "\n".join(conn.iterdump())
-    assert token not in dump and token.split("_")[2] not in dump
+    assert token not in dump and token.split("_", 2)[2] not in dump
     assert "token_created" in dump
 
 

@@ -137,16 +137,19 @@ class LdapSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    url: str
-    bind_dn: str
-    bind_password: Annotated[SecretValue, WithJsonSchema({"type": "string", "minLength": 1})]
-    accounts_dn: str
-    groups_dn: str
+    url: str = Field(description="ldap://HOST[:PORT] or ldaps://HOST[:PORT]")
+    bind_dn: str = Field(description="The DN lockstep binds as (its admin)")
+    bind_password: Annotated[SecretValue, WithJsonSchema({"type": "string", "minLength": 1})] = (
+        Field(description="The bind DN's password: ${VAR} or file:PATH")
+    )
+    accounts_dn: str = Field(description="Where service accounts live (uid=NAME entries)")
+    groups_dn: str = Field(description="Where the groupOfNames of group:CN entitlements live")
     # Members of these groups (cn under groups_dn) administer the directory: never acted on
     # unless an identity declares them.
     admin_groups: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ADMIN_GROUPS),
         description="Groups whose members are never acted on unless declared",
+        json_schema_extra={"default": list(DEFAULT_ADMIN_GROUPS)},
     )
 
     @field_validator("url")

@@ -299,10 +299,15 @@ class RedisSession(RedisObserver, RedisCredentials, RedisLeases, RedisPaths):
 class RedisSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    url: SecretValue  # admin connection, e.g. redis://lockstep:PASSWORD@host:6379/0
+    url: SecretValue = Field(
+        description="The admin connection (${VAR} or file:PATH): redis://USER:PASSWORD@HOST:PORT/DB"
+    )
     # Key patterns where workloads keep credentials: whoever may read them is on a path to
     # those credentials (``lockstep paths``).
-    secret_keys: list[str] = Field(default_factory=list)
+    secret_keys: list[str] = Field(
+        default_factory=list,
+        description="Key patterns where credentials are kept (for lockstep paths)",
+    )
 
     @field_validator("url")
     @classmethod
