@@ -15,7 +15,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lockstep.connectors.base import GrammarError, HoldsTwoCredentials, IssuesLeases, ObservesUsage
+from lockstep.connectors.base import (
+    AppliesBatches,
+    GrammarError,
+    HoldsTwoCredentials,
+    IssuesLeases,
+    ObservesUsage,
+    ProbesInParallel,
+)
 from lockstep.model import Op
 
 AccountKind = Literal["user", "role"]
@@ -106,6 +113,9 @@ CAPABILITY_PERMISSIONS: Mapping[type, tuple[str, ...]] = MappingProxyType(
             "iam:DeleteRolePolicy",
             "sts:AssumeRole on each identity's role (its trust policy must allow lockstep)",
         ),
+        # The operations' own permissions, called side by side.
+        AppliesBatches: (),
+        ProbesInParallel: (),
     }
 )
 

@@ -51,6 +51,13 @@ class PostgresSettings(BaseModel):
         ge=1,
         description="PBKDF2 rounds of a lease's SCRAM verifier",
     )
+    # The same for the passwords of the accounts lockstep creates, restores and rotates: each
+    # login (a workload's, and the probe that proves a new credential) pays them too.
+    scram_iterations: int = Field(
+        default=leases.DEFAULT_SCRAM_ITERATIONS,
+        ge=1,
+        description="PBKDF2 rounds of the SCRAM verifiers of the accounts lockstep manages",
+    )
     # Tables where credentials are kept (SCHEMA.TABLE): whoever may read them is on a path to
     # those credentials (``lockstep paths``).
     secret_tables: list[str] = Field(

@@ -38,8 +38,9 @@ the next read then shows the drift, and the next apply repairs it.
 
 Sessions also offer the optional capabilities (see ``connectors.base``), each in its own
 module: use sampled from ``CLIENT LIST`` and ``ACL LOG`` and a change token over ``ACL LIST``
-(``observe``), zero-downtime rotation with two passwords (``credentials``) and one
-ACL user per lease, whose expiry lockstep enforces because Redis cannot (``leases``).
+(``observe``), zero-downtime rotation with two passwords (``credentials``), one
+ACL user per lease, whose expiry lockstep enforces because Redis cannot (``leases``), and
+batches of changes pipelined and read back together (``batches``).
 """
 
 from __future__ import annotations
@@ -55,12 +56,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lockstep.connectors.base import (
     ActionFailed,
+    AppliesBatches,
     Credential,
     GrammarError,
     HoldsTwoCredentials,
     IssuesLeases,
     ObservesUsage,
     ProbeResult,
+    ProbesInParallel,
     Scope,
     SecretValue,
     TargetUnreachable,
@@ -88,6 +91,7 @@ from lockstep.connectors.redis.admin import (
     probe_options,
     scrub,
 )
+from lockstep.connectors.redis.batches import RedisBatches
 from lockstep.connectors.redis.credentials import RedisCredentials
 from lockstep.connectors.redis.leases import LEASES_KEY, RedisLeases
 from lockstep.connectors.redis.observe import RedisObserver
@@ -119,7 +123,7 @@ _SAVE = ("+acl|save",)
 # ---------------------------------------------------------------- session
 
 
-class RedisSession(RedisObserver, RedisCredentials, RedisLeases, RedisPaths):
+class RedisSession(RedisObserver, RedisCredentials, RedisLeases, RedisPaths, RedisBatches):
     """One target's ACL users; the optional capabilities come from the mixins."""
 
     # ------------------------------------------------------------ reading
@@ -342,6 +346,9 @@ class RedisConnectorType:
         WatchesChanges: ("+acl|list", "+hgetall", f"~{RULES_KEY}"),
         HoldsTwoCredentials: ("+acl|getuser", "+acl|setuser", *_SAVE),
         IssuesLeases: (*_READ, *_RECORD, *_SAVE, "+acl|users", f"~{LEASES_KEY}"),
+        # The operations' own permissions, pipelined.
+        AppliesBatches: (),
+        ProbesInParallel: (),
     }
 
     def settings_model(self) -> type[BaseModel]:
