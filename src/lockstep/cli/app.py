@@ -95,6 +95,7 @@ from lockstep.cli import evidence as evidence_commands  # noqa: E402
 from lockstep.cli import findings as findings_commands  # noqa: E402
 from lockstep.cli import governance as governance_commands  # noqa: E402
 from lockstep.cli import offline as offline_commands  # noqa: E402
+from lockstep.cli import paths as paths_commands  # noqa: E402
 from lockstep.cli import rotate as rotate_commands  # noqa: E402
 from lockstep.cli import service as service_commands  # noqa: E402
 from lockstep.cli import tokens as token_commands  # noqa: E402
@@ -111,6 +112,7 @@ credentials_commands.register(app)
 service_commands.register(app)
 token_commands.register(app)
 governance_commands.register(app)
+paths_commands.register(app)
 
 
 def _fail(message: str, code: int) -> NoReturn:
