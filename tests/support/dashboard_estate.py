@@ -103,13 +103,18 @@ def csrf_of(html: str) -> str:
 
 
 @contextmanager
-def estate_on(pg: localpg.LocalPostgres, workdir: Path) -> Iterator[DashboardEstate]:
-    """A started estate, alone on the suite's server while it runs: the cluster is reset
-    before it starts and after it stops."""
+def estate_on(
+    pg: localpg.LocalPostgres,
+    workdir: Path,
+    people: dict[str, object] | None = None,
+    port: int = 0,
+) -> Iterator[DashboardEstate]:
+    """A started estate (``start_estate``'s ``people`` and ``port``), alone on the suite's
+    server while it runs: the cluster is reset before it starts and after it stops."""
     from conftest import _reset_cluster
 
     _reset_cluster(pg)
-    running = start_estate(workdir, pg)
+    running = start_estate(workdir, pg, people, port)
     try:
         yield running
     finally:
