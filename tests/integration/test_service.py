@@ -420,6 +420,7 @@ def test_a_workload_gets_a_working_lease_from_the_running_service(project: Proje
 
     now = int(datetime.now(UTC).timestamp())
     claims = {"iss": issuer, "sub": subject, "aud": "lockstep", "iat": now, "exp": now + 300}
+    claims["jti"] = "token-1"  # a workload token is traded for one lease: it has an id
     token = jwt.encode(claims, key, algorithm="ES256", headers={"kid": "k1"})
     answer = service.http.post(
         "/v1/credentials",

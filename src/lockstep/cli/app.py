@@ -8,6 +8,7 @@ use in their bodies (see ``cli.common``), so that ``--help`` and ``validate`` st
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -18,9 +19,11 @@ from lockstep.cli.common import (
     ConfigOpt,
     JsonOpt,
     StateOpt,
+    StopRequest,
     config_path,
     emit_json,
     err,
+    finishing_in_flight,
     options,
     out,
     workspace,
@@ -64,6 +67,14 @@ def validate(config: ConfigOpt = None) -> None:
 
     loaded = load_policy(config_path(config))
     p = loaded.policy
+    for name, target in sorted(p.targets.items()):
+        if target.insecure_transport is not None:
+            where = loaded.locations.get(("targets", name))
+            err.print(
+                inert(f"warning: {where}: target {name}: {target.insecure_transport}"),
+                markup=False,
+                highlight=False,
+            )
     out.print(
         f"[green]Policy valid:[/] {len(p.targets)} target(s), {len(p.owners)} owner(s), "
         f"{len(p.identities)} identit{'y' if len(p.identities) == 1 else 'ies'} "
@@ -145,7 +156,12 @@ def apply(
     from lockstep.model import Status
 
     console = err if as_json else out
-    with workspace(config, state) as ws, ws.observer() as (observer, desired):
+    stop = StopRequest()
+    with (
+        workspace(config, state) as ws,
+        ws.observer() as (observer, desired),
+        ExitStack() as applying,
+    ):
 
         def gate(seen: Pass) -> Plan:
             plan = seen.plan
@@ -159,6 +175,9 @@ def apply(
                 )
             if plan.actions and not yes:
                 _confirm()
+            # From here a signal no longer cuts the plan short mid-action (the question
+            # above stays interruptible with Ctrl-C).
+            applying.enter_context(finishing_in_flight("apply", stop))
             return plan
 
         done = reconcile(
@@ -169,6 +188,7 @@ def apply(
             lambda r: console.print(
                 inert(f"  {r.status}: {r.action.op} {r.action.account}"), style="dim", markup=False
             ),
+            stop,
         )
         plan, results = done.seen.plan, done.results
         report = enforcement(ws.policy, plan, results)
@@ -181,6 +201,8 @@ def apply(
             render.print_enforcement(out, report)
         for problem in done.undelivered:
             err.print(inert(f"undelivered_credential: {problem}"), markup=False, highlight=False)
+    if stop():
+        raise typer.Exit(stop.exit_code)
     failed = any(r.status is not Status.VERIFIED for r in results)
     if plan.unreachable or failed or done.undelivered:
         raise typer.Exit(1)
@@ -240,7 +262,7 @@ def rotate(
     from lockstep.engine.rotation import rotation_plan
     from lockstep.model import Status
 
-    with workspace(config, state) as ws:
+    with workspace(config, state) as ws, finishing_in_flight("rotate") as stop:
         with ws.observer() as (observer, desired):
 
             def gate(seen: Pass) -> Plan:
@@ -251,7 +273,7 @@ def rotate(
                 )
                 return plan
 
-            done = reconcile(ws, observer, desired, gate, lambda r: None)
+            done = reconcile(ws, observer, desired, gate, lambda r: None, stop)
         assert done.applied is not None  # the gate always returns a plan
         plan, results = done.applied, done.results
         # A leaked secret may have been used to obtain short-lived credentials too: they end
@@ -280,6 +302,8 @@ def rotate(
             out.print(
                 inert(f"  lease {e.lease_id} on {e.target}: {e.status} ({e.detail})"), markup=False
             )
+    if stop():
+        raise typer.Exit(stop.exit_code)
     rotated = bool(results) and all(r.status is Status.VERIFIED for r in results)
     if plan.unreachable or not rotated or not all(e.verified for e in ended):
         raise typer.Exit(1)

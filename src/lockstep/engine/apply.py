@@ -100,6 +100,8 @@ class Applier:
     clock: Callable[[], datetime]
     progress: Callable[[Result], None] = lambda result: None
     timer: Timer = REAL_TIME  # for probe backoff within a propagation window
+    # Asked between actions: once it answers True (SIGINT, SIGTERM), no further action starts.
+    stop: Callable[[], bool] = lambda: False
     _lost: dict[str, str] = field(default_factory=dict)  # targets that went away mid-apply
 
     @property
@@ -109,8 +111,16 @@ class Applier:
     def apply(self, plan: Plan) -> list[Result]:
         results: list[Result] = []
         journal_down: str | None = None
-        for action in plan.actions:
-            if journal_down is not None:
+        interrupted = False
+        for i, action in enumerate(plan.actions):
+            if not interrupted and journal_down is None and self.stop():
+                interrupted = True
+                self.journal.append(
+                    "interrupted", {"done": i, "not_attempted": len(plan.actions) - i}
+                )
+            if interrupted:
+                result = Result(action, Status.FAILED, "not attempted: interrupted")
+            elif journal_down is not None:
                 result = Result(action, Status.FAILED, f"not attempted: {journal_down}")
             else:
                 try:

@@ -57,7 +57,12 @@ Gate = Callable[[Pass], Plan | None]
 
 
 def reconcile(
-    ws: Workspace, observer: Observer, desired: Desired, gate: Gate, progress: Progress
+    ws: Workspace,
+    observer: Observer,
+    desired: Desired,
+    gate: Gate,
+    progress: Progress,
+    stop: Callable[[], bool] = lambda: False,
 ) -> Reconciled:
     """Settle what an earlier, interrupted pass left unfinished, then read, plan, gate and
     apply. The settled changes come first among the results."""
@@ -70,7 +75,7 @@ def reconcile(
         settle_identity_states(ws, plan, [])
         results = recovered
     else:
-        results = recovered + apply(ws, observer, plan, progress)
+        results = recovered + apply(ws, observer, plan, progress, stop)
     changed = {(r.action.target, r.action.account) for r in results}
     deliverer = Deliverer(ws.policy, ws.journal, ws.clock)
     undelivered = redeliver(deliverer, ws.vault, seen.sinks, changed)
@@ -116,7 +121,13 @@ def observe(ws: Workspace, observer: Observer, desired: Desired) -> Pass:
     return Pass(desired, observed, plan, outcome.records, sinks)
 
 
-def apply(ws: Workspace, observer: Observer, plan: Plan, progress: Progress) -> list[Result]:
+def apply(
+    ws: Workspace,
+    observer: Observer,
+    plan: Plan,
+    progress: Progress,
+    stop: Callable[[], bool] = lambda: False,
+) -> list[Result]:
     """Journal the plan, execute and verify each action, then settle: old credentials
     purged, usage of deleted accounts forgotten, findings marked remediated, identity
     states recorded."""
@@ -128,7 +139,7 @@ def apply(ws: Workspace, observer: Observer, plan: Plan, progress: Progress) -> 
             "findings": len(plan.findings),
         },
     )
-    results = _applier(ws, observer, progress).apply(plan)
+    results = replace(_applier(ws, observer, progress), stop=stop).apply(plan)
     now = ws.clock()
     for key in {(r.action.target, r.action.account) for r in results}:
         ws.vault.purge_retired(*key, keep=3)

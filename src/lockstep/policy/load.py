@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from lockstep.connectors.base import ConnectorType, GrammarError, secret_fields
+from lockstep.connectors.base import ChecksTransport, ConnectorType, GrammarError, secret_fields
 from lockstep.connectors.registry import UnknownConnector, connector_type
 from lockstep.model import (
     DEFAULT_CHECKPOINT_INTERVAL_S,
@@ -308,8 +308,19 @@ class _Builder:
             return None
         interval = spec.interval or (LEGACY_INTERVAL_S if spec.legacy else DEFAULT_INTERVAL_S)
         max_age = spec.max_credential_age or (LEGACY_MAX_CREDENTIAL_AGE_S if spec.legacy else None)
+        insecure = None
+        if isinstance(connector, ChecksTransport):
+            insecure = connector.insecure_transport(settings)
         return Target(
-            name, spec.type, spec.environment, excluded, spec.legacy, settings, interval, max_age
+            name,
+            spec.type,
+            spec.environment,
+            excluded,
+            spec.legacy,
+            settings,
+            interval,
+            max_age,
+            insecure,
         )
 
     def _read_secret(self, value: str, where: Location) -> str | None:
@@ -343,7 +354,10 @@ class _Builder:
         )
         sink = spec.credentials.sink
         if sink is not None:
+            from lockstep.credentials.sinks import beside
+
             self._check_sink(name, sink, access)
+            sink = beside(sink, self.base_dir)
         sponsor = spec.sponsor
         if sponsor is not None and not is_person(sponsor):
             self._error(self._at("identities", name, "sponsor"), f"{sponsor!r} is not an email")
@@ -406,6 +420,7 @@ class _Builder:
         return Access(target.name, account, frozenset(entitlements), item["expires"])
 
     def _check_sink(self, identity: str, sink: str, access: tuple[Access, ...]) -> None:
+        """``sink`` as written; a relative file path is then resolved beside the policy."""
         from lockstep.credentials.sinks import SinkError, check_sink
 
         where = self._at("identities", identity, "credentials", "sink")
