@@ -77,6 +77,7 @@ class FindingType(StrEnum):
     GRANT_FAILED = "grant_failed"
     PRIVILEGED_ORPHAN = "privileged_orphan"
     UNKNOWN_OBJECT = "unknown_object"
+    ESCALATION_PATH = "escalation_path"
 
 
 class Severity(StrEnum):
@@ -197,6 +198,7 @@ class Rules:
     mass_change_floor: int = 5  # never stop a plan that touches this many or fewer
     dormant_after_s: int | None = None
     sod: tuple[SodRule, ...] = ()
+    escalation_paths: RuleAction = RuleAction.REPORT  # report | revoke
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +284,12 @@ class Snapshot:
 
     target: str
     accounts: Mapping[str, Account]
+    # Entitlements the policy grants here that name an object the target does not have
+    # (a role, table, group, command or policy), with what is missing.
+    unknown: Mapping[str, str] = field(default_factory=dict)
+    # For entitlements on an object whose grants have a size limit (a PostgreSQL table's
+    # ACL lives in one catalog row): (the object, how many more grantees it can take).
+    room: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,9 +306,37 @@ Observation = Snapshot | Unreachable
 # ---------------------------------------------------------------- desired state
 
 
+class RequestStatus(StrEnum):
+    """An access request's life: pending until decided; once approved, the grant's."""
+
+    PENDING = "pending"
+    APPROVED = "approved"  # every stage passed: to be enforced at once
+    ACTIVE = "active"  # the target was read back holding it
+    ENDING = "ending"  # its window is over: being removed
+    ENDED = "ended"  # the removal was read back (and what it gave is proven gone)
+    DENIED = "denied"
+    EXPIRED = "expired"  # left pending past governance.pending_expires_after
+    FAILED = "failed"  # could not be enforced; retried every pass
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """An approved request, as the desired state counts it: ``entitlements`` on the account
+    until ``ends_at``. Grants of one entitlement are counted: the end of one never takes
+    away what another grant, or the policy, still holds."""
+
+    request: str
+    identity: str
+    target: str
+    account: str
+    entitlements: frozenset[str]
+    ends_at: datetime
+    starts_at: datetime | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class DesiredAccount:
-    """What the policy says one account in one target should be."""
+    """What the policy (and the grants) say one account in one target should be."""
 
     target: str
     account: str
@@ -311,6 +347,10 @@ class DesiredAccount:
     suspend_reason: str | None = None
     ownerless: bool = False
     all_expired: bool = False
+    # Entitlements that live grants alone hold (not the policy), with their requests.
+    granted: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Entitlements whose grants ended and nothing else holds, with those requests.
+    grant_ended: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +427,10 @@ class Plan:
     findings: tuple[Finding, ...]
     unreachable: tuple[str, ...] = ()
     mass_change: MassChange | None = None  # set when the blast-radius guard trips
+    warnings: tuple[str, ...] = ()  # what may fail on apply (a grant beyond an ACL's room)
+    # Actions that remedy findings their (target, account, entitlement) do not name: an
+    # escalation path's revocation, and the finding id it cuts off.
+    remedies: tuple[tuple[Action, str], ...] = ()
 
     @property
     def blocked(self) -> bool:
@@ -414,3 +458,4 @@ class Result:
     status: Status
     detail: str
     checks: tuple[Check, ...] = field(default_factory=tuple)
+    seq: int | None = None  # the journal entry that records it

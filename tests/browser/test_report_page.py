@@ -3,14 +3,11 @@ nothing from anywhere, shows its charts, and prints."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from conftest import unavailable
 from lockstep.engine.plan import finding
 from lockstep.evidence.frameworks import load_framework
 from lockstep.evidence.html_report import render_html
@@ -19,25 +16,11 @@ from lockstep.evidence.report import Gathered, build_report, finding_row
 from lockstep.journal import ChainReport
 from lockstep.model import Access, FindingType, Identity, Owner, OwnerStatus, Policy, Target
 from lockstep.store.findings import FindingRecord
+from support.browser import browser_fixture  # noqa: F401 - the fixture
 from support.settings import NO_SETTINGS
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 ACCESS = Access("db", "api", frozenset(), None)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if shutil.which(CHROMIUM) is None:
-        unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -149,8 +149,12 @@ def test_renew_extends_the_native_expiry_but_never_past_the_maximum(
     assert abs(valid_until - expires) < timedelta(seconds=1)
     assert renewed["expires_at"] > lease["expires_at"]
 
-    capped = json.loads(project.cli("renew", lease["lease_id"], "--ttl", "5h", "--json").stdout)
-    assert capped["expires_at"] == capped["max_expires_at"]
+    # Longer than lease_max_ttl is refused, as issue refuses it; up to it, capped at the
+    # lease's maximum lifetime, and said so.
+    too_long = project.cli("renew", lease["lease_id"], "--ttl", "5h", "--json")
+    assert too_long.returncode == 1 and "lease_max_ttl" in too_long.stderr
+    capped = json.loads(project.cli("renew", lease["lease_id"], "--ttl", "1h", "--json").stdout)
+    assert capped["expires_at"] == capped["max_expires_at"] and capped["capped"] is True
     assert [e["kind"] for e in project.journal() if e["kind"] == "lease_renewed"] == [
         "lease_renewed",
         "lease_renewed",

@@ -24,6 +24,7 @@ from lockstep.connectors.base import (
 from lockstep.credentials.vault import Vault
 from lockstep.journal import Journal
 from lockstep.model import Account, Op, Snapshot, Target
+from lockstep.paths.graph import EmptyFacts, PathRequest
 from lockstep.secret import Secret
 from lockstep.store import Store
 
@@ -85,6 +86,10 @@ class FakeSession:
     def read_account(self, account: str) -> Account | None:
         self.t._check()
         return self._account(account) if account in self.t.accounts else None
+
+    def read_paths(self, request: PathRequest) -> EmptyFacts:
+        self.t._check()
+        return EmptyFacts(self.t.name)
 
     def _account(self, name: str) -> Account:
         a = self.t.accounts[name]

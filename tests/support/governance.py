@@ -16,10 +16,12 @@ from fastapi.testclient import TestClient
 
 from lockstep.governance.tokens import PersonTokens
 from lockstep.journal import Entry, Journal
+from lockstep.model import Policy
 from lockstep.policy.load import load_policy
 from lockstep.secret import Secret
 from lockstep.service.governance_api import Governance, router
 from lockstep.service.logs import get_logger
+from lockstep.service.principals import Authenticators
 from lockstep.store import Store
 
 POLICY = """\
@@ -144,11 +146,18 @@ def open_world(workdir: Path, text: str = POLICY) -> Iterator[World]:
     clock = Clock()
     store = Store.open(f"sqlite:///{workdir}/state.db")
     rung: list[str] = []
-    governance = Governance(store, Secret(OPERATOR), {}, rung.append, get_logger(), clock)
+    governance = Governance(store, rung.append, get_logger(), clock)
     app = FastAPI()
     app.include_router(router)
     governance.serve(app.state)
     governance.load(load_policy(workdir / "lockstep.yaml", ENV))
+
+    def policy() -> Policy:
+        live = governance.live()
+        assert live is not None
+        return live.requests.loaded.policy
+
+    app.state.authenticators = Authenticators(policy, Secret(OPERATOR), store, clock=clock)
     tokens = PersonTokens(store, Journal(store), clock)
     made = {p: tokens.create(p, 86400 * 30)[1] for p in PEOPLE}
     with TestClient(app) as client:

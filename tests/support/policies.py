@@ -43,7 +43,7 @@ class Var:
         return f"${{{self.name}}}"
 
 
-Setting = str | int | float | bool | Var
+Setting = str | int | float | bool | Var | list[str]
 
 
 @dataclass
@@ -209,7 +209,8 @@ class Policy:
     targets: dict[str, Target] = field(default_factory=dict)
     owners: dict[str, Owner] = field(default_factory=dict)
     identities: dict[str, Identity] = field(default_factory=dict)
-    rules: dict[str, str] = field(default_factory=dict)
+    rules: dict[str, Any] = field(default_factory=dict)
+    governance: dict[str, Any] = field(default_factory=dict)
 
     def document(self) -> dict[str, Any]:
         return _present(
@@ -219,6 +220,7 @@ class Policy:
                 "owners": {name: o.document() for name, o in self.owners.items()} or None,
                 "identities": {name: i.document() for name, i in self.identities.items()} or None,
                 "rules": dict(self.rules) or None,
+                "governance": dict(self.governance) or None,
             }
         )
 

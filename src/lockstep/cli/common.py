@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
@@ -30,15 +31,49 @@ if TYPE_CHECKING:
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
+
+def plain_output() -> None:
+    """No escape code at all (``NO_COLOR``, ``--no-color``): rich's own NO_COLOR support
+    drops colours but keeps bold and dim, so the colour system itself is switched off."""
+    import typer.rich_utils
+
+    typer.rich_utils.COLOR_SYSTEM = None  # typer's help and usage errors
+    for console in (out, err):
+        # rich offers no public switch once a console exists; this is what
+        # Console(color_system=None) sets.
+        console._color_system = None
+
+
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Policy file, or a directory of *.yaml files."),
+    typer.Option(
+        "--config", "-c", metavar="PATH", help="Policy file, or a directory of *.yaml files."
+    ),
 ]
 StateOpt = Annotated[
     str | None,
-    typer.Option("--state", help="State store URL (default: sqlite at .lockstep/state.db)."),
+    typer.Option(
+        "--state",
+        metavar="URL",
+        help="State store URL (default: sqlite at .lockstep/state.db).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+TargetsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--target", "-t", metavar="TARGET", help="Only this target (repeatable)."),
+]
+
+
+class FindingsShown(StrEnum):
+    SUMMARY = "summary"
+    ALL = "all"
+
+
+FindingsOpt = Annotated[
+    FindingsShown,
+    typer.Option("--findings", help="Findings by type and severity (summary), or each one (all)."),
+]
 
 
 @dataclass
@@ -61,6 +96,23 @@ class CliError(LockstepError):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class Verdict(Exception):
+    """A command's result as an exit code other than 0 and 1 (``plan --exit-code`` 2: changes
+    pending; ``verify`` 2: drift). Raised past click, which exits 2 on a usage error itself:
+    so the two stay apart, and a usage error can exit 64."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(exit_code)
+        self.exit_code = exit_code
+
+
+class UsageError(CliError):
+    """A command line that cannot be run as written: exits 64 (EX_USAGE), like click's own."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=64)
 
 
 def config_path(config: Path | None) -> Path:

@@ -22,6 +22,7 @@ from lockstep.cli.common import (
     ConfigOpt,
     JsonOpt,
     StateOpt,
+    UsageError,
     emit_json,
     err,
     finishing_in_flight,
@@ -106,13 +107,22 @@ def renew(
     state: StateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Extend a lease from now, never past its maximum lifetime."""
+    """Extend a lease from now, for at most the identity's lease_max_ttl (a longer --ttl is
+    refused, as issue refuses it), and never past the lease's maximum lifetime (then it says
+    it capped)."""
     with _leases(config, state) as manager:
         lease = manager.renew(lease_id, _seconds(ttl))
+    capped = lease.expires_at >= lease.max_expires_at
     if as_json:
-        emit_json(_lease_json(lease))
-    else:
-        out.print(f"Lease {lease.id} now expires at {_iso(lease.expires_at)}.")
+        emit_json({**_lease_json(lease), "capped": capped})
+        return
+    out.print(f"Lease {lease.id} now expires at {_iso(lease.expires_at)}.", markup=False)
+    if capped:
+        out.print(
+            "Capped at the lease's maximum lifetime (issued_at + lease_max_ttl): "
+            "issue a new lease to go on.",
+            markup=False,
+        )
 
 
 def revoke(
@@ -131,13 +141,16 @@ def revoke(
     as_json: JsonOpt = False,
 ) -> None:
     """End leases now and prove their credentials refused (exit 1 unless every one is)."""
+    from lockstep.cli import progress
+
     if lease_id is not None and (identity or target or prefix):
-        raise CliError("give a lease id, or --identity/--target/--prefix, not both")
+        raise UsageError("give a lease id, or --identity/--target/--prefix, not both")
     with _leases(config, state) as manager, finishing_in_flight("revoke") as stop:
         if lease_id is not None:
             ended = [manager.revoke(lease_id)]
         else:
-            ended = manager.revoke_where(identity=identity, target=target, prefix=prefix)
+            with progress.bar("revoking", enabled=not as_json) as bar:
+                ended = manager.revoke_where(identity, target, prefix, bar)
         if stop():
             manager.journal_interrupted("revoke", ended=len(ended))
     _report(ended, {}, as_json)
@@ -150,8 +163,10 @@ def revoke(
 def reap(config: ConfigOpt = None, state: StateOpt = None, as_json: JsonOpt = False) -> None:
     """End every lease past its expiry and every lease account without a live record
     (exit 1 unless every one was proven refused and every target could be read)."""
-    with _leases(config, state) as manager:
-        report = manager.reap()
+    from lockstep.cli import progress
+
+    with _leases(config, state) as manager, progress.bar("reaping", enabled=not as_json) as bar:
+        report = manager.reap(progress=bar)
     _report(report.ended, report.unreachable, as_json)
     if not report.verified:
         raise typer.Exit(1)
@@ -186,9 +201,26 @@ def leases(
             inert(
                 f"{lease.id}  {lease.status:<8} {lease.identity} on {lease.target} as "
                 f"{lease.username}  expires {_iso(lease.expires_at)}"
+                + ("  (awaiting the reaper)" if lease.awaiting_reaper else "")
             ),
             markup=False,
         )
+
+
+def show_lease(
+    lease_id: Annotated[str, typer.Argument(help="The lease's id, as issue or leases shows.")],
+    config: ConfigOpt = None,
+    state: StateOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One lease (never its credential): who holds it, on which target, until when."""
+    with _leases(config, state) as manager:
+        found = manager.get(lease_id)
+    if as_json:
+        emit_json(_lease_json(found))
+        return
+    for key, value in _lease_json(found).items():
+        out.print(inert(f"{key + ':':<17} {'-' if value is None else value}"), markup=False)
 
 
 def _statuses() -> str:
@@ -198,10 +230,12 @@ def _statuses() -> str:
 
 
 def _lease_json(lease: Lease) -> dict[str, Any]:
-    return {
+    shown: dict[str, Any] = {
         key: _iso(value) if isinstance(value, datetime) else value
         for key, value in lease.fields().items()
     }
+    shown["awaiting_reaper"] = lease.awaiting_reaper
+    return shown
 
 
 def _report(ended: Sequence[Ended], unreachable: dict[str, str], as_json: bool) -> None:
@@ -239,4 +273,5 @@ def register(app: typer.Typer) -> None:
     app.command()(renew)
     app.command()(revoke)
     app.command()(leases)
+    app.command("lease")(show_lease)
     app.command()(reap)

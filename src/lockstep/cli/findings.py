@@ -3,9 +3,11 @@ acceptance. Registered on the main app by ``lockstep.cli.app``."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,13 +15,21 @@ import typer
 
 from lockstep.cli.common import CliError, ConfigOpt, JsonOpt, StateOpt, emit_json, out, workspace
 from lockstep.engine.catalog import HELD, MAX_ACCEPTANCE, STATUSES
-from lockstep.model import FindingType, Policy
+from lockstep.model import FindingType, Policy, Severity
 from lockstep.policy.durations import parse_duration
 
 if TYPE_CHECKING:
     from lockstep.store.findings import FindingRecord
 
 ALL = "all"
+
+
+class FindingsFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+    SARIF = "sarif"
+    CSV = "csv"
+
 
 findings_app = typer.Typer()
 
@@ -70,6 +80,21 @@ def list_findings(
             f"(repeatable; default: {', '.join(HELD)}).",
         ),
     ] = None,
+    severities: Annotated[
+        list[Severity] | None,
+        typer.Option("--severity", help="Only findings of this severity (repeatable)."),
+    ] = None,
+    fail_on: Annotated[
+        Severity | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 when a finding listed is of this severity or worse (a CI gate).",
+        ),
+    ] = None,
+    output: Annotated[
+        FindingsFormat,
+        typer.Option("--format", help="text, json (as --json), sarif (code scanning) or csv."),
+    ] = FindingsFormat.TEXT,
 ) -> None:
     """Current findings, read fresh from every target, with their lifecycle.
 
@@ -82,9 +107,11 @@ def list_findings(
     ctx.obj = _Where(config, state)
     if ctx.invoked_subcommand is not None:
         return
-    from lockstep.cli import render
+    from lockstep.cli import render_findings
+    from lockstep.cli.findings_output import at_least, policy_locator, write_csv
     from lockstep.engine.reconcile import observe
     from lockstep.engine.shapes import finding_record_json
+    from lockstep.evidence.sarif import sarif_log
 
     with workspace(config, state) as ws:
         selection = _select(ws.policy, types, targets, owners, statuses)
@@ -97,11 +124,21 @@ def list_findings(
             identities=selection.identities,
         )
         owner_of = {r.id: _owner(ws.policy, r) for r in records}
-    records.sort(key=render.finding_record_sort_key)
-    if as_json:
+        loaded = ws.loaded
+    if severities:
+        records = [r for r in records if r.finding.severity in severities]
+    records.sort(key=render_findings.finding_record_sort_key)
+    shape = FindingsFormat.JSON if as_json else output
+    if shape is FindingsFormat.JSON:
         emit_json({"findings": [finding_record_json(r, owner_of[r.id]) for r in records]})
+    elif shape is FindingsFormat.SARIF:
+        emit_json(sarif_log(records, policy_locator(loaded)))
+    elif shape is FindingsFormat.CSV:
+        write_csv(sys.stdout, [finding_record_json(r, owner_of[r.id]) for r in records])
     else:
-        render.print_finding_records(out, records, owner_of, selection.statuses)
+        render_findings.print_finding_records(out, records, owner_of, selection.statuses)
+    if fail_on is not None and any(at_least(r.finding.severity, fail_on) for r in records):
+        raise typer.Exit(1)
 
 
 @findings_app.command()
@@ -136,9 +173,10 @@ def accept(
 
     Seen until then, it stays accepted; still seen after, it reopens; gone, it resolves.
     """
-    from lockstep.cli import render
+    from lockstep.cli import render_findings
+    from lockstep.engine.acceptance import accept_risk
     from lockstep.engine.shapes import finding_record_json
-    from lockstep.store.findings import FindingLedgerError, check_acceptance
+    from lockstep.store.findings import FindingLedgerError
 
     where = ctx.obj if isinstance(ctx.obj, _Where) else _Where()
     with workspace(config or where.config, state or where.state) as ws:
@@ -152,30 +190,14 @@ def accept(
                     f"finding {record.id} ({record.finding.type}) has no owner in the policy: "
                     "name who accepts the risk with --by"
                 )
-            check_acceptance(record, accepted_by, reason, expires, now)
-            ws.journal.append(
-                "risk_acceptance",
-                {
-                    "finding": record.id,
-                    "type": str(record.finding.type),
-                    "target": record.finding.target,
-                    "account": record.finding.account,
-                    "entitlement": record.finding.entitlement,
-                    "identity": record.finding.identity,
-                    "status_before": record.status,
-                    "accepted_by": accepted_by.strip(),
-                    "reason": reason.strip(),
-                    "until": expires,
-                },
-            )
-            accepted = ws.ledger.accept(record.id, accepted_by, reason, expires, now)
+            accepted = accept_risk(ws.journal, ws.ledger, record, accepted_by, reason, expires, now)
         except FindingLedgerError as exc:
             raise CliError(str(exc)) from None
         owner = _owner(ws.policy, accepted)
     if as_json:
         emit_json(finding_record_json(accepted, owner))
     else:
-        render.print_acceptance(out, accepted)
+        render_findings.print_acceptance(out, accepted)
 
 
 def register(app: typer.Typer) -> None:

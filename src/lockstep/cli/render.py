@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from lockstep.cli.render_findings import SUMMARY, print_findings
 from lockstep.connectors.base import (
     ConnectorType,
     HoldsTwoCredentials,
@@ -19,11 +20,10 @@ from lockstep.connectors.base import (
     ObservesUsage,
     WatchesChanges,
 )
-from lockstep.engine.catalog import KINDS
 from lockstep.engine.enforcement import Enforcement, IdentityEnforcement
 from lockstep.engine.inert import inert
 from lockstep.engine.shapes import finding_json
-from lockstep.model import Action, Finding, FindingType, Op, Plan, Result, Status
+from lockstep.model import Action, FindingType, Op, Plan, Result, Status
 from lockstep.store.findings import FindingRecord
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ _OP_STYLE = {
     Op.DELETE_ACCOUNT: ("-", "bold red"),
 }
 _STATUS_STYLE = {Status.VERIFIED: "green", Status.FAILED: "bold red", Status.UNVERIFIED: "yellow"}
-_SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
 
 
 def shown(value: object) -> str:
@@ -74,6 +73,7 @@ def target_permissions(targets: Mapping[str, ConnectorType]) -> dict[str, Any]:
         name: {
             "type": connector.name,
             "read": list(connector.read_permissions),
+            "paths": list(connector.paths_permissions),
             "operations": {str(op): list(perms) for op, perms in connector.permissions.items()},
             "capabilities": {
                 capability.__name__: {
@@ -91,6 +91,7 @@ def print_target_permissions(console: Console, permissions: Mapping[str, Any]) -
     for name, target in permissions.items():
         console.print(Text(f"target {inert(name)} ({target['type']})", style="bold"))
         console.print(f"  read (plan, verify, findings): {', '.join(target['read'])}")
+        console.print(f"  escalation paths (lockstep paths): {', '.join(target['paths'])}")
         console.print("  operations (plan lists those its actions need):")
         for op, perms in target["operations"].items():
             console.print(f"    {op}: {', '.join(perms) or 'nothing'}")
@@ -132,6 +133,7 @@ def plan_json(
         "findings": [finding_json(f, by_id.get(f.id)) for f in plan.findings],
         "unreachable": list(plan.unreachable),
         "blocked_by_mass_change": plan.blocked,
+        "warnings": list(plan.warnings),
         "permissions": permissions,
     }
 
@@ -189,6 +191,7 @@ def action_json(a: Action) -> dict[str, Any]:
         "entitlement": a.entitlement,
         "identity": a.identity,
         "reason": a.reason,
+        "request": a.request,
     }
 
 
@@ -205,9 +208,13 @@ def print_unreachable(console: Console, plan: Plan) -> None:
 def print_plan(
     console: Console,
     plan: Plan,
-    permissions: Mapping[str, list[str]],
     records: Sequence[FindingRecord] = (),
+    *,
+    permissions: Mapping[str, list[str]] | None = None,
+    findings: str = SUMMARY,
 ) -> None:
+    """``permissions``: the admin permissions the plan needs, shown when given (``plan
+    --permissions``); ``findings``: ``summary`` (by type and severity) or ``all``."""
     print_unreachable(console, plan)
     if not plan.actions:
         if plan.unreachable:
@@ -245,29 +252,9 @@ def print_plan(
             f"{mc.managed} managed accounts (limit {mc.limit:.0%}). Apply refuses it unless "
             "--allow-mass-change is given.[/]"
         )
-    print_findings(console, plan.findings, records)
-
-
-def print_findings(
-    console: Console, findings: Sequence[Finding], records: Sequence[FindingRecord] = ()
-) -> None:
-    if not findings:
-        return
-    by_id = {r.id: r for r in records}
-    console.print(f"\n[bold]{len(findings)} finding(s):[/]")
-    for f in findings:
-        line = Text("  ")
-        line.append(f"{f.severity:<8}", style=_SEVERITY_STYLE.get(str(f.severity), ""))
-        line.append(f" {f.type}", style="bold")
-        line.append(inert(f"  {f.target}/{f.account or '*'}"))
-        if f.entitlement:
-            line.append(inert(f"  {f.entitlement}"))
-        owasp = ",".join(KINDS[f.type].owasp_nhi)
-        line.append(f"  [{owasp or '-'} {','.join(KINDS[f.type].nist_csf)}] {f.id}", style="dim")
-        rec = by_id.get(f.id)
-        if rec is not None:
-            line.append(f" {rec.status} since {rec.first_seen:%Y-%m-%d %H:%M}", style="dim")
-        console.print(line)
+    for warning in plan.warnings:
+        console.print(Text(f"warning: {inert(warning)}", style="bold yellow"))
+    print_findings(console, plan.findings, records, findings)
 
 
 def print_results(console: Console, results: Sequence[Result]) -> None:
@@ -288,7 +275,7 @@ def print_results(console: Console, results: Sequence[Result]) -> None:
     console.print(f"[{style}]{verified} of {len(results)} action(s) verified.[/]")
 
 
-def print_verification(console: Console, v: Verification) -> None:
+def print_verification(console: Console, v: Verification, findings: str = SUMMARY) -> None:
     failed = [c for c in v.checks if not c.ok]
     if failed:
         table = Table(title=f"{len(failed)} check(s) failed", title_justify="left")
@@ -298,7 +285,9 @@ def print_verification(console: Console, v: Verification) -> None:
             cells = (c.target, c.account, c.entitlement or "", c.expected, c.actual)
             table.add_row(*(Text(inert(cell)) for cell in cells))
         console.print(table)
-    print_findings(console, v.plan.findings, v.findings)
+    print_findings(
+        console, v.plan.findings, v.findings, findings, "verify --findings all lists each"
+    )
     passed = f"{len(v.checks) - len(failed)} of {len(v.checks)} checks passed"
     if v.in_sync:
         console.print(f"[green]In sync[/]: {passed}.")
@@ -309,94 +298,6 @@ def print_verification(console: Console, v: Verification) -> None:
         )
     else:
         console.print(f"[bold red]Not in sync[/]: {passed}.")
-
-
-_LIFECYCLE_STYLE = {
-    "open": "bold yellow",
-    "remediated": "cyan",
-    "accepted": "magenta",
-    "verified": "green",
-    "resolved": "green",
-}
-_SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
-
-
-def finding_record_sort_key(record: FindingRecord) -> tuple[int, str, str, str, str]:
-    f = record.finding
-    return (
-        _SEVERITY_ORDER.get(str(f.severity), len(_SEVERITY_ORDER)),
-        f.target,
-        str(f.type),
-        f.account or "",
-        f.entitlement or "",
-    )
-
-
-def print_finding_records(
-    console: Console,
-    records: Sequence[FindingRecord],
-    owners: Mapping[str, str | None],
-    statuses: Sequence[str] | None,
-) -> None:
-    """``owners``: each finding id's owner; ``statuses``: the filter shown (None: all)."""
-    which = ", ".join(statuses) if statuses is not None else "any status"
-    if not records:
-        console.print(f"[green]No findings[/] ({which}).")
-        return
-    console.print(f"[bold]{len(records)} finding(s)[/] ({which}):")
-    for r in records:
-        f = r.finding
-        line = Text("  ")
-        line.append(f"{f.severity:<8}", style=_SEVERITY_STYLE.get(str(f.severity), ""))
-        line.append(f" {f.type}", style="bold")
-        line.append(inert(f"  {f.target}/{f.account or '*'}"))
-        if f.entitlement:
-            line.append(inert(f"  {f.entitlement}"))
-        owasp = ",".join(KINDS[f.type].owasp_nhi)
-        line.append(f"  [{owasp or '-'} {','.join(KINDS[f.type].nist_csf)}] {r.id}", style="dim")
-        console.print(line)
-        console.print(_lifecycle_line(r, owners.get(r.id)))
-        if r.accepted_until is not None:
-            console.print(
-                Text(
-                    inert(
-                        f"           accepted by {r.accepted_by} until "
-                        f"{r.accepted_until:%Y-%m-%d %H:%M}: {r.accepted_reason}"
-                    ),
-                    style="magenta",
-                )
-            )
-
-
-def print_acceptance(console: Console, record: FindingRecord) -> None:
-    f = record.finding
-    what = f"{f.type} {f.target}/{f.account or '*'}"
-    if f.entitlement:
-        what += f" {f.entitlement}"
-    line = Text("Accepted ", style="bold magenta")
-    line.append(inert(f"{record.id} ({what})"))
-    line.append(f" until {record.accepted_until:%Y-%m-%d %H:%M} UTC, by {record.accepted_by}: ")
-    line.append(inert(record.accepted_reason or ""))
-    console.print(line)
-    console.print(
-        "[dim]It stays accepted while seen until then, and reopens if still seen after.[/]"
-    )
-
-
-def _lifecycle_line(record: FindingRecord, owner: str | None) -> Text:
-    line = Text("           ")
-    line.append(record.status, style=_LIFECYCLE_STYLE.get(record.status, ""))
-    line.append(
-        f"  first seen {record.first_seen:%Y-%m-%d %H:%M}"
-        f"  last seen {record.last_seen:%Y-%m-%d %H:%M}",
-        style="dim",
-    )
-    if record.remediated_at is not None:
-        line.append(f"  remediated {record.remediated_at:%Y-%m-%d %H:%M}", style="dim")
-    if record.verified_at is not None:
-        line.append(f"  verified {record.verified_at:%Y-%m-%d %H:%M}", style="dim")
-    line.append(inert(f"  owner {owner or '(none)'}"), style="dim")
-    return line
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -80,6 +80,12 @@ def print_explanation(console: Console, data: Mapping[str, Any]) -> None:
 def _where(place: Mapping[str, Any] | None) -> str:
     if not place:
         return "-"
+    if place.get("source") == "request":
+        approvers = ", ".join(place["approved_by"]) or "nobody yet"
+        return escape(
+            f"request {place['request']} by {place['requester']}, approved by {approvers}, "
+            f"until {place['ends_at']} ({place['status']})"
+        )
     text = f"{escape(place['file'])}:{place['line']}"
     commit = place.get("commit")
     if commit:

@@ -18,6 +18,7 @@ from lockstep.cli.common import (
     ConfigOpt,
     JsonOpt,
     StateOpt,
+    Verdict,
     config_path,
     emit_json,
     options,
@@ -69,6 +70,13 @@ def run(
             "governance.people is set (the API is then open to the network).",
         ),
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Report only: read, plan and record findings on every pass, never apply.",
+        ),
+    ] = False,
     config: ConfigOpt = None,
     state: StateOpt = None,
 ) -> None:
@@ -84,6 +92,7 @@ def run(
         interval_cap_s=parse_interval(interval) if interval else None,
         key_sources=_key_sources(jwks or []),
         insecure_no_auth=insecure_no_auth,
+        dry_run=dry_run,
     )
     try:
         code = run_service(service_options)
@@ -114,7 +123,7 @@ def reconcile(
         _print(body)
     passes: dict[str, str | None] = body.get("passes", {})
     if wait and any(outcome not in _SETTLED for outcome in passes.values()):
-        raise typer.Exit(2)
+        raise Verdict(2)
 
 
 def _print(body: dict[str, Any]) -> None:
@@ -142,7 +151,8 @@ def _post(url: str, wait_s: float) -> dict[str, Any]:
         if exc.code == 504:
             timed_out: dict[str, Any] = json.load(exc)
             return timed_out
-        detail = json.load(exc).get("detail", exc.reason)
+        body = json.load(exc)
+        detail = body.get("error", body.get("detail", exc.reason))
         raise CliError(f"the service refused: {detail} (HTTP {exc.code})") from None
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
         reason = getattr(exc, "reason", exc)

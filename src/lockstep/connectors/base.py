@@ -32,6 +32,7 @@ from pydantic_core import PydanticCustomError
 
 from lockstep.errors import LockstepError
 from lockstep.model import Account, Op, Snapshot, Target
+from lockstep.paths.graph import PathRequest, TargetFacts
 from lockstep.policy.interpolate import SECRET_PARAMETER
 from lockstep.secret import Secret, register
 
@@ -101,11 +102,15 @@ class Scope:
 
     ``declared`` are the accounts the policy names: they are in scope even when the target
     would not otherwise count them as accounts (a suspended PostgreSQL role cannot log in).
-    ``excluded`` are never read, touched or reported.
+    ``excluded`` are never read, touched or reported. ``entitlements`` are those the
+    policy grants on the target: a read reports which name an object the target lacks
+    (``Snapshot.unknown``) and, where grants have a size limit, the room left
+    (``Snapshot.room``).
     """
 
     declared: frozenset[str]
     excluded: frozenset[str]
+    entitlements: frozenset[str] = frozenset()
 
 
 class Session(Protocol):
@@ -123,6 +128,13 @@ class Session(Protocol):
 
     def read_account(self, account: str) -> Account | None:
         """One account, read fresh; None when it does not exist. Raises TargetUnreachable."""
+        ...
+
+    def read_paths(self, request: PathRequest) -> TargetFacts:
+        """What escalation paths are made of on this target (who may reset whose password,
+        join which group, read which secret), as pure data: a few reads of the target's own
+        permission system, never a change. Parts lockstep's admin may not read are listed as
+        not assessed. Raises TargetUnreachable."""
         ...
 
     def create_account(self, account: str, secret: Secret) -> Credential | None:
@@ -181,6 +193,9 @@ class ConnectorType(Protocol):
     permissions: ClassVar[Mapping[Op, tuple[str, ...]]]
     # What reading the target needs (plan, verify, findings, and every operation's read-back).
     read_permissions: ClassVar[tuple[str, ...]]
+    # What reading its escalation facts needs (Session.read_paths); what the admin may not
+    # read is reported as not assessed rather than failing the read.
+    paths_permissions: ClassVar[tuple[str, ...]]
     # What each optional capability its sessions offer needs, keyed by the capability's
     # protocol (below): one entry per capability offered, shown by ``lockstep permissions``
     # and checked against the sessions by the conformance suite.

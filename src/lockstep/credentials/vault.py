@@ -7,6 +7,8 @@ longer needed.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import stat
@@ -184,6 +186,14 @@ class Vault:
     def __init__(self, store: Store, key: bytes) -> None:
         self._store = store
         self._fernet = Fernet(_checked(key, "the vault key is not a valid Fernet key"))
+        # A key of its own for sealing saved plans, derived so that a seal says nothing of
+        # the key that encrypts credentials.
+        self._seal_key = hmac.new(key, b"lockstep saved plan", hashlib.sha256).digest()
+
+    def seal(self, data: bytes) -> str:
+        """An HMAC of ``data`` under this vault's key: what proves a saved plan was written
+        by someone holding it, and not changed since."""
+        return hmac.new(self._seal_key, data, hashlib.sha256).hexdigest()
 
     def put(
         self,

@@ -124,7 +124,7 @@ def _seed(server: localpg.LocalPostgres) -> None:
 def _pass(console: Console, policy_file: Path, apply: bool) -> None:
     def gate(seen: Pass) -> Plan | None:
         plan = seen.plan
-        render.print_plan(console, plan, render.needed_permissions(plan, observer.connectors))
+        render.print_plan(console, plan, findings="all")
         return plan if apply else None
 
     with Workspace.open(policy_file) as ws, ws.observer() as (observer, desired):

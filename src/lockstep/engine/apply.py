@@ -36,7 +36,7 @@ from lockstep.secret import Secret, generate_password, redact
 
 
 def action_fields(action: Action) -> dict[str, Any]:
-    return {
+    fields = {
         "op": str(action.op),
         "target": action.target,
         "account": action.account,
@@ -44,6 +44,9 @@ def action_fields(action: Action) -> dict[str, Any]:
         "identity": action.identity,
         "reason": action.reason,
     }
+    if action.request is not None:
+        fields["request"] = action.request
+    return fields
 
 
 # Changes staged in the vault before the target is touched (two-phase): those that set or
@@ -379,7 +382,7 @@ class Applier:
         checks: tuple[Any, ...] = (),
         kind: str = "result",
     ) -> Result:
-        self.journal.append(
+        entry = self.journal.append(
             kind,
             {
                 **action_fields(action),
@@ -392,4 +395,4 @@ class Applier:
                 ],
             },
         )
-        return Result(action, status, detail, checks)
+        return Result(action, status, detail, checks, entry.seq)

@@ -17,6 +17,7 @@ from lockstep.connectors.base import Credential, ProbeResult, Session
 from lockstep.credentials.vault import Vault
 from lockstep.engine.delivered import sink_checks
 from lockstep.engine.observe import Observer
+from lockstep.engine.progress import SILENT, Progress
 from lockstep.engine.reconcile import lease_statuses, observe
 from lockstep.engine.verify import REAL_TIME, Inconclusive, Timer, probe_until, propagation_window
 from lockstep.engine.workspace import Workspace
@@ -54,7 +55,11 @@ class Verification:
 
 
 def verify_state(
-    ws: Workspace, observer: Observer, desired: Desired, strict: bool = False
+    ws: Workspace,
+    observer: Observer,
+    desired: Desired,
+    strict: bool = False,
+    progress: Progress = SILENT,
 ) -> Verification:
     """Read every target again, plan against it, compare it with ``desired`` and probe the
     credentials; the verdict and every failed check are journaled."""
@@ -65,7 +70,9 @@ def verify_state(
     windows = {
         n: propagation_window(ws.policy.targets[n], c) for n, c in observer.connectors.items()
     }
-    checks += probe_checks(observer.sessions, ws.vault, desired, seen.observed, windows)
+    checks += probe_checks(
+        observer.sessions, ws.vault, desired, seen.observed, windows, progress=progress
+    )
     checks += unfinished_checks(ws.vault)
     checks += sink_checks(seen.sinks, observer.sessions, windows)
     ids = {f.id for f in seen.plan.findings}
@@ -228,34 +235,38 @@ def probe_checks(
     observed: Mapping[str, Observation],
     windows: Mapping[str, float],
     timer: Timer = REAL_TIME,
+    progress: Progress = SILENT,
 ) -> list[Check]:
     """Every credential lockstep retired must still be refused; the current credential of an
     account that should work must still work, and of one that should not, must not."""
     checks = []
     held = vault.issued_times().keys()  # one read, instead of two per account without any
+    work = []
     for name, obs in sorted(observed.items()):
         session = sessions.get(name)
         if not isinstance(obs, Snapshot) or session is None:
             continue
         wants = desired.for_target(name)
-        for account in sorted(set(_not_leases(obs.accounts)) | set(wants)):
-            if (name, account) not in held:
-                continue
-            want = wants.get(account)
-            should_work = want is not None and want.active and account in obs.accounts
-            current = vault.current(name, account)
-            tries = [(c, ProbeResult.REFUSED) for c in vault.retired(name, account)]
-            if current is not None:
-                expect = ProbeResult.ACCEPTED if should_work else ProbeResult.REFUSED
-                tries.insert(0, (current, expect))
-            for stored, expect in tries:
-                cred = Credential(stored.username, stored.secret)
-                label = f"credential {stored.fingerprint}"
-                try:
-                    got = str(probe_until(session, cred, expect, windows.get(name, 0.0), timer))
-                except Inconclusive as exc:
-                    got = f"unknown ({exc})"
-                checks.append(
-                    Check(name, account, None, f"{label} {expect}", f"{label} {got}", got == expect)
-                )
+        accounts = sorted(set(_not_leases(obs.accounts)) | set(wants))
+        work += [(name, session, a, wants.get(a), a in obs.accounts) for a in accounts]
+    work = [w for w in work if (w[0], w[2]) in held]
+    progress.start(len(work))
+    for name, session, account, want, present in work:
+        should_work = want is not None and want.active and present
+        current = vault.current(name, account)
+        tries = [(c, ProbeResult.REFUSED) for c in vault.retired(name, account)]
+        if current is not None:
+            expect = ProbeResult.ACCEPTED if should_work else ProbeResult.REFUSED
+            tries.insert(0, (current, expect))
+        for stored, expect in tries:
+            cred = Credential(stored.username, stored.secret)
+            label = f"credential {stored.fingerprint}"
+            try:
+                got = str(probe_until(session, cred, expect, windows.get(name, 0.0), timer))
+            except Inconclusive as exc:
+                got = f"unknown ({exc})"
+            checks.append(
+                Check(name, account, None, f"{label} {expect}", f"{label} {got}", got == expect)
+            )
+        progress.advance(f"probed {name}/{account}")
     return checks

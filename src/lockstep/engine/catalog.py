@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from lockstep.model import FindingType, Severity
+from lockstep.model import Finding, FindingType, Severity
+from lockstep.paths.risks import escalation_nhi
 
 # A finding's lifecycle (``store.findings`` keeps it across runs).
 OPEN = "open"
@@ -116,4 +117,19 @@ KINDS: Mapping[FindingType, FindingKind] = {
     FindingType.UNKNOWN_OBJECT: FindingKind(
         Severity.MEDIUM, (), _ACCESS, "entitlement naming an object the target does not have"
     ),
+    FindingType.ESCALATION_PATH: FindingKind(
+        Severity.HIGH,
+        ("NHI5",),
+        _ACCESS,
+        "someone can obtain an identity's credential or privileges through the targets' own "
+        "permissions",
+    ),
 }
+
+
+def owasp_nhi(finding: Finding) -> tuple[str, ...]:
+    """The OWASP NHI risks of one finding: its type's, except that an escalation path is
+    NHI10 from a person's account, NHI2 through a readable sink or secret store."""
+    if finding.type is FindingType.ESCALATION_PATH:
+        return escalation_nhi(finding)
+    return KINDS[finding.type].owasp_nhi

@@ -1,14 +1,22 @@
-"""The desired state: what the policy says every managed account should be, at ``now``."""
+"""The desired state: what the policy and the grants say every managed account should be,
+at ``now``. A pure function of the three.
+
+A grant adds its entitlements to an account its identity's policy access declares, until
+its ``ends_at``; after that they are to be revoked whatever the rules say (like an expired
+access), unless the policy or another live grant still holds them: grants are counted."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 
 from lockstep.model import (
     Access,
     Desired,
     DesiredAccount,
+    Grant,
     Identity,
     OwnerStatus,
     Policy,
@@ -22,7 +30,7 @@ Declaration = tuple[str, bool, Access]
 _NOTHING: frozenset[str] = frozenset()
 
 
-def desired_state(policy: Policy, now: datetime) -> Desired:
+def desired_state(policy: Policy, now: datetime, grants: Iterable[Grant] = ()) -> Desired:
     active_owners = _active_owners(policy)
     declared: defaultdict[Key, list[Declaration]] = defaultdict(list)
     for identity in policy.identities.values():
@@ -31,8 +39,38 @@ def desired_state(policy: Policy, now: datetime) -> Desired:
             declared[access.target, access.account].append((identity.name, owned, access))
 
     suspend_ownerless = policy.rules.ownerless_identities is RuleAction.SUSPEND
-    return Desired(
-        {key: _account(key, found, now, suspend_ownerless) for key, found in declared.items()}
+    accounts = {
+        key: _account(key, found, now, suspend_ownerless) for key, found in declared.items()
+    }
+    by_account: defaultdict[Key, list[Grant]] = defaultdict(list)
+    for grant in grants:
+        key = (grant.target, grant.account)
+        # A grant counts only on an account its identity's access declares.
+        if key in accounts and grant.identity in accounts[key].identities:
+            by_account[key].append(grant)
+    for key, found in by_account.items():
+        accounts[key] = with_grants(accounts[key], found, now)
+    return Desired(accounts)
+
+
+def with_grants(want: DesiredAccount, grants: Iterable[Grant], now: datetime) -> DesiredAccount:
+    """``want`` (the policy's) with ``grants`` counted: live ones add, ended ones take away
+    what nothing else holds."""
+    live: defaultdict[str, list[str]] = defaultdict(list)
+    ended: defaultdict[str, list[str]] = defaultdict(list)
+    for grant in grants:
+        into = live if now < grant.ends_at else ended
+        for ent in grant.entitlements:
+            into[ent].append(grant.request)
+    granted = {e: tuple(sorted(r)) for e, r in live.items() if e not in want.entitlements}
+    entitlements = want.entitlements | granted.keys()
+    gone = {e: tuple(sorted(r)) for e, r in ended.items() if e not in entitlements}
+    return replace(
+        want,
+        entitlements=frozenset(entitlements),
+        expired=(want.expired - entitlements) | gone.keys(),
+        granted=granted,
+        grant_ended=gone,
     )
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
 from lockstep.connectors.base import ConnectorType, Scope, Session, TargetUnreachable
 from lockstep.connectors.registry import connector_type
 from lockstep.model import Desired, Observation, Policy, Snapshot, Target, Unreachable
+from lockstep.paths.graph import PathRequest, TargetFacts
 from lockstep.secret import redact
 
 
@@ -37,6 +39,27 @@ class Observer:
         with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
             return dict(zip([t.name for t in targets], pool.map(self._read, targets), strict=True))
 
+    def read_paths(
+        self, names: Iterable[str], request: PathRequest
+    ) -> tuple[dict[str, TargetFacts], dict[str, str]]:
+        """The escalation facts of the targets ``names`` (read already, so their sessions are
+        open), in parallel; and why each that could not be read was not."""
+        wanted = sorted(n for n in names if n in self.sessions)
+        if not wanted:
+            return {}, {}
+        facts: dict[str, TargetFacts] = {}
+        unread: dict[str, str] = {}
+
+        def read(name: str) -> None:
+            try:
+                facts[name] = self.sessions[name].read_paths(request)
+            except TargetUnreachable as exc:
+                unread[name] = redact(str(exc))
+
+        with ThreadPoolExecutor(max_workers=min(8, len(wanted))) as pool:
+            list(pool.map(read, wanted))
+        return facts, unread
+
     def _read(self, target: Target) -> Observation:
         try:
             session = self.sessions.get(target.name)
@@ -50,10 +73,13 @@ class Observer:
         return snapshot
 
     def _scope(self, target: Target) -> Scope:
-        declared = frozenset(
-            account for (tgt, account) in self.desired.accounts if tgt == target.name
+        wants = self.desired.for_target(target.name)
+        granted = frozenset().union(*(w.entitlements for w in wants.values()))
+        return Scope(
+            declared=frozenset(wants) - target.exclude,
+            excluded=target.exclude,
+            entitlements=granted,
         )
-        return Scope(declared=declared - target.exclude, excluded=target.exclude)
 
     def _drop(self, name: str) -> None:
         session = self.sessions.pop(name, None)

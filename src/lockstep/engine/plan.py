@@ -12,6 +12,7 @@ from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 
 from lockstep.engine.catalog import KINDS
+from lockstep.engine.objects import room_warnings, withhold
 from lockstep.model import (
     LEASE_PREFIX,
     Account,
@@ -86,9 +87,11 @@ def make_plan(
         for account, want in wants.items():
             rotate_every = _rotation_period(policy, want, max_age)
             actual = obs.accounts.get(account)
-            actions_, findings_ = _declared(
+            declared_actions, declared_findings = _declared(
                 want, actual, policy, now, issued.get((name, account)), rotate_every
             )
+            withheld = withhold(declared_actions, declared_findings, want, actual, obs.unknown)
+            actions_, findings_ = withheld.actions, withheld.findings
             event = rotate_now.get((name, account))
             if (
                 event
@@ -135,7 +138,11 @@ def make_plan(
     actions.sort(key=Action.sort_key)
     findings.sort(key=lambda f: (f.target, f.type, f.account or "", f.entitlement or ""))
     return Plan(
-        tuple(actions), tuple(findings), tuple(unreachable), _mass_change(actions, managed, policy)
+        tuple(actions),
+        tuple(findings),
+        tuple(unreachable),
+        _mass_change(actions, managed, policy),
+        tuple(room_warnings(actions, observed)),
     )
 
 
@@ -209,8 +216,17 @@ def _declared(
     actions: list[Action] = []
     findings: list[Finding] = []
 
-    def act(op: Op, reason: str, entitlement: str | None = None) -> None:
-        actions.append(Action(op, target, account, entitlement, identity, reason))
+    def act(
+        op: Op, reason: str, entitlement: str | None = None, request: str | None = None
+    ) -> None:
+        actions.append(Action(op, target, account, entitlement, identity, reason, request))
+
+    def grant(ent: str) -> None:
+        requests = want.granted.get(ent)
+        if requests:
+            act(Op.GRANT, f"granted by request {', '.join(requests)}", ent, requests[0])
+        else:
+            act(Op.GRANT, "granted by the policy", ent)
 
     def report(type_: FindingType, detail: str, entitlement: str | None = None) -> None:
         for name in want.identities:
@@ -234,11 +250,15 @@ def _declared(
         if want.active:
             act(Op.CREATE_ACCOUNT, "declared by the policy, missing in the target")
             for ent in sorted(want.entitlements):
-                act(Op.GRANT, "granted by the policy", ent)
+                grant(ent)
         return actions, findings
 
     expired, excess, missing = _differences(actual.entitlements, want)
     for ent in expired:
+        ended = want.grant_ended.get(ent)
+        if ended:
+            act(Op.REVOKE, f"the grant of request {', '.join(ended)} ended", ent, ended[0])
+            continue
         report(FindingType.EXPIRED_ACCESS, "access expired; revoked whatever the rules say", ent)
         act(Op.REVOKE, "access expired", ent)
     for ent in excess:
@@ -254,10 +274,13 @@ def _declared(
         if not actual.enabled:
             act(Op.RESTORE_ACCOUNT, "suspended, but the policy grants it access")
         for ent in missing:
-            report(
-                FindingType.MISSING_ENTITLEMENT, "granted by the policy, absent in the target", ent
-            )
-            act(Op.GRANT, "granted by the policy", ent)
+            if ent not in want.granted:
+                report(
+                    FindingType.MISSING_ENTITLEMENT,
+                    "granted by the policy, absent in the target",
+                    ent,
+                )
+            grant(ent)
         if rotate_every_s is not None:
             _rotation(want, actual, issued_at, rotate_every_s, now, act, report)
         return actions, findings

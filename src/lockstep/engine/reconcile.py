@@ -18,14 +18,31 @@ from lockstep.connectors.base import ObservesUsage, TargetUnreachable
 from lockstep.engine.apply import Applier, action_fields
 from lockstep.engine.delivered import SinkState, redeliver, sink_states, undelivered_findings
 from lockstep.engine.delivery import Deliverer
+from lockstep.engine.escalation import carried, escalation, with_paths
+from lockstep.engine.grants import GrantState, grant_findings, transitions
 from lockstep.engine.observe import Observer
 from lockstep.engine.plan import Key, make_plan
 from lockstep.engine.recovery import Recovery
+from lockstep.engine.sod import SodIndex, violations
 from lockstep.engine.workspace import Workspace
+from lockstep.governance.separation import held_now, record_holdings
 from lockstep.leases.records import LeaseRecords
-from lockstep.model import LEASE_PREFIX, Desired, Observation, Op, Plan, Result, Snapshot, Status
+from lockstep.model import (
+    LEASE_PREFIX,
+    Desired,
+    Finding,
+    Observation,
+    Op,
+    Plan,
+    Result,
+    Snapshot,
+    Status,
+)
+from lockstep.paths.analysis import PathReport
+from lockstep.paths.assemble import Estate
 from lockstep.store.findings import FindingRecord, remediated_ids
 from lockstep.store.identity_states import IdentityStates
+from lockstep.store.tables import sod_holdings
 
 Progress = Callable[[Result], None]
 
@@ -38,7 +55,10 @@ class Pass:
     observed: dict[str, Observation]
     plan: Plan
     findings: list[FindingRecord]
+    grants: list[GrantState] = field(default_factory=list)  # as read when the pass began
     sinks: list[SinkState] = field(default_factory=list)
+    estate: Estate | None = None  # what was read for escalation paths
+    paths: PathReport | None = None
 
     @property
     def targets_read(self) -> list[str]:
@@ -70,12 +90,14 @@ def reconcile(
     seen = observe(ws, observer, desired)
     plan = gate(seen)
     if plan is None:
+        settle_grants(ws, seen, recovered)
         return Reconciled(seen, None, recovered)
     if not plan.actions:
         settle_identity_states(ws, plan, [])
         results = recovered
     else:
         results = recovered + apply(ws, observer, plan, progress, stop)
+    settle_grants(ws, seen, results)
     changed = {(r.action.target, r.action.account) for r in results}
     deliverer = Deliverer(ws.policy, ws.journal, ws.clock)
     undelivered = redeliver(deliverer, ws.vault, seen.sinks, changed)
@@ -117,8 +139,54 @@ def observe(ws: Workspace, observer: Observer, desired: Desired) -> Pass:
     sinks = sink_states(ws.policy, ws.vault, desired, observed)
     plan = replace(plan, findings=(*plan.findings, *undelivered_findings(sinks)))
     targets_read = [n for n, o in observed.items() if isinstance(o, Snapshot)]
-    outcome = ws.ledger.reconcile(plan.findings, targets_read, now)
-    return Pass(desired, observed, plan, outcome.records, sinks)
+    grants = ws.grants.states(ws.policy.targets)
+    extra = grant_findings(grants, targets_read) + _separation(ws, desired, observed, now)
+    plan = _with_findings(plan, extra)
+    # Escalation paths come out of the same read: their findings and revocations join the
+    # plan before the ledger is brought up to date.
+    estate, paths = escalation(ws, observer, desired, observed, grants, now, accepted)
+    plan = with_paths(plan, paths)
+    findings = [*plan.findings, *carried(ws, paths, plan, targets_read, ws.partial)]
+    outcome = ws.ledger.reconcile(findings, targets_read, now)
+    records = outcome.records[: len(plan.findings)]
+    return Pass(desired, observed, plan, records, grants, sinks, estate, paths)
+
+
+def _separation(
+    ws: Workspace, desired: Desired, observed: Mapping[str, Observation], now: datetime
+) -> list[Finding]:
+    """Record what the read targets hold of the entitlements sod rules name, and find the
+    identities they show breaking a rule (with what other targets were last seen holding)."""
+    index = SodIndex(ws.policy.rules.sod)
+    if not index:
+        return []
+    read = {n: o for n, o in observed.items() if isinstance(o, Snapshot)}
+    with ws.store.writing(sod_holdings) as conn:
+        record_holdings(conn, index, desired, read, now)
+        elsewhere = held_now(conn, index, {t for t, _ in index.entitlements} - read.keys())
+    return violations(index, desired, read, elsewhere)
+
+
+def _with_findings(plan: Plan, extra: list[Finding]) -> Plan:
+    if not extra:
+        return plan
+    findings = sorted(
+        (*plan.findings, *extra),
+        key=lambda f: (f.target, f.type, f.account or "", f.entitlement or ""),
+    )
+    return replace(plan, findings=tuple(findings))
+
+
+def settle_grants(ws: Workspace, seen: Pass, results: list[Result]) -> None:
+    """Move each grant on the targets read as far as the pass proved: active once read
+    back held, ended once read back gone, failed when its enforcement failed."""
+    if not seen.grants:
+        return
+    snapshots = {n: o for n, o in seen.observed.items() if isinstance(o, Snapshot)}
+    now = ws.clock()
+    leased = ws.grants.leased([g for g in seen.grants if g.grant.ends_at <= now])
+    moves = transitions(seen.grants, seen.desired, snapshots, results, now, leased)
+    ws.grants.settle(seen.grants, moves)
 
 
 def apply(
@@ -146,7 +214,9 @@ def apply(
     for r in results:
         if r.action.op is Op.DELETE_ACCOUNT and r.status is Status.VERIFIED:
             ws.usage.forget(r.action.target, r.action.account)
-    ws.ledger.remediated(remediated_ids(results, plan.findings), now)
+    verified = {r.action for r in results if r.status is Status.VERIFIED}
+    cut_off = [fid for action, fid in plan.remedies if action in verified]
+    ws.ledger.remediated([*remediated_ids(results, plan.findings), *cut_off], now)
     settle_identity_states(ws, plan, results)
     return results
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from lockstep.engine.catalog import KINDS, OWASP_NHI_2025
+from lockstep.engine.catalog import KINDS, OWASP_NHI_2025, owasp_nhi
 from lockstep.model import Finding
 from lockstep.store.findings import FindingRecord
 
@@ -22,8 +22,8 @@ def finding_json(f: Finding, record: FindingRecord | None = None) -> dict[str, A
         "entitlement": f.entitlement,
         "identity": f.identity,
         "detail": f.detail,
-        "owasp_nhi": list(kind.owasp_nhi),
-        "owasp_nhi_titles": [OWASP_NHI_2025[i] for i in kind.owasp_nhi],
+        "owasp_nhi": list(owasp_nhi(f)),
+        "owasp_nhi_titles": [OWASP_NHI_2025[i] for i in owasp_nhi(f)],
         "nist_csf": list(kind.nist_csf),
         "first_seen": record.first_seen.isoformat() if record else None,
         "last_seen": record.last_seen.isoformat() if record else None,

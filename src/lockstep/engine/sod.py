@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from lockstep.model import SodRule
+from lockstep.engine.plan import finding
+from lockstep.model import Desired, Finding, FindingType, Snapshot, SodRule
 
 Entitlement = tuple[str, str]  # (target, canonical entitlement)
 
@@ -125,3 +126,44 @@ def _window(seconds: int) -> str:
     from lockstep.policy.durations import format_duration
 
     return format_duration(seconds)
+
+
+def violations(
+    index: SodIndex,
+    desired: Desired,
+    observed: Mapping[str, Snapshot],
+    elsewhere: Mapping[str, Sequence[Holding]],
+) -> list[Finding]:
+    """A ``sod_violation`` for every identity that the targets show holding two
+    entitlements of one rule: in the ``observed`` targets, or one there and one in a target
+    last seen holding it (``elsewhere``). Each finding is on a target read now."""
+    if not index:
+        return []
+    held: dict[str, list[Holding]] = {}
+    accounts: dict[tuple[str, str], str] = {}
+    for name, snapshot in observed.items():
+        for account, want in desired.for_target(name).items():
+            actual = snapshot.accounts.get(account)
+            if actual is None:
+                continue
+            for identity in want.identities:
+                accounts[(identity, name)] = account
+                for ent in sorted(actual.entitlements):
+                    if index.names((name, ent)):
+                        source = f"target {name}, where account {account} holds it"
+                        held.setdefault(identity, []).append(Holding(name, ent, None, None, source))
+    found = []
+    for identity, holdings in sorted(held.items()):
+        for conflict in held_together(index, [*holdings, *elsewhere.get(identity, ())]):
+            here = conflict.wanted if conflict.wanted.target in observed else conflict.held
+            found.append(
+                finding(
+                    FindingType.SOD_VIOLATION,
+                    here.target,
+                    account=accounts[(identity, here.target)],
+                    entitlement=here.entitlement,
+                    identity=identity,
+                    detail=f"identity {identity!r} breaks {conflict.message()}",
+                )
+            )
+    return found

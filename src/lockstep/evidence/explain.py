@@ -5,7 +5,8 @@ journal."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,12 @@ from lockstep.errors import LockstepError
 from lockstep.evidence.facts import StoreFacts
 from lockstep.evidence.history import History, read_history
 from lockstep.evidence.inventory import identity_kind, identity_sponsor
-from lockstep.evidence.policy_lines import Blame, identity_places, last_change_mentioning
+from lockstep.evidence.policy_lines import (
+    Blame,
+    PolicyDocuments,
+    identity_places,
+    last_change_mentioning,
+)
 from lockstep.evidence.times import iso_seconds
 from lockstep.model import (
     LEASE_PREFIX,
@@ -27,6 +33,20 @@ from lockstep.model import (
 )
 
 Key = tuple[str, str]
+AccountFindings = Mapping[Key, list[dict[str, Any]]]
+
+
+@dataclass
+class Known:
+    """What a caller that explains many names over one read keeps between calls (the
+    dashboard): git blame and the parsed policy files, the findings grouped by account
+    (``account_findings`` of that read) and where the journal's history comes from. Each is
+    built afresh for one call otherwise."""
+
+    findings: AccountFindings
+    history: Callable[[Collection[Key]], History]
+    blame: Blame = field(default_factory=Blame)
+    documents: PolicyDocuments = field(default_factory=PolicyDocuments)
 
 
 class UnknownName(LockstepError):
@@ -43,14 +63,16 @@ def explain_identity(
     observed: Mapping[str, Observation],
     facts: StoreFacts,
     live: Sequence[Finding],
+    known: Known | None = None,
 ) -> dict[str, Any]:
     policy = ws.policy
     identity = policy.identities[name]
-    places = identity_places(ws.loaded, name)
-    blame = Blame()
+    known = known or _afresh(ws, facts, live, observed)
+    places = identity_places(ws.loaded, name, known.documents)
+    blame = known.blame
     keys = {(a.target, a.account) for a in identity.access}
-    history = read_history(ws.store, keys)
-    findings = _findings(facts, live, observed)
+    history = known.history(keys)
+    findings = known.findings
     owner = policy.owners.get(identity.owner)
     now = ws.clock()
     accounts = []
@@ -76,7 +98,15 @@ def explain_identity(
                 "credential": _credential(key, facts, history),
                 "last_used_at": _iso(facts.used.get(key)),
                 "entitlements": _entitlements(
-                    access, (where.access, where.entitlements), held, blame, history, key, mine, now
+                    access,
+                    (where.access, where.entitlements),
+                    held,
+                    blame,
+                    history,
+                    key,
+                    mine,
+                    now,
+                    facts.grants.get(key, []),
                 ),
                 "findings": [f for f in mine if f.get("entitlement") is None],
                 "grants": list(facts.grants.get(key, [])),
@@ -107,19 +137,25 @@ def _entitlements(
     key: Key,
     findings: Sequence[dict[str, Any]],
     now: datetime,
+    grants: Sequence[dict[str, Any]] = (),
 ) -> list[dict[str, Any]]:
     expired = access.expires is not None and access.expires <= now
     access_line, lines = places
     declared = set(access.entitlements)
+    granted: dict[str, list[dict[str, Any]]] = {}
+    for g in grants:
+        for ent in g["entitlements"]:
+            granted.setdefault(ent, []).append(g)
     rows = []
-    for ent in sorted(declared | (held or set())):
+    for ent in sorted(declared | (held or set()) | granted.keys()):
         why_not = None
         because = []
         if ent in declared:
             because.append({"source": "policy", **blame.place(lines.get(ent, access_line))})
-            if expired:
+            if expired and ent not in granted:
                 why_not = f"granted until {_iso(access.expires)}: expired, to be revoked"
-        else:
+        because += [_grant_reason(g) for g in granted.get(ent, [])]
+        if not because:
             why_not = "not granted by the policy: an excess entitlement"
         rows.append(
             {
@@ -135,6 +171,22 @@ def _entitlements(
     return rows
 
 
+def _grant_reason(grant: Mapping[str, Any]) -> dict[str, Any]:
+    """An entitlement a request gives: the request, who asked and why, who approved it,
+    and its window."""
+    return {
+        "source": "request",
+        "request": grant["id"],
+        "status": grant["status"],
+        "requester": grant["requester"],
+        "reason": grant["reason"],
+        "approved_by": list(grant["approved_by"]),
+        "starts_at": grant["starts_at"],
+        "ends_at": grant["ends_at"],
+        "verified_at": grant["verified_at"],
+    }
+
+
 def explain_account(
     ws: Workspace,
     name: str,
@@ -142,6 +194,7 @@ def explain_account(
     observed: Mapping[str, Observation],
     facts: StoreFacts,
     live: Sequence[Finding],
+    known: Known | None = None,
 ) -> dict[str, Any]:
     """An account by TARGET/ACCOUNT or by name: an identity's (explained as the identity),
     or an orphan, with why."""
@@ -155,17 +208,18 @@ def explain_account(
         )
     ]
     if not candidates:
-        known = ", ".join(sorted(ws.policy.identities)) or "none"
-        raise UnknownName(f"no identity and no account named {name!r} (identities: {known})")
+        names = ", ".join(sorted(ws.policy.identities)) or "none"
+        raise UnknownName(f"no identity and no account named {name!r} (identities: {names})")
     key = candidates[0]
     want = desired.accounts.get(key)
     if want is not None:
-        return explain_identity(ws, want.identities[0], desired, observed, facts, live)
+        return explain_identity(ws, want.identities[0], desired, observed, facts, live, known)
     snapshot = observed[key[0]]
     assert isinstance(snapshot, Snapshot)
     actual = snapshot.accounts[key[1]]
-    history = read_history(ws.store, {key})
-    findings = _findings(facts, live, observed).get(key, [])
+    known = known or _afresh(ws, facts, live, observed)
+    history = known.history({key})
+    findings = known.findings.get(key, [])
     return {
         "target": key[0],
         "account": key[1],
@@ -245,9 +299,17 @@ def _status(obs: Observation | None, present: bool, enabled: bool) -> str:
     return "managed" if enabled else "suspended"
 
 
-def _findings(
+def _afresh(
+    ws: Workspace, facts: StoreFacts, live: Sequence[Finding], observed: Mapping[str, Observation]
+) -> Known:
+    return Known(account_findings(facts, live, observed), lambda keys: read_history(ws.store, keys))
+
+
+def account_findings(
     facts: StoreFacts, live: Sequence[Finding], observed: Mapping[str, Observation]
 ) -> dict[Key, list[dict[str, Any]]]:
+    """Every finding by account: the live ones of a read target, with the ledger's status,
+    and the ledger's own for a target that could not be read."""
     status = {r.id: r.status for r in facts.findings}
     read = {n for n, o in observed.items() if isinstance(o, Snapshot)}
     found: dict[Key, dict[str, dict[str, Any]]] = {}

@@ -1,19 +1,20 @@
 """What the state store knows that the evidence needs, read once: the findings held, when
-each target was last read in full, credential issue times, observed use, active leases.
-Nothing is decrypted and nothing is written."""
+each target was last read in full, credential issue times, observed use, active leases, live
+grants. Nothing is decrypted and nothing is written."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from lockstep.engine.catalog import HELD
+from lockstep.governance.records import ENFORCED, iso, read_requests
 from lockstep.model import Finding, FindingType, Severity
 from lockstep.store import Store
 from lockstep.store.findings import FindingRecord
-from lockstep.store.tables import credentials, leases, target_passes, usage
+from lockstep.store.tables import access_requests, credentials, leases, target_passes, usage
 from lockstep.store.tables import findings as findings_table
 from lockstep.store.usage import ACCOUNT, FIRST_SEEN
 
@@ -40,7 +41,8 @@ class StoreFacts:
     used: dict[Key, datetime] = field(default_factory=dict)  # last use seen (not first-seen)
     first_seen: dict[Key, datetime] = field(default_factory=dict)  # what dormancy counts from
     leases: list[LeaseFact] = field(default_factory=list)  # active
-    # Filled in by governance once it exists: active grants and reviews by account.
+    # Grants in force by account (approved, active, ending, failed): who asked, who approved,
+    # until when. Reviews are filled in by governance once they exist.
     grants: dict[Key, list[dict[str, object]]] = field(default_factory=dict)
     next_review: dict[Key, datetime] = field(default_factory=dict)
 
@@ -97,6 +99,7 @@ def read_store_facts(store: Store) -> StoreFacts:
                 select(leases).where(leases.c.status == "active").order_by(leases.c.id)
             )
         ]
+        grants = _grants(conn)
     lease_accounts = {(lease.target, lease.account) for lease in active}
     return StoreFacts(
         findings=held,
@@ -106,4 +109,27 @@ def read_store_facts(store: Store) -> StoreFacts:
         used=used,
         first_seen=first,
         leases=active,
+        grants=grants,
     )
+
+
+def _grants(conn: Connection) -> dict[Key, list[dict[str, object]]]:
+    found: dict[Key, list[dict[str, object]]] = {}
+    for request in read_requests(conn, [access_requests.c.status.in_([str(s) for s in ENFORCED])]):
+        found.setdefault((request.target, request.account), []).append(
+            {
+                "id": request.id,
+                "identity": request.identity,
+                "entitlements": list(request.entitlements),
+                "status": str(request.status),
+                "requester": request.requester,
+                "reason": request.reason,
+                "approved_by": [a.by for a in request.approvals],
+                "starts_at": iso(request.starts_at),
+                "ends_at": iso(request.ends_at),
+                "verified_at": iso(request.verified_at),
+            }
+        )
+    for rows in found.values():
+        rows.reverse()  # oldest first
+    return found

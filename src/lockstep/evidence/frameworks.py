@@ -19,7 +19,7 @@ from lockstep.model import FindingType
 FRAMEWORKS = ("owasp-nhi-2025", "nist-csf-2.0", "nist-800-53-r5", "nist-ai-rmf")
 # Finding types of the contract that governance brings (requests, reviews, paths): mapped
 # already, so that a report counts them the day they appear.
-GOVERNANCE_FINDINGS = ("review_overdue", "escalation_path")
+GOVERNANCE_FINDINGS = ("review_overdue",)
 FINDING_TYPES = frozenset({str(t) for t in FindingType} | set(GOVERNANCE_FINDINGS))
 # What lockstep can assess: the checks of ``lockstep.evidence.checks``.
 CHECKS = frozenset(CHECK_FUNCTIONS)

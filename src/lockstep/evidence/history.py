@@ -15,7 +15,7 @@ from lockstep.store import Store
 from lockstep.store.tables import journal
 
 Key = tuple[str, str]
-_ACTIONS = ("result", "delivery")
+ACTION_KINDS = ("result", "delivery")
 _ISSUING = ("create_account", "restore_account")
 
 
@@ -115,11 +115,11 @@ def read_history(store: Store, keys: Collection[Key]) -> History:
             .order_by(journal.c.seq)
         ).all()
     actions: dict[Key, list[Event]] = {}
-    for event in _events(rows):
+    for event in parse_events(rows):
         key = (str(event.payload.get("target")), str(event.payload.get("account")))
         if key in keys:
             actions.setdefault(key, []).append(event)
-    return History(actions, list(_events(checks)))
+    return History(actions, list(parse_events(checks)))
 
 
 def _rows(conn: Connection, accounts: list[str]) -> Iterable[Any]:
@@ -131,7 +131,7 @@ def _rows(conn: Connection, accounts: list[str]) -> Iterable[Any]:
         ]
         yield from conn.execute(
             select(journal.c.seq, journal.c.hash, journal.c.at, journal.c.kind, journal.c.payload)
-            .where(journal.c.kind.in_(_ACTIONS), or_(*patterns))
+            .where(journal.c.kind.in_(ACTION_KINDS), or_(*patterns))
             .order_by(journal.c.seq)
         )
 
@@ -141,7 +141,7 @@ def _like(text: str) -> str:
     return f'"account":{escaped}'
 
 
-def _events(rows: Iterable[Any]) -> Iterable[Event]:
+def parse_events(rows: Iterable[Any]) -> Iterable[Event]:
     for row in rows:
         payload = json.loads(row.payload)
         if isinstance(payload, dict):

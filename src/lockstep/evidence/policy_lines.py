@@ -14,7 +14,7 @@ from typing import Any
 from lockstep.connectors.base import GrammarError
 from lockstep.connectors.registry import connector_type
 from lockstep.model import Location
-from lockstep.policy.documents import load_documents
+from lockstep.policy.documents import Document, load_documents
 from lockstep.policy.load import LoadedPolicy
 
 _UNCOMMITTED = "0" * 40
@@ -33,10 +33,26 @@ class IdentityPlaces:
     access: list[AccessPlaces]  # in the order of the identity's access entries
 
 
-def identity_places(loaded: LoadedPolicy, name: str) -> IdentityPlaces:
+class PolicyDocuments:
+    """The policy files parsed with their line tables, each once, remembered: what a
+    long-running reader (the dashboard) keeps per policy it loaded."""
+
+    def __init__(self) -> None:
+        self._docs: dict[str, list[Document]] = {}
+
+    def get(self, file: str) -> list[Document]:
+        docs = self._docs.get(file)
+        if docs is None:
+            docs = self._docs[file] = load_documents([Path(file)], [])
+        return docs
+
+
+def identity_places(
+    loaded: LoadedPolicy, name: str, documents: PolicyDocuments | None = None
+) -> IdentityPlaces:
     declared = loaded.locations[("identities", name)]
     identity = loaded.policy.identities[name]
-    docs = load_documents([Path(declared.file)], [])
+    docs = (documents or PolicyDocuments()).get(declared.file)
     raw: Any = docs[0].data.get("identities", {}).get(name, {}) if docs else {}
     items = raw.get("access", []) if isinstance(raw, dict) else []
     places = []

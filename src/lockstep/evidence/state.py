@@ -15,7 +15,7 @@ from sqlalchemy import Connection, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from lockstep.engine.workspace import STATE_DIR, STATE_ENV
+from lockstep.engine.workspace import STATE_ENV, state_dir
 from lockstep.secret import redact, register
 from lockstep.store import StoreError
 
@@ -27,7 +27,7 @@ def default_state_url(config: Path, explicit: str | None) -> str:
     if url:
         return url
     base = config if config.is_dir() else config.parent
-    return f"sqlite:///{(base / STATE_DIR / 'state.db').resolve()}"
+    return f"sqlite:///{state_dir(base) / 'state.db'}"
 
 
 @contextmanager

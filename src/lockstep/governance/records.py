@@ -10,30 +10,36 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
 from lockstep.engine.approvals import ApprovalRules, Given, current_stage
+from lockstep.model import RequestStatus
 from lockstep.store.tables import access_requests, request_approvals
 
+__all__ = ["RequestStatus"]
 
-class RequestStatus(StrEnum):
-    PENDING = "pending"
-    APPROVED = "approved"  # every stage passed: to be enforced at once
-    ACTIVE = "active"  # the target was read back holding it
-    ENDING = "ending"  # its window is over: being removed
-    ENDED = "ended"  # the removal was read back (and what it gave is proven gone)
-    DENIED = "denied"
-    EXPIRED = "expired"  # left pending past governance.pending_expires_after
-    FAILED = "failed"  # could not be enforced; retried every pass
-
-
-# A grant, in the desired state: what the service enforces, and what it removes.
-ENFORCED = (RequestStatus.APPROVED, RequestStatus.ACTIVE, RequestStatus.FAILED)
-GRANTED = (*ENFORCED, RequestStatus.ENDING, RequestStatus.ENDED)  # `lockstep grants`
+# What a pass counts in the desired state: grants to enforce, and those to remove.
+ENFORCED = (
+    RequestStatus.APPROVED,
+    RequestStatus.ACTIVE,
+    RequestStatus.FAILED,
+    RequestStatus.ENDING,
+)
+GRANTED = (*ENFORCED, RequestStatus.ENDED)  # `lockstep grants`
 DECIDED = frozenset(RequestStatus) - {RequestStatus.PENDING}
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a person asks for, as given (checked by ``Requests.file``)."""
+
+    identity: str
+    target: str
+    entitlements: tuple[str, ...]
+    duration_s: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,8 @@ journaled as refusals, never as done.
 
 from __future__ import annotations
 
-import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,24 +30,35 @@ from lockstep.engine.approvals import (
 )
 from lockstep.engine.desired import own_access
 from lockstep.governance.auth import Principal
+from lockstep.governance.entries import (
+    decision_refused_entry,
+    filed_entry,
+    refused_entry,
+    request_row,
+)
 from lockstep.governance.errors import Conflict, Forbidden, GovernanceError, UnknownName
 from lockstep.governance.people import may_request
 from lockstep.governance.records import (
     AccessRequest,
     Approval,
+    Ask,
     RequestStatus,
     iso,
     read_requests,
 )
 from lockstep.governance.separation import Separation
 from lockstep.journal import LOCK, Journal
+from lockstep.leases.batcher import Batcher
 from lockstep.model import DEFAULT_ENVIRONMENT, Identity
 from lockstep.policy.durations import format_duration
 from lockstep.policy.load import LoadedPolicy
 from lockstep.store import Store
 from lockstep.store.tables import access_requests, request_approvals
 
+__all__ = ["Ask", "Requests"]
+
 MAX_REASON = 2000
+FILING_BATCH = 64  # requests filed at once share one transaction, up to this many
 MAX_ENTITLEMENTS = 50
 _ID_BYTES = 6
 
@@ -58,14 +68,12 @@ def _utcnow() -> datetime:
 
 
 @dataclass(frozen=True)
-class Ask:
-    """What a person asks for, as given (checked by ``Requests.file``)."""
-
-    identity: str
-    target: str
-    entitlements: tuple[str, ...]
-    duration_s: int
-    reason: str
+class _Filing:
+    who: Principal
+    ask: Ask
+    identity: Identity
+    request: AccessRequest
+    dry_run: bool
 
 
 class Requests:
@@ -84,6 +92,9 @@ class Requests:
         self._store = store
         self._journal = journal
         self._clock = clock
+        self._filer = Batcher(
+            self._file_batch, workers=1, max_batch=FILING_BATCH, name="request-filer"
+        )
 
     # ------------------------------------------------------------ filing
 
@@ -120,16 +131,27 @@ class Requests:
             ended_at=None,
             detail="",
         )
+        return self._filer.submit(_Filing(who, ask, identity, request, dry_run))
+
+    def _file_batch(self, batch: Sequence[_Filing]) -> list[AccessRequest | Exception]:
+        """Requests filed at once from several threads, checked against sod and stored in
+        one transaction with their journal entries (group commit: one commit a batch)."""
+        answers: list[AccessRequest | Exception] = []
+        entries: list[tuple[str, dict[str, Any]]] = []
         with self._store.writing(LOCK, access_requests) as conn:
-            refusal = self._sod(conn, identity, request, now)
-            if refusal is not None:
-                self._journal.append_in(conn, [_refused("file", who, ask, refusal)])
-            elif not dry_run:
-                conn.execute(insert(access_requests).values(**_row(request)))
-                self._journal.append_in(conn, [("request_filed", _filed(request, who))])
-        if refusal is not None:
-            raise Forbidden(f"request refused: {refusal}")
-        return request
+            for f in batch:
+                refusal = self._sod(conn, f.identity, f.request, f.request.created_at)
+                if refusal is not None:
+                    if not f.dry_run:  # a check (a form's) attempts nothing
+                        entries.append(refused_entry("file", f.who, f.ask, refusal))
+                    answers.append(Forbidden(f"request refused: {refusal}"))
+                    continue
+                if not f.dry_run:
+                    conn.execute(insert(access_requests).values(**request_row(f.request)))
+                    entries.append(("request_filed", filed_entry(f.request, f.who)))
+                answers.append(f.request)
+            self._journal.append_in(conn, entries)
+        return answers
 
     def _checked(
         self, person: str, ask: Ask, now: datetime
@@ -223,7 +245,7 @@ class Requests:
                         refusal = Forbidden(f"approval refused: {sod}")
                 if refusal is not None:
                     self._journal.append_in(
-                        conn, [_decision_refused("approve", who, request_id, str(refusal))]
+                        conn, [decision_refused_entry("approve", who, request_id, str(refusal))]
                     )
                 else:
                     request = self._record_approval(conn, who, request, stage, comment, now)
@@ -320,7 +342,7 @@ class Requests:
                 except NotAllowed as exc:
                     refusal = Forbidden(str(exc))
                     self._journal.append_in(
-                        conn, [_decision_refused("deny", who, request_id, str(exc))]
+                        conn, [decision_refused_entry("deny", who, request_id, str(exc))]
                     )
             if refusal is None:
                 assert isinstance(request, AccessRequest)
@@ -430,64 +452,3 @@ def _person(who: Principal, doing: str) -> str:
             "OIDC token of the person"
         )
     return who.person
-
-
-def _row(request: AccessRequest) -> dict[str, Any]:
-    return {
-        "id": request.id,
-        "identity": request.identity,
-        "target": request.target,
-        "account": request.account,
-        "entitlements": json.dumps(list(request.entitlements)),
-        "requester": request.requester,
-        "reason": request.reason,
-        "status": str(request.status),
-        "environment": request.environment,
-        "duration_s": request.duration_s,
-        "rules": json.dumps(request.rules.fields(), sort_keys=True),
-        "created_at": request.created_at,
-        "pending_until": request.pending_until,
-        "detail": "",
-        "updated_at": request.created_at,
-    }
-
-
-def _filed(request: AccessRequest, who: Principal) -> dict[str, Any]:
-    return {
-        "request": request.id,
-        "identity": request.identity,
-        "target": request.target,
-        "account": request.account,
-        "entitlements": list(request.entitlements),
-        "requester": request.requester,
-        "via": who.via,
-        "reason": request.reason,
-        "duration": format_duration(request.duration_s),
-        "environment": request.environment,
-        "pending_until": iso(request.pending_until),
-        "rules": request.rules.fields(),
-    }
-
-
-def _refused(doing: str, who: Principal, ask: Ask, reason: str) -> tuple[str, dict[str, Any]]:
-    return (
-        "request_refused",
-        {
-            "op": doing,
-            "by": str(who),
-            "via": who.via,
-            "identity": ask.identity,
-            "target": ask.target,
-            "entitlements": list(ask.entitlements),
-            "reason": reason,
-        },
-    )
-
-
-def _decision_refused(
-    doing: str, who: Principal, request_id: str, reason: str
-) -> tuple[str, dict[str, Any]]:
-    return (
-        "request_refused",
-        {"op": doing, "by": str(who), "via": who.via, "request": request_id, "reason": reason},
-    )

@@ -11,6 +11,7 @@ from datetime import datetime
 from lockstep.connectors.base import ConnectorError, IssuesLeases, ProbeResult
 from lockstep.engine import faults
 from lockstep.engine.eligibility import Ineligible, lease_terms
+from lockstep.engine.progress import SILENT, Progress
 from lockstep.engine.verify import Inconclusive, probe_until
 from lockstep.journal import Journal
 from lockstep.leases.proofs import Unproven, leasing_of
@@ -74,7 +75,11 @@ class LeaseEnder:
         return self.end(lease, LeaseStatus.REVOKED)
 
     def revoke_where(
-        self, identity: str | None, target: str | None, prefix: str | None
+        self,
+        identity: str | None,
+        target: str | None,
+        prefix: str | None,
+        progress: Progress = SILENT,
     ) -> list[Ended]:
         """End every live or failed lease of ``identity``, on ``target``, or whose id starts
         with ``prefix`` (all that are given must match)."""
@@ -86,9 +91,9 @@ class LeaseEnder:
             if lease.status in (LeaseStatus.ACTIVE, LeaseStatus.FAILED)
             and lease.id.startswith(prefix or "")
         ]
-        return self.end_all([(lease, LeaseStatus.REVOKED, "") for lease in selected])
+        return self.end_all([(lease, LeaseStatus.REVOKED, "") for lease in selected], progress)
 
-    def reap(self, now: datetime | None = None) -> ReapReport:
+    def reap(self, now: datetime | None = None, progress: Progress = SILENT) -> ReapReport:
         """End every active lease past its expiry or whose identity may no longer have one
         (access expired, owner departed, identity or access gone from the policy), then every
         lease account in a reachable target that has no live record (lost in a crash, or
@@ -101,7 +106,7 @@ class LeaseEnder:
                 due.append((lease, LeaseStatus.EXPIRED, ""))
             elif (why := self._ineligible(lease, now)) is not None:
                 due.append((lease, LeaseStatus.REVOKED, why))
-        report.ended.extend(self.end_all(due))
+        report.ended.extend(self.end_all(due, progress))
         for target in sorted(self._policy.targets):
             self._reap_target(target, now, report)
         return report
@@ -135,13 +140,22 @@ class LeaseEnder:
             return str(exc)
         return None
 
-    def end_all(self, due: list[tuple[Lease, LeaseStatus, str]]) -> list[Ended]:
+    def end_all(
+        self, due: list[tuple[Lease, LeaseStatus, str]], progress: Progress = SILENT
+    ) -> list[Ended]:
         """End leases several at a time (each proof is a login that mostly waits), in
         order; each as ``_end`` would."""
+        progress.start(len(due))
+
+        def one(each: tuple[Lease, LeaseStatus, str]) -> Ended:
+            ended = self.end(*each)
+            progress.advance(f"{ended.status}: lease {ended.lease_id} on {ended.target}")
+            return ended
+
         if len(due) <= 1:
-            return [self.end(*each) for each in due]
+            return [one(each) for each in due]
         with ThreadPoolExecutor(min(ENDING_WORKERS, len(due)), "lease-ender") as pool:
-            return list(pool.map(lambda each: self.end(*each), due))
+            return list(pool.map(one, due))
 
     def end(self, lease: Lease, final: LeaseStatus, reason: str = "") -> Ended:
         op = "revoke" if final is LeaseStatus.REVOKED else "expire"

@@ -42,7 +42,9 @@ from lockstep.engine.eligibility import (
     LeaseTerms,
     lease_terms,
 )
+from lockstep.engine.progress import SILENT, Progress
 from lockstep.engine.workspace import Workspace
+from lockstep.governance.grants import GrantBook
 from lockstep.journal import Journal
 from lockstep.leases.admission import Request, Token, admit
 from lockstep.leases.batcher import Batcher
@@ -97,6 +99,7 @@ class LeaseManager:
         self._store = store
         self._journal = journal
         self._records = LeaseRecords(store, vault, journal)
+        self._grants = GrantBook(store, journal, clock)
         self._sessions = sessions
         self._clock = clock
         self._ender = LeaseEnder(policy, self._records, journal, sessions, clock)
@@ -341,7 +344,8 @@ class LeaseManager:
 
     def _terms(self, identity: str, target: str, ttl_s: int | None, now: datetime) -> LeaseTerms:
         try:
-            return lease_terms(self._policy, identity, target, ttl_s, now)
+            grants = self._grants.active(identity, target)
+            return lease_terms(self._policy, identity, target, ttl_s, now, grants)
         except Ineligible as exc:
             raise LeaseError(str(exc)) from None
 
@@ -362,9 +366,9 @@ class LeaseManager:
             raise LeaseError(f"lease {lease_id} has ended ({lease.status}); issue a new one")
         if lease.expires_at <= now:
             raise LeaseError(f"lease {lease_id} has expired; issue a new one")
-        # A lease is renewed only while a new one could be issued.
-        default = self._terms(lease.identity, lease.target, None, now).ttl_s
-        ttl = ttl_s if ttl_s is not None else default
+        # A lease is renewed only while a new one could be issued, and for no longer than a
+        # new one could be: a --ttl past lease_max_ttl is refused as issue refuses it.
+        ttl = self._terms(lease.identity, lease.target, ttl_s, now).ttl_s
         if ttl <= 0:
             raise LeaseError("a lease's ttl must be at least 1s")
         expires_at = min(now + timedelta(seconds=ttl), lease.max_expires_at)
@@ -392,20 +396,25 @@ class LeaseManager:
         return self._ender.revoke(lease_id)
 
     def revoke_where(
-        self, identity: str | None = None, target: str | None = None, prefix: str | None = None
+        self,
+        identity: str | None = None,
+        target: str | None = None,
+        prefix: str | None = None,
+        progress: Progress = SILENT,
     ) -> list[Ended]:
         """End every live or failed lease of ``identity``, on ``target``, or whose id starts
         with ``prefix`` (all that are given must match)."""
-        return self._ender.revoke_where(identity, target, prefix)
+        return self._ender.revoke_where(identity, target, prefix, progress)
 
-    def reap(self, now: datetime | None = None) -> ReapReport:
+    def reap(self, now: datetime | None = None, progress: Progress = SILENT) -> ReapReport:
         """See ``LeaseEnder.reap``."""
-        return self._ender.reap(now)
+        return self._ender.reap(now, progress)
 
     # ------------------------------------------------------------ records
 
     def get(self, lease_id: str) -> Lease:
-        return self._records.get(lease_id)
+        """The lease as it stands now: past its expiry, an active lease is expired."""
+        return as_of(self._records.get(lease_id), self._now())
 
     def list(
         self,
@@ -413,4 +422,16 @@ class LeaseManager:
         target: str | None = None,
         status: LeaseStatus | None = None,
     ) -> list[Lease]:
-        return self._records.list(identity, target, status)
+        """The leases as they stand now (see ``get``): ``active`` never lists an expired one."""
+        stored = None if status in (LeaseStatus.ACTIVE, LeaseStatus.EXPIRED) else status
+        now = self._now()
+        found = [as_of(lease, now) for lease in self._records.list(identity, target, stored)]
+        return [lease for lease in found if status is None or lease.status is status]
+
+
+def as_of(lease: Lease, now: datetime) -> Lease:
+    """``lease`` as it stands at ``now``: an active lease past its expiry is expired, even
+    before the reaper has proven its credential refused (``Lease.awaiting_reaper``)."""
+    if lease.status is LeaseStatus.ACTIVE and lease.expires_at <= now:
+        return replace(lease, status=LeaseStatus.EXPIRED)
+    return lease

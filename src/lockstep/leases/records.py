@@ -53,6 +53,12 @@ class Lease:
     revoked_at: datetime | None
     status: LeaseStatus
 
+    @property
+    def awaiting_reaper(self) -> bool:
+        """Expired by the clock, but not yet proven ended (``lockstep reap``, or the service,
+        removes its account and proves the credential refused)."""
+        return self.status is LeaseStatus.EXPIRED and self.revoked_at is None
+
     def fields(self) -> dict[str, Any]:
         """The lease as journaled and shown: every field, none of them secret."""
         return {

@@ -103,6 +103,14 @@ class Principals:
     admins: frozenset[Node] = frozenset()
 
 
+@dataclass(frozen=True, slots=True)
+class PathRequest:
+    """What a read of escalation facts needs from the policy: the AWS Secrets Manager secrets
+    that sinks deliver to (their readers are read on the target holding them)."""
+
+    secrets: frozenset[str] = frozenset()
+
+
 class TargetFacts(Protocol):
     """What one target's session read for escalation paths: pure data that turns itself into
     edges by pure functions, so that the core never branches on the kind of target."""

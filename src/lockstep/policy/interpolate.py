@@ -70,9 +70,16 @@ def query_secrets(url: str, indirect_ok: bool = True) -> list[str]:
     ]
 
 
-def expand(doc: Document, env: Mapping[str, str], errors: list[PolicyError]) -> Any:
+def expand(
+    doc: Document,
+    env: Mapping[str, str],
+    errors: list[PolicyError],
+    deferred: set[PathKey] | None = None,
+) -> Any:
     """A copy of ``doc.data`` with every ``${VAR}`` replaced; errors for missing variables
-    and literal secrets are collected with their line."""
+    and literal secrets are collected with their line. With ``deferred`` (offline), a
+    missing variable is no error: the path of its value is added there instead, and the
+    value left empty."""
 
     def walk(value: Any, path: PathKey) -> Any:
         if isinstance(value, dict):
@@ -88,6 +95,9 @@ def expand(doc: Document, env: Mapping[str, str], errors: list[PolicyError]) -> 
 
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
+            if name not in env and deferred is not None:
+                deferred.add(path)
+                return ""
             if name not in env:
                 errors.append(
                     PolicyError(doc.locate(path), f"environment variable {name} is not set")

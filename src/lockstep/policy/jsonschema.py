@@ -28,5 +28,10 @@ def policy_json_schema() -> dict[str, Any]:
                 "additionalProperties": False,
             }
         )
-    schema["properties"]["targets"]["additionalProperties"] = {"oneOf": variants}
+    # One variant per connector, told apart by ``type`` (its const); ``discriminator`` (as
+    # OpenAPI spells it) is an annotation for editors that use it to pick the variant.
+    schema["properties"]["targets"]["additionalProperties"] = {
+        "oneOf": variants,
+        "discriminator": {"propertyName": "type"},
+    }
     return schema

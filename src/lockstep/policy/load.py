@@ -11,10 +11,10 @@ Every stage runs as far as it can, so one run reports all errors at once.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -38,7 +38,17 @@ from lockstep.model import (
     Target,
     Workload,
 )
-from lockstep.policy.documents import Document, PathKey, load_documents
+from lockstep.policy.documents import PathKey, load_documents
+from lockstep.policy.elements import (
+    Element,
+    expand_element,
+    locate_path,
+    locator,
+    merge,
+    pydantic_error,
+    validate,
+    validate_all,
+)
 from lockstep.policy.errors import PolicyError, PolicyInvalid
 from lockstep.policy.governance import (
     Declared,
@@ -48,7 +58,6 @@ from lockstep.policy.governance import (
     normal_person,
     policy_conflicts,
 )
-from lockstep.policy.interpolate import expand
 from lockstep.policy.schema import (
     AuditSpec,
     GovernanceSpec,
@@ -58,12 +67,7 @@ from lockstep.policy.schema import (
     TargetSpec,
 )
 
-SECTIONS = ("targets", "owners", "identities")
-# Sections written once, as one mapping of settings.
-SINGLES = ("rules", "audit", "governance")
-TOP_LEVEL = {"version", *SINGLES, *SECTIONS}
 DEFAULT_FILE = "lockstep.yaml"
-M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -72,54 +76,56 @@ class LoadedPolicy:
     files: tuple[Path, ...]
     base_dir: Path  # where relative paths (state, file: secrets) are resolved
     locations: Mapping[tuple[str, str], Location]  # (section, name) -> where it is defined
+    sinks: Mapping[str, Location] = field(default_factory=dict)  # identity -> its sink's line
     # (identity, target, canonical entitlement) -> where the identity's access declares it
     entitlement_places: Mapping[tuple[str, str, str], Location] = field(default_factory=dict)
 
 
-@dataclass
-class _Element:
-    doc: Document
-    path: PathKey
-    raw: Any
-
-    @property
-    def location(self) -> Location:
-        return self.doc.locate(self.path)
-
-
 def policy_files(config: Path) -> list[Path]:
+    """The policy file, or a directory's visible ``*.yaml`` and ``*.yml`` files (an editor's
+    ``.#lockstep.yaml`` or a hidden draft is never merged in)."""
     if config.is_dir():
-        return sorted([*config.glob("*.yaml"), *config.glob("*.yml")])
+        found = [*config.glob("*.yaml"), *config.glob("*.yml")]
+        return sorted(p for p in found if not p.name.startswith(".") and p.is_file())
     return [config]
 
 
-def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPolicy:
-    """Raise PolicyInvalid with every error found, or return the policy."""
+def load_policy(
+    config: Path, env: Mapping[str, str] | None = None, *, offline: bool = False
+) -> LoadedPolicy:
+    """Raise PolicyInvalid with every error found, or return the policy.
+
+    ``offline`` (``validate --offline``, ``permissions``): no secret is needed. A ``${VAR}``
+    that is not set, and a ``file:`` secret, are not read; everything else is checked. The
+    policy returned then holds targets whose settings were not validated where they depend
+    on what was not read: fit for reporting, never for connecting."""
     env = os.environ if env is None else env
     errors: list[PolicyError] = []
+    deferred: set[PathKey] | None = set() if offline else None
     files = policy_files(config)
     if not files:
         raise PolicyInvalid([PolicyError(Location(str(config), 1), "no *.yaml policy files here")])
     docs = load_documents(files, errors)
-    sections, singles = _merge(docs, errors)
+    sections, singles = merge(docs, errors)
     expanded = {
-        section: {name: _expanded(el, env, errors) for name, el in elements.items()}
+        section: {name: expand_element(el, env, errors, deferred) for name, el in elements.items()}
         for section, elements in sections.items()
     }
-    single = {key: _expanded(el, env, errors) for key, el in singles.items()}
+    single = {key: expand_element(el, env, errors, deferred) for key, el in singles.items()}
     rules_el, audit_el, gov_el = single.get("rules"), single.get("audit"), single.get("governance")
     # A value the environment could not supply fails again in the schema (empty, say): that
     # error depends on the first one and would only repeat it.
     unsupplied = {e.location for e in errors}
+    unsupplied |= {locate_path(sections, singles, path) for path in deferred or ()}
     early = len(errors)
-    target_specs = _validate_all(TargetSpec, expanded["targets"], errors)
-    owner_specs = _validate_all(OwnerSpec, expanded["owners"], errors)
-    identity_specs = _validate_all(IdentitySpec, expanded["identities"], errors)
-    rules_spec = _validate(RulesSpec, rules_el, errors) if rules_el else RulesSpec()
-    audit_spec = _validate(AuditSpec, audit_el, errors) if audit_el else AuditSpec()
-    gov_spec = _validate(GovernanceSpec, gov_el, errors) if gov_el else GovernanceSpec()
+    target_specs = validate_all(TargetSpec, expanded["targets"], errors)
+    owner_specs = validate_all(OwnerSpec, expanded["owners"], errors)
+    identity_specs = validate_all(IdentitySpec, expanded["identities"], errors)
+    rules_spec = validate(RulesSpec, rules_el, errors) if rules_el else RulesSpec()
+    audit_spec = validate(AuditSpec, audit_el, errors) if audit_el else AuditSpec()
+    gov_spec = validate(GovernanceSpec, gov_el, errors) if gov_el else GovernanceSpec()
     base_dir = config if config.is_dir() else config.parent
-    builder = _Builder(expanded, base_dir, errors)
+    builder = _Builder(expanded, base_dir, errors, deferred)
     targets = {
         name: target
         for name, spec in target_specs.items()
@@ -131,14 +137,14 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
     }
     sod: tuple[SodRule, ...] = ()
     if rules_spec is not None and rules_el is not None:
-        sod = build_sod(rules_spec.sod, _locator(rules_el), targets, builder.connectors, errors)
+        sod = build_sod(rules_spec.sod, locator(rules_el), targets, builder.connectors, errors)
         errors.extend(policy_conflicts(sod, builder.declared))
     environments = {t.environment for t in targets.values()} | {
         i.environment for i in identities.values()
     }
     governance = None
     if gov_spec is not None:
-        locate = _locator(gov_el) if gov_el is not None else (lambda _: Location(str(config), 1))
+        locate = locator(gov_el) if gov_el is not None else (lambda _: Location(str(config), 1))
         governance = build_governance(
             gov_spec, locate, {e for e in environments if e is not None}, base_dir, errors
         )
@@ -161,115 +167,22 @@ def load_policy(config: Path, env: Mapping[str, str] | None = None) -> LoadedPol
         for name, el in els.items()
     }
     places = {(d.identity, d.target, d.entitlement): d.location for d in builder.declared}
-    return LoadedPolicy(policy, tuple(files), base_dir, locations, places)
-
-
-def _merge(
-    docs: list[Document], errors: list[PolicyError]
-) -> tuple[dict[str, dict[str, _Element]], dict[str, _Element]]:
-    sections: dict[str, dict[str, _Element]] = {s: {} for s in SECTIONS}
-    singles: dict[str, _Element] = {}
-    versions = 0
-    for doc in docs:
-        if not isinstance(doc.data, dict):
-            errors.append(PolicyError(doc.locate(()), "a policy file is a mapping of sections"))
-            continue
-        for key, value in doc.data.items():
-            here = doc.locate((str(key),))
-            if key == "version":
-                versions += 1
-                if value != 1 or isinstance(value, bool):
-                    errors.append(PolicyError(here, f"unsupported policy version {value!r}: use 1"))
-            elif key in SINGLES:
-                if key in singles:
-                    first = singles[key].location
-                    message = f"{key!r} is defined twice: here and at {first}"
-                    errors.append(PolicyError(here, message))
-                else:
-                    singles[key] = _Element(doc, (key,), value)
-            elif key in SECTIONS:
-                _merge_section(doc, key, value, sections[key], errors)
-            else:
-                known = ", ".join(sorted(TOP_LEVEL))
-                errors.append(PolicyError(here, f"unknown section {key!r} (known: {known})"))
-    if docs and versions == 0:
-        errors.append(PolicyError(Location(docs[0].file, 1), "missing 'version: 1'"))
-    return sections, singles
-
-
-def _merge_section(
-    doc: Document, section: str, value: Any, into: dict[str, _Element], errors: list[PolicyError]
-) -> None:
-    if value is None:
-        return
-    if not isinstance(value, dict):
-        errors.append(
-            PolicyError(doc.locate((section,)), f"'{section}' must be a mapping of names")
-        )
-        return
-    for name, body in value.items():
-        element = _Element(doc, (section, str(name)), body)
-        if str(name) in into:
-            first = into[str(name)].location
-            kind = section.rstrip("s")
-            errors.append(
-                PolicyError(
-                    element.location, f"{kind} {name!r} is defined twice: here and at {first}"
-                )
-            )
-            continue
-        into[str(name)] = element
-
-
-def _locator(el: _Element) -> Callable[[PathKey], Location]:
-    return lambda path: el.doc.locate((*el.path, *path))
-
-
-def _expanded(el: _Element, env: Mapping[str, str], errors: list[PolicyError]) -> _Element:
-    sub = Document(el.doc.file, el.raw, dict(el.doc.lines_under(el.path)))
-    sub.lines.setdefault((), el.doc.lines.get(el.path, 1))
-    return _Element(el.doc, el.path, expand(sub, env, errors))
-
-
-def _validate_all(
-    model: type[M], elements: Mapping[str, _Element], errors: list[PolicyError]
-) -> dict[str, M]:
-    return {
-        name: spec
-        for name, el in elements.items()
-        if (spec := _validate(model, el, errors)) is not None
-    }
-
-
-def _validate(model: type[M], el: _Element | None, errors: list[PolicyError]) -> M | None:
-    if el is None:
-        return None
-    try:
-        return model.model_validate(el.raw if el.raw is not None else {})
-    except ValidationError as exc:
-        for err in exc.errors():
-            errors.append(_pydantic_error(el, tuple(err["loc"]), err["msg"], err["type"]))
-        return None
-
-
-def _pydantic_error(el: _Element, loc: PathKey, msg: str, kind: str) -> PolicyError:
-    where = el.doc.locate((*el.path, *loc))
-    field = ".".join(str(p) for p in loc)
-    if kind == "extra_forbidden":
-        return PolicyError(where, f"unknown key {field!r}")
-    if kind == "missing":
-        return PolicyError(where, f"missing required key {field!r}")
-    msg = msg.removeprefix("Value error, ")
-    return PolicyError(where, f"{field}: {msg}" if field else msg)
+    return LoadedPolicy(policy, tuple(files), base_dir, locations, builder.sinks, places)
 
 
 class _Builder:
     """Turns validated specs into model objects, checking what needs a connector."""
 
     def __init__(
-        self, elements: dict[str, dict[str, _Element]], base_dir: Path, errors: list[PolicyError]
+        self,
+        elements: dict[str, dict[str, Element]],
+        base_dir: Path,
+        errors: list[PolicyError],
+        deferred: set[PathKey] | None = None,
     ) -> None:
         self.elements = elements
+        self.deferred = deferred
+        self.sinks: dict[str, Location] = {}
         self.base_dir = base_dir
         self.errors = errors
         self.connectors: dict[str, ConnectorType] = {}
@@ -291,14 +204,17 @@ class _Builder:
         self.connectors[name] = connector
         raw = dict(spec.model_extra or {})
         model = connector.settings_model()
-        for key in secret_fields(model) & raw.keys():
+        unread = self._unread(name, raw, secret_fields(model))
+        for key in secret_fields(model) & raw.keys() - unread:
             if isinstance(raw[key], str):
                 revealed = self._read_secret(raw[key], self._at("targets", name, key))
                 if revealed is None:
                     return None
                 raw[key] = revealed
-        el = _Element(self.elements["targets"][name].doc, self.elements["targets"][name].path, raw)
-        settings = _validate(model, el, self.errors)
+        el = Element(self.elements["targets"][name].doc, self.elements["targets"][name].path, raw)
+        if unread:
+            return self._offline_target(name, spec, model, el, unread)
+        settings = validate(model, el, self.errors, also=TargetSpec.model_fields)
         if settings is None:
             return None
         try:
@@ -306,10 +222,54 @@ class _Builder:
         except (ValueError, GrammarError) as exc:
             self._error(self._at("targets", name), f"cannot read the admin account: {exc}")
             return None
+        return self._target(name, spec, settings, excluded)
+
+    def _unread(self, name: str, raw: Mapping[str, Any], secrets: frozenset[str]) -> set[str]:
+        """Offline: the target's keys whose value was not read (an unset variable, or a
+        ``file:`` secret)."""
+        if self.deferred is None:
+            return set()
+        unread = {str(p[2]) for p in self.deferred if p[:2] == ("targets", name) and len(p) > 2}
+        files = {k for k in secrets & raw.keys() if str(raw[k]).startswith("file:")}
+        return unread | files
+
+    def _offline_target(
+        self,
+        name: str,
+        spec: TargetSpec,
+        model: type[BaseModel],
+        el: Element,
+        unread: set[str],
+    ) -> Target | None:
+        """A target whose settings depend on values not read offline: every other key is
+        validated, and the admin (whose name may be among them) is not known."""
+        known = {k: v for k, v in el.raw.items() if k not in unread}
+        try:
+            model.model_validate(known)
+        except ValidationError as exc:
+            for err in exc.errors():
+                if not err["loc"] or str(err["loc"][0]) not in unread:
+                    self.errors.append(
+                        pydantic_error(el, tuple(err["loc"]), err["msg"], err["type"])
+                    )
+        settings = model.model_construct(**el.raw)
+        return self._target(name, spec, settings, frozenset(spec.manage.exclude), read=False)
+
+    def _target(
+        self,
+        name: str,
+        spec: TargetSpec,
+        settings: BaseModel,
+        excluded: frozenset[str],
+        read: bool = True,
+    ) -> Target:
+        """``read``: the settings were read and validated whole (not offline), so the
+        connector can tell whether its connection travels in clear."""
         interval = spec.interval or (LEGACY_INTERVAL_S if spec.legacy else DEFAULT_INTERVAL_S)
         max_age = spec.max_credential_age or (LEGACY_MAX_CREDENTIAL_AGE_S if spec.legacy else None)
         insecure = None
-        if isinstance(connector, ChecksTransport):
+        connector = self.connectors.get(name)
+        if read and isinstance(connector, ChecksTransport):
             insecure = connector.insecure_transport(settings)
         return Target(
             name,
@@ -390,6 +350,9 @@ class _Builder:
                     self._at("identities", identity, *where, "target"),
                     f"unknown target {item['target']!r}" + _known(self.elements["targets"]),
                 )
+            elif item["target"] in self.connectors:
+                # The target's own settings failed; its grammar does not depend on them.
+                self._grammar(identity, where, item, self.connectors[item["target"]])
             return None
         connector = self.connectors[target.name]
         account = item["account"]
@@ -419,11 +382,25 @@ class _Builder:
             return None
         return Access(target.name, account, frozenset(entitlements), item["expires"])
 
+    def _grammar(
+        self, identity: str, where: tuple[str, int], item: dict[str, Any], connector: ConnectorType
+    ) -> None:
+        try:
+            connector.check_account(item["account"])
+        except GrammarError as exc:
+            self._error(self._at("identities", identity, *where, "account"), str(exc))
+        for j, text in enumerate(item["entitlements"]):
+            try:
+                connector.parse_entitlement(text)
+            except GrammarError as exc:
+                self._error(self._at("identities", identity, *where, "entitlements", j), str(exc))
+
     def _check_sink(self, identity: str, sink: str, access: tuple[Access, ...]) -> None:
         """``sink`` as written; a relative file path is then resolved beside the policy."""
         from lockstep.credentials.sinks import SinkError, check_sink
 
         where = self._at("identities", identity, "credentials", "sink")
+        self.sinks[identity] = where
         try:
             check_sink(sink)
         except SinkError as exc:
@@ -475,4 +452,5 @@ def _rules(spec: RulesSpec) -> Rules:
         ownerless_identities=RuleAction(spec.ownerless_identities),
         mass_change_limit=spec.mass_change_limit,
         dormant_after_s=spec.dormant_after,
+        escalation_paths=RuleAction(spec.escalation_paths),
     )

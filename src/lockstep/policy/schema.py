@@ -7,10 +7,11 @@ afterwards, in ``load.py``, so that every error can still name its file and line
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from lockstep.model import IdentityKind, OwnerStatus
 from lockstep.policy.durations import parse_duration
@@ -35,20 +36,49 @@ def _utc(value: object) -> object:
 
 
 def _percent(value: object) -> float:
-    if isinstance(value, str) and value.strip().endswith("%"):
-        number = float(value.strip()[:-1])
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value) * 100 if value <= 1 else float(value)
-    else:
+    # Only "20%": a bare 0.2 could mean 20% or 0.2%, and a guard must not be guessed.
+    match = _PERCENT.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
         raise ValueError("write a share as a percentage, e.g. 20%")
+    number = float(match.group(1))
     if not 0 <= number <= 100:
         raise ValueError("a percentage lies between 0% and 100%")
     return number / 100
 
 
-Duration = Annotated[int, BeforeValidator(_duration)]
-UtcTime = Annotated[datetime, BeforeValidator(_utc)]
-Share = Annotated[float, BeforeValidator(_percent)]
+# What editors are told (``lockstep schema``): the forms as written, not as held.
+DURATION_PATTERN = r"^\s*[0-9]*[1-9][0-9]*[smhd]\s*$"
+PERCENT_PATTERN = r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$"
+TIME_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?\s*([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)?)?$"
+)
+_PERCENT = re.compile(PERCENT_PATTERN)
+
+Duration = Annotated[
+    int,
+    BeforeValidator(_duration),
+    WithJsonSchema(
+        {"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "15m", "1h", "30d"]}
+    ),
+]
+UtcTime = Annotated[
+    datetime,
+    BeforeValidator(_utc),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": TIME_PATTERN,
+            "description": "A date (midnight UTC) or an ISO 8601 time; UTC without an offset",
+            "examples": ["2027-03-31", "2027-03-31T00:00:00Z"],
+        }
+    ),
+]
+Share = Annotated[
+    float,
+    BeforeValidator(_percent),
+    WithJsonSchema({"type": "string", "pattern": PERCENT_PATTERN, "examples": ["20%"]}),
+]
 
 
 class _Strict(BaseModel):
@@ -132,9 +162,19 @@ class RulesSpec(_Strict):
     orphan_accounts: Literal["report", "suspend", "delete"] = "report"
     excess_entitlements: Literal["revoke", "report"] = "revoke"
     ownerless_identities: Literal["suspend", "report"] = "suspend"
-    mass_change_limit: Share = Field(default=0.20, description="e.g. 20%")
+    mass_change_limit: Share = Field(
+        default=0.20,
+        description="A plan suspending or deleting more than this share of managed accounts "
+        "(and more than 5) stops unless --allow-mass-change",
+        json_schema_extra={"default": "20%"},
+    )
     dormant_after: Duration | None = None
     sod: list[SodSpec] = Field(default_factory=list)
+    escalation_paths: Literal["report", "revoke"] = Field(
+        default="report",
+        description="report (default) | revoke: cut escalation paths through what lockstep "
+        "manages (lockstep paths)",
+    )
 
 
 class PeopleSpec(_Strict):

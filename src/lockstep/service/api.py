@@ -1,19 +1,20 @@
-"""The service's HTTP face: health, Prometheus metrics and a small JSON API.
+"""The service's HTTP face: health, Prometheus metrics, a small JSON API and the dashboard.
 
 ``/healthz`` and ``/metrics`` are open, as probes and scrapers expect. The ``/v1`` routes tell
-about the estate (findings, targets) and trigger passes: when ``LOCKSTEP_API_TOKEN`` is set
-they require it as a bearer token. Bind the service to loopback otherwise (the default).
+about the estate (findings, targets) and trigger passes: when a token is configured
+(``LOCKSTEP_API_TOKEN``, people's tokens) they require one as a bearer token, checked by
+``lockstep.service.principals`` as the dashboard checks its sign-ins. Bind the service to
+loopback otherwise (the default). The dashboard (``lockstep.dashboard``) is served at ``/``.
 """
 
 from __future__ import annotations
 
-import hmac
 import threading
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import State
@@ -35,6 +36,8 @@ from lockstep.service.governance_api import router as governance_router
 from lockstep.service.http_limits import Limits, RequestLimits
 from lockstep.service.logs import Log
 from lockstep.service.metrics import Metrics
+from lockstep.service.principals import OPERATOR, Authenticators, Authority, Kind, Principal
+from lockstep.service.responses import one_shape
 from lockstep.service.scaleout import pass_times
 from lockstep.store import Store, StoreError
 from lockstep.store.findings import FindingLedger
@@ -49,11 +52,19 @@ def create_app(
     credentials: Credentials,
     api_token: Secret | None = None,
     governance: Governance | None = None,
+    authenticators: Authenticators | None = None,
 ) -> FastAPI:
-    # The OpenAPI document is served below, behind the API token like the rest of /v1.
+    """The service's app. ``authenticators`` (default: the operator's ``api_token`` alone)
+    decides who may call the API; the dashboard, mounted by the caller, shares them."""
+    # The OpenAPI document is served below, behind authentication like the rest of /v1.
     app = FastAPI(title="lockstep", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(RequestLimits, limits=Limits())
+    one_shape(app)
     credentials.serve(app.state)
+    auth = authenticators or Authenticators(
+        lambda: controller.current()[0].policy, api_token, controller.store
+    )
+    app.state.authenticators = auth
     if governance is not None:
         governance.serve(app.state)
 
@@ -62,9 +73,14 @@ def create_app(
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         """200 while running, with the targets this service reconciles; 503 once stopping."""
+        invalid_since = controller.policy_invalid_since
         body = {
             "status": "stopping" if controller.stopping else "ok",
             "instance": controller.instance,
+            "mode": "dry-run" if controller.dry_run else "enforcing",
+            # While the policy on disk does not load, the last valid one stays in force.
+            "policy": "valid" if invalid_since is None else f"invalid since {_iso(invalid_since)}",
+            "policy_errors": list(controller.policy_errors),
             "targets": {
                 name: {"last_pass": _iso(s.last_pass), "up": s.up, "outcome": s.outcome}
                 for name, s in sorted(controller.states().items())
@@ -81,46 +97,60 @@ def create_app(
     def metrics() -> Response:
         return Response(controller.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get(OPENAPI_PATH, include_in_schema=False, dependencies=[Depends(bearer(api_token))])
+    @app.get(OPENAPI_PATH, include_in_schema=False, dependencies=[Depends(caller)])
     async def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
 
-    app.include_router(_v1(controller, api_token))
+    app.include_router(_v1(controller))
     app.include_router(credentials_router)
     app.include_router(governance_router)
     return app
 
 
-def bearer(api_token: Secret | None) -> Callable[..., None]:
-    """The dependency that requires ``Authorization: Bearer <LOCKSTEP_API_TOKEN>`` when a
-    token is set: the scheme itself is required (a bare token is refused), compared in
-    constant time."""
+_OPEN = Principal(OPERATOR, Kind.OPERATOR, "operator:open", None)
 
-    def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
-        if api_token is None:
-            return
-        scheme, _, given = (authorization or "").partition(" ")
-        valid = scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), api_token.reveal().encode()
+
+def api_principal(request: Request, authorization: str | None) -> Principal:
+    """The caller of an API route, from its bearer token; with no operator token configured,
+    the operator (a service bound to loopback, as by default)."""
+    auth: Authenticators = request.app.state.authenticators
+    if not auth.operator_configured:
+        return _OPEN
+    # The scheme itself is required: a bare token is refused.
+    scheme, _, given = (authorization or "").partition(" ")
+    principal = (
+        auth.authenticate(given.strip(), datetime.now(UTC)) if scheme.lower() == "bearer" else None
+    )
+    if principal is None:
+        raise HTTPException(
+            401,
+            "a valid bearer token is required (LOCKSTEP_API_TOKEN, or a personal token)",
+            headers={"WWW-Authenticate": "Bearer"},
         )
-        if not valid:
-            raise HTTPException(
-                401,
-                "a valid bearer token is required (LOCKSTEP_API_TOKEN)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
-    return authorised
+    return principal
 
 
-def _v1(controller: Controller, api_token: Secret | None) -> APIRouter:
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(bearer(api_token))])
+def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    return api_principal(request, authorization)
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+
+def _v1(controller: Controller) -> APIRouter:
+    def operator(who: Caller) -> None:
+        if not who.is_operator:
+            raise HTTPException(403, "only the operator (LOCKSTEP_API_TOKEN) may do this")
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
 
     @v1.get("/findings")
     def findings(
+        who: Caller,
         status: Annotated[list[str] | None, Query()] = None,
     ) -> dict[str, Any]:
-        """Findings by status (repeatable; default: those still held, ``all`` for every)."""
+        """Findings by status (repeatable; default: those still held, ``all`` for every),
+        those the caller may see."""
         wanted = status or list(HELD)
         unknown = sorted(set(wanted) - {*STATUSES, ALL})
         if unknown:
@@ -129,9 +159,16 @@ def _v1(controller: Controller, api_token: Secret | None) -> APIRouter:
             records = controller.findings(None if ALL in wanted else wanted)
         except StoreError as exc:
             raise HTTPException(503, str(exc)) from None
-        return {"findings": [finding_json(r.finding, r) for r in records]}
+        authority = Authority(controller.current()[0].policy)
+        return {
+            "findings": [
+                finding_json(r.finding, r)
+                for r in records
+                if authority.may_see(who, [r.finding.identity])
+            ]
+        }
 
-    @v1.get("/targets")
+    @v1.get("/targets", dependencies=[Depends(operator)])
     def targets() -> dict[str, Any]:
         """Every target of the policy: who reconciles it, when any service last read it."""
         loaded, _ = controller.current()
@@ -160,7 +197,7 @@ def _v1(controller: Controller, api_token: Secret | None) -> APIRouter:
             )
         return {"instance": controller.instance, "targets": rows}
 
-    @v1.post("/reconcile")
+    @v1.post("/reconcile", dependencies=[Depends(operator)])
     def reconcile(
         target: Annotated[str | None, Query()] = None,
         wait: Annotated[bool, Query()] = False,
@@ -206,7 +243,7 @@ class Credentials:
         self._store = store
         self._journal = Journal(store)
         self._vault = vault
-        self._keys = KeySets(key_sources)  # one cache of issuers' keys across policy edits
+        self.keys = KeySets(key_sources)  # one cache of issuers' keys across policy edits
         self._log = log
         self._managers: list[LeaseManager] = []
         self._lock = threading.Lock()
@@ -220,7 +257,7 @@ class Credentials:
             # Earlier managers stay open until shutdown: a request may still be using one.
             self._managers.append(manager)
         self._state.journal = self._journal
-        self._state.workloads = WorkloadVerifier(loaded.policy.identities, self._keys)
+        self._state.workloads = WorkloadVerifier(loaded.policy.identities, self.keys)
         self._state.leases = manager
 
     def serve(self, state: State) -> None:

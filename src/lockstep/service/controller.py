@@ -25,10 +25,12 @@ from lockstep.credentials.vault import Vault
 from lockstep.errors import LockstepError
 from lockstep.journal import Journal, JournalError
 from lockstep.policy.load import LoadedPolicy
+from lockstep.secret import redact
 from lockstep.service.events import Doorbell, PolicyChange, PolicySource, TargetWorker
+from lockstep.service.grant_watch import GrantWatch
 from lockstep.service.logs import Log
 from lockstep.service.metrics import Metrics
-from lockstep.service.passes import Outcome, PassReport, PassRunner
+from lockstep.service.passes import Outcome, PassReport, PassRunner, SeenListener
 from lockstep.service.scaleout import TargetLeases
 from lockstep.store import Store
 from lockstep.store.findings import FindingLedger, FindingRecord
@@ -74,8 +76,14 @@ class Controller:
         interval_cap_s: float | None = None,
         on_policy: Callable[[LoadedPolicy], None] = lambda loaded: None,
         chore: Callable[[], None] = lambda: None,
+        on_seen: SeenListener = lambda seen, at: None,
+        dry_run: bool = False,
     ) -> None:
         self.instance = leases.instance
+        self.dry_run = dry_run
+        # Since when the policy on disk does not load (the last valid one stays in force).
+        self.policy_invalid_since: datetime | None = None
+        self.policy_errors: tuple[str, ...] = ()
         self.leases = leases
         self.metrics = metrics
         self.store = store
@@ -105,6 +113,8 @@ class Controller:
             log,
             self._stopping,
             self._note_state,
+            on_seen,
+            dry_run,
         )
         self._loops: list[threading.Thread] = []
 
@@ -130,6 +140,7 @@ class Controller:
             ("policy", self._policy_loop),
             ("leases", self._lease_loop),
             ("chores", self._chore_loop),
+            ("grants", self._grant_loop),
         )
         for name, loop in loops:
             thread = threading.Thread(target=loop, name=f"lockstep-{name}", daemon=True)
@@ -214,6 +225,9 @@ class Controller:
 
     def _reload(self, change: PolicyChange) -> None:
         if change.loaded is None:
+            with self._lock:
+                self.policy_invalid_since = self.policy_invalid_since or datetime.now(UTC)
+                self.policy_errors = tuple(redact(str(e)) for e in change.errors)
             self.metrics.policy_reloads.labels(result="invalid").inc()
             self._log.error(
                 "policy invalid: the last valid policy stays in force",
@@ -238,6 +252,8 @@ class Controller:
         with self._lock:
             self._loaded = change.loaded
             self._generation += 1
+            self.policy_invalid_since = None
+            self.policy_errors = ()
         self._on_policy(change.loaded)
         self.metrics.policy_reloads.labels(result="loaded").inc()
         self._log.info(
@@ -279,6 +295,9 @@ class Controller:
             if self.leases.leads():
                 self._chore()
             self._stopping.wait(CHORE_PERIOD_S)
+
+    def _grant_loop(self) -> None:
+        GrantWatch(self.store, self.journal, self.grant_changed, self._log).run(self._stopping)
 
     def _lease_loop(self) -> None:
         while not self._stopping.wait(LEASE_ROUND_S):

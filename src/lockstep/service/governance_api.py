@@ -1,7 +1,8 @@
 """``/v1/requests`` and ``/v1/grants``: people ask for time-bound access, approve and deny.
 
-Every call is authenticated (``lockstep.governance.auth``): a person's personal token or
-OIDC token, or the operator's token, which reads but acts for nobody. Errors have the API's
+Every call is authenticated by the service's ``Authenticators``
+(``lockstep.service.principals``, which the dashboard's sign-in uses too): a person's personal
+token or OIDC token, or the operator's token, which reads but acts for nobody. Errors have the API's
 one shape, ``{"error": "…"}``: 401 no acceptable token, 403 not allowed (or a sod rule
 forbids it), 404 unknown identity, target or request, 409 already decided or expired, 422
 input outside the rules (grammar, durations, max_duration), 503 the state store is down.
@@ -12,7 +13,6 @@ the next interval) and enforces the grant.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -24,23 +24,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import State
 
 from lockstep.errors import LockstepError
-from lockstep.governance.auth import Authenticator, AuthRefused, Principal
+from lockstep.governance.auth import AuthRefused
 from lockstep.governance.errors import GovernanceError
 from lockstep.governance.records import GRANTED, AccessRequest, RequestStatus
 from lockstep.governance.requests import Ask, Requests
-from lockstep.governance.tokens import PersonTokens
 from lockstep.journal import Journal, JournalError
-from lockstep.leases.workload import KeySets
 from lockstep.policy.durations import parse_duration
 from lockstep.policy.load import LoadedPolicy
-from lockstep.secret import Secret
+from lockstep.service.decisions import Decisions, Ring
 from lockstep.service.logs import Log
+from lockstep.service.principals import Authenticators, Principal
 from lockstep.service.responses import error_response
 from lockstep.store import Store, StoreError
 
 router = APIRouter(prefix="/v1", tags=["governance"])
-
-Ring = Callable[[str], None]  # a grant on this target changed: pass it now
 
 
 class Governance:
@@ -50,45 +47,32 @@ class Governance:
     def __init__(
         self,
         store: Store,
-        operator: Secret | None,
-        key_sources: dict[str, str],
         ring: Ring,
         log: Log,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._log = log
-        self._clock = clock
+        self.clock = clock
         self._store = store
         self._journal = Journal(store)
-        self._tokens = PersonTokens(store, self._journal, clock)
-        self._operator = operator
-        self._sources = dict(key_sources)
-        self._keys: dict[tuple[str, str | None], KeySets] = {}
         self._ring = ring
         self._state = State()
-        self._lock = threading.Lock()
 
     def serve(self, state: State) -> None:
         self._state = state
 
     def load(self, loaded: LoadedPolicy) -> None:
-        people = loaded.policy.governance.people
-        sources = dict(self._sources)
-        if people is not None and people.jwks is not None:
-            sources[people.issuer] = people.jwks
-        cache = (people.issuer, people.jwks) if people is not None else ("", None)
-        with self._lock:
-            # One cache of the issuer's keys across policy edits that keep its source.
-            keys = self._keys.setdefault(cache, KeySets(sources))
-        self._state.governance = _Live(
-            Authenticator(loaded.policy, self._tokens, self._operator, keys),
-            Requests(loaded, self._store, self._journal, self._clock),
-            self._ring,
+        self._state.governance = Decisions(
+            Requests(loaded, self._store, self._journal, self.clock), self._ring
         )
+
+    def live(self) -> Decisions | None:
+        """The decisions under the policy in force (None before the first is loaded)."""
+        return decisions_of(self._state)
 
     def expire(self) -> None:
         """Mark the requests left pending past their window expired (the leader's chore)."""
-        live: _Live | None = getattr(self._state, "governance", None)
+        live = decisions_of(self._state)
         if live is None:
             return
         try:
@@ -108,11 +92,10 @@ class Governance:
             )
 
 
-class _Live:
-    def __init__(self, auth: Authenticator, requests: Requests, ring: Ring) -> None:
-        self.auth = auth
-        self.requests = requests
-        self.ring = ring
+def decisions_of(state: State) -> Decisions | None:
+    """The decisions an app serves (its ``state.governance``), if governance is on."""
+    found = getattr(state, "governance", None)
+    return found if isinstance(found, Decisions) else None
 
 
 class _Refused(Exception):
@@ -120,16 +103,19 @@ class _Refused(Exception):
         self.response = response
 
 
-def _live(request: Request) -> _Live:
-    live = getattr(request.app.state, "governance", None)
-    if not isinstance(live, _Live):
+def _live(request: Request) -> Decisions:
+    live = decisions_of(request.app.state)
+    if live is None:
         raise _Refused(error_response(HTTPStatus.SERVICE_UNAVAILABLE, "governance is off"))
     return live
 
 
-def _signed_in(live: _Live, authorization: str | None) -> Principal:
+def _signed_in(request: Request, authorization: str | None) -> Principal:
+    """The caller, as the service's authenticators see them."""
+    auth: Authenticators = request.app.state.authenticators
+    scheme, _, token = (authorization or "").partition(" ")
     try:
-        return live.auth.authenticate(authorization)
+        return auth.check(token if scheme.lower() == "bearer" else "", auth.clock())
     except AuthRefused as exc:
         raise _Refused(error_response(exc.status, exc.reason)) from None
     except StoreError as exc:
@@ -205,12 +191,13 @@ def list_requests(
     status: Annotated[list[str] | None, Query()] = None,
     identity: Annotated[str | None, Query()] = None,
 ) -> JSONResponse:
-    """Every request, newest first (``status`` repeatable; ``identity`` one identity's)."""
+    """The requests the caller may see, newest first (``status`` repeatable; ``identity``
+    one identity's): those of identities they see, their own, and those they may approve."""
 
     def call() -> dict[str, Any]:
         live = _live(request)
-        _signed_in(live, authorization)
-        return _json(live.requests.list(_statuses(status), identity))
+        who = _signed_in(request, authorization)
+        return _json(live.visible(who, _statuses(status), identity))
 
     return _answer(call)
 
@@ -227,13 +214,13 @@ def file_request(
 
     def call() -> dict[str, Any]:
         live = _live(request)
-        who = _signed_in(live, authorization)
+        who = _signed_in(request, authorization)
         try:
             duration = parse_duration(body.duration)
         except ValueError as exc:
             raise GovernanceError(f"for: {exc}") from None
         ask = Ask(body.identity, body.target, tuple(body.entitlements), duration, body.reason)
-        return live.requests.file(who, ask, dry_run=dry_run).json()
+        return live.file(who, ask, dry_run=dry_run).json()
 
     return _answer(call, HTTPStatus.OK if dry_run else HTTPStatus.CREATED)
 
@@ -244,8 +231,8 @@ def get_request(
 ) -> JSONResponse:
     def call() -> dict[str, Any]:
         live = _live(request)
-        _signed_in(live, authorization)
-        return live.requests.get(request_id).json()
+        who = _signed_in(request, authorization)
+        return live.get(who, request_id).json()
 
     return _answer(call)
 
@@ -259,11 +246,8 @@ def approve_request(
 
     def call() -> dict[str, Any]:
         live = _live(request)
-        who = _signed_in(live, authorization)
-        decided = live.requests.approve(who, request_id, body.comment)
-        if decided.status is RequestStatus.APPROVED:
-            live.ring(decided.target)
-        return decided.json()
+        who = _signed_in(request, authorization)
+        return live.approve(who, request_id, body.comment).json()
 
     return _answer(call)
 
@@ -274,20 +258,21 @@ def deny_request(
 ) -> JSONResponse:
     def call() -> dict[str, Any]:
         live = _live(request)
-        who = _signed_in(live, authorization)
-        return live.requests.deny(who, request_id, body.reason).json()
+        who = _signed_in(request, authorization)
+        return live.deny(who, request_id, body.reason).json()
 
     return _answer(call)
 
 
 @router.get("/grants", responses=_ERRORS)
 def list_grants(request: Request, authorization: Authorization = None) -> JSONResponse:
-    """The approved requests (approved, active, ending, ended, failed), newest first."""
+    """The approved requests the caller may see (approved, active, ending, ended, failed),
+    newest first."""
 
     def call() -> dict[str, Any]:
         live = _live(request)
-        _signed_in(live, authorization)
-        return _json(live.requests.list(GRANTED))
+        who = _signed_in(request, authorization)
+        return _json(live.visible(who, GRANTED))
 
     return _answer(call)
 
@@ -297,8 +282,8 @@ def whoami(request: Request, authorization: Authorization = None) -> JSONRespons
     """Who the token signs in as."""
 
     def call() -> dict[str, Any]:
-        live = _live(request)
-        who = _signed_in(live, authorization)
+        _live(request)
+        who = _signed_in(request, authorization).actor
         return {"person": who.person, "via": who.via, "operator": who.operator}
 
     return _answer(call)

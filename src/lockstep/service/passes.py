@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from lockstep.credentials.vault import Vault
-from lockstep.engine.desired import desired_state
 from lockstep.engine.observe import Observer
 from lockstep.engine.reconcile import Pass, reconcile
 from lockstep.engine.scope import narrowed, pass_scope, without_rotations
@@ -39,6 +38,7 @@ class Outcome(StrEnum):
     REMEDIATED = "remediated"  # every action verified
     FAILED = "failed"  # some action not verified
     BLOCKED = "blocked"  # the blast-radius guard stopped the plan: nothing applied
+    PLANNED = "planned"  # --dry-run: actions are due, reported, not applied
     UNREACHABLE = "unreachable"  # not read: no verdict
     ERROR = "error"  # the state store, journal or vault failed
     INTERRUPTED = "interrupted"  # the service stopped between two actions
@@ -63,6 +63,8 @@ class Stopping(Exception):
 
 # Told of each target's outcome as the pass is recorded (the controller's view of it).
 OutcomeListener = Callable[[str, Outcome, PassReport], None]
+# Told of what each pass read and found, before it applies anything (the dashboard's view).
+SeenListener = Callable[[Pass, datetime], None]
 
 
 class PassRunner:
@@ -80,7 +82,10 @@ class PassRunner:
         log: Log,
         stopping: threading.Event,
         on_outcome: OutcomeListener,
+        on_seen: SeenListener = lambda seen, at: None,
+        dry_run: bool = False,
     ) -> None:
+        self.dry_run = dry_run  # report-only: plan and record findings, never apply
         self._store = store
         self._journal = journal
         self._ledger = ledger
@@ -90,6 +95,7 @@ class PassRunner:
         self._log = log
         self._stopping = stopping
         self._on_outcome = on_outcome
+        self._on_seen = on_seen
         self._count_lock = threading.Lock()
         self._passes = 0
 
@@ -124,8 +130,15 @@ class PassRunner:
     ) -> str | None:
         """Runs the pass; returns the target's change token as it was before the read."""
         narrowed_ = replace(loaded, policy=narrowed(loaded.policy, report.scope))
-        ws = Workspace(narrowed_, self._store, self._journal, self._vault, self._ledger)
-        desired = desired_state(narrowed_.policy, report.started)
+        ws = Workspace(
+            narrowed_,
+            self._store,
+            self._journal,
+            self._vault,
+            self._ledger,
+            partial=set(report.scope) != set(loaded.policy.targets),
+        )
+        desired = ws.desired(report.started)
         solo = report.scope == {worker.name}
         if solo:
             observer = worker.observer(narrowed_.policy, desired, generation)
@@ -156,6 +169,7 @@ class PassRunner:
             nonlocal first_seen, planned
             report.read = set(seen.targets_read)
             report.findings = len(seen.plan.findings)
+            self._on_seen(seen, report.started)
             self._metrics.new_findings(seen.findings, report.started)
             self._log_unreachable(report, seen)
             plan = without_rotations(seen.plan, waiting, ws.policy)
@@ -163,6 +177,9 @@ class PassRunner:
                 self._metrics.plan_blocked.labels(target=name).set(1 if plan.blocked else 0)
             if plan.blocked:
                 self._refuse_blocked(report, plan)
+                return None
+            if self.dry_run:
+                self._report_only(report, plan)
                 return None
             # Drift without a finding (a newly declared account) dates from this pass.
             first_seen = _first_seen(seen.findings, report.started)
@@ -205,6 +222,20 @@ class PassRunner:
                 status="unreachable",
                 error=obs.error if isinstance(obs, Unreachable) else "not read",
             )
+
+    def _report_only(self, report: PassReport, plan: Plan) -> None:
+        for name in report.read:
+            due = [a for a in plan.actions if a.target == name]
+            report.outcomes[name] = Outcome.PLANNED if due else Outcome.UNCHANGED
+            if due:
+                self._log.warning(
+                    "dry run: actions due, not applied",
+                    target=name,
+                    op="plan",
+                    status="planned",
+                    actions=len(due),
+                    ops=sorted({str(a.op) for a in due}),
+                )
 
     def _refuse_blocked(self, report: PassReport, plan: Plan) -> None:
         assert plan.mass_change is not None

@@ -21,7 +21,10 @@ from types import FrameType
 import uvicorn
 
 from lockstep.credentials.vault import Vault, load_key
-from lockstep.engine.workspace import STATE_DIR, state_url
+from lockstep.dashboard.app import Dashboard, mount
+from lockstep.dashboard.estate import Estate
+from lockstep.dashboard.sessions import Sessions, is_loopback, session_key
+from lockstep.engine.workspace import state_key_dir, state_url
 from lockstep.errors import LockstepError
 from lockstep.evidence.service_checkpoints import Checkpointer
 from lockstep.policy.load import LoadedPolicy, load_policy
@@ -32,6 +35,7 @@ from lockstep.service.events import PolicySource, policy_fingerprint
 from lockstep.service.governance_api import Governance
 from lockstep.service.logs import configure, get_logger
 from lockstep.service.metrics import Metrics
+from lockstep.service.principals import Authenticators
 from lockstep.service.scaleout import open_leases
 from lockstep.service.settings import BEARER_ENV
 from lockstep.store import Store
@@ -55,6 +59,7 @@ class ServiceOptions:
     interval_cap_s: float | None = None  # no target is checked less often than this
     key_sources: Mapping[str, str] = field(default_factory=dict)  # issuer -> URL or file:PATH
     insecure_no_auth: bool = False  # listen off loopback with no authentication at all
+    dry_run: bool = False  # report-only: read, plan, record findings; never apply
 
 
 def run_service(options: ServiceOptions) -> int:
@@ -67,7 +72,8 @@ def run_service(options: ServiceOptions) -> int:
     listener = _bind(options.host, options.port)
     store = Store.open(state_url(loaded, options.state))
     try:
-        vault = Vault(store, load_key(loaded.base_dir / STATE_DIR))
+        key = load_key(state_key_dir(loaded))
+        vault = Vault(store, key)
         instance = f"{socket.gethostname()}:{os.getpid()}:{token_hex(3)}"
         leases = open_leases(store, instance, log)
         metrics = Metrics.create()
@@ -79,8 +85,6 @@ def run_service(options: ServiceOptions) -> int:
         controllers: list[Controller] = []
         governance = Governance(
             store,
-            operator,
-            dict(options.key_sources),
             lambda target: controllers[0].grant_changed(target) if controllers else None,
             log,
         )
@@ -95,6 +99,9 @@ def run_service(options: ServiceOptions) -> int:
             governance.expire()
             checkpointer.tick()
 
+        estate = Estate(
+            store, vault, lambda: controller.current(), lambda t: controller.holds(t), log
+        )
         controller = Controller(
             PolicySource(options.config, fingerprint),
             loaded,
@@ -106,14 +113,21 @@ def run_service(options: ServiceOptions) -> int:
             options.interval_cap_s,
             on_policy=on_policy,
             chore=chores,
+            on_seen=estate.seen,
+            dry_run=options.dry_run,
         )
         controllers.append(controller)
-        app = create_app(controller, credentials, operator, governance)
+        authenticators = Authenticators(
+            lambda: controller.current()[0].policy, operator, store, options.key_sources
+        )
+        app = create_app(controller, credentials, operator, governance, authenticators)
+        sessions = Sessions(session_key(key), secure=not is_loopback(options.host))
+        mount(app, Dashboard(estate, authenticators, sessions, log))
         server = uvicorn.Server(
             uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         )
         try:
-            return _serve(controller, server, listener, options)
+            return _serve(controller, estate, server, listener, options)
         finally:
             credentials.close()
     finally:
@@ -123,6 +137,7 @@ def run_service(options: ServiceOptions) -> int:
 
 def _serve(
     controller: Controller,
+    estate: Estate,
     server: uvicorn.Server,
     listener: socket.socket,
     options: ServiceOptions,
@@ -159,6 +174,7 @@ def _serve(
     signal.signal(signal.SIGINT, on_signal)
     threading.excepthook = on_crash
     controller.start()
+    estate.start()
     http = threading.Thread(
         target=server.run, kwargs={"sockets": [listener]}, name="lockstep-http", daemon=True
     )
@@ -175,6 +191,7 @@ def _serve(
     )
     stop.wait()
     finished = controller.stop(SHUTDOWN_GRACE_S)
+    estate.stop()
     server.should_exit = True
     http.join(_HTTP_STOP_S)
     clean = finished and not crashed

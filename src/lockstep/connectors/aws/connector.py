@@ -54,6 +54,13 @@ __all__ = ["AwsConnectorType", "AwsSession"]
 class AwsConnectorType:
     name: ClassVar[str] = "aws"
     permissions: ClassVar[Mapping[Op, tuple[str, ...]]] = PERMISSIONS
+    paths_permissions: ClassVar[tuple[str, ...]] = (
+        "iam:GetAccountAuthorizationDetails",
+        "iam:GenerateCredentialReport",
+        "iam:GetCredentialReport",
+        "secretsmanager:DescribeSecret and secretsmanager:GetResourcePolicy on aws-secrets sinks",
+        "kms:DescribeKey and kms:GetKeyPolicy on their customer keys",
+    )
     read_permissions: ClassVar[tuple[str, ...]] = READ_PERMISSIONS
     capability_permissions: ClassVar[Mapping[type, tuple[str, ...]]] = CAPABILITY_PERMISSIONS
 

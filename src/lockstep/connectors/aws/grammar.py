@@ -84,6 +84,7 @@ READ_PERMISSIONS = (
     "iam:ListGroupsForUser",
     "iam:ListAttachedRolePolicies",
     "iam:ListAttachedGroupPolicies",
+    "iam:GetPolicy",
     "iam:ListRolePolicies",
     "iam:GetAccessKeyLastUsed",
     "sts:GetCallerIdentity",

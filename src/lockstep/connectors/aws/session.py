@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ from lockstep.connectors.aws.grammar import (
     revoke_older_sessions_document,
     trust_account_document,
 )
+from lockstep.connectors.aws.paths import AwsPaths
 from lockstep.connectors.aws.transform import SUSPENDED_POLICY
 from lockstep.connectors.aws.usage import key_last_used, roles_usage, users_usage
 from lockstep.connectors.base import (
@@ -54,7 +56,7 @@ SUSPENDED_TAG = "lockstep-suspended-at"
 MAX_KEYS_PER_USER = 2
 
 
-class AwsSession:
+class AwsSession(AwsPaths):
     """A live connection to one AWS account's IAM, as the admin from boto3's default chain."""
 
     def __init__(
@@ -104,9 +106,27 @@ class AwsSession:
                 user["UserName"]: self._keys(AccountRef("user", user["UserName"]))
                 for user in scoped
             }
-        return transform.transform(
+            unknown = self._unknown(groups)
+        snapshot = transform.transform(
             self._target, users, roles, keys, *self._scope_args(), groups=groups
         )
+        return replace(snapshot, unknown=unknown)
+
+    def _unknown(self, groups: list[dict[str, Any]]) -> dict[str, str]:
+        """The policy's ``policy:ARN`` and ``group:NAME`` entitlements naming a managed
+        policy or a group this account does not have."""
+        names = {str(g.get("GroupName")) for g in groups}
+        unknown = {}
+        for text in sorted(self._scope.entitlements):
+            kind, value = parse_entitlement(text)
+            if kind == "group" and value not in names:
+                unknown[text] = f"no IAM group {value} in this account"
+            elif kind == "policy" and self._absent_policy(value):
+                unknown[text] = f"no managed policy {value} (or it cannot be attached)"
+        return unknown
+
+    def _absent_policy(self, arn: str) -> bool:
+        return absent_is_none(lambda: self._iam.get_policy(PolicyArn=arn)) is None
 
     def _scope_args(self) -> tuple[Scope, str | None, str]:
         return self._scope, self.admin_account, self._settings.path_prefix

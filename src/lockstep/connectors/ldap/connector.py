@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
@@ -60,7 +61,8 @@ from lockstep.connectors.ldap.directory import (
 )
 from lockstep.connectors.ldap.observe import LdapObserver
 from lockstep.connectors.ldap.passwords import LdapPasswords
-from lockstep.connectors.ldap.transform import transform
+from lockstep.connectors.ldap.paths import LdapPaths
+from lockstep.connectors.ldap.transform import missing_groups, transform
 from lockstep.model import Account, Op, Snapshot, Target
 from lockstep.secret import Secret, redact
 
@@ -106,6 +108,12 @@ class LdapConnectorType:
             "delete entries under accounts_dn",
         ),
     }
+    paths_permissions: ClassVar[tuple[str, ...]] = (
+        "search the directory under the common base of accounts_dn and groups_dn: objectClass,"
+        " member, userPassword (presence)",
+        "read cn=config: olcDatabase, olcSuffix, olcAccess, olcRootDN (optional: without it "
+        "the access rules are not assessed)",
+    )
     read_permissions: ClassVar[tuple[str, ...]] = (
         "search accounts_dn entries: uid, userPassword (presence), pwdAccountLockedTime",
         "search groupOfNames entries under groups_dn: member",
@@ -188,7 +196,7 @@ class LdapConnectorType:
 # ---------------------------------------------------------------- sessions
 
 
-class LdapSession(LdapObserver, LdapPasswords):
+class LdapSession(LdapObserver, LdapPasswords, LdapPaths):
     """One target's accounts and groups; the optional capabilities come from the mixins."""
 
     # ------------------------------------------------------------ reading
@@ -198,7 +206,9 @@ class LdapSession(LdapObserver, LdapPasswords):
         with self._ldap_errors(TargetUnreachable):
             groups = self._groups(GROUPS_FILTER)
             entries = self._accounts(self._settings.accounts_dn, ldap3.LEVEL, absent_ok=False)
-            return transform(self._target, entries, groups, self._excluded, self._admin_groups)
+            snapshot = transform(self._target, entries, groups, self._excluded, self._admin_groups)
+            unknown = missing_groups(self._target, groups, self._granted, self._settings.groups_dn)
+        return replace(snapshot, unknown=unknown)
 
     def read_account(self, account: str) -> Account | None:
         """The account read fresh; None when it does not exist or is excluded (never read)."""

@@ -207,6 +207,7 @@ class LdapDirectory:
         # Compared as the directory compares uids, so that "Admin" excludes uid=admin too.
         self._excluded = frozenset(fold(name) for name in scope.excluded)
         self._admin_groups = frozenset(fold(cn) for cn in settings.admin_groups)
+        self._granted = scope.entitlements
 
     def _search(
         self,

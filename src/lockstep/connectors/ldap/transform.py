@@ -71,3 +71,20 @@ def _account(
         sessions=-1,  # binds are per operation: LDAP cannot tell who is "logged in"
         privileged=f"member of the admin group {admin[0]}" if admin else None,
     )
+
+
+def missing_groups(
+    target: str, groups: Iterable[Mapping[str, Any]], granted: Iterable[str], groups_dn: str
+) -> dict[str, str]:
+    """The ``group:CN`` entitlements of ``granted`` with no groupOfNames ``cn=CN`` among
+    ``groups`` (those directly under ``groups_dn``), with what is missing."""
+    present = set()
+    for group in groups:
+        cn = leaf_value(required(group, "dn", f"target {target}: a group"), "cn")
+        if cn is not None:
+            present.add(fold(cn))
+    return {
+        text: f"no groupOfNames cn={text.removeprefix('group:')} under {groups_dn}"
+        for text in granted
+        if text.startswith("group:") and fold(text.removeprefix("group:")) not in present
+    }

@@ -99,6 +99,28 @@ FROM (
 ) g
 JOIN acct a ON a.oid = g.grantee
 """
+# Whether each object the policy grants exists, and for tables the size of the pg_class row
+# that holds its ACL: that row cannot outgrow a page (PostgreSQL refuses a grant with "row is
+# too big"; schemas and databases have TOAST tables, so their ACLs have no such limit).
+OBJECTS = """
+SELECT w.kind, w.ns, w.name,
+       CASE w.kind
+         WHEN 'role' THEN (SELECT 0 FROM pg_roles WHERE rolname = w.name)
+         WHEN 'table' THEN (
+           SELECT pg_column_size(c.*) FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = w.ns AND c.relname = w.name AND c.relkind IN ('r','v','m','p','f'))
+         WHEN 'schema' THEN (SELECT 0 FROM pg_namespace WHERE nspname = w.name)
+         WHEN 'database' THEN (SELECT 0 FROM pg_database WHERE datname = w.name)
+       END,
+       CASE w.kind WHEN 'table' THEN (
+           SELECT coalesce(pg_column_size(c.relacl)::float8 / nullif(cardinality(c.relacl), 0), 0)
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = w.ns AND c.relname = w.name AND c.relkind IN ('r','v','m','p','f'))
+       END,
+       current_setting('block_size')::int
+FROM unnest(%(kinds)s::text[], %(nss)s::text[], %(names)s::text[]) AS w(kind, ns, name)
+"""
 OWNED = """
 SELECT CASE WHEN s.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
             THEN (SELECT o.type || ' ' || o.identity

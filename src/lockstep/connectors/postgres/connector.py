@@ -71,6 +71,10 @@ class PostgresConnectorType:
             "pg_signal_backend",
         ),
     }
+    paths_permissions: ClassVar[tuple[str, ...]] = (
+        "LOGIN to the DSN's database: pg_roles, pg_auth_members, pg_class, pg_proc and the "
+        "has_*_privilege functions are readable by every role",
+    )
     read_permissions: ClassVar[tuple[str, ...]] = (
         "LOGIN to the DSN's database (the catalogs read are readable by every role)",
         "pg_read_all_stats (to count other roles' open sessions)",

@@ -1,7 +1,7 @@
 """A PostgreSQL session: reading roles, one method per operation, and probing as a workload.
 
 The optional capabilities come from the mixins beside their SQL: the change token and usage
-(``usage``) and leases (``leases``).
+(``usage``), leases (``leases``) and the facts of escalation paths (``paths``).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 from psycopg import sql
@@ -25,8 +25,14 @@ from lockstep.connectors.postgres import catalog, grammar
 from lockstep.connectors.postgres.admin import first, one_line
 from lockstep.connectors.postgres.catalog import Conn
 from lockstep.connectors.postgres.leases import PostgresLeases
+from lockstep.connectors.postgres.paths import PostgresPaths
 from lockstep.connectors.postgres.settings import PostgresSettings, exact_params, is_socket
-from lockstep.connectors.postgres.transform import transform
+from lockstep.connectors.postgres.transform import (
+    object_params,
+    objects,
+    transform,
+    wanted_objects,
+)
 from lockstep.connectors.postgres.usage import PROBE_APPLICATION, PostgresUsage
 from lockstep.model import Account, Op, Snapshot
 from lockstep.secret import Secret
@@ -44,12 +50,13 @@ class _ProbeEndpoint:
     tls: Mapping[str, str]
 
 
-class PostgresSession(PostgresUsage, PostgresLeases):
+class PostgresSession(PostgresUsage, PostgresLeases, PostgresPaths):
     """One autocommit admin connection to one target."""
 
     def __init__(self, conn: Conn, target: str, settings: PostgresSettings, scope: Scope) -> None:
         super().__init__(conn, target, scope)
         self._scram_iterations = settings.lease_scram_iterations
+        self._secret_tables = settings.secret_table_names()
         parameters = conn.info.get_parameters()
         self._probe = _ProbeEndpoint(
             settings.probe_host or conn.info.host,
@@ -61,7 +68,16 @@ class PostgresSession(PostgresUsage, PostgresLeases):
     # ------------------------------------------------------------ reading
 
     def read(self) -> Snapshot:
-        return self._read(sql.SQL(catalog.IN_SCOPE), self._scope_params())
+        snapshot = self._read(sql.SQL(catalog.IN_SCOPE), self._scope_params())
+        wanted = wanted_objects(self._scope.entitlements)
+        if not wanted:
+            return snapshot
+        try:
+            rows = self._conn.execute(catalog.OBJECTS, object_params(wanted)).fetchall()
+        except psycopg.Error as exc:
+            raise self._unreachable("cannot read which objects exist", exc) from None
+        unknown, room = objects(wanted, rows)
+        return replace(snapshot, unknown=unknown, room=room)
 
     def read_account(self, account: str) -> Account | None:
         return self._read(sql.SQL(catalog.NAMED), {"name": account}).accounts.get(account)

@@ -41,6 +41,23 @@ class PostgresSettings(BaseModel):
     # keep a 24+ character random secret just as unguessable; but pgjdbc refuses fewer
     # than 4096.
     lease_scram_iterations: int = Field(default=leases.DEFAULT_SCRAM_ITERATIONS, ge=1)
+    # Tables where credentials are kept (SCHEMA.TABLE): whoever may read them is on a path to
+    # those credentials (``lockstep paths``).
+    secret_tables: list[str] = Field(default_factory=list)
+
+    @field_validator("secret_tables")
+    @classmethod
+    def _schema_dot_table(cls, value: list[str]) -> list[str]:
+        for name in value:
+            schema, dot, table = name.partition(".")
+            if not (dot and schema and table):
+                raise ValueError(f"secret_tables: write {name!r} as SCHEMA.TABLE")
+        return value
+
+    def secret_table_names(self) -> tuple[tuple[str, str], ...]:
+        return tuple(
+            (schema, table) for schema, _, table in (n.partition(".") for n in self.secret_tables)
+        )
 
     @field_validator("dsn")
     @classmethod

@@ -93,10 +93,13 @@ def guard(what: str, failure: type[ConnectorError], secret: Secret | None = None
 class RedisAdmin:
     """An authenticated admin connection to one target. Used from one thread at a time."""
 
-    def __init__(self, target: str, url: str, excluded: frozenset[str]) -> None:
+    def __init__(
+        self, target: str, url: str, excluded: frozenset[str], secret_keys: tuple[str, ...] = ()
+    ) -> None:
         self._target = target
         self._url = url
         self._excluded = excluded
+        self._secret_keys = secret_keys  # key patterns where credentials are kept
         self._client = admin_client(url)
         try:
             self._command("PING", "PING", failure=TargetUnreachable)

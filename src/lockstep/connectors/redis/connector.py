@@ -47,11 +47,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import ClassVar
 from urllib.parse import urlsplit
 
 import redis
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lockstep.connectors.base import (
     ActionFailed,
@@ -92,6 +93,7 @@ from lockstep.connectors.redis.admin import (
 from lockstep.connectors.redis.credentials import RedisCredentials
 from lockstep.connectors.redis.leases import LEASES_KEY, RedisLeases
 from lockstep.connectors.redis.observe import RedisObserver
+from lockstep.connectors.redis.paths import RedisPaths
 from lockstep.model import Account, Op, Snapshot, Target
 from lockstep.secret import Secret
 
@@ -110,7 +112,7 @@ __all__ = [
 # user (hence ACL SETUSER and DELUSER) and reads lockstep's record of them.
 _READ = (
     "+ping", "+acl|list", "+acl|getuser", "+client|list", "+hmget", "+multi", "+exec",
-    "+acl|setuser", "+acl|deluser", f"~{RULES_KEY}",
+    "+acl|setuser", "+acl|deluser", "+command|list", "+acl|cat", f"~{RULES_KEY}",
 )  # fmt: skip
 _RECORD = ("+hset", "+hdel")
 _SAVE = ("+acl|save",)
@@ -119,15 +121,25 @@ _SAVE = ("+acl|save",)
 # ---------------------------------------------------------------- session
 
 
-class RedisSession(RedisObserver, RedisCredentials, RedisLeases):
+class RedisSession(RedisObserver, RedisCredentials, RedisLeases, RedisPaths):
     """One target's ACL users; the optional capabilities come from the mixins."""
 
     # ------------------------------------------------------------ reading
 
+    granted: frozenset[str] = frozenset()  # the policy's entitlements here (Scope.entitlements)
+
     def read(self) -> Snapshot:
         lines = self._command("ACL LIST", "ACL", "LIST", failure=TargetUnreachable)
         users = transform.in_scope(map(user_from_line, lines), self._excluded)
-        return self._snapshot(users)
+        snapshot = self._snapshot(users)
+        if not any(rule[:1] in "+-" for rule in self.granted):
+            return snapshot
+        with guard("COMMAND LIST", TargetUnreachable):
+            # Not through call(): redis-py's COMMAND callback cannot parse every reply.
+            commands = [str(c) for c in self._client.command_list()]
+        categories = self._command("ACL CAT", "ACL", "CAT", failure=TargetUnreachable)
+        unknown = transform.unknown_rules(self.granted, commands, categories)
+        return replace(snapshot, unknown=unknown)
 
     def read_account(self, account: str) -> Account | None:
         reply = self._command(
@@ -290,6 +302,9 @@ class RedisSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     url: SecretValue  # admin connection, e.g. redis://lockstep:PASSWORD@host:6379/0
+    # Key patterns where workloads keep credentials: whoever may read them is on a path to
+    # those credentials (``lockstep paths``).
+    secret_keys: list[str] = Field(default_factory=list)
 
     @field_validator("url")
     @classmethod
@@ -312,6 +327,11 @@ class RedisConnectorType:
         Op.END_SESSIONS: (*_READ, "+client|kill"),
         Op.DELETE_ACCOUNT: (*_READ, *_RECORD, *_SAVE),
     }
+    paths_permissions: ClassVar[tuple[str, ...]] = (
+        "+acl|list",
+        "+acl|dryrun",
+        "+config|get (optional: enable-module-command, enable-debug-command)",
+    )
     read_permissions: ClassVar[tuple[str, ...]] = _READ
     # What each optional capability of the sessions needs.
     capability_permissions: ClassVar[Mapping[type, tuple[str, ...]]] = {
@@ -356,4 +376,8 @@ class RedisConnectorType:
     def open(self, target: Target, scope: Scope) -> RedisSession:
         settings = RedisSettings.model_validate(target.settings)
         excluded = scope.excluded | self.default_excluded(settings)
-        return RedisSession(target.name, settings.url.reveal(), excluded)
+        session = RedisSession(
+            target.name, settings.url.reveal(), excluded, tuple(settings.secret_keys)
+        )
+        session.granted = frozenset(scope.entitlements)
+        return session

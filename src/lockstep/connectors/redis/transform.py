@@ -75,3 +75,32 @@ def transform(
         if user.name not in gone
     }
     return Snapshot(target, accounts)
+
+
+def unknown_rules(
+    granted: Iterable[str], commands: Iterable[str], categories: Iterable[str]
+) -> dict[str, str]:
+    """The command rules of ``granted`` (``+cmd``, ``-cmd|sub``, ``+@cat``) naming a command,
+    subcommand or category this server does not have (``COMMAND LIST``, ``ACL CAT``):
+    Redis would refuse the whole ACL SETUSER for one of them."""
+    known_commands = {c.lower() for c in commands}
+    # Commands with subcommands; for the others, Redis 7.0 reads "cmd|arg" as a first-arg rule.
+    parents = {c.split("|", 1)[0] for c in known_commands if "|" in c}
+    known_categories = {c.lower() for c in categories} | {"all"}
+    unknown = {}
+    for rule in granted:
+        if rule[:1] not in ("+", "-"):
+            continue
+        name = rule[1:]
+        if name.startswith("@"):
+            if name[1:] not in known_categories:
+                unknown[rule] = f"no ACL category {name} on this server (ACL CAT)"
+        elif "|" in name:
+            base = name.split("|", 1)[0]
+            if base not in known_commands:
+                unknown[rule] = f"no command {base} on this server (COMMAND LIST)"
+            elif base in parents and name not in known_commands:
+                unknown[rule] = f"no subcommand {name} on this server (COMMAND LIST)"
+        elif name not in known_commands:
+            unknown[rule] = f"no command {name} on this server (COMMAND LIST)"
+    return unknown

@@ -1,0 +1,1 @@
+"""The web dashboard that ``lockstep run`` serves at ``/`` (see ``lockstep.dashboard.app``)."""

@@ -1,0 +1,56 @@
+"""What people ask for and decide, under the policy in force: the one code path behind the
+API's ``/v1/requests`` routes and the dashboard's requests and grants pages. Who may see a
+request, approve or deny it is ``Authority``'s answer; whether an approval or denial counts is
+``lockstep.governance.requests``' (it decides again, inside the transaction that records it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lockstep.governance.errors import UnknownName
+from lockstep.governance.records import AccessRequest, RequestStatus
+from lockstep.governance.requests import Ask, Requests
+from lockstep.service.principals import Authority, Principal
+
+Ring = Callable[[str], None]  # a grant on this target changed: pass it now
+
+
+class Decisions:
+    def __init__(self, requests: Requests, ring: Ring) -> None:
+        self.requests = requests
+        self.authority = Authority(requests.loaded.policy)
+        self._ring = ring
+
+    def visible(
+        self,
+        who: Principal,
+        statuses: tuple[RequestStatus, ...] | None = None,
+        identity: str | None = None,
+    ) -> list[AccessRequest]:
+        """The requests ``who`` may see, newest first."""
+        return [
+            r
+            for r in self.requests.list(statuses, identity)
+            if self.authority.may_see_request(who, r)
+        ]
+
+    def get(self, who: Principal, request_id: str) -> AccessRequest:
+        found = self.requests.get(request_id)
+        if not self.authority.may_see_request(who, found):
+            raise UnknownName(f"unknown request {request_id[:80]!r}")  # never say it exists
+        return found
+
+    def file(self, who: Principal, ask: Ask, dry_run: bool = False) -> AccessRequest:
+        return self.requests.file(who.actor, ask, dry_run=dry_run)
+
+    def approve(self, who: Principal, request_id: str, comment: str = "") -> AccessRequest:
+        """Approve the request's current stage; the last approval has the grant enforced at
+        once (the service is rung, it does not wait for the next interval)."""
+        decided = self.requests.approve(who.actor, request_id, comment)
+        if decided.status is RequestStatus.APPROVED:
+            self._ring(decided.target)
+        return decided
+
+    def deny(self, who: Principal, request_id: str, reason: str) -> AccessRequest:
+        return self.requests.deny(who.actor, request_id, reason)
