@@ -3,8 +3,9 @@ page's first load in Chromium on loopback.
 
 The estate is bench/scale.py's size M (100k identities, ~1M entitlements, 4 targets, its
 drift), fed to the dashboard as the service's passes feed it; its state is a SQLite store with
-the findings of one plan (73k held), current credentials, observed use and a journal of
-``--entries`` entries (bench/evidence.py's). Pages are asked for through the dashboard's
+the findings of one plan (73k held), current credentials, observed use, a journal of
+``--entries`` entries (bench/evidence.py's) and ``--requests-held`` access requests (half
+pending, half active grants). Pages are asked for through the dashboard's
 real app (Starlette's test client: no network, the whole ASGI stack, sign-in cookie and all),
 ``--requests`` times each after one warm-up; the baseline, measured in the same run, is a
 static file served through the same stack (what any request costs before a page does
@@ -18,6 +19,7 @@ per page (nothing cached), navigation start to the load event.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import socket
@@ -47,7 +49,29 @@ TOKEN = "bench-operator-token-0123456789abcdef"
 CHROMIUM = "/usr/bin/chromium"
 
 
-def build_state(path: Path, entries: int):  # type: ignore[no-untyped-def]
+def request_rows(e, count: int) -> list[tuple[object, ...]]:  # type: ignore[no-untyped-def]
+    """Access requests as governance stores them: half pending, half active grants."""
+    rules = json.dumps({"stages": [{"approvers": ["owner"], "people": ["a@example.com"],
+                        "required": 1}], "admins": [], "sponsor": None})  # fmt: skip
+    names = list(e.policy.identities)
+    stamp = NOW.strftime("%Y-%m-%d %H:%M:%S.%f")
+    rows: list[tuple[object, ...]] = []
+    for i in range(count):
+        identity = e.policy.identities[names[(i * 7919) % len(names)]]
+        access = identity.access[0]
+        active = i % 2 == 1
+        rows.append((
+            f"R-{i:012x}", identity.name, access.target, access.account,
+            json.dumps([f"SELECT on table app.t{i % 450}"]), "a@example.com", "bench",
+            "active" if active else "pending", None, 8 * 3600, rules, stamp, stamp,
+            stamp if active else None, "b@example.com" if active else None,
+            stamp if active else None, stamp if active else None,
+            stamp if active else None, None, "", stamp,
+        ))  # fmt: skip
+    return rows
+
+
+def build_state(path: Path, entries: int, requests: int):  # type: ignore[no-untyped-def]
     e = merged(chunks(SIZES["M"], SEED))
     store = Store.open(f"sqlite:///{path}")
     desired = desired_state(e.policy, NOW)
@@ -74,6 +98,13 @@ def build_state(path: Path, entries: int):  # type: ignore[no-untyped-def]
             " VALUES (?,?,'',?,'pg_stat_activity')",
             [(t, a, at.strftime(stamp)) for (t, a), at in e.last_used.items()],
         )
+        conn.executemany(
+            "INSERT INTO access_requests (id, identity, target, account, entitlements,"
+            " requester, reason, status, environment, duration_s, rules, created_at,"
+            " pending_until, decided_at, decided_by, starts_at, ends_at, verified_at, ended_at,"
+            " detail, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            request_rows(e, requests),
+        )
     conn.close()
     return e, desired, plan
 
@@ -87,6 +118,7 @@ def dashboard_app(path: Path, e, desired, plan):  # type: ignore[no-untyped-def]
     from lockstep.dashboard.estate import Estate
     from lockstep.dashboard.sessions import Sessions, session_key
     from lockstep.secret import Secret
+    from lockstep.service.governance_api import Governance
     from lockstep.service.logs import get_logger
     from lockstep.service.principals import Authenticators
 
@@ -102,6 +134,9 @@ def dashboard_app(path: Path, e, desired, plan):  # type: ignore[no-untyped-def]
     built = (time.perf_counter() - start, time.process_time() - cpu)
     auth = Authenticators(lambda: loaded.policy, Secret(TOKEN), store)
     app = FastAPI()
+    governance = Governance(store, lambda target: None, get_logger())
+    governance.serve(app.state)
+    governance.load(loaded)
     mount(app, Dashboard(estate, auth, Sessions(session_key(key), secure=False), get_logger()))
     return app, picture, built
 
@@ -117,6 +152,9 @@ def pages(picture) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
         ("identity", f"/identities/{identity}"),
         ("findings", "/findings"),
         ("findings, filtered", "/findings?severity=high&type=excess_entitlement&page=20"),
+        ("requests, pending", "/requests"),
+        ("requests, all", "/requests?status=all"),
+        ("grants", "/grants"),
         ("leases", "/leases"),
         ("reports", "/reports"),
     ]
@@ -188,15 +226,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=200_000, help="journal entries")
     parser.add_argument("--requests", type=int, default=40, help="requests per page")
+    parser.add_argument("--requests-held", type=int, default=2000, help="access requests")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lockstep-bench-dashboard-") as tmp:
         path = Path(tmp) / "state.db"
         start = time.perf_counter()
-        e, desired, plan = build_state(path, args.entries)
+        e, desired, plan = build_state(path, args.entries, args.requests_held)
         held = sum(len(a.entitlements) for s in e.observed.values() for a in s.accounts.values())
         print(f"state built in {time.perf_counter() - start:.0f} s: "
               f"{len(e.policy.identities):,} identities, {held:,} entitlements held, "
-              f"{args.entries:,} journal entries")  # fmt: skip
+              f"{args.entries:,} journal entries, "
+              f"{args.requests_held:,} access requests")  # fmt: skip
         app, picture, (built_s, built_cpu) = dashboard_app(path, e, desired, plan)
         load = os.getloadavg()
         print(f"picture built (off the request path) in {built_s:.1f} s wall, {built_cpu:.1f} s "

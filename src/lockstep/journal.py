@@ -17,11 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, Table, insert, select, update
 
 from lockstep.errors import LockstepError
 from lockstep.secret import Secret, holds_secret, redact
@@ -81,6 +82,18 @@ class Journal:
         try:
             with self._store.writing(LOCK) as conn:
                 return self.append_in(conn, [(kind, payload)])[0]
+        except StoreError as exc:
+            raise JournalError(f"cannot write the journal: {exc}") from None
+
+    @contextmanager
+    def recording(self, *more: Table) -> Iterator[Connection]:
+        """A transaction holding the journal's lock (and the locks of ``more``, in that
+        order), for entries (``append_in``) that commit together with other state, or not
+        at all: a batch's intents with its staged credentials, its results with the pending
+        changes they close. Raises JournalError when it cannot commit."""
+        try:
+            with self._store.writing(LOCK, *more) as conn:
+                yield conn
         except StoreError as exc:
             raise JournalError(f"cannot write the journal: {exc}") from None
 

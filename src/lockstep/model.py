@@ -13,6 +13,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
+from lockstep.secret import Secret
+
 
 class Op(StrEnum):
     CREATE_ACCOUNT = "create_account"
@@ -236,6 +238,17 @@ class PeopleIssuer:
     audience: str
     claim: str = "email"
     jwks: str | None = None  # a URL or file:PATH; None: OIDC discovery
+    client: SignInClient | None = None  # the dashboard signs people in through it
+
+
+@dataclass(frozen=True, slots=True)
+class SignInClient:
+    """The dashboard's OIDC client at the people's issuer (authorization code with PKCE)."""
+
+    client_id: str
+    client_secret: Secret | None  # None: a public client, PKCE alone
+    redirect_uri: str  # from the policy, never from a request's Host
+    scopes: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

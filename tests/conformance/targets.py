@@ -29,12 +29,14 @@ import yaml
 from psycopg import sql
 
 from lockstep.connectors.base import (
+    AppliesBatches,
     ConnectorType,
     Credential,
     HoldsTwoCredentials,
     IssuesLeaseBatches,
     IssuesLeases,
     ObservesUsage,
+    ProbesInParallel,
     Scope,
     Session,
     WatchesChanges,
@@ -63,6 +65,8 @@ CAPABILITIES = (
     HoldsTwoCredentials,
     IssuesLeases,
     IssuesLeaseBatches,
+    AppliesBatches,
+    ProbesInParallel,
 )
 POLICY_FILE = "lockstep.yaml"
 IDENTITY_PREFIX = "svc"

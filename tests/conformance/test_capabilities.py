@@ -15,12 +15,14 @@ import pytest
 
 from lockstep.connectors.base import (
     ActionFailed,
+    AppliesBatches,
     Credential,
     HoldsTwoCredentials,
     IssuesLeaseBatches,
     IssuesLeases,
     ObservesUsage,
     ProbeResult,
+    ProbesInParallel,
     Session,
     WatchesChanges,
 )
@@ -32,13 +34,15 @@ if TYPE_CHECKING:
 
 pytest_plugins = ("conformance.targets",)
 
+# Every connector applies and reads back in batches, and takes probes side by side.
+BATCHES = (AppliesBatches, ProbesInParallel)
 OFFERED: dict[str, set[type]] = {
     # A role has one password: rotation is in place (docs/postgres.md).
-    "postgres": {WatchesChanges, ObservesUsage, IssuesLeases, IssuesLeaseBatches},
-    "ldap": {WatchesChanges, ObservesUsage, HoldsTwoCredentials},
-    "redis": {WatchesChanges, ObservesUsage, HoldsTwoCredentials, IssuesLeases},
+    "postgres": {WatchesChanges, ObservesUsage, IssuesLeases, IssuesLeaseBatches, *BATCHES},
+    "ldap": {WatchesChanges, ObservesUsage, HoldsTwoCredentials, *BATCHES},
+    "redis": {WatchesChanges, ObservesUsage, HoldsTwoCredentials, IssuesLeases, *BATCHES},
     # IAM has no cheap change token.
-    "aws": {ObservesUsage, HoldsTwoCredentials, IssuesLeases},
+    "aws": {ObservesUsage, HoldsTwoCredentials, IssuesLeases, *BATCHES},
 }
 HOLDING_TWO = [name for name, offered in OFFERED.items() if HoldsTwoCredentials in offered]
 

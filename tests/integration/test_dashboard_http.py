@@ -165,3 +165,10 @@ def test_no_secret_is_in_any_page_or_the_log(estate: DashboardEstate) -> None:
     seen = "\n".join(pages) + estate.service.text()
     for secret in estate.secrets:
         assert secret not in seen
+
+
+def test_without_an_oidc_client_there_is_no_oidc_sign_in(estate: DashboardEstate) -> None:
+    with estate.client() as client:
+        assert "Sign in with" not in client.get("/signin").text
+        assert client.get("/signin/oidc").status_code == 404
+        assert client.get("/signin/oidc/callback?code=x&state=y").status_code == 404

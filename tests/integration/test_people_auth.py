@@ -4,6 +4,7 @@ token never acts as a person; a person the policy does not name is refused."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -19,6 +20,7 @@ from lockstep.governance.auth import Authenticator, AuthRefused
 from lockstep.governance.tokens import PersonTokens
 from lockstep.journal import Journal
 from lockstep.leases.workload import KeySets
+from lockstep.policy.errors import PolicyInvalid
 from lockstep.policy.load import load_policy
 from lockstep.secret import Secret
 from lockstep.store import Store
@@ -105,7 +107,7 @@ def test_token_create_prints_the_token_alone_and_keeps_only_its_hash(project: Pa
     assert token not in listed.stdout and '"status": "active"' in listed.stdout
     with sqlite3.connect(project / ".lockstep" / "state.db") as conn:
         dump = "\n".join(conn.iterdump())
-    assert token not in dump and token.split("_")[2] not in dump
+    assert token not in dump and token.split("_", 2)[2] not in dump
     assert "token_created" in dump
 
 
@@ -227,3 +229,36 @@ def test_without_a_people_issuer_a_jwt_is_refused(world, project: Path, issuer: 
     auth = Authenticator(load_policy(project / "lockstep.yaml").policy, tokens, None, KeySets())
     error = refused(auth, f"Bearer {issuer.token(email='sam@example.com')}")
     assert "governance.people names no OIDC issuer" in error.reason
+
+
+def test_the_people_issuers_keys_can_come_from_a_jwks_file(
+    world, project: Path, issuer: Issuer
+) -> None:
+    _, tokens, _ = world
+    (project / "people-keys.json").write_text(json.dumps({"keys": [k.jwk() for k in issuer.keys]}))
+    text = policy_text("https://idp.example.com").replace(
+        "audience: lockstep}\n  groups",
+        "audience: lockstep, jwks: file:people-keys.json}\n  groups",
+    )
+    (project / "lockstep.yaml").write_text(text)
+    policy = load_policy(project / "lockstep.yaml").policy
+    assert policy.governance.people is not None
+    assert policy.governance.people.jwks == f"file:{(project / 'people-keys.json').resolve()}"
+    keys = KeySets({"https://idp.example.com": policy.governance.people.jwks})
+    auth = Authenticator(policy, tokens, None, keys)
+    offline = Issuer(issuer.keys)
+    offline.url = "https://idp.example.com"
+    assert auth.authenticate(f"Bearer {offline.token(email='sam@example.com')}").person == (
+        "sam@example.com"
+    )
+
+
+def test_a_people_jwks_url_must_be_https(tmp_path: Path) -> None:
+    (tmp_path / "lockstep.yaml").write_text(
+        policy_text("https://idp.example.com").replace(
+            "audience: lockstep}", "audience: lockstep, jwks: http://keys.example.com/jwks}"
+        )
+    )
+    with pytest.raises(PolicyInvalid) as info:
+        load_policy(tmp_path / "lockstep.yaml")
+    assert "keys are fetched over https only" in str(info.value)

@@ -4,6 +4,7 @@ stderr and exit 1, with nothing filed, approved or journaled as done."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,3 +170,13 @@ def test_a_revoked_token_replayed_is_refused(running: Running) -> None:
 def test_an_unreachable_service_is_one_line(running: Running) -> None:
     proc = running.as_person("alice@example.com", "requests", "--url", "http://127.0.0.1:9")
     one_line_refusal(proc, "cannot reach the service at http://127.0.0.1:9")
+
+
+def test_no_token_reaches_the_service_log_or_the_journal(running: Running) -> None:
+    assert running.file().returncode == 0
+    log = running.service.text()
+    with sqlite3.connect(running.workdir / ".lockstep" / "state.db") as conn:
+        dump = "\n".join(conn.iterdump())
+    for token in running.tokens.values():
+        secret = token.split("_", 2)[2]
+        assert secret not in log and secret not in dump

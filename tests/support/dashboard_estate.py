@@ -102,7 +102,16 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def start_estate(workdir: Path, pg: localpg.LocalPostgres) -> DashboardEstate:
+def start_estate(
+    workdir: Path,
+    pg: localpg.LocalPostgres,
+    people: dict[str, object] | None = None,
+    port: int = 0,
+    **more_env: str,
+) -> DashboardEstate:
+    """``people``: the policy's ``governance.people`` (an OIDC issuer, its client); ``port``:
+    where the service listens (a redirect URI names it before it starts); ``more_env``: more
+    of the service's environment."""
     create_orders_db(
         pg,
         on_server=[f'CREATE ROLE "{HOSTILE.replace(chr(34), chr(34) * 2)}" LOGIN'],
@@ -130,11 +139,11 @@ def start_estate(workdir: Path, pg: localpg.LocalPostgres) -> DashboardEstate:
             ),
         },
         rules=SOD,
-        governance=GOVERNANCE,
+        governance={**GOVERNANCE, **({"people": people} if people else {})},
     ).write(workdir)
-    env = project_env(ORDERS_DB_DSN=pg.dsn("orders"), LOCKSTEP_API_TOKEN=OPERATOR_TOKEN)
+    env = project_env(ORDERS_DB_DSN=pg.dsn("orders"), LOCKSTEP_API_TOKEN=OPERATOR_TOKEN, **more_env)
     estate = DashboardEstate(workdir, pg, env)
-    estate.service = Service(workdir, env, "--interval", "1s").wait_ready()
+    estate.service = Service(workdir, env, "--interval", "1s", port=port).wait_ready()
     eventually(lambda: has_role(pg, "payments_api"), "payments_api to be created")
     issued = estate.cli("issue", "payments-api", "--target", "orders-db", "--ttl", "30m", "--json")
     estate.lease_id = re.search(r'"lease_id": "([0-9a-f]+)"', issued).group(1)  # type: ignore[union-attr]

@@ -4,7 +4,9 @@ tested through the conformance suite."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,11 +17,14 @@ from pydantic import BaseModel
 
 from lockstep.connectors.base import (
     ActionFailed,
+    Change,
     Credential,
+    Outcome,
     ProbeResult,
     Scope,
     Session,
     TargetUnreachable,
+    apply_each,
 )
 from lockstep.credentials.vault import Vault
 from lockstep.journal import Journal
@@ -50,23 +55,34 @@ class FakeTarget:
     name: str = "db"
     accounts: dict[str, FakeAccount] = field(default_factory=dict)
     fail: set[Op] = field(default_factory=set)  # operations the target refuses
+    refuse: set[str] = field(default_factory=set)  # accounts every operation on fails
     down: bool = False  # every call raises TargetUnreachable
     # A removed password keeps working for this many probes (a provider's propagation).
     lingering: int = 0
     probes: int = 0
+    probe_delay_s: float = 0.0  # each probe takes this long (to see how many overlap)
+    most_at_once: int = 0  # the most probes that were under way together
+    reads: int = 0  # reads of one or more accounts
     _removed: dict[str, int] = field(default_factory=dict)
+    _probing: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def session(self) -> FakeSession:
         return FakeSession(self)
 
+    def batching_session(self, slots: int = 4) -> BatchingSession:
+        return BatchingSession(self, slots)
+
     def target(self) -> Target:
         return Target(self.name, "fake", None, frozenset(), False, NoSettings())
 
-    def _check(self, op: Op | None = None) -> None:
+    def _check(self, op: Op | None = None, account: str | None = None) -> None:
         if self.down:
             raise TargetUnreachable(f"target {self.name}: connection refused")
         if op in self.fail:
             raise ActionFailed(f"{op} refused by {self.name}")
+        if op is not None and account in self.refuse:
+            raise ActionFailed(f"{op} {account!r} refused by {self.name}")
 
     def _set_password(self, account: str, secret: Secret) -> None:
         held = self.accounts[account]
@@ -85,6 +101,7 @@ class FakeSession:
 
     def read_account(self, account: str) -> Account | None:
         self.t._check()
+        self.t.reads += 1
         return self._account(account) if account in self.t.accounts else None
 
     def read_paths(self, request: PathRequest) -> EmptyFacts:
@@ -96,48 +113,54 @@ class FakeSession:
         return Account(name, frozenset(a.entitlements), a.enabled, a.sessions)
 
     def create_account(self, account: str, secret: Secret) -> Credential | None:
-        self.t._check(Op.CREATE_ACCOUNT)
+        self.t._check(Op.CREATE_ACCOUNT, account)
         self.t.accounts[account] = FakeAccount([secret.reveal()])
         return Credential(account, secret)
 
     def grant(self, account: str, entitlement: str) -> None:
-        self.t._check(Op.GRANT)
+        self.t._check(Op.GRANT, account)
         self.t.accounts[account].entitlements.add(entitlement)
 
     def revoke(self, account: str, entitlement: str) -> None:
-        self.t._check(Op.REVOKE)
+        self.t._check(Op.REVOKE, account)
         self.t.accounts[account].entitlements.discard(entitlement)
 
     def suspend_account(self, account: str, secret: Secret) -> Credential | None:
-        self.t._check(Op.SUSPEND_ACCOUNT)
+        self.t._check(Op.SUSPEND_ACCOUNT, account)
         self.t._set_password(account, secret)
         held = self.t.accounts[account]
         held.enabled, held.sessions = False, 0
         return Credential(account, secret)
 
     def restore_account(self, account: str, secret: Secret) -> Credential | None:
-        self.t._check(Op.RESTORE_ACCOUNT)
+        self.t._check(Op.RESTORE_ACCOUNT, account)
         self.t._set_password(account, secret)
         self.t.accounts[account].enabled = True
         return Credential(account, secret)
 
     def rotate_credential(self, account: str, secret: Secret) -> Credential:
-        self.t._check(Op.ROTATE_CREDENTIAL)
+        self.t._check(Op.ROTATE_CREDENTIAL, account)
         self.t._set_password(account, secret)
         return Credential(account, secret)
 
     def end_sessions(self, account: str) -> None:
-        self.t._check(Op.END_SESSIONS)
+        self.t._check(Op.END_SESSIONS, account)
         self.t.accounts[account].sessions = 0
 
     def delete_account(self, account: str) -> None:
-        self.t._check(Op.DELETE_ACCOUNT)
+        self.t._check(Op.DELETE_ACCOUNT, account)
         for old in self.t.accounts.pop(account).passwords:
             self.t._removed[old] = self.t.lingering
 
     def probe(self, credential: Credential) -> ProbeResult:
         self.t._check()
-        self.t.probes += 1
+        with self.t._lock:
+            self.t.probes += 1
+            self.t._probing += 1
+            self.t.most_at_once = max(self.t.most_at_once, self.t._probing)
+        time.sleep(self.t.probe_delay_s)
+        with self.t._lock:
+            self.t._probing -= 1
         value = credential.secret.reveal()
         held = self.t.accounts.get(credential.username)
         if held is not None and held.enabled and value in held.passwords:
@@ -149,6 +172,28 @@ class FakeSession:
 
     def close(self) -> None:
         pass
+
+
+class BatchingSession(FakeSession):
+    """The same target, with the batch capabilities: changes a batch at a time (counted),
+    accounts read back many at once, and ``slots`` probes at a time."""
+
+    def __init__(self, target: FakeTarget, slots: int) -> None:
+        super().__init__(target)
+        self.slots = slots
+        self.batches: list[list[Change]] = []
+
+    def apply_batch(self, changes: Sequence[Change]) -> list[Outcome]:
+        self.batches.append(list(changes))
+        return apply_each(self, changes)
+
+    def read_accounts(self, accounts: Collection[str]) -> dict[str, Account | None]:
+        self.t._check()
+        self.t.reads += 1
+        return {n: self._account(n) if n in self.t.accounts else None for n in accounts}
+
+    def probe_slots(self) -> int:
+        return self.slots
 
 
 class FakeConnector:

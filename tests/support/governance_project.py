@@ -83,9 +83,9 @@ class GovernedProject:
     def as_person(
         self, person: str, *args: str, service: Service | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """The CLI run by ``person``, against ``service`` (the first one by default)."""
+        """The CLI run by ``person``, against ``service`` (the last one started by default)."""
         token = self.token(person)
-        url = f"http://127.0.0.1:{(service or self.services[0]).port}"
+        url = f"http://127.0.0.1:{(service or self.services[-1]).port}"
         runner = Lockstep(self.workdir, {**self.env, "LOCKSTEP_URL": url, "LOCKSTEP_TOKEN": token})
         proc = runner(*args)
         self.cli.outputs += runner.outputs

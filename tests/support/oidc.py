@@ -1,8 +1,14 @@
 """A local OIDC issuer for tests: publishes discovery and a JWKS of keys the tests generate,
-on 127.0.0.1, and signs tokens with them."""
+on 127.0.0.1, and signs tokens with them. It also serves the authorization-code flow with
+PKCE (S256) for one registered client: ``/authorize`` signs in ``login_as`` at once (no
+page of its own) and sends the browser back with a code; ``/token`` trades a code for an
+ID token, checking the client's secret, the redirect URI and the code verifier, each code
+once. What it was asked is kept in ``authorizations`` and ``token_requests``."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import secrets
 import threading
@@ -10,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -51,6 +58,15 @@ class Issuer:
     discovery_issuer: str | None = None  # what discovery claims; the real URL by default
     fetches: int = 0
     server: ThreadingHTTPServer | None = field(default=None, repr=False)
+    # The authorization-code flow: the one client, and who signs in through it.
+    client_id: str = "lockstep-dashboard"
+    client_secret: str | None = None
+    login_as: str = "alice@example.com"
+    id_token_claims: dict[str, Any] = field(default_factory=dict)  # over the defaults
+    refuse_with: str | None = None  # /authorize answers with this OAuth error instead
+    authorizations: list[dict[str, str]] = field(default_factory=list)
+    token_requests: list[dict[str, str]] = field(default_factory=list)
+    codes: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     def start(self) -> Issuer:
         issuer = self
@@ -58,10 +74,16 @@ class Issuer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 body: dict[str, object]
+                if self.path.startswith("/authorize?"):
+                    self.redirect(issuer.authorize(_query(self.path)))
+                    return
                 if self.path == "/.well-known/openid-configuration":
                     body = {
                         "issuer": issuer.discovery_issuer or issuer.url,
                         "jwks_uri": issuer.url + "/jwks.json",
+                        "authorization_endpoint": issuer.url + "/authorize",
+                        "token_endpoint": issuer.url + "/token",
+                        "code_challenge_methods_supported": ["S256"],
                     }
                 elif self.path == "/jwks.json":
                     issuer.fetches += 1
@@ -75,6 +97,27 @@ class Issuer:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                if self.path != "/token":
+                    self.send_error(404)
+                    return
+                length = int(self.headers.get("Content-Length", "0"))
+                form = _query("?" + self.rfile.read(length).decode())
+                status, body = issuer.trade(form, self.headers.get("Authorization"))
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def redirect(self, to: str) -> None:
+                self.send_response(302)
+                self.send_header("Location", to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -113,3 +156,49 @@ class Issuer:
         return jwt.encode(
             body, key.private, algorithm=key.alg, headers={"kid": key.kid, **(headers or {})}
         )
+
+    # ------------------------------------------------------------ the code flow
+
+    def authorize(self, query: dict[str, str]) -> str:
+        """Where ``/authorize`` sends the browser: back to the client with a code (or an
+        error), as a real issuer does once its person has signed in."""
+        self.authorizations.append(query)
+        back = query.get("redirect_uri", "")
+        answer: dict[str, str] = {"state": query.get("state", "")}
+        if query.get("client_id") != self.client_id:
+            answer.update(error="unauthorized_client")
+        elif self.refuse_with is not None:
+            answer.update(error=self.refuse_with, error_description="refused by the test")
+        else:
+            code = secrets.token_urlsafe(16)
+            self.codes[code] = query
+            answer["code"] = code
+        return back + ("&" if "?" in back else "?") + urlencode(answer)
+
+    def trade(self, form: dict[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:
+        """``/token``: an ID token for a code, once; an OAuth error otherwise."""
+        self.token_requests.append(form)
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        if authorization and authorization.startswith("Basic "):
+            client_id, _, secret = base64.b64decode(authorization[6:]).decode().partition(":")
+        if client_id != self.client_id or (self.client_secret or None) != (secret or None):
+            return 401, {"error": "invalid_client"}
+        asked = self.codes.pop(form.get("code", ""), None)
+        if asked is None or form.get("grant_type") != "authorization_code":
+            return 400, {"error": "invalid_grant", "error_description": "unknown or used code"}
+        if form.get("redirect_uri") != asked.get("redirect_uri"):
+            return 400, {"error": "invalid_grant", "error_description": "redirect_uri differs"}
+        verifier = form.get("code_verifier", "")
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        if asked.get("code_challenge_method") != "S256" or (
+            challenge.rstrip(b"=").decode() != asked.get("code_challenge")
+        ):
+            return 400, {"error": "invalid_grant", "error_description": "PKCE check failed"}
+        claims = {"aud": self.client_id, "email": self.login_as, "nonce": asked.get("nonce")}
+        id_token = self.token(self.login_as, **{**claims, **self.id_token_claims})
+        return 200, {"access_token": secrets.token_urlsafe(16), "token_type": "Bearer",
+                     "expires_in": 300, "id_token": id_token}  # fmt: skip
+
+
+def _query(path: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(path).query).items()}

@@ -39,9 +39,11 @@ class Service:
     """One `lockstep run` process; its stdout and stderr go to a file (never a pipe that
     nobody reads, which would block it once full)."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], *args: str, name: str = "svc") -> None:
+    def __init__(
+        self, workdir: Path, env: dict[str, str], *args: str, name: str = "svc", port: int = 0
+    ) -> None:
         self.workdir = workdir
-        self.port = localpg.free_port()
+        self.port = port or localpg.free_port()
         self.log_path = workdir / f"{name}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(

@@ -6,11 +6,12 @@ propagation window without sleeping on the wall clock."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from sqlalchemy import Connection
 
 from lockstep.connectors.base import ConnectorType, Credential, ProbeResult
 from lockstep.credentials.vault import Vault
@@ -96,34 +97,39 @@ def _delivered(path: Path) -> str:
 
 
 class _JournalThatFails(Journal):
-    """The real journal, until it has written ``budget`` entries."""
+    """The real journal, until it has written ``budget`` entries (each batch's intents, and
+    its results, are written together)."""
 
     def __init__(self, store: Store, budget: int) -> None:
         super().__init__(store, clock=lambda: NOW)
         self.budget = budget
 
-    def append(self, kind: str, payload: Mapping[str, Any]) -> Any:
-        if self.budget == 0:
+    def append_in(self, conn: Connection, items: Sequence[tuple[str, Mapping[str, Any]]]) -> Any:
+        if len(items) > self.budget:
             raise JournalError("cannot write the journal: disk full")
-        self.budget -= 1
-        return super().append(kind, payload)
+        self.budget -= len(items)
+        return super().append_in(conn, items)
 
 
 def test_when_the_journal_cannot_be_written_nothing_more_is_changed(
     world: tuple[Store, Journal, Vault],
 ) -> None:
     store, _, vault = world
-    target = FakeTarget(accounts={"app": FakeAccount(["pw-app-0000"])})
+    target = FakeTarget(accounts={"app": FakeAccount(["pw-app-0000"], {"role:c"}, sessions=1)})
     policy = _policy(target, _identity("app", "app"))
-    journal = _JournalThatFails(store, budget=2)  # the first grant's intent and result
-    plan = Plan(
-        tuple(Action(Op.GRANT, "db", "app", f"role:{n}", "app") for n in ("a", "b", "c")), ()
+    journal = _JournalThatFails(store, budget=2)  # the grants' intents
+    grants = tuple(Action(Op.GRANT, "db", "app", f"role:{n}", "app") for n in ("a", "b"))
+    later = (
+        Action(Op.REVOKE, "db", "app", "role:c", "app"),
+        Action(Op.END_SESSIONS, "db", "app", None, "app"),
     )
-    results = _applier(target, policy, journal, vault).apply(plan)
-    assert [r.status for r in results] == [Status.VERIFIED, Status.FAILED, Status.FAILED]
-    assert "journal unavailable" in results[1].detail
-    assert results[2].detail.startswith("not attempted: journal unavailable")
-    assert target.accounts["app"].entitlements == {"role:a"}
+    results = _applier(target, policy, journal, vault).apply(Plan(grants + later, ()))
+    assert [r.status for r in results] == [Status.FAILED] * 4
+    assert all("journal unavailable" in r.detail for r in results)
+    assert results[3].detail.startswith("not attempted: journal unavailable")
+    # The grants, whose intents were journaled, were made; nothing after them was.
+    assert target.accounts["app"].entitlements == {"role:a", "role:b", "role:c"}
+    assert target.accounts["app"].sessions == 1
 
 
 # ---------------------------------------------------------------- delivery and rollback

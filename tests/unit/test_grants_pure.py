@@ -192,3 +192,18 @@ def test_a_grant_with_a_live_lease_ends_only_once_the_lease_has() -> None:
     assert transitions(ending, desired, snapshot(READ), [], later, {"R-1"}) == []
     [ended] = transitions(ending, desired, snapshot(READ), [], later, set())
     assert ended.status is RequestStatus.ENDED
+
+
+def test_a_grant_naming_an_object_the_target_lacks_fails_with_what_is_missing() -> None:
+    g = grant("R-1", "role:auditors")
+    desired = desired_state(policy(READ), NOW, [g])
+    read = {
+        "db": Snapshot(
+            "db",
+            {"app": Account("app", frozenset({READ}), True)},
+            unknown={"role:auditors": "no role auditors"},
+        )
+    }
+    [move] = transitions(states((g, RequestStatus.APPROVED)), desired, read, [], NOW)
+    assert move.status is RequestStatus.FAILED
+    assert move.detail == "role:auditors: no role auditors"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from lockstep.credentials.keys import VaultError, load_key
 from lockstep.credentials.sinks import Delivery, SinkError, beside, deliver
-from lockstep.credentials.vault import VaultError, load_key
 from lockstep.policy.load import load_policy
 from lockstep.secret import Secret
 from lockstep.store import Store, StoreError

@@ -35,6 +35,14 @@ class Bar:
         if self._progress is not None and total > 0 and self._task is None:
             self._task = self._progress.add_task(self._description, total=total, last="")
 
+    def reach(self, done: int, total: int) -> None:
+        """``done`` of ``total``, for work that counts itself (a round of probes)."""
+        if self._progress is None or total <= 0:
+            return
+        self.start(total)
+        if self._task is not None:
+            self._progress.update(self._task, total=total, completed=done)
+
     def advance(self, label: str) -> None:
         if self._progress is not None and self._task is not None:
             # The label names accounts read from a target: shown inert, never as markup.

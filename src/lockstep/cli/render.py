@@ -13,11 +13,13 @@ from rich.text import Text
 
 from lockstep.cli.render_findings import SUMMARY, print_findings
 from lockstep.connectors.base import (
+    AppliesBatches,
     ConnectorType,
     HoldsTwoCredentials,
     IssuesLeaseBatches,
     IssuesLeases,
     ObservesUsage,
+    ProbesInParallel,
     WatchesChanges,
 )
 from lockstep.engine.enforcement import Enforcement, IdentityEnforcement
@@ -62,6 +64,8 @@ CAPABILITY_USES: Mapping[type, str] = {
     HoldsTwoCredentials: "rotation without downtime (new credential before the old goes)",
     IssuesLeases: "lockstep issue, POST /v1/credentials and the lease reaper",
     IssuesLeaseBatches: "issuing many leases at once",
+    AppliesBatches: "applying and reading back many actions at once (apply, lockstep run)",
+    ProbesInParallel: "proving many credentials accepted or refused side by side",
 }
 
 

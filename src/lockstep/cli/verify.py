@@ -33,8 +33,15 @@ def verify(
         bool, typer.Option("--strict", help="Also fail on any open finding (not accepted).")
     ] = False,
     findings: FindingsOpt = FindingsShown.SUMMARY,
+    probe_all: Annotated[
+        bool,
+        typer.Option(
+            "--probe-all",
+            help="Also probe credentials nobody was handed (that the read already settles).",
+        ),
+    ] = False,
 ) -> None:
-    """Re-read every target and probe every credential lockstep revoked or rotated.
+    """Re-read every target and probe every credential lockstep revoked, rotated or delivered.
 
     In sync (exit 0): nothing left for apply to do and every probe as expected. Findings the
     rules only report, and accepted ones, are listed and do not fail it (unless --strict).
@@ -45,9 +52,11 @@ def verify(
     with (
         workspace(config, state) as ws,
         ws.observer() as (observer, desired),
-        progress.bar("probing", enabled=not as_json) as bar,
+        progress.bar("probing credentials", enabled=not as_json) as bar,
     ):
-        verification = verify_state(ws, observer, desired, strict, bar)
+        verification = verify_state(
+            ws, observer, desired, strict, probe_all=probe_all, progress=bar.reach
+        )
     if as_json:
         emit_json(render.verification_json(verification))
     else:

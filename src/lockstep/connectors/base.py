@@ -19,7 +19,7 @@ Fields typed ``SecretValue`` hold secrets.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -413,4 +413,98 @@ class WatchesChanges(Protocol):
 
     def change_token(self) -> str:
         """Raises TargetUnreachable."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One operation of a batch, as a value: what the session's method for ``op`` takes
+    (``entitlement`` for a grant or a revoke, ``secret`` for an operation that sets one)."""
+
+    op: Op
+    account: str
+    entitlement: str | None = None
+    secret: Secret | None = None
+
+
+# What one change of a batch came to: what its operation returns (a credential, or None), or
+# the error it raised: ActionFailed when this change alone failed, TargetUnreachable when its
+# outcome is unknown.
+Outcome = Credential | None | ConnectorError
+
+
+def apply_each(session: Session, changes: Sequence[Change]) -> list[Outcome]:
+    """``changes`` carried out one at a time through the one-operation methods, with the
+    outcomes ``AppliesBatches.apply_batch`` returns: the way through a batch for sessions
+    without that capability, and the fallback of those that have it when a batch fails and
+    the change that fails must be found. Once the target is lost, the changes not yet tried
+    have that same unknown outcome."""
+    outcomes: list[Outcome] = []
+    for done, change in enumerate(changes):
+        try:
+            outcomes.append(_carry_out(session, change))
+        except ActionFailed as exc:
+            outcomes.append(exc)
+        except TargetUnreachable as exc:
+            return outcomes + [exc] * (len(changes) - done)
+    return outcomes
+
+
+def _carry_out(session: Session, change: Change) -> Credential | None:
+    account, secret = change.account, change.secret
+    if change.op in (Op.GRANT, Op.REVOKE):
+        if change.entitlement is None:
+            raise ActionFailed(f"{change.op} {account!r}: no entitlement given")
+        method = session.grant if change.op is Op.GRANT else session.revoke
+        method(account, change.entitlement)
+        return None
+    if change.op is Op.END_SESSIONS:
+        session.end_sessions(account)
+        return None
+    if change.op is Op.DELETE_ACCOUNT:
+        session.delete_account(account)
+        return None
+    if secret is None:
+        raise ActionFailed(f"{change.op} {account!r}: no new secret given")
+    setting = {
+        Op.CREATE_ACCOUNT: session.create_account,
+        Op.RESTORE_ACCOUNT: session.restore_account,
+        Op.SUSPEND_ACCOUNT: session.suspend_account,
+        Op.ROTATE_CREDENTIAL: session.rotate_credential,
+    }
+    return setting[change.op](account, secret)
+
+
+@runtime_checkable
+class AppliesBatches(Protocol):
+    """A target that carries out many changes at once (one transaction, one pipeline, one
+    connection's requests in flight together, or concurrent calls) and reads many accounts
+    back in one read: what applying thousands of actions a second needs, since a change's
+    own cost is then small beside a round trip and a commit. Without it, the engine calls
+    the one-operation methods one at a time."""
+
+    def apply_batch(self, changes: Sequence[Change]) -> list[Outcome]:
+        """Carry out every change (all of one operation) as its one-operation method would,
+        and return each one's outcome in order. A change that fails fails alone: the others
+        are carried out all the same (a transaction that fails is tried again one change at
+        a time, ``apply_each``, to find which). Raises nothing: a change whose outcome is
+        unknown, or that was not tried once the target was lost, has TargetUnreachable as
+        its outcome."""
+        ...
+
+    def read_accounts(self, accounts: Collection[str]) -> dict[str, Account | None]:
+        """Each of ``accounts`` read fresh, in one read where the target allows it; None for
+        one that does not exist. Raises TargetUnreachable."""
+        ...
+
+
+@runtime_checkable
+class ProbesInParallel(Protocol):
+    """A target that takes several probes at once. Each probe is a real login (for
+    PostgreSQL a process the server forks), so how many run together is the target's to
+    say, never the number of credentials to try; sessions without it are probed one at a
+    time. ``probe`` must then be safe to call from several threads at once."""
+
+    def probe_slots(self) -> int:
+        """How many probes may run at once against this target (at least 1)."""
         ...

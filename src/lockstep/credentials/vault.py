@@ -10,34 +10,47 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import stat
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import ColumnElement, Connection, Row, and_, delete, insert, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 
-from lockstep.errors import LockstepError
+from lockstep.credentials.keys import KEY_ENV, VaultError, checked_key, load_key
 from lockstep.secret import Secret
 from lockstep.store import Store
 from lockstep.store.tables import credentials, pending_credentials
 
-KEY_ENV = "LOCKSTEP_KEY"
-KEY_FILE = "key"
 LOCK = credentials  # what a transaction that stores credentials must lock
+__all__ = [
+    "KEY_ENV",
+    "LOCK",
+    "PendingCredential",
+    "StoredCredential",
+    "Vault",
+    "VaultError",
+    "load_key",
+]
+
 _CURRENT = "current"
 _RETIRED = "retired"
-
-
-class VaultError(LockstepError):
-    """The key or a stored credential cannot be used. The message holds no secret."""
-
-    code = "vault_unusable"
-    default_hint = "check LOCKSTEP_KEY, or the key file in the state directory (.lockstep/key)"
+_T = TypeVar("_T")
+# A change to stage: target, account, identity, op, username and its new secret (None for
+# one that sets none).
+Staging = tuple[str, str, str | None, str, str, Secret | None]
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,10 @@ class StoredCredential:
     fingerprint: str
     issued_at: datetime
     expires_at: datetime | None
+
+
+# An account's current credential (None: it has none) and its retired ones, newest first.
+Held = tuple[StoredCredential | None, list[StoredCredential]]
 
 
 @dataclass(frozen=True)
@@ -68,124 +85,10 @@ class PendingCredential:
     created_at: datetime
 
 
-def load_key(state_dir: Path) -> bytes:
-    """The vault key: ``LOCKSTEP_KEY`` if set, else ``state_dir/key``, created on first use.
-    The state directory, where it exists, is checked first (see ``check_private_dir``)."""
-    check_private_dir(state_dir)
-    from_env = os.environ.get(KEY_ENV)
-    if from_env is not None:
-        return _checked(from_env.strip().encode(), f"{KEY_ENV} is not a valid Fernet key")
-    path = state_dir / KEY_FILE
-    try:
-        return _read_key_file(path)
-    except FileNotFoundError:
-        return _create_key_file(path)
-
-
-def _checked(key: bytes, problem: str) -> bytes:
-    try:
-        Fernet(key)
-    except ValueError:
-        raise VaultError(
-            f"{problem} (expected 32 url-safe base64-encoded bytes, as made by "
-            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key())'`)"
-        ) from None
-    return key
-
-
-def _read_key_file(path: Path) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise VaultError(f"cannot read the key file {path}: {exc.strerror}") from None
-    try:
-        _check_key_file(path, os.fstat(fd))
-        # A key is 45 bytes; one read of a regular file returns all of it.
-        key = os.read(fd, 4096).strip()
-    finally:
-        os.close(fd)
-    return _checked(key, f"the key file {path} does not hold a valid Fernet key")
-
-
-def check_private_dir(path: Path) -> None:
-    """The state directory (``.lockstep``) holds the key and the state: it must be a real
-    directory (not a link), owned by the user lockstep runs as, and writable by nobody else.
-    Checked at every start; absent, it is created 0700 when first needed."""
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISDIR(info.st_mode):
-        raise VaultError(f"the state directory {path} is not a directory (a link is refused)")
-    _check_owner(path, info, "state directory")
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise VaultError(
-            f"the state directory {path} is writable by group or others "
-            f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod 700 {path}"
-        )
-
-
-def _check_owner(path: Path, info: os.stat_result, what: str) -> None:
-    if info.st_uid != os.geteuid():
-        raise VaultError(
-            f"the {what} {path} is owned by uid {info.st_uid}, not by the user lockstep runs "
-            f"as ({os.geteuid()}): refused"
-        )
-
-
-def _check_key_file(path: Path, info: os.stat_result) -> None:
-    if not stat.S_ISREG(info.st_mode):
-        raise VaultError(f"the key file {path} is not a regular file")
-    _check_owner(path, info, "key file")
-    if info.st_mode & 0o077:
-        raise VaultError(
-            f"the key file {path} is accessible to group or others "
-            f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod 600 {path}"
-        )
-
-
-def _create_key_file(path: Path) -> bytes:
-    """Write a new key under a temporary name, then link it into place.
-
-    The file is 0600 from its creation, and linking fails if another process won the race,
-    so nobody ever reads a half-written key: the loser discards its key and reads the file.
-    """
-    key = Fernet.generate_key()
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(temp, flags, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(temp, path)
-        except FileExistsError:
-            return _read_key_file(path)
-        _fsync_dir(path.parent)
-    except OSError as exc:
-        raise VaultError(f"cannot create the key file {path}: {exc.strerror}") from None
-    finally:
-        temp.unlink(missing_ok=True)
-    return key
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Vault:
     def __init__(self, store: Store, key: bytes) -> None:
         self._store = store
-        self._fernet = Fernet(_checked(key, "the vault key is not a valid Fernet key"))
+        self._fernet = Fernet(checked_key(key, "the vault key is not a valid Fernet key"))
         # A key of its own for sealing saved plans, derived so that a seal says nothing of
         # the key that encrypts credentials.
         self._seal_key = hmac.new(key, b"lockstep saved plan", hashlib.sha256).digest()
@@ -261,24 +164,52 @@ class Vault:
     ) -> PendingCredential:
         """Record a change about to be made to the target, with its new secret encrypted,
         before the target is touched: the first phase of a two-phase change."""
-        now = datetime.now(UTC)
-        fingerprint = None if secret is None else secret.fingerprint()
-        row = {
-            "target": target,
-            "account": account,
-            "identity": identity,
-            "op": op,
-            "username": username,
-            "ciphertext": self._seal(target, account, username, secret),
-            "fingerprint": fingerprint,
-            "created_at": now,
-        }
         with self._store.writing(LOCK, pending_credentials) as conn:
-            new_id = conn.execute(insert(pending_credentials).values(row)).inserted_primary_key
-        assert new_id is not None
-        return PendingCredential(
-            int(new_id[0]), target, account, identity, op, username, secret, fingerprint, now
+            return self.stage_in(conn, [(target, account, identity, op, username, secret)])[0]
+
+    def stage_in(self, conn: Connection, items: Sequence[Staging]) -> list[PendingCredential]:
+        """``stage`` for many changes, within the caller's transaction, which must hold
+        ``LOCK`` and ``pending_credentials`` (in that order, after the journal's lock when
+        their intents commit with them)."""
+        if not items:
+            return []
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "target": target,
+                "account": account,
+                "identity": identity,
+                "op": op,
+                "username": username,
+                "ciphertext": self._seal(target, account, username, secret),
+                "fingerprint": None if secret is None else secret.fingerprint(),
+                "created_at": now,
+            }
+            for target, account, identity, op, username, secret in items
+        ]
+        inserted = conn.execute(
+            insert(pending_credentials).returning(
+                pending_credentials.c.id, sort_by_parameter_order=True
+            ),
+            rows,
         )
+        ids: list[int] = list(inserted.scalars())
+        return [
+            PendingCredential(
+                new_id,
+                target,
+                account,
+                identity,
+                op,
+                username,
+                secret,
+                None if secret is None else secret.fingerprint(),
+                now,
+            )
+            for new_id, (target, account, identity, op, username, secret) in zip(
+                ids, items, strict=True
+            )
+        ]
 
     def restage(
         self, pending: PendingCredential, username: str, secret: Secret
@@ -309,34 +240,65 @@ class Vault:
         one retired), unless it already is. The pending record stays until ``discard``,
         which comes once the change's result is journaled: a crash in between still leaves
         the change for the next pass to close."""
-        if pending.secret is None:
-            raise ValueError("a pending change without a secret cannot become a credential")
-        stored = StoredCredential(
-            pending.target,
-            pending.account,
-            pending.identity,
-            pending.username,
-            pending.secret,
-            pending.secret.fingerprint(),
-            issued_at,
-            None,
-        )
         with self._store.writing(LOCK) as conn:
-            already = conn.execute(
-                select(credentials.c.id).where(
-                    _for(pending.target, pending.account),
-                    credentials.c.status == _CURRENT,
-                    credentials.c.fingerprint == stored.fingerprint,
+            return self.promote_in(conn, [pending], issued_at)[0]
+
+    def promote_all(
+        self, pending: Sequence[PendingCredential], issued_at: datetime
+    ) -> list[StoredCredential]:
+        """``promote`` for many changes (one per account), in one commit."""
+        with self._store.writing(LOCK) as conn:
+            return self.promote_in(conn, pending, issued_at)
+
+    def promote_in(
+        self, conn: Connection, pending: Sequence[PendingCredential], issued_at: datetime
+    ) -> list[StoredCredential]:
+        """``promote`` for many changes (one per account), within the caller's transaction,
+        which must hold ``LOCK``."""
+        stored = []
+        for p in pending:
+            if p.secret is None:
+                raise ValueError("a pending change without a secret cannot become a credential")
+            stored.append(
+                StoredCredential(
+                    p.target,
+                    p.account,
+                    p.identity,
+                    p.username,
+                    p.secret,
+                    p.secret.fingerprint(),
+                    issued_at,
+                    None,
                 )
-            ).first()
-            if already is None:
-                self.put_in(conn, [stored])
+            )
+        already: set[tuple[str, str, str]] = set()
+        for chunk in _chunks([(s.target, s.account) for s in stored]):
+            already |= {
+                (r.target, r.account, r.fingerprint)
+                for r in conn.execute(
+                    select(
+                        credentials.c.target, credentials.c.account, credentials.c.fingerprint
+                    ).where(
+                        tuple_(credentials.c.target, credentials.c.account).in_(chunk),
+                        credentials.c.status == _CURRENT,
+                    )
+                )
+            }
+        self.put_in(
+            conn, [s for s in stored if (s.target, s.account, s.fingerprint) not in already]
+        )
         return stored
 
     def discard(self, pending: PendingCredential) -> None:
         """The change is over: its result journaled, or rolled back."""
         with self._store.writing(LOCK, pending_credentials) as conn:
-            conn.execute(delete(pending_credentials).where(pending_credentials.c.id == pending.id))
+            self.discard_in(conn, [pending])
+
+    def discard_in(self, conn: Connection, pending: Sequence[PendingCredential]) -> None:
+        """``discard`` for many changes, within the caller's transaction (which holds ``LOCK``
+        and ``pending_credentials``): with the results that close them, or not at all."""
+        for chunk in _chunks([p.id for p in pending]):
+            conn.execute(delete(pending_credentials).where(pending_credentials.c.id.in_(chunk)))
 
     def pending(self) -> list[PendingCredential]:
         """Every change under way, oldest first."""
@@ -371,6 +333,33 @@ class Vault:
         rows = self._select(target, account, _CURRENT)
         return self._open(rows[0]) if rows else None
 
+    def held(self, target: str, accounts: Iterable[str] | None = None) -> dict[str, Held]:
+        """The credentials kept for the accounts of ``target`` (every account, or those
+        named) in few queries: each account's current one and its retired ones, newest
+        first."""
+        query = select(credentials).where(credentials.c.target == target)
+        order = (credentials.c.account, credentials.c.id.desc())
+        with self._store.reading() as conn:
+            if accounts is None:
+                rows = list(conn.execute(query.order_by(*order)).all())
+            else:
+                rows = [
+                    row
+                    for chunk in _chunks(sorted(set(accounts)))
+                    for row in conn.execute(
+                        query.where(credentials.c.account.in_(chunk)).order_by(*order)
+                    ).all()
+                ]
+        found: dict[str, Held] = {}
+        for row in rows:
+            current, retired = found.get(row.account, (None, []))
+            if row.status == _CURRENT:
+                current = self._open(row)
+            else:
+                retired.append(self._open(row))
+            found[row.account] = (current, retired)
+        return found
+
     def issued_times(self) -> dict[tuple[str, str], datetime]:
         """When each account's current credential was issued, in one query and without
         decrypting anything: what rotation planning needs on every pass."""
@@ -398,23 +387,41 @@ class Vault:
 
     def purge_retired(self, target: str, account: str, keep: int = 1) -> int:
         """Delete all but the ``keep`` newest retired credentials; returns how many went."""
+        return self.purge_retired_of([(target, account)], keep)
+
+    def purge_retired_of(self, accounts: Iterable[tuple[str, str]], keep: int = 1) -> int:
+        """``purge_retired`` for many accounts (target, account), in one commit, and none at
+        all when none of them keeps more than ``keep``; returns how many went."""
         if keep < 0:
             raise ValueError("keep must be 0 or more")
+        over = (
+            select(credentials.c.target, credentials.c.account)
+            .where(credentials.c.status == _RETIRED)
+            .group_by(credentials.c.target, credentials.c.account)
+            .having(func.count() > keep)
+        )
+        with self._store.reading() as conn:
+            crowded = {(r.target, r.account) for r in conn.execute(over)}
+        purged = sorted(crowded & set(accounts))
+        if not purged:
+            return 0
+        gone = 0
         with self._store.writing(lock=credentials) as conn:
-            kept = (
-                select(credentials.c.id)
-                .where(_for(target, account), credentials.c.status == _RETIRED)
-                .order_by(credentials.c.id.desc())
-                .limit(keep)
-            )
-            result = conn.execute(
-                delete(credentials).where(
-                    _for(target, account),
-                    credentials.c.status == _RETIRED,
-                    credentials.c.id.not_in(kept.scalar_subquery()),
+            for target, account in purged:
+                kept = (
+                    select(credentials.c.id)
+                    .where(_for(target, account), credentials.c.status == _RETIRED)
+                    .order_by(credentials.c.id.desc())
+                    .limit(keep)
                 )
-            )
-        return result.rowcount
+                gone += conn.execute(
+                    delete(credentials).where(
+                        _for(target, account),
+                        credentials.c.status == _RETIRED,
+                        credentials.c.id.not_in(kept.scalar_subquery()),
+                    )
+                ).rowcount
+        return gone
 
     def _select(self, target: str, account: str, status: str) -> list[Row[Any]]:
         with self._store.reading() as conn:
@@ -459,6 +466,12 @@ class Vault:
 def _sealed(target: str, account: str, username: str, secret: Secret) -> bytes:
     plain = {"target": target, "account": account, "username": username, "secret": secret.reveal()}
     return json.dumps(plain).encode()
+
+
+def _chunks(items: Sequence[_T], size: int = 500) -> Iterator[Sequence[_T]]:
+    """``items`` a few hundred at a time: SQLite limits the variables of one statement."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _for(target: str, account: str) -> ColumnElement[bool]:

@@ -23,6 +23,7 @@ from lockstep.service.principals import Authenticators, Authority, Principal
 from . import charts, formats
 from .assets import Assets, SecurityHeaders
 from .estate import Estate
+from .oidc import OidcSignIn
 from .sessions import CSRF_FIELD, Session, Sessions
 
 NAV = (
@@ -71,6 +72,7 @@ class Dashboard:
         self.sessions = sessions
         self.log = log
         self.assets = Assets()
+        self.oidc = OidcSignIn(sessions)
         env = Environment(
             loader=PackageLoader("lockstep.dashboard", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),

@@ -57,8 +57,13 @@ class Session:
 
 class Sessions:
     def __init__(self, key: bytes, secure: bool) -> None:
-        self._signer = URLSafeTimedSerializer(key, salt="lockstep-dashboard-session")
+        self._key = key
+        self._signer = self.signer("lockstep-dashboard-session")
         self.secure = secure
+
+    def signer(self, purpose: str) -> URLSafeTimedSerializer:
+        """A signer of this key for one purpose (what one signs, another never accepts)."""
+        return URLSafeTimedSerializer(self._key, salt=purpose)
 
     # ------------------------------------------------------------ the session
 

@@ -3,7 +3,7 @@ journaled. If the journal cannot be written, nothing more is changed (fail close
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, assert_never
@@ -20,7 +20,7 @@ from lockstep.credentials.vault import PendingCredential, StoredCredential, Vaul
 from lockstep.engine import faults
 from lockstep.engine.delivery import Deliverer
 from lockstep.engine.verify import REAL_TIME, Evidence, Timer, propagation_window, verify_action
-from lockstep.journal import Journal, JournalError
+from lockstep.journal import Journal
 from lockstep.model import (
     LEASE_PREFIX,
     REMOVING_OPS,
@@ -112,28 +112,10 @@ class Applier:
         return Deliverer(self.policy, self.journal, self.clock)
 
     def apply(self, plan: Plan) -> list[Result]:
-        results: list[Result] = []
-        journal_down: str | None = None
-        interrupted = False
-        for i, action in enumerate(plan.actions):
-            if not interrupted and journal_down is None and self.stop():
-                interrupted = True
-                self.journal.append(
-                    "interrupted", {"done": i, "not_attempted": len(plan.actions) - i}
-                )
-            if interrupted:
-                result = Result(action, Status.FAILED, "not attempted: interrupted")
-            elif journal_down is not None:
-                result = Result(action, Status.FAILED, f"not attempted: {journal_down}")
-            else:
-                try:
-                    result = self.apply_one(action)
-                except JournalError as exc:
-                    journal_down = f"journal unavailable, nothing more changed ({exc})"
-                    result = Result(action, Status.FAILED, journal_down)
-            results.append(result)
-            self.progress(result)
-        return results
+        """Every action of ``plan``, in batches of one target and one operation."""
+        from lockstep.engine.batches import BatchRun  # batches builds on this module
+
+        return BatchRun(self).run(plan.actions)
 
     def apply_one(self, action: Action) -> Result:
         if action.target in self._lost:
@@ -383,16 +365,33 @@ class Applier:
         kind: str = "result",
     ) -> Result:
         entry = self.journal.append(
-            kind,
-            {
-                **action_fields(action),
-                "status": str(status),
-                "detail": detail,
-                "fingerprint": fingerprint,
-                "checks": [
-                    {"entitlement": c.entitlement, "expected": c.expected, "actual": c.actual}
-                    for c in checks
-                ],
-            },
+            kind, result_fields(action, status, detail, fingerprint, checks)
         )
         return Result(action, status, detail, checks, entry.seq)
+
+    def lost(self, target: str) -> str | None:
+        """Why ``target`` went away during this apply, or None while it is there."""
+        return self._lost.get(target)
+
+    def lose(self, target: str, reason: str) -> None:
+        self._lost[target] = reason
+
+
+def result_fields(
+    action: Action,
+    status: Status,
+    detail: str,
+    fingerprint: str | None = None,
+    checks: Sequence[Check] = (),
+) -> dict[str, Any]:
+    """What an action's result entry in the journal holds."""
+    return {
+        **action_fields(action),
+        "status": str(status),
+        "detail": detail,
+        "fingerprint": fingerprint,
+        "checks": [
+            {"entitlement": c.entitlement, "expected": c.expected, "actual": c.actual}
+            for c in checks
+        ],
+    }

@@ -10,16 +10,17 @@ not accepted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from lockstep.connectors.base import Credential, ProbeResult, Session
 from lockstep.credentials.vault import Vault
 from lockstep.engine.delivered import sink_checks
 from lockstep.engine.observe import Observer
-from lockstep.engine.progress import SILENT, Progress
+from lockstep.engine.probes import ProbeTask
+from lockstep.engine.probes import probe_all as probe_all_tasks
 from lockstep.engine.reconcile import lease_statuses, observe
-from lockstep.engine.verify import REAL_TIME, Inconclusive, Timer, probe_until, propagation_window
+from lockstep.engine.verify import REAL_TIME, Inconclusive, Timer, propagation_window
 from lockstep.engine.workspace import Workspace
 from lockstep.model import (
     LEASE_PREFIX,
@@ -59,10 +60,14 @@ def verify_state(
     observer: Observer,
     desired: Desired,
     strict: bool = False,
-    progress: Progress = SILENT,
+    *,
+    probe_all: bool = False,
+    progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> Verification:
-    """Read every target again, plan against it, compare it with ``desired`` and probe the
-    credentials; the verdict and every failed check are journaled."""
+    """Read every target again (one read each), plan against it, compare it with
+    ``desired`` and probe the credentials that need it (``probe_checks``, and each sink's),
+    side by side; the verdict and every failed check are journaled. ``progress`` hears how
+    many probes of each round are done out of how many."""
     seen = observe(ws, observer, desired)
     checks = reconcile_checks(state_checks(ws.policy, desired, seen.observed), seen.plan)
     # Not a difference the rules may only report: a planted account is drift until gone.
@@ -71,10 +76,16 @@ def verify_state(
         n: propagation_window(ws.policy.targets[n], c) for n, c in observer.connectors.items()
     }
     checks += probe_checks(
-        observer.sessions, ws.vault, desired, seen.observed, windows, progress=progress
+        observer.sessions,
+        ws.vault,
+        desired,
+        seen.observed,
+        windows,
+        probe_all=probe_all,
+        progress=progress,
     )
     checks += unfinished_checks(ws.vault)
-    checks += sink_checks(seen.sinks, observer.sessions, windows)
+    checks += sink_checks(seen.sinks, observer.sessions, windows, progress=progress)
     ids = {f.id for f in seen.plan.findings}
     verification = Verification(
         checks, seen.plan, [r for r in seen.findings if r.id in ids], strict
@@ -235,38 +246,49 @@ def probe_checks(
     observed: Mapping[str, Observation],
     windows: Mapping[str, float],
     timer: Timer = REAL_TIME,
-    progress: Progress = SILENT,
+    *,
+    probe_all: bool = False,
+    progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> list[Check]:
-    """Every credential lockstep retired must still be refused; the current credential of an
-    account that should work must still work, and of one that should not, must not."""
-    checks = []
-    held = vault.issued_times().keys()  # one read, instead of two per account without any
-    work = []
+    """Every credential someone may hold is tried, as many at a time as each target takes:
+    each one lockstep retired must be refused; the current one must be accepted where the
+    account should work and refused where it should not. A credential nobody was handed
+    needs no login to prove anything the read has not: the current one of an account that
+    should work and was never rotated (where it went to a sink, ``sink_checks`` proves what
+    the sink holds), and the current one (a suspension password) of an account that should
+    not work and reads back suspended or absent. ``probe_all`` tries those too."""
+    tasks: list[ProbeTask] = []
+    labels: list[tuple[str, str, str, ProbeResult]] = []
     for name, obs in sorted(observed.items()):
         session = sessions.get(name)
         if not isinstance(obs, Snapshot) or session is None:
             continue
         wants = desired.for_target(name)
-        accounts = sorted(set(_not_leases(obs.accounts)) | set(wants))
-        work += [(name, session, a, wants.get(a), a in obs.accounts) for a in accounts]
-    work = [w for w in work if (w[0], w[2]) in held]
-    progress.start(len(work))
-    for name, session, account, want, present in work:
-        should_work = want is not None and want.active and present
-        current = vault.current(name, account)
-        tries = [(c, ProbeResult.REFUSED) for c in vault.retired(name, account)]
-        if current is not None:
-            expect = ProbeResult.ACCEPTED if should_work else ProbeResult.REFUSED
-            tries.insert(0, (current, expect))
-        for stored, expect in tries:
-            cred = Credential(stored.username, stored.secret)
-            label = f"credential {stored.fingerprint}"
-            try:
-                got = str(probe_until(session, cred, expect, windows.get(name, 0.0), timer))
-            except Inconclusive as exc:
-                got = f"unknown ({exc})"
-            checks.append(
-                Check(name, account, None, f"{label} {expect}", f"{label} {got}", got == expect)
-            )
-        progress.advance(f"probed {name}/{account}")
+        held = vault.held(name)  # one query per target
+        for account in sorted(set(_not_leases(obs.accounts)) | set(wants)):
+            current, retired = held.get(account, (None, []))
+            if current is None:
+                continue
+            want = wants.get(account)
+            read = obs.accounts.get(account)
+            should_work = want is not None and want.active and read is not None
+            tries = [(c, ProbeResult.REFUSED) for c in retired]
+            if should_work:
+                needed = probe_all or bool(retired)
+            else:
+                needed = probe_all or (read is not None and read.enabled)
+            if needed:
+                expect = ProbeResult.ACCEPTED if should_work else ProbeResult.REFUSED
+                tries.insert(0, (current, expect))
+            for stored, expect in tries:
+                cred = Credential(stored.username, stored.secret)
+                tasks.append(ProbeTask(session, cred, expect, windows.get(name, 0.0)))
+                labels.append((name, account, f"credential {stored.fingerprint}", expect))
+    answers = probe_all_tasks(tasks, timer, lambda done: progress(done, len(tasks)))
+    checks = []
+    for (name, account, label, expect), answer in zip(labels, answers, strict=True):
+        got = f"unknown ({answer})" if isinstance(answer, Inconclusive) else str(answer)
+        checks.append(
+            Check(name, account, None, f"{label} {expect}", f"{label} {got}", got == expect)
+        )
     return checks

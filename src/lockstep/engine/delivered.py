@@ -7,14 +7,15 @@ files a killed delivery left beside a file sink are removed on the way."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from lockstep.connectors.base import Credential, ProbeResult, Session
 from lockstep.credentials.sinks import SinkError, read_delivered, remove_leftovers
 from lockstep.credentials.vault import Vault
-from lockstep.engine.delivery import Deliverer, account_sinks
-from lockstep.engine.verify import REAL_TIME, Inconclusive, Timer, probe_until
+from lockstep.engine.delivery import Deliverer, sink_index
+from lockstep.engine.probes import ProbeTask, probe_all
+from lockstep.engine.verify import REAL_TIME, Inconclusive, Timer
 from lockstep.model import (
     Check,
     Desired,
@@ -44,6 +45,7 @@ def sink_states(
     """Every sink of every account that should work, holds a current credential and reads
     back enabled, against what it holds now."""
     current = vault.current_fingerprints()
+    sinks = sink_index(policy)  # every account's at once: not every identity per account
     states = []
     for (target, account), want in sorted(desired.accounts.items()):
         obs = observed.get(target)
@@ -52,7 +54,7 @@ def sink_states(
         held = obs.accounts.get(account)
         if held is None or not held.enabled:
             continue
-        for sink in account_sinks(policy, target, account):
+        for sink in sinks.get((target, account), []):
             identity = want.identities[0] if want.identities else None
             states.append(_state(target, account, identity, sink, current[target, account]))
     return states
@@ -114,26 +116,27 @@ def sink_checks(
     sessions: Mapping[str, Session],
     windows: Mapping[str, float],
     timer: Timer = REAL_TIME,
+    progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> list[Check]:
     """For ``verify``: each sink holds the contract's document, its credential is the
-    current one, and the target accepts it (the probe rotation uses)."""
+    current one, and the target accepts it (the probe rotation uses; side by side, as many
+    at a time as each target takes)."""
+    states = list(states)
+    tasks = [
+        ProbeTask(sessions[s.target], s.delivered, ProbeResult.ACCEPTED, windows.get(s.target, 0))
+        for s in states
+        if s.problem is None and s.delivered is not None and s.target in sessions
+    ]
+    answers = iter(probe_all(tasks, timer, lambda done: progress(done, len(tasks))))
     checks = []
     for s in states:
         expected = f"credential delivered to {s.sink}"
         if s.problem is not None or s.delivered is None:
             actual = f"undelivered_credential: {s.problem}"
         else:
-            session = sessions.get(s.target)
-            try:
-                got = (
-                    probe_until(
-                        session, s.delivered, ProbeResult.ACCEPTED, windows.get(s.target, 0), timer
-                    )
-                    if session is not None
-                    else "not probed"
-                )
-            except Inconclusive as exc:
-                got = f"unknown ({exc})"
+            got: object = next(answers) if s.target in sessions else "not probed"
+            if isinstance(got, Inconclusive):
+                got = f"unknown ({got})"
             actual = expected if got == ProbeResult.ACCEPTED else f"undelivered_credential: {got}"
         checks.append(Check(s.target, s.account, None, expected, actual, actual == expected))
     return checks

@@ -28,6 +28,21 @@ def account_sinks(policy: Policy, target: str, account: str) -> list[str]:
     return sinks
 
 
+def sink_index(policy: Policy) -> dict[tuple[str, str], list[str]]:
+    """``account_sinks`` of every account at once: the sinks of every identity
+    that declares it, each once, in the policy's order."""
+    index: dict[tuple[str, str], list[str]] = {}
+    for identity in policy.identities.values():
+        sink = identity.credentials.sink
+        if sink is None:
+            continue
+        for access in identity.access:
+            sinks = index.setdefault((access.target, access.account), [])
+            if sink not in sinks:
+                sinks.append(sink)
+    return index
+
+
 @dataclass
 class Deliverer:
     policy: Policy

@@ -63,6 +63,7 @@ class _After:
     held: set[str]
     failed: dict[str, str]  # entitlement ('' for the account) -> why its action failed
     seqs: list[tuple[str, int]]  # (entitlement or '', journal seq)
+    unknown: Mapping[str, str]  # entitlements naming an object the target lacks -> why
 
 
 def transitions(
@@ -124,6 +125,9 @@ def _one(
         return [Transition(grant.request, RequestStatus.ACTIVE, "", seqs)]
     failures = [f"{e or 'the account'}: {after.failed[e]}" for e in sorted(after.failed)
                 if e in ents or e == ""]  # fmt: skip
+    failures += [
+        f"{e}: {after.unknown[e]}" for e in sorted(ents - after.held) if e in after.unknown
+    ]
     if failures:
         return _failed(state, "; ".join(failures), seqs)
     return []
@@ -147,6 +151,7 @@ def _accounts_after(
             held=set(actual.entitlements) if actual is not None else set(),
             failed={},
             seqs=[],
+            unknown=observed[target].unknown,
         )
     for result in results:
         a = result.action

@@ -209,11 +209,12 @@ def apply(
     )
     results = replace(_applier(ws, observer, progress), stop=stop).apply(plan)
     now = ws.clock()
-    for key in {(r.action.target, r.action.account) for r in results}:
-        ws.vault.purge_retired(*key, keep=3)
-    for r in results:
-        if r.action.op is Op.DELETE_ACCOUNT and r.status is Status.VERIFIED:
-            ws.usage.forget(r.action.target, r.action.account)
+    ws.vault.purge_retired_of({(r.action.target, r.action.account) for r in results}, keep=3)
+    ws.usage.forget_all(
+        (r.action.target, r.action.account)
+        for r in results
+        if r.action.op is Op.DELETE_ACCOUNT and r.status is Status.VERIFIED
+    )
     verified = {r.action for r in results if r.status is Status.VERIFIED}
     cut_off = [fid for action, fid in plan.remedies if action in verified]
     ws.ledger.remediated([*remediated_ids(results, plan.findings), *cut_off], now)

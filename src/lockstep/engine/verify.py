@@ -71,6 +71,29 @@ def probe_until(
         delay *= 2
 
 
+@dataclass(frozen=True)
+class Proof:
+    """One probe an action's verification makes: of what (``what``), and the answer it
+    needs."""
+
+    what: str  # "new credential", or the label of a credential that must be refused
+    credential: Credential
+    want: ProbeResult
+
+    def check(self, action: Action, got: ProbeResult) -> Check:
+        return _check(action, f"{self.what} {self.want}", f"{self.what} {got}")
+
+
+def proofs(evidence: Evidence) -> list[Proof]:
+    """The probes ``evidence`` calls for: the issued credential accepted, then each removed
+    one refused."""
+    wanted = []
+    if evidence.issued is not None:
+        wanted.append(Proof("new credential", evidence.issued, ProbeResult.ACCEPTED))
+    wanted += [Proof(label, old, ProbeResult.REFUSED) for label, old in evidence.refused]
+    return wanted
+
+
 def verify_action(
     session: Session,
     action: Action,
@@ -80,12 +103,20 @@ def verify_action(
 ) -> tuple[Status, str, tuple[Check, ...]]:
     try:
         account = session.read_account(action.account)
-        checks = [*_state_checks(action, account)]
-        checks += _probe_checks(session, action, evidence, window_s, timer)
+        checks = read_back_checks(action, account)
+        checks += [
+            p.check(action, probe_until(session, p.credential, p.want, window_s, timer))
+            for p in proofs(evidence)
+        ]
     except TargetUnreachable as exc:
         return Status.UNVERIFIED, f"could not read back: {redact(str(exc))}", ()
     except Inconclusive as exc:
         return Status.UNVERIFIED, f"could not probe the credential: {exc}", ()
+    return verdict(checks)
+
+
+def verdict(checks: Sequence[Check]) -> tuple[Status, str, tuple[Check, ...]]:
+    """An action's status and detail from its checks: verified only when every one holds."""
     failed = [c for c in checks if not c.ok]
     if failed:
         detail = "; ".join(f"expected {c.expected}, found {c.actual}" for c in failed)
@@ -101,6 +132,11 @@ def _presence(account: Account | None) -> str:
     if account is None:
         return "absent"
     return "enabled" if account.enabled else "suspended"
+
+
+def read_back_checks(action: Action, account: Account | None) -> list[Check]:
+    """What reading ``account`` back (None: absent) says about ``action``."""
+    return list(_state_checks(action, account))
 
 
 def _state_checks(action: Action, account: Account | None) -> Iterable[Check]:
@@ -122,16 +158,3 @@ def _state_checks(action: Action, account: Account | None) -> Iterable[Check]:
         yield _check(action, "absent", held, action.entitlement)
     if op in (Op.SUSPEND_ACCOUNT, Op.END_SESSIONS, Op.DELETE_ACCOUNT) and account.sessions >= 0:
         yield _check(action, "0 open sessions", f"{account.sessions} open sessions")
-
-
-def _probe_checks(
-    session: Session, action: Action, evidence: Evidence, window_s: float, timer: Timer
-) -> list[Check]:
-    checks = []
-    if evidence.issued is not None:
-        got = probe_until(session, evidence.issued, ProbeResult.ACCEPTED, window_s, timer)
-        checks.append(_check(action, "new credential accepted", f"new credential {got}"))
-    for label, old in evidence.refused:
-        got = probe_until(session, old, ProbeResult.REFUSED, window_s, timer)
-        checks.append(_check(action, f"{label} refused", f"{label} {got}"))
-    return checks

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Any
 
 from lockstep.errors import LockstepError
 from lockstep.governance.people import named_people
@@ -97,9 +98,16 @@ class Authenticator:
             except TokenRefused as exc:
                 raise _unauthorized(str(exc)) from None
             return Principal(self._named(record.person), f"token {record.id}")
-        return self._from_issuer(token)
+        return self._from_issuer(token)[0]
 
-    def _from_issuer(self, token: str) -> Principal:
+    def id_token(self, token: str, client_id: str) -> tuple[Principal, dict[str, Any]]:
+        """The person an ID token from the people's issuer names, issued to the dashboard's
+        client ``client_id`` (its audience), and its claims (the caller checks the nonce)."""
+        return self._from_issuer(token, client_id)
+
+    def _from_issuer(
+        self, token: str, audience: str | None = None
+    ) -> tuple[Principal, dict[str, Any]]:
         people = self._policy.governance.people
         if people is None:
             raise _unauthorized("not a personal token, and governance.people names no OIDC issuer")
@@ -107,8 +115,9 @@ class Authenticator:
             claims, _ = verified_claims(token, {people.issuer}, self._keys)
         except WorkloadRefused as exc:
             raise AuthRefused(exc.status, exc.reason) from None
-        if people.audience not in audiences(claims):
-            raise _unauthorized(f"wrong audience: the token is not for {people.audience!r}")
+        audience = audience or people.audience
+        if audience not in audiences(claims):
+            raise _unauthorized(f"wrong audience: the token is not for {audience!r}")
         for identity in self._policy.identities.values():
             if identity.workload is not None and matches_binding(identity.workload, claims):
                 raise _forbidden(
@@ -117,7 +126,7 @@ class Authenticator:
         value = claims.get(people.claim)
         if not isinstance(value, str) or not value:
             raise _unauthorized(f"the token has no {people.claim!r} claim naming a person")
-        return Principal(self._named(value), f"oidc {people.issuer}")
+        return Principal(self._named(value), f"oidc {people.issuer}"), claims
 
     def _named(self, person: str) -> str:
         person = normal_person(person)

@@ -5,10 +5,12 @@ and in its connector's grammar, and no identity's declared access breaks a sod r
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from lockstep.connectors.base import ConnectorType, GrammarError
 from lockstep.model import (
@@ -19,13 +21,15 @@ from lockstep.model import (
     Governance,
     Location,
     PeopleIssuer,
+    SignInClient,
     SodRule,
     Stage,
     Target,
 )
 from lockstep.policy.documents import PathKey
 from lockstep.policy.errors import PolicyError
-from lockstep.policy.schema import GovernanceSpec, SodSpec
+from lockstep.policy.schema import GovernanceSpec, PeopleSpec, SodSpec
+from lockstep.secret import Secret
 
 # People are emails. Nothing stricter is checked (an IdP decides what its addresses look like),
 # but nothing that could pass for a group reference, a list or a command either.
@@ -113,7 +117,7 @@ def build_governance(
                 error(("people", "jwks"), str(exc).removeprefix("--jwks "))
         elif jwks is not None and not Path(jwks.removeprefix("file:")).is_absolute():
             jwks = f"file:{(base_dir / jwks.removeprefix('file:')).resolve()}"
-        people = PeopleIssuer(p.issuer, p.audience, p.claim, jwks)
+        people = PeopleIssuer(p.issuer, p.audience, p.claim, jwks, _client(p, error))
     return Governance(
         people=people,
         groups=groups,
@@ -122,6 +126,57 @@ def build_governance(
         max_duration_s=dict(spec.max_duration),
         pending_expires_after_s=spec.pending_expires_after or DEFAULT_PENDING_EXPIRY_S,
     )
+
+
+CALLBACK_PATH = "/signin/oidc/callback"
+
+
+def _client(p: PeopleSpec, error: Callable[[PathKey, str], None]) -> SignInClient | None:
+    """The dashboard's OIDC client, when ``client_id`` names one."""
+    if p.client_id is None:
+        for key in ("client_secret", "redirect_uri"):
+            if getattr(p, key) is not None:
+                error(("people", key), f"{key} without client_id: name the client first")
+        return None
+    if p.redirect_uri is None:
+        error(("people", "client_id"), "client_id needs redirect_uri: where the issuer sends "
+              f"people back (this service's {CALLBACK_PATH})")  # fmt: skip
+        return None
+    why = _redirect_problem(p.redirect_uri)
+    if why is not None:
+        error(("people", "redirect_uri"), why)
+    if p.client_secret is not None and p.client_secret.startswith("file:"):
+        error(("people", "client_secret"), "client_secret: pass it as ${VAR}")
+    if "openid" not in p.scopes:
+        error(("people", "scopes"), "scopes must include openid")
+    secret = None if p.client_secret is None else Secret(p.client_secret)
+    return SignInClient(p.client_id, secret, p.redirect_uri, tuple(p.scopes))
+
+
+def _redirect_problem(uri: str) -> str | None:
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname or ""
+    except ValueError:
+        return f"redirect_uri {uri!r} is not a URL"
+    if parts.scheme not in ("https", "http") or not host:
+        return f"redirect_uri {uri!r} is not an absolute http(s) URL"
+    if parts.scheme == "http" and not _loopback(host):
+        return f"redirect_uri {uri!r}: use https (http only on loopback)"
+    if parts.query or parts.fragment:
+        return f"redirect_uri {uri!r} has a query or fragment: the issuer must match it exactly"
+    if not parts.path.endswith(CALLBACK_PATH):
+        return f"redirect_uri {uri!r} must end with {CALLBACK_PATH}, where the dashboard answers"
+    return None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_environment(

@@ -96,8 +96,14 @@ class TargetSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     type: Name = Field(description="The connector: postgres, ldap, redis, aws, ...")
-    environment: Name | None = None
-    manage: ManageSpec = Field(default_factory=ManageSpec)
+    environment: Name | None = Field(
+        default=None,
+        description="The environment the target belongs to (prod, staging, ...); identities "
+        "of another are reported as environment_crossing",
+    )
+    manage: ManageSpec = Field(
+        default_factory=ManageSpec, description="Which accounts lockstep manages"
+    )
     legacy: bool = Field(
         default=False, description="Cannot revoke on events: shorter credentials, more checks"
     )
@@ -110,46 +116,91 @@ class TargetSpec(BaseModel):
 
 
 class OwnerSpec(_Strict):
-    contacts: list[Name] = Field(default_factory=list)
-    status: OwnerStatus = OwnerStatus.ACTIVE
+    contacts: list[Name] = Field(
+        default_factory=list,
+        description="The people (emails) answerable for the owner's identities",
+    )
+    status: OwnerStatus = Field(
+        default=OwnerStatus.ACTIVE,
+        description="active, or departed: the owner's identities are then ownerless",
+    )
 
 
 class AccessSpec(_Strict):
-    target: Name
-    account: Annotated[str, Field(min_length=1)]
-    entitlements: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
-    expires: UtcTime | None = None
+    target: Name = Field(description="The target (a name under targets)")
+    account: Annotated[str, Field(min_length=1)] = Field(description="The account in the target")
+    entitlements: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="What the account holds, in the target type's grammar"
+    )
+    expires: UtcTime | None = Field(
+        default=None, description="After this the access is revoked and verified"
+    )
 
 
 class CredentialsSpec(_Strict):
-    rotate_every: Duration | None = None
-    sink: Annotated[str, Field(min_length=1)] | None = None
-    lease_ttl: Duration | None = None
-    lease_max_ttl: Duration | None = None
-    max_live_leases: Annotated[int, Field(ge=1, le=10_000)] = 10
+    rotate_every: Duration | None = Field(
+        default=None, description="Rotate the credential this often"
+    )
+    sink: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None,
+        description="Where the credential is delivered: file:PATH or aws-secrets:NAME "
+        "({target} in it for several targets)",
+    )
+    lease_ttl: Duration | None = Field(
+        default=None,
+        description="How long a lease lives by default (lockstep issue, POST /v1/credentials)",
+    )
+    lease_max_ttl: Duration | None = Field(
+        default=None, description="The longest a lease may live, renewals included"
+    )
+    max_live_leases: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=10,
+        description="The most leases of this identity (and of one workload token) alive at once",
+    )
 
 
 class WorkloadSpec(_Strict):
-    issuer: Annotated[str, Field(min_length=1)]
-    subject: Annotated[str, Field(min_length=1)]
-    audience: Annotated[str, Field(min_length=1)]
-    claims: dict[str, str] = Field(default_factory=dict)
-    max_token_lifetime: Duration = 3600
+    issuer: Annotated[str, Field(min_length=1)] = Field(
+        description="The OIDC issuer of the workload's tokens"
+    )
+    subject: Annotated[str, Field(min_length=1)] = Field(
+        description="The token's sub, e.g. spiffe://..."
+    )
+    audience: Annotated[str, Field(min_length=1)] = Field(description="The token's aud")
+    claims: dict[str, str] = Field(
+        default_factory=dict, description="Further claims the token must carry, exactly"
+    )
+    max_token_lifetime: Duration = Field(
+        default=3600,
+        description="The longest-lived token accepted (its exp less its iat)",
+        json_schema_extra={"default": "1h"},
+    )
 
 
 class IdentitySpec(_Strict):
-    owner: Name
-    purpose: Annotated[str, Field(min_length=1)]
-    environment: Name | None = None
-    access: list[AccessSpec] = Field(default_factory=list)
-    credentials: CredentialsSpec = Field(default_factory=CredentialsSpec)
-    workload: WorkloadSpec | None = None
-    kind: IdentityKind = IdentityKind.SERVICE
+    owner: Name = Field(description="The owner (a name under owners)")
+    purpose: Annotated[str, Field(min_length=1)] = Field(description="What the identity is for")
+    environment: Name | None = Field(
+        default=None, description="The environment the identity runs in"
+    )
+    access: list[AccessSpec] = Field(
+        default_factory=list, description="Its accounts, one per target"
+    )
+    credentials: CredentialsSpec = Field(
+        default_factory=CredentialsSpec, description="Rotation, delivery and leases"
+    )
+    workload: WorkloadSpec | None = Field(
+        default=None, description="The only workload that may obtain its short-lived credentials"
+    )
+    kind: IdentityKind = Field(
+        default=IdentityKind.SERVICE,
+        description="service, workload or agent (agents need a sponsor and hold leases only)",
+    )
     sponsor: Name | None = Field(default=None, description="Agents: the person who answers")
 
 
 class SodSpec(_Strict):
-    name: Name
+    name: Name = Field(description="The rule's name, in findings and refusals")
     entitlements: list[Annotated[str, Field(min_length=1)]] = Field(
         min_length=2, description="TARGET/ENTITLEMENT; no identity holds two of them"
     )
@@ -159,17 +210,31 @@ class SodSpec(_Strict):
 
 
 class RulesSpec(_Strict):
-    orphan_accounts: Literal["report", "suspend", "delete"] = "report"
-    excess_entitlements: Literal["revoke", "report"] = "revoke"
-    ownerless_identities: Literal["suspend", "report"] = "suspend"
+    orphan_accounts: Literal["report", "suspend", "delete"] = Field(
+        default="report",
+        description="What to do with accounts no identity declares: report, suspend or delete",
+    )
+    excess_entitlements: Literal["revoke", "report"] = Field(
+        default="revoke",
+        description="What to do with entitlements the policy does not grant: revoke or report",
+    )
+    ownerless_identities: Literal["suspend", "report"] = Field(
+        default="suspend",
+        description="What to do with identities whose owner departed: suspend or report",
+    )
     mass_change_limit: Share = Field(
         default=0.20,
         description="A plan suspending or deleting more than this share of managed accounts "
         "(and more than 5) stops unless --allow-mass-change",
         json_schema_extra={"default": "20%"},
     )
-    dormant_after: Duration | None = None
-    sod: list[SodSpec] = Field(default_factory=list)
+    dormant_after: Duration | None = Field(
+        default=None, description="An identity unused this long is reported dormant"
+    )
+    sod: list[SodSpec] = Field(
+        default_factory=list,
+        description="Separation of duties: entitlements no identity may hold together",
+    )
     escalation_paths: Literal["report", "revoke"] = Field(
         default="report",
         description="report (default) | revoke: cut escalation paths through what lockstep "
@@ -178,29 +243,62 @@ class RulesSpec(_Strict):
 
 
 class PeopleSpec(_Strict):
-    issuer: Annotated[str, Field(min_length=1)]
-    audience: Annotated[str, Field(min_length=1)]
+    issuer: Annotated[str, Field(min_length=1)] = Field(
+        description="The OIDC issuer people sign in with"
+    )
+    audience: Annotated[str, Field(min_length=1)] = Field(
+        description="The audience its tokens must carry"
+    )
     claim: Annotated[str, Field(min_length=1)] = Field(
         default="email", description="The claim that names a person"
     )
     jwks: Annotated[str, Field(min_length=1)] | None = Field(
         default=None, description="The issuer's keys: a URL or file:PATH (default: discovery)"
     )
+    client_id: Name | None = Field(
+        default=None,
+        description="The dashboard's OIDC client at the issuer: people sign in through it "
+        "(authorization code with PKCE)",
+    )
+    client_secret: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None, description="${VAR}: the client's secret (none for a public client)"
+    )
+    redirect_uri: Annotated[str, Field(min_length=1, max_length=2000)] | None = Field(
+        default=None,
+        description="Where the issuer sends people back: this service's "
+        "/signin/oidc/callback as browsers reach it (never taken from a request)",
+    )
+    scopes: list[Name] = Field(
+        default_factory=lambda: ["openid", "email", "profile"],
+        description="Asked for at sign-in; openid among them",
+    )
 
 
 class StageSpec(_Strict):
     approvers: list[Name] = Field(min_length=1, description="owner, group:NAME or emails")
-    required: Annotated[int, Field(ge=1)] = 1
+    required: Annotated[int, Field(ge=1)] = Field(
+        default=1, description="How many of the approvers must approve"
+    )
 
 
 class GovernanceSpec(_Strict):
-    people: PeopleSpec | None = None
-    groups: dict[Name, list[Name]] = Field(default_factory=dict)
-    admins: list[Name] = Field(default_factory=list)
+    people: PeopleSpec | None = Field(
+        default=None, description="People sign in with tokens of this OIDC issuer"
+    )
+    groups: dict[Name, list[Name]] = Field(
+        default_factory=dict, description="Named groups of people (emails)"
+    )
+    admins: list[Name] = Field(
+        default_factory=list,
+        description="Who may approve or review anything but their own requests",
+    )
     approvals: dict[Name, Annotated[list[StageSpec], Field(min_length=1)]] | None = Field(
         default=None, description="Stages per environment ('default' for the rest)"
     )
-    max_duration: dict[Name, Duration] = Field(default_factory=dict)
+    max_duration: dict[Name, Duration] = Field(
+        default_factory=dict,
+        description="The longest time-bound access per environment ('default' for the rest)",
+    )
     pending_expires_after: Duration | None = Field(
         default=None, description="A request left pending this long expires (default 24h)"
     )
@@ -228,17 +326,33 @@ class AuditSpec(_Strict):
     signing_key: Annotated[str, Field(min_length=1)] | None = Field(
         default=None, description="Ed25519 key file (default: $LOCKSTEP_SIGNING_KEY)"
     )
-    endpoint_url: Annotated[str, Field(min_length=1)] | None = None
-    region: Annotated[str, Field(min_length=1)] | None = None
+    endpoint_url: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None, description="An S3-compatible endpoint for s3:// checkpoints"
+    )
+    region: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None, description="The region of the checkpoints' bucket"
+    )
 
 
 class PolicySpec(_Strict):
     """A whole policy (after the files of a directory are merged)."""
 
-    version: Literal[1]
-    targets: dict[Name, TargetSpec] = Field(default_factory=dict)
-    owners: dict[Name, OwnerSpec] = Field(default_factory=dict)
-    identities: dict[Name, IdentitySpec] = Field(default_factory=dict)
-    rules: RulesSpec = Field(default_factory=RulesSpec)
-    audit: AuditSpec = Field(default_factory=AuditSpec)
-    governance: GovernanceSpec = Field(default_factory=GovernanceSpec)
+    version: Literal[1] = Field(description="The policy format's version: 1")
+    targets: dict[Name, TargetSpec] = Field(
+        default_factory=dict, description="The systems lockstep reads and changes, by name"
+    )
+    owners: dict[Name, OwnerSpec] = Field(
+        default_factory=dict, description="Who answers for identities, by name"
+    )
+    identities: dict[Name, IdentitySpec] = Field(
+        default_factory=dict, description="The non-human identities and their access, by name"
+    )
+    rules: RulesSpec = Field(
+        default_factory=RulesSpec, description="What lockstep does about what it finds"
+    )
+    audit: AuditSpec = Field(
+        default_factory=AuditSpec, description="Signed checkpoints of the journal"
+    )
+    governance: GovernanceSpec = Field(
+        default_factory=GovernanceSpec, description="People, requests, approvals and reviews"
+    )

@@ -3,10 +3,12 @@
 - A body larger than ``max_body_bytes`` (default 64 KiB) is refused with 413, whether its
   ``Content-Length`` says so or it streams past the limit: nothing lockstep accepts is near
   that size, and an unbounded body would be read into memory.
-- A client whose requests failed authentication too often (401) is answered 429 for a while,
-  without the request reaching authentication: token guessing and brute force cost the
-  attacker time, and cost the service nothing (no signature check, no key fetch, no journal).
-  Clients are told apart by their address; at most ``max_clients`` are remembered.
+- A client whose requests failed authentication too often (401: a wrong bearer token, a
+  failed dashboard sign-in, by token or OIDC) is answered 429 for a while, without the
+  request reaching authentication: token guessing and brute force cost the attacker time,
+  and cost the service nothing (no signature check, no key fetch, no journal). The API gets
+  its JSON error, the dashboard a page saying when to try again. Clients are told apart by
+  their address; at most ``max_clients`` are remembered.
   ``/healthz`` and ``/metrics`` are answered all the same.
 """
 
@@ -25,6 +27,14 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 # Open by design and answered whatever a client did before: a load balancer's health check
 # shares its address with the traffic it fronts.
 UNAUTHENTICATED_PROBES = frozenset({"/healthz", "/metrics"})
+_API = "/v1/"
+_LOCKED_OUT = (
+    '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Too many failed '
+    "sign-ins · lockstep</title></head><body><main><h1>Too many failed sign-ins</h1><p "
+    'role="alert">Too many sign-ins failed from this address: nothing more is checked from it '
+    'for now. Try again in {seconds} seconds.</p><p><a href="/signin">Sign in</a></p></main>'
+    "</body></html>"
+)
 
 
 @dataclass(frozen=True)
@@ -86,13 +96,14 @@ class RequestLimits:
             return
         client = scope["client"][0] if scope.get("client") else "?"
         wait = self.failures.retry_after(client)
-        if wait is not None and scope.get("path") not in UNAUTHENTICATED_PROBES:
-            await _answer(
-                send,
-                429,
-                "too many failed authentications from this client; try again later",
-                {"retry-after": str(int(wait) + 1)},
-            )
+        path = str(scope.get("path", ""))
+        if wait is not None and path not in UNAUTHENTICATED_PROBES:
+            retry = {"retry-after": str(int(wait) + 1)}
+            if path.startswith(_API):
+                message = "too many failed authentications from this client; try again later"
+                await _answer(send, 429, message, retry)
+            else:  # the dashboard's: a page a person reads (failed sign-ins count here)
+                await _page(send, 429, _LOCKED_OUT.format(seconds=int(wait) + 1), retry)
             return
         if self._declared_size(scope) > self._limits.max_body_bytes:
             await self._too_large(send)
@@ -146,6 +157,18 @@ class RequestLimits:
         await _answer(
             send, 413, f"request body larger than {self._limits.max_body_bytes} bytes", {}
         )
+
+
+async def _page(send: Send, status: int, html: str, headers: dict[str, str]) -> None:
+    body = html.encode()
+    raw = [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    raw += [(k.encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _answer(send: Send, status: int, message: str, headers: dict[str, str]) -> None:

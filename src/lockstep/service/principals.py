@@ -36,7 +36,7 @@ from lockstep.governance.people import admins, may_request, named_people, owner_
 from lockstep.governance.records import AccessRequest, RequestStatus
 from lockstep.governance.tokens import PersonTokens
 from lockstep.journal import Journal
-from lockstep.leases.workload import KeySets
+from lockstep.leases.workload import KeySets, audiences
 from lockstep.model import Policy
 from lockstep.policy.governance import normal_person
 from lockstep.secret import Secret
@@ -151,6 +151,24 @@ class Authenticators:
         expires = self._expiry(found.via, token)
         if expires is not None and expires <= now:
             raise AuthRefused(HTTPStatus.UNAUTHORIZED, "the token has expired")
+        return Principal(found.person, Kind.PERSON, found.via, expires)
+
+    def check_id_token(self, id_token: str, nonce: str) -> Principal:
+        """The person an OIDC sign-in's ID token names (issued by the people's issuer to the
+        dashboard's client, for this sign-in's ``nonce``), until the token expires;
+        ``AuthRefused`` otherwise."""
+        people = self._policy().governance.people
+        if people is None or people.client is None:
+            raise AuthRefused(HTTPStatus.UNAUTHORIZED, "governance.people names no OIDC client")
+        client_id = people.client.client_id
+        found, claims = self._current()[0].id_token(id_token, client_id)
+        if len(audiences(claims)) > 1 and claims.get("azp") != client_id:
+            raise AuthRefused(HTTPStatus.UNAUTHORIZED, "the ID token was issued to another client")
+        given = claims.get("nonce")
+        if not isinstance(given, str) or not hmac.compare_digest(given, nonce):
+            raise AuthRefused(HTTPStatus.UNAUTHORIZED, "the ID token is not this sign-in's")
+        assert found.person is not None  # an issuer's token always names a person
+        expires = datetime.fromtimestamp(float(claims["exp"]), UTC)
         return Principal(found.person, Kind.PERSON, found.via, expires)
 
     def authenticate(self, token: str, now: datetime) -> Principal | None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, select
+from sqlalchemy import Connection, Table, delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lockstep.connectors.base import Usage
@@ -78,11 +78,20 @@ class UsageStore:
 
     def forget(self, target: str, account: str) -> int:
         """Drop an account's use history, once the account has been deleted."""
+        return self.forget_all([(target, account)])
+
+    def forget_all(self, accounts: Iterable[tuple[str, str]]) -> int:
+        """``forget`` for many accounts (target, account), in one commit."""
+        keys = sorted(set(accounts))
+        if not keys:
+            return 0
+        gone = 0
         with self._store.writing(lock=table) as conn:
-            result = conn.execute(
-                delete(table).where(table.c.target == target, table.c.account == account)
-            )
-        return result.rowcount
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                where = tuple_(table.c.target, table.c.account).in_(chunk)
+                gone += conn.execute(delete(table).where(where)).rowcount
+        return gone
 
 
 def upsert_newer(

@@ -35,7 +35,9 @@ REFUSALS = frozenset(
 BOTO_CONFIG = Config(
     connect_timeout=5,
     read_timeout=5,
-    retries={"max_attempts": 3, "mode": "standard"},
+    # Adaptive: standard retries with backoff, and a client-side rate that slows down when
+    # IAM throttles (batches make many calls at once).
+    retries={"max_attempts": 3, "mode": "adaptive"},
     user_agent_extra="lockstep",
 )
 

@@ -15,7 +15,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lockstep.connectors.base import GrammarError, HoldsTwoCredentials, IssuesLeases, ObservesUsage
+from lockstep.connectors.base import (
+    AppliesBatches,
+    GrammarError,
+    HoldsTwoCredentials,
+    IssuesLeases,
+    ObservesUsage,
+    ProbesInParallel,
+)
 from lockstep.model import Op
 
 AccountKind = Literal["user", "role"]
@@ -106,6 +113,9 @@ CAPABILITY_PERMISSIONS: Mapping[type, tuple[str, ...]] = MappingProxyType(
             "iam:DeleteRolePolicy",
             "sts:AssumeRole on each identity's role (its trust policy must allow lockstep)",
         ),
+        # The operations' own permissions, called side by side.
+        AppliesBatches: (),
+        ProbesInParallel: (),
     }
 )
 
@@ -148,10 +158,18 @@ class AwsSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    region: str = Field(min_length=1)
-    endpoint_url: str | None = None
-    path_prefix: str = "/"
-    propagation_window: float = Field(default=10.0, ge=0)
+    region: str = Field(min_length=1, description="The AWS region of IAM and STS calls")
+    endpoint_url: str | None = Field(
+        default=None, description="Another endpoint (an emulator, a VPC endpoint)"
+    )
+    path_prefix: str = Field(
+        default="/", description="Users and roles under this IAM path are in scope"
+    )
+    propagation_window: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds a removed key may still work (IAM is eventually consistent)",
+    )
 
     @field_validator("path_prefix")
     @classmethod

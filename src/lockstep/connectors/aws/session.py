@@ -1,4 +1,5 @@
-"""An AWS session: one account's IAM, read, changed one operation at a time, and probed.
+"""An AWS session: one account's IAM, read, changed one operation at a time (or a batch of
+them side by side, ``batches``), and probed.
 
 The admin lockstep acts as is learned from STS at ``open`` and never read, reported or
 touched. What a read reports is built in ``transform``; the names and documents lockstep
@@ -7,6 +8,7 @@ writes are in ``grammar``; leases in ``leases``, observed use in ``usage``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import replace
@@ -17,6 +19,7 @@ from botocore import exceptions as aws_errors  # type: ignore[import-untyped,unu
 
 from lockstep.connectors.aws import leases as aws_leases
 from lockstep.connectors.aws import transform
+from lockstep.connectors.aws.batches import AwsBatches
 from lockstep.connectors.aws.client import (
     BOTO_CONFIG,
     REFUSALS,
@@ -56,7 +59,7 @@ SUSPENDED_TAG = "lockstep-suspended-at"
 MAX_KEYS_PER_USER = 2
 
 
-class AwsSession(AwsPaths):
+class AwsSession(AwsPaths, AwsBatches):
     """A live connection to one AWS account's IAM, as the admin from boto3's default chain."""
 
     def __init__(
@@ -76,12 +79,16 @@ class AwsSession(AwsPaths):
         self._partition = caller["Arn"].split(":")[1]
         # AWS caps sessions that a role session assumes (role chaining) at one hour.
         self._chained = ":assumed-role/" in caller["Arn"]
+        self._making_clients = threading.Lock()
         self._iam = self._client("iam")
 
     def _client(self, service: str, **credentials: Any) -> Any:
-        return self._boto.client(
-            service, endpoint_url=self._settings.endpoint_url, config=BOTO_CONFIG, **credentials
-        )
+        # A boto3 session is not thread-safe, its clients are: batches and probes make
+        # clients from several threads at once.
+        with self._making_clients:
+            return self._boto.client(
+                service, endpoint_url=self._settings.endpoint_url, config=BOTO_CONFIG, **credentials
+            )
 
     def _call(self, template: str, ref: AccountRef, **kwargs: Any) -> Any:
         """IAM names its user and role calls alike (attach_user_policy / attach_role_policy,

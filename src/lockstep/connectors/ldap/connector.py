@@ -16,7 +16,8 @@ it cannot see reads as disabled) without a size limit, or reads fail as unreacha
 
 Sessions also offer optional capabilities (see ``connectors.base``), each in its own module:
 the last bind of each account and a change token (``observe``), and zero-downtime
-rotation with two userPassword values (``passwords``). LDAP has no leases: a directory
+rotation with two userPassword values (``passwords``), and batches: one modify per group,
+one search to read accounts back (``batches``). LDAP has no leases: a directory
 entry cannot expire by itself, so lockstep issues none here.
 
 A session is one ldap3 connection and is used from one thread at a time.
@@ -39,16 +40,19 @@ from pydantic import BaseModel
 
 from lockstep.connectors.base import (
     ActionFailed,
+    AppliesBatches,
     Credential,
     GrammarError,
     HoldsTwoCredentials,
     ObservesUsage,
     ProbeResult,
+    ProbesInParallel,
     Scope,
     TargetUnreachable,
     WatchesChanges,
     is_loopback,
 )
+from lockstep.connectors.ldap.batches import LdapBatches
 from lockstep.connectors.ldap.directory import (
     GROUPS_FILTER,
     LOCK,
@@ -130,6 +134,9 @@ class LdapConnectorType:
             "optional: without it every token lists both subtrees)",
         ),
         HoldsTwoCredentials: ("read and write userPassword on accounts_dn entries",),
+        # The operations' own permissions, one modify per group.
+        AppliesBatches: (),
+        ProbesInParallel: (),
     }
 
     def settings_model(self) -> type[BaseModel]:
@@ -196,7 +203,7 @@ class LdapConnectorType:
 # ---------------------------------------------------------------- sessions
 
 
-class LdapSession(LdapObserver, LdapPasswords, LdapPaths):
+class LdapSession(LdapObserver, LdapPasswords, LdapPaths, LdapBatches):
     """One target's accounts and groups; the optional capabilities come from the mixins."""
 
     # ------------------------------------------------------------ reading

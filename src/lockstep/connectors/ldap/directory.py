@@ -140,11 +140,13 @@ class LdapSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    url: str
-    bind_dn: str
-    bind_password: Annotated[SecretValue, WithJsonSchema({"type": "string", "minLength": 1})]
-    accounts_dn: str
-    groups_dn: str
+    url: str = Field(description="ldap://HOST[:PORT] or ldaps://HOST[:PORT]")
+    bind_dn: str = Field(description="The DN lockstep binds as (its admin)")
+    bind_password: Annotated[SecretValue, WithJsonSchema({"type": "string", "minLength": 1})] = (
+        Field(description="The bind DN's password: ${VAR} or file:PATH")
+    )
+    accounts_dn: str = Field(description="Where service accounts live (uid=NAME entries)")
+    groups_dn: str = Field(description="Where the groupOfNames of group:CN entitlements live")
     ca_file: str | None = Field(
         default=None, description="CA certificates (PEM) for ldaps://, instead of the system's"
     )
@@ -153,6 +155,7 @@ class LdapSettings(BaseModel):
     admin_groups: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ADMIN_GROUPS),
         description="Groups whose members are never acted on unless declared",
+        json_schema_extra={"default": list(DEFAULT_ADMIN_GROUPS)},
     )
 
     @field_validator("url")

@@ -21,9 +21,11 @@ import psycopg
 from pydantic import BaseModel
 
 from lockstep.connectors.base import (
+    AppliesBatches,
     IssuesLeaseBatches,
     IssuesLeases,
     ObservesUsage,
+    ProbesInParallel,
     Scope,
     TargetUnreachable,
     WatchesChanges,
@@ -85,6 +87,9 @@ class PostgresConnectorType:
         ObservesUsage: ("pg_read_all_stats (to see other roles' sessions)",),
         IssuesLeases: _LEASE_PERMISSIONS,
         IssuesLeaseBatches: _LEASE_PERMISSIONS,
+        # The operations' own permissions; the catalogs read back are readable by any role.
+        AppliesBatches: (),
+        ProbesInParallel: (),
     }
 
     def settings_model(self) -> type[BaseModel]:

@@ -146,6 +146,14 @@ def scram_verifier(secret: Secret, iterations: int) -> str:
     Computed here rather than with libpq's ``PQencryptPasswordConn``, which first asks the
     server for ``password_encryption`` (a round trip) and hashes about three times slower.
     """
+    return scram_material(secret, iterations)[0]
+
+
+def scram_material(secret: Secret, iterations: int) -> tuple[str, Secret, Secret]:
+    """The verifier of ``secret``, and the client and server keys (base64) it was made from:
+    what a client holding them logs in with without computing PBKDF2 again (libpq 18's
+    ``scram_client_key`` and ``scram_server_key``). The keys log in as well as the password
+    does: they are secrets too."""
     password = secret.reveal()
     if len(password) < MIN_SECRET_LENGTH or not _PRINTABLE_ASCII.fullmatch(password):
         raise GrammarError(
@@ -156,7 +164,8 @@ def scram_verifier(secret: Secret, iterations: int) -> str:
     client_key = hmac.digest(salted, b"Client Key", "sha256")
     stored_key = hashlib.sha256(client_key).digest()
     server_key = hmac.digest(salted, b"Server Key", "sha256")
-    return f"SCRAM-SHA-256${iterations}:{_b64(salt)}${_b64(stored_key)}:{_b64(server_key)}"
+    verifier = f"SCRAM-SHA-256${iterations}:{_b64(salt)}${_b64(stored_key)}:{_b64(server_key)}"
+    return verifier, Secret(_b64(client_key)), Secret(_b64(server_key))
 
 
 def issue_statements(

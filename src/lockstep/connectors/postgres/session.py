@@ -1,7 +1,8 @@
 """A PostgreSQL session: reading roles, one method per operation, and probing as a workload.
 
 The optional capabilities come from the mixins beside their SQL: the change token and usage
-(``usage``), leases (``leases``) and the facts of escalation paths (``paths``).
+(``usage``), leases (``leases``), the facts of escalation paths (``paths``), and batches
+of changes read back together and probed side by side (``batches``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from lockstep.connectors.base import (
 )
 from lockstep.connectors.postgres import catalog, grammar
 from lockstep.connectors.postgres.admin import first, one_line
+from lockstep.connectors.postgres.batches import PostgresBatches
 from lockstep.connectors.postgres.catalog import Conn
+from lockstep.connectors.postgres.keys import ProbeKeys
 from lockstep.connectors.postgres.leases import PostgresLeases
 from lockstep.connectors.postgres.paths import PostgresPaths
 from lockstep.connectors.postgres.settings import PostgresSettings, exact_params, is_socket
@@ -50,13 +53,15 @@ class _ProbeEndpoint:
     tls: Mapping[str, str]
 
 
-class PostgresSession(PostgresUsage, PostgresLeases, PostgresPaths):
+class PostgresSession(PostgresUsage, PostgresLeases, PostgresPaths, PostgresBatches):
     """One autocommit admin connection to one target."""
 
     def __init__(self, conn: Conn, target: str, settings: PostgresSettings, scope: Scope) -> None:
         super().__init__(conn, target, scope)
         self._scram_iterations = settings.lease_scram_iterations
         self._secret_tables = settings.secret_table_names()
+        self._account_scram_iterations = settings.scram_iterations
+        self.keys = ProbeKeys()
         parameters = conn.info.get_parameters()
         self._probe = _ProbeEndpoint(
             settings.probe_host or conn.info.host,
@@ -103,7 +108,7 @@ class PostgresSession(PostgresUsage, PostgresLeases, PostgresPaths):
         with self._operation(Op.CREATE_ACCOUNT, account), self._conn.transaction():
             self._conn.execute(
                 sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                    role, self._verifier(account, secret)
+                    role, self.verifier(account, secret, Op.CREATE_ACCOUNT)
                 )
             )
             self._mark(role)
@@ -125,7 +130,7 @@ class PostgresSession(PostgresUsage, PostgresLeases, PostgresPaths):
             with self._conn.transaction():
                 self._conn.execute(
                     sql.SQL("ALTER ROLE {} NOLOGIN PASSWORD {}").format(
-                        role, self._verifier(account, secret)
+                        role, self.verifier(account, secret, Op.SUSPEND_ACCOUNT)
                     )
                 )
                 self._mark(role)
@@ -138,7 +143,7 @@ class PostgresSession(PostgresUsage, PostgresLeases, PostgresPaths):
         with self._operation(Op.RESTORE_ACCOUNT, account), self._conn.transaction():
             self._conn.execute(
                 sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
-                    role, self._verifier(account, secret)
+                    role, self.verifier(account, secret, Op.RESTORE_ACCOUNT)
                 )
             )
             # An expired VALID UNTIL would keep the restored account unusable; a future one
@@ -154,7 +159,7 @@ class PostgresSession(PostgresUsage, PostgresLeases, PostgresPaths):
         with self._operation(Op.ROTATE_CREDENTIAL, account):
             self._conn.execute(
                 sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                    sql.Identifier(account), self._verifier(account, secret)
+                    sql.Identifier(account), self.verifier(account, secret, Op.ROTATE_CREDENTIAL)
                 )
             )
         return Credential(username=account, secret=secret)
@@ -189,11 +194,6 @@ class PostgresSession(PostgresUsage, PostgresLeases, PostgresPaths):
             sql.SQL("COMMENT ON ROLE {} IS {}").format(role, sql.Literal(catalog.MARKER))
         )
 
-    def _verifier(self, name: str, secret: Secret) -> sql.Literal:
-        """The password as the server stores it (SCRAM by default), never the password."""
-        hashed = self._conn.pgconn.encrypt_password(secret.reveal().encode(), name.encode(), None)
-        return sql.Literal(hashed.decode("ascii"))
-
     # ------------------------------------------------------------ probing
 
     def probe(self, credential: Credential) -> ProbeResult:
@@ -203,6 +203,13 @@ class PostgresSession(PostgresUsage, PostgresLeases, PostgresPaths):
                 f"target {self._target}: the dsn connects over a unix socket; probes need TCP "
                 "(a socket with trust authentication accepts any password): set probe_host"
             )
+        keyed = self.keys.login(credential.secret)
+        if keyed is not None and self._login(credential, keyed) is ProbeResult.ACCEPTED:
+            return ProbeResult.ACCEPTED  # see ``keys``: only an acceptance is taken from it
+        return self._login(credential, {"password": credential.secret.reveal()})
+
+    def _login(self, credential: Credential, secret: Mapping[str, str]) -> ProbeResult:
+        endpoint = self._probe
         try:
             params = exact_params(
                 {
@@ -211,7 +218,7 @@ class PostgresSession(PostgresUsage, PostgresLeases, PostgresPaths):
                     "port": endpoint.port,
                     "dbname": endpoint.dbname,
                     "user": credential.username,
-                    "password": credential.secret.reveal(),
+                    **secret,
                     "connect_timeout": CONNECT_TIMEOUT_S,
                     "application_name": PROBE_APPLICATION,
                 }

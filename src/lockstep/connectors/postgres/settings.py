@@ -34,16 +34,36 @@ class PostgresSettings(BaseModel):
     # The dsn holds a password: it must not be echoed by a validation error.
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    dsn: SecretValue
-    probe_host: str | None = None
-    probe_port: int | None = Field(default=None, ge=1, le=65535)
+    dsn: SecretValue = Field(
+        description="The admin connection (${VAR} or file:PATH): postgresql://USER@HOST:PORT/DB"
+    )
+    probe_host: str | None = Field(
+        default=None, description="Where probes log in over TCP (default: the dsn's host)"
+    )
+    probe_port: int | None = Field(
+        default=None, ge=1, le=65535, description="The probes' port (default: the dsn's)"
+    )
     # PBKDF2 rounds in lease verifiers: they dominate the cost of issuing a lease, and fewer
     # keep a 24+ character random secret just as unguessable; but pgjdbc refuses fewer
     # than 4096.
-    lease_scram_iterations: int = Field(default=leases.DEFAULT_SCRAM_ITERATIONS, ge=1)
+    lease_scram_iterations: int = Field(
+        default=leases.DEFAULT_SCRAM_ITERATIONS,
+        ge=1,
+        description="PBKDF2 rounds of a lease's SCRAM verifier",
+    )
+    # The same for the passwords of the accounts lockstep creates, restores and rotates: each
+    # login (a workload's, and the probe that proves a new credential) pays them too.
+    scram_iterations: int = Field(
+        default=leases.DEFAULT_SCRAM_ITERATIONS,
+        ge=1,
+        description="PBKDF2 rounds of the SCRAM verifiers of the accounts lockstep manages",
+    )
     # Tables where credentials are kept (SCHEMA.TABLE): whoever may read them is on a path to
     # those credentials (``lockstep paths``).
-    secret_tables: list[str] = Field(default_factory=list)
+    secret_tables: list[str] = Field(
+        default_factory=list,
+        description="SCHEMA.TABLE where credentials are kept (for lockstep paths)",
+    )
 
     @field_validator("secret_tables")
     @classmethod

@@ -5,6 +5,7 @@ builds on (``RedisAdmin``).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +23,14 @@ from lockstep.connectors.redis.acl import RULES_KEY, AclUser, count_sessions, us
 from lockstep.secret import Secret, redact
 
 TIMEOUT_S = 10.0
+# A probe sends no CLIENT SETINFO after the login (a workload may not be allowed it either)
+# and looks up no package metadata for it, which alone took most of a probe's time: redis-py
+# 8 says so with driver_info=None, earlier versions with lib_name=None.
+_NO_CLIENT_INFO: dict[str, None] = (
+    {"driver_info": None}
+    if importlib.util.find_spec("redis.driver_info") is not None
+    else {"lib_name": None, "lib_version": None}
+)
 
 
 def parse_redis_url(url: str) -> dict[str, Any]:
@@ -68,6 +77,7 @@ def probe_options(url: str, credential: Credential) -> dict[str, Any]:
         socket_connect_timeout=TIMEOUT_S,
         socket_timeout=TIMEOUT_S,
         retry=Retry(NoBackoff(), 0),
+        **_NO_CLIENT_INFO,
     )
     return options
 

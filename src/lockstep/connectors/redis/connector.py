@@ -38,8 +38,9 @@ the next read then shows the drift, and the next apply repairs it.
 
 Sessions also offer the optional capabilities (see ``connectors.base``), each in its own
 module: use sampled from ``CLIENT LIST`` and ``ACL LOG`` and a change token over ``ACL LIST``
-(``observe``), zero-downtime rotation with two passwords (``credentials``) and one
-ACL user per lease, whose expiry lockstep enforces because Redis cannot (``leases``).
+(``observe``), zero-downtime rotation with two passwords (``credentials``), one
+ACL user per lease, whose expiry lockstep enforces because Redis cannot (``leases``), and
+batches of changes pipelined and read back together (``batches``).
 """
 
 from __future__ import annotations
@@ -56,12 +57,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lockstep.connectors.base import (
     ActionFailed,
+    AppliesBatches,
     Credential,
     GrammarError,
     HoldsTwoCredentials,
     IssuesLeases,
     ObservesUsage,
     ProbeResult,
+    ProbesInParallel,
     Scope,
     SecretValue,
     TargetUnreachable,
@@ -90,6 +93,7 @@ from lockstep.connectors.redis.admin import (
     probe_options,
     scrub,
 )
+from lockstep.connectors.redis.batches import RedisBatches
 from lockstep.connectors.redis.credentials import RedisCredentials
 from lockstep.connectors.redis.leases import LEASES_KEY, RedisLeases
 from lockstep.connectors.redis.observe import RedisObserver
@@ -121,7 +125,7 @@ _SAVE = ("+acl|save",)
 # ---------------------------------------------------------------- session
 
 
-class RedisSession(RedisObserver, RedisCredentials, RedisLeases, RedisPaths):
+class RedisSession(RedisObserver, RedisCredentials, RedisLeases, RedisPaths, RedisBatches):
     """One target's ACL users; the optional capabilities come from the mixins."""
 
     # ------------------------------------------------------------ reading
@@ -301,10 +305,15 @@ class RedisSession(RedisObserver, RedisCredentials, RedisLeases, RedisPaths):
 class RedisSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    url: SecretValue  # admin connection, e.g. redis://lockstep:PASSWORD@host:6379/0
+    url: SecretValue = Field(
+        description="The admin connection (${VAR} or file:PATH): redis://USER:PASSWORD@HOST:PORT/DB"
+    )
     # Key patterns where workloads keep credentials: whoever may read them is on a path to
     # those credentials (``lockstep paths``).
-    secret_keys: list[str] = Field(default_factory=list)
+    secret_keys: list[str] = Field(
+        default_factory=list,
+        description="Key patterns where credentials are kept (for lockstep paths)",
+    )
 
     @field_validator("url")
     @classmethod
@@ -339,6 +348,9 @@ class RedisConnectorType:
         WatchesChanges: ("+acl|list", "+hgetall", f"~{RULES_KEY}"),
         HoldsTwoCredentials: ("+acl|getuser", "+acl|setuser", *_SAVE),
         IssuesLeases: (*_READ, *_RECORD, *_SAVE, "+acl|users", f"~{LEASES_KEY}"),
+        # The operations' own permissions, pipelined.
+        AppliesBatches: (),
+        ProbesInParallel: (),
     }
 
     def settings_model(self) -> type[BaseModel]:
