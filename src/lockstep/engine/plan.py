@@ -78,6 +78,9 @@ def make_plan(
             unreachable.append(name)
             findings.append(finding(FindingType.TARGET_UNREACHABLE, name, detail=error))
             continue
+        insecure = policy.targets[name].insecure_transport
+        if insecure is not None:  # said of a target read: an unread one has no other verdict
+            findings.append(finding(FindingType.INSECURE_TRANSPORT, name, detail=insecure))
         managed += len(obs.accounts)
         wants = desired.for_target(name)
         max_age = policy.targets[name].max_credential_age_s
