@@ -129,6 +129,9 @@ class Target:
     settings: BaseModel
     interval_s: int = DEFAULT_INTERVAL_S  # how often `lockstep run` reconciles it
     max_credential_age_s: int | None = None  # rotation forced on every credential issued here
+    # Why the admin connection travels in clear to another host (its connector says), if it
+    # does: a warning of `validate` and an `insecure_transport` finding of `plan`.
+    insecure_transport: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,8 @@ from support.dashboard_estate import (
     HOSTILE,
     OPERATOR_TOKEN,
     DashboardEstate,
+    estate_on,
     has_role,
-    start_estate,
 )
 from support.service_harness import eventually
 
@@ -35,13 +35,8 @@ PAGES = ("/", "/inventory", "/findings", "/leases", "/reports", "/identities/pay
 def estate(
     pg_server: localpg.LocalPostgres, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DashboardEstate]:
-    from conftest import _reset_cluster
-
-    _reset_cluster(pg_server)
-    running = start_estate(tmp_path_factory.mktemp("dashboard-browser"), pg_server)
-    yield running
-    running.stop()
-    _reset_cluster(pg_server)
+    with estate_on(pg_server, tmp_path_factory.mktemp("dashboard-browser")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 `lockstep run` over a real PostgreSQL: a two-stage request approved, its first stage with the
 keyboard alone, then seen active on the grants page with the privilege present in
 PostgreSQL; another denied with a reason; a request asked for through the form, its
-separation-of-duties check shown before it is sent. Screenshots are kept under the test's
-temp dir (its path is printed)."""
+separation-of-duties check shown before it is sent; a person signed in through a local OIDC
+issuer. Screenshots are kept under the test's temp dir (its path is printed)."""
 
 from __future__ import annotations
 
@@ -25,23 +25,34 @@ from support.dashboard_estate import (
     PERSON,
     SECURITY,
     DashboardEstate,
-    start_estate,
+    estate_on,
 )
 from support.governance_project import table_privileges
+from support.oidc import Issuer, new_key
 from support.service_harness import eventually
 
 
 @pytest.fixture(scope="module")
-def estate(
-    pg_server: localpg.LocalPostgres, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DashboardEstate]:
-    from conftest import _reset_cluster
+def issuer() -> Iterator[Issuer]:
+    started = Issuer([new_key("ES256", "people-1")], login_as=SECURITY).start()
+    yield started
+    started.stop()
 
-    _reset_cluster(pg_server)
-    running = start_estate(tmp_path_factory.mktemp("dashboard-browser-requests"), pg_server)
-    yield running
-    running.stop()
-    _reset_cluster(pg_server)
+
+@pytest.fixture(scope="module")
+def estate(
+    pg_server: localpg.LocalPostgres, tmp_path_factory: pytest.TempPathFactory, issuer: Issuer
+) -> Iterator[DashboardEstate]:
+    port = localpg.free_port()
+    people: dict[str, object] = {
+        "issuer": issuer.url,
+        "audience": "lockstep",
+        "client_id": issuer.client_id,  # a public client: PKCE alone
+        "redirect_uri": f"http://127.0.0.1:{port}/signin/oidc/callback",
+    }
+    folder = tmp_path_factory.mktemp("dashboard-browser-requests")
+    with estate_on(pg_server, folder, people, port) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +160,15 @@ def test_the_requests_page_in_every_state_is_kept_as_a_screenshot(
     page.goto("/requests?status=all")
     assert page.get_by_role("button", name=f"Approve request {waiting}").is_visible()
     page.screenshot(path=shots / "requests.png", full_page=True)
+
+
+def test_a_person_signs_in_through_the_identity_provider(
+    context: Any, estate: DashboardEstate, issuer: Issuer, shots: Path
+) -> None:
+    page = context()
+    page.goto("/requests")  # asks to sign in first, and comes back here
+    page.get_by_role("link", name=f"Sign in with {issuer.url}").click()
+    page.wait_for_url("**/requests")
+    assert page.locator(".who").inner_text() == SECURITY
+    assert issuer.authorizations[-1]["code_challenge_method"] == "S256"
+    page.screenshot(path=shots / "signed-in-through-oidc.png", full_page=True)

@@ -161,6 +161,7 @@ class ExampleConnectorType:
     permissions: ClassVar[dict] = {op: ("example:" + op,) for op in Op}
     read_permissions: ClassVar[tuple] = ("example:read",)
     capability_permissions: ClassVar[dict] = {}
+    paths_permissions: ClassVar[tuple] = ("example:read",)
 
     def settings_model(self):
         return ExampleSettings

@@ -15,7 +15,7 @@ from support.dashboard_estate import (
     OPERATOR_TOKEN,
     DashboardEstate,
     csrf_of,
-    start_estate,
+    estate_on,
 )
 
 
@@ -23,13 +23,8 @@ from support.dashboard_estate import (
 def estate(
     pg_server: localpg.LocalPostgres, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DashboardEstate]:
-    from conftest import _reset_cluster
-
-    _reset_cluster(pg_server)
-    running = start_estate(tmp_path_factory.mktemp("dashboard-http"), pg_server)
-    yield running
-    running.stop()
-    _reset_cluster(pg_server)
+    with estate_on(pg_server, tmp_path_factory.mktemp("dashboard-http")) as running:
+        yield running
 
 
 def test_a_page_asks_to_sign_in_first(estate: DashboardEstate) -> None:

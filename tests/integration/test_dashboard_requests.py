@@ -20,7 +20,7 @@ from support.dashboard_estate import (
     PERSON,
     SECURITY,
     DashboardEstate,
-    start_estate,
+    estate_on,
 )
 from support.governance_project import table_privileges
 from support.service_harness import eventually, journal
@@ -32,13 +32,8 @@ HOSTILE_REASON = "<script>alert('reason')</script>"
 def estate(
     pg_server: localpg.LocalPostgres, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DashboardEstate]:
-    from conftest import _reset_cluster
-
-    _reset_cluster(pg_server)
-    running = start_estate(tmp_path_factory.mktemp("dashboard-requests"), pg_server)
-    yield running
-    running.stop()
-    _reset_cluster(pg_server)
+    with estate_on(pg_server, tmp_path_factory.mktemp("dashboard-requests")) as running:
+        yield running
 
 
 def row(page: str, request_id: str) -> str:

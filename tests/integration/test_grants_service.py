@@ -115,6 +115,11 @@ def test_a_grant_the_target_cannot_hold_fails_is_reported_and_is_retried(
     assert failed["entitlement"] == "role:auditors" and request_id in failed.get(
         "detail", request_id
     )
+    # The role does not exist: plan holds the grant back and says so (unknown_object).
+    plan = json.loads(project.cli("plan", "--json").stdout)
+    assert plan["actions"] == []
+    [unknown] = [f for f in plan["findings"] if f["type"] == "unknown_object"]
+    assert unknown["entitlement"] == "role:auditors" and "no role auditors" in unknown["detail"]
     project.services[0].stop()  # the service would retry on its own as soon as it sees it
     with admin(project.pg) as conn:
         conn.execute("CREATE ROLE auditors NOLOGIN")

@@ -12,9 +12,12 @@ import pytest
 
 from lockstep.governance.tokens import PersonTokens
 from lockstep.journal import Journal
-from support.governance import POLICY, World, open_world
+from lockstep.service.principals import OPERATOR as OPERATOR_NAME
+from lockstep.service.principals import Kind, Principal
+from support.governance import PEOPLE, POLICY, World, open_world
 
 BOB = "bob@example.com"
+OPERATOR = Principal(OPERATOR_NAME, Kind.OPERATOR, "operator:x", None)
 WITH_BOB = (
     POLICY.replace(
         """identities:
@@ -92,3 +95,18 @@ def test_a_dry_run_a_rule_refuses_journals_nothing(world: World) -> None:
     assert world.journal("request_refused") == []
     assert world.file(entitlements=["role:payer"]).status_code == 403  # filing it for real
     assert len(world.journal("request_refused")) == 1
+
+
+def test_a_page_of_requests_shows_what_the_list_shows(world: World) -> None:
+    for _ in range(3):
+        world.file()
+    world.file(BOB, identity="search-indexer", target="reports-db")
+    live = world.governance.live()
+    assert live is not None
+    people = [*PEOPLE, BOB]
+    for who in [Principal(p, Kind.PERSON, "token t", None) for p in people] + [OPERATOR]:
+        listed = [r.id for r in live.visible(who)]
+        shown, total = live.page(who, None, 0, 100)
+        assert [r.id for r in shown] == listed and total == len(listed), who.name
+        second, _ = live.page(who, None, 1, 1)
+        assert [r.id for r in second] == listed[1:2]

@@ -419,7 +419,14 @@ def test_a_workload_gets_a_working_lease_from_the_running_service(project: Proje
     converged(project)
 
     now = int(datetime.now(UTC).timestamp())
-    claims = {"iss": issuer, "sub": subject, "aud": "lockstep", "iat": now, "exp": now + 300}
+    claims = {
+        "iss": issuer,
+        "sub": subject,
+        "aud": "lockstep",
+        "iat": now,
+        "exp": now + 300,
+        "jti": "lease-1",
+    }
     token = jwt.encode(claims, key, algorithm="ES256", headers={"kid": "k1"})
     answer = service.http.post(
         "/v1/credentials",

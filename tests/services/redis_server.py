@@ -29,6 +29,7 @@ from services.process import (
     start_or_unavailable,
     temp_dir,
 )
+from support.tls import TlsFiles
 
 ADMIN_USER = "lockstep_admin"
 
@@ -45,12 +46,20 @@ class LocalRedis(ServerProcess):
     admin_user: str
     password: Secret
     host: str = "127.0.0.1"
+    tls_port: int | None = None  # where it speaks TLS too, when started with TLS files
 
     name = "redis-server"
     error = LocalRedisError
 
     def url(self) -> str:
         return f"redis://{self.admin_user}:{self.password.reveal()}@{self.host}:{self.port}/0"
+
+    def tls_url(self, ca: Path | None) -> str:
+        """The admin's rediss:// URL; ``ca``: the CA file the client trusts (None: the
+        system's)."""
+        trust = f"?ssl_ca_certs={ca}" if ca is not None else ""
+        user = f"{self.admin_user}:{self.password.reveal()}"
+        return f"rediss://{user}@{self.host}:{self.tls_port}/0{trust}"
 
     def admin(self) -> redis.Redis:
         # Tests make users whose names are not UTF-8; cleaning up must still name them exactly.
@@ -79,7 +88,9 @@ def _users(password: Secret) -> list[str]:
     return ["user default off resetpass", f"user {ADMIN_USER} on #{digest} ~* &* +@all"]
 
 
-def _config(directory: Path, port: int, password: Secret, aclfile: bool) -> str:
+def _config(
+    directory: Path, port: int, password: Secret, aclfile: bool, tls: tuple[TlsFiles, int] | None
+) -> str:
     if aclfile:
         acl = directory / "users.acl"
         acl.touch(mode=0o600)
@@ -97,12 +108,23 @@ def _config(directory: Path, port: int, password: Secret, aclfile: bool) -> str:
             "appendonly no",
             "daemonize no",
             *users,
+            *(
+                [
+                    f"tls-port {tls[1]}",
+                    f"tls-cert-file {tls[0].cert}",
+                    f"tls-key-file {tls[0].key}",
+                    f"tls-ca-cert-file {tls[0].ca}",
+                    "tls-auth-clients no",
+                ]
+                if tls is not None
+                else []
+            ),
             "",
         ]
     )
 
 
-def start(aclfile: bool = False) -> LocalRedis:
+def start(aclfile: bool = False, tls: TlsFiles | None = None) -> LocalRedis:
     """Start a server; returns once the admin can run commands on it. With ``aclfile`` the
     users live in ``users.acl`` in the server's directory (else in its config file)."""
     binary = _binary()
@@ -111,8 +133,12 @@ def start(aclfile: bool = False) -> LocalRedis:
     password = generate_password()
     config = directory / "redis.conf"
     config.touch(mode=0o600)
-    config.write_text(_config(directory, port, password, aclfile))
-    server = LocalRedis(directory, [binary, str(config)], port, ADMIN_USER, password)
+    tls_port = free_port() if tls is not None else None
+    listening = (tls, tls_port) if tls is not None and tls_port is not None else None
+    config.write_text(_config(directory, port, password, aclfile, listening))
+    server = LocalRedis(
+        directory, [binary, str(config)], port, ADMIN_USER, password, tls_port=tls_port
+    )
     server.launch()
     return server
 

@@ -40,6 +40,7 @@ from services.process import (
     start_or_unavailable,
     temp_dir,
 )
+from support.tls import TlsFiles
 
 SUFFIX = "dc=example,dc=test"
 ADMIN_DN = f"cn=admin,{SUFFIX}"
@@ -76,6 +77,7 @@ class LocalSlapd(ServerProcess):
     base_dn: str
     people_dn: str
     groups_dn: str
+    tls_url: str | None = None  # ldaps://, when started with TLS files
 
     name = "slapd"
     error = SlapdUnavailable
@@ -126,7 +128,15 @@ def _config_ldif(
     rootpw_hash: str,
     default_policy: bool,
     syncprov: bool,
+    tls: TlsFiles | None = None,
 ) -> str:
+    tls_lines = (
+        f"olcTLSCACertificateFile: {tls.ca}\n"
+        f"olcTLSCertificateFile: {tls.cert}\n"
+        f"olcTLSCertificateKeyFile: {tls.key}\n"
+        if tls is not None
+        else ""
+    )
     # Without a default policy, ppolicy still hashes passwords but enforces no lock.
     policy = f"olcPPolicyDefault: cn=default,ou=policies,{SUFFIX}\n" if default_policy else ""
     sync_module = "olcModuleLoad: syncprov\n" if syncprov else ""
@@ -148,7 +158,7 @@ objectClass: olcGlobal
 cn: config
 olcPidFile: {directory}/slapd.pid
 olcArgsFile: {directory}/slapd.args
-
+{tls_lines}
 dn: cn=module{{0}},cn=config
 objectClass: olcModuleList
 cn: module{{0}}
@@ -239,7 +249,9 @@ def _slapadd(slapadd: str, directory: Path, database: str, ldif: str) -> None:
         raise SlapdUnavailable(f"slapadd -n {database} failed (exit {rc}): {log_tail(log)}")
 
 
-def start(*, default_policy: bool = True, syncprov: bool = True) -> LocalSlapd:
+def start(
+    *, default_policy: bool = True, syncprov: bool = True, tls: TlsFiles | None = None
+) -> LocalSlapd:
     """Configure and start a slapd; returns once the admin can bind. ``default_policy=False``
     leaves entries without a password policy, as in a directory that never set one;
     ``syncprov=False`` leaves the suffix without ``contextCSN``, as in a directory that does
@@ -250,14 +262,18 @@ def start(*, default_policy: bool = True, syncprov: bool = True) -> LocalSlapd:
     schemas = _find(("core.ldif", "cosine.ldif"), _SCHEMA_DIRS, "LDAP schema")
     directory = temp_dir("slapd")
     try:
-        password = _prepare(directory, slapadd, modules, schemas, default_policy, syncprov)
+        password = _prepare(directory, slapadd, modules, schemas, default_policy, syncprov, tls)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
     url = f"ldap://127.0.0.1:{free_port()}"
+    tls_url = f"ldaps://127.0.0.1:{free_port()}" if tls is not None else None
+    listen = f"{url}/" + (f" {tls_url}/" if tls_url else "")
     # -d 0 keeps slapd in the foreground, so the process we hold is the server itself.
-    argv = [slapd, "-h", f"{url}/", "-F", str(directory / "slapd.d"), "-d", "0"]
-    server = LocalSlapd(directory, argv, url, ADMIN_DN, password, SUFFIX, PEOPLE_DN, GROUPS_DN)
+    argv = [slapd, "-h", listen, "-F", str(directory / "slapd.d"), "-d", "0"]
+    server = LocalSlapd(
+        directory, argv, url, ADMIN_DN, password, SUFFIX, PEOPLE_DN, GROUPS_DN, tls_url
+    )
     server.launch()
     return server
 
@@ -269,13 +285,14 @@ def _prepare(
     schemas: Path,
     default_policy: bool,
     syncprov: bool,
+    tls: TlsFiles | None = None,
 ) -> Secret:
     """Write the configuration and the base entries into ``directory``; the admin password."""
     (directory / "slapd.d").mkdir()
     (directory / "db").mkdir()
     password = generate_password()
     rootpw_hash = _ssha(password.reveal())
-    config = _config_ldif(directory, modules, schemas, rootpw_hash, default_policy, syncprov)
+    config = _config_ldif(directory, modules, schemas, rootpw_hash, default_policy, syncprov, tls)
     _slapadd(slapadd, directory, "0", config)
     _slapadd(slapadd, directory, "1", _BASE_LDIF)
     return password
@@ -341,9 +358,13 @@ def reset_directory(server: LocalSlapd) -> None:
 
 
 @contextmanager
-def private_server(*, default_policy: bool = True, syncprov: bool = True) -> Iterator[LocalSlapd]:
+def private_server(
+    *, default_policy: bool = True, syncprov: bool = True, tls: TlsFiles | None = None
+) -> Iterator[LocalSlapd]:
     """A server of one's own, at the baseline, for a test that stops or reconfigures it."""
-    server = start_or_unavailable(lambda: start(default_policy=default_policy, syncprov=syncprov))
+    server = start_or_unavailable(
+        lambda: start(default_policy=default_policy, syncprov=syncprov, tls=tls)
+    )
     try:
         reset_directory(server)
         yield server

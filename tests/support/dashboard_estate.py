@@ -102,6 +102,26 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+@contextmanager
+def estate_on(
+    pg: localpg.LocalPostgres,
+    workdir: Path,
+    people: dict[str, object] | None = None,
+    port: int = 0,
+) -> Iterator[DashboardEstate]:
+    """A started estate (``start_estate``'s ``people`` and ``port``), alone on the suite's
+    server while it runs: the cluster is reset before it starts and after it stops."""
+    from conftest import _reset_cluster
+
+    _reset_cluster(pg)
+    running = start_estate(workdir, pg, people, port)
+    try:
+        yield running
+    finally:
+        running.stop()
+        _reset_cluster(pg)
+
+
 def start_estate(
     workdir: Path,
     pg: localpg.LocalPostgres,

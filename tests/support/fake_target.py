@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
 from cryptography.fernet import Fernet
 from pydantic import BaseModel
 
@@ -230,6 +231,14 @@ def state(tmp_path: Path) -> tuple[Store, Journal, Vault]:
     """A real state store (SQLite in ``tmp_path``) with its journal and vault."""
     store = Store.open(f"sqlite:///{tmp_path}/state.db")
     return store, Journal(store, clock=lambda: NOW), Vault(store, Fernet.generate_key())
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[Store, Journal, Vault]]:
+    """``state`` for one test, closed after it (use with ``pytest_plugins``)."""
+    store, journal, vault = state(tmp_path)
+    yield store, journal, vault
+    store.close()
 
 
 def kinds(journal: Journal) -> list[tuple[str, Mapping[str, Any]]]:

@@ -6,11 +6,10 @@ propagation window without sleeping on the wall clock."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-import pytest
 from sqlalchemy import Connection
 
 from lockstep.connectors.base import ConnectorType, Credential, ProbeResult
@@ -34,14 +33,9 @@ from lockstep.model import (
 )
 from lockstep.secret import Secret
 from lockstep.store import Store
-from support.fake_target import NOW, FakeAccount, FakeClock, FakeConnector, FakeTarget, kinds, state
+from support.fake_target import NOW, FakeAccount, FakeClock, FakeConnector, FakeTarget, kinds
 
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[Store, Journal, Vault]]:
-    store, journal, vault = state(tmp_path)
-    yield store, journal, vault
-    store.close()
+pytest_plugins = ("support.fake_target",)
 
 
 def _policy(target: FakeTarget, *identities: Identity) -> Policy:

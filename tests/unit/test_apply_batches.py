@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
@@ -31,14 +30,9 @@ from lockstep.model import (
 )
 from lockstep.secret import Secret
 from lockstep.store import Store
-from support.fake_target import NOW, FakeAccount, FakeConnector, FakeTarget, kinds, state
+from support.fake_target import NOW, FakeAccount, FakeConnector, FakeTarget, kinds
 
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[Store, Journal, Vault]]:
-    store, journal, vault = state(tmp_path)
-    yield store, journal, vault
-    store.close()
+pytest_plugins = ("support.fake_target",)
 
 
 def _policy(target: FakeTarget, accounts: list[str], sink_dir: Path | None = None) -> Policy:

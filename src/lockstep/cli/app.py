@@ -96,6 +96,7 @@ from lockstep.cli import findings as findings_commands  # noqa: E402
 from lockstep.cli import governance as governance_commands  # noqa: E402
 from lockstep.cli import offline as offline_commands  # noqa: E402
 from lockstep.cli import reviews as review_commands  # noqa: E402
+from lockstep.cli import paths as paths_commands  # noqa: E402
 from lockstep.cli import rotate as rotate_commands  # noqa: E402
 from lockstep.cli import service as service_commands  # noqa: E402
 from lockstep.cli import tokens as token_commands  # noqa: E402
@@ -113,6 +114,7 @@ service_commands.register(app)
 token_commands.register(app)
 governance_commands.register(app)
 review_commands.register(app)
+paths_commands.register(app)
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -9,12 +9,14 @@ import what they use inside their bodies.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -130,6 +132,44 @@ def workspace(config: Path | None, state: str | None) -> Iterator[Workspace]:
 
     with Workspace.open(config_path(config), state or options.state) as ws:
         yield ws
+
+
+@dataclass
+class StopRequest:
+    """Set by SIGINT or SIGTERM while a command that changes targets runs."""
+
+    signum: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or 0)
+
+
+@contextmanager
+def finishing_in_flight(command: str, stop: StopRequest | None = None) -> Iterator[StopRequest]:
+    """While the block runs, SIGINT and SIGTERM only ask it to stop (``stop``, or a new
+    request): the action in flight finishes (and is verified and journaled), then the
+    command stops before the next one, instead of leaving what a kill leaves."""
+    stop = stop if stop is not None else StopRequest()
+
+    def asked(signum: int, _frame: FrameType | None) -> None:
+        if stop.signum is None:
+            err.print(
+                f"{signal.Signals(signum).name}: {command} finishes the action in flight, "
+                "then stops",
+                markup=False,
+            )
+        stop.signum = signum
+
+    previous = {s: signal.signal(s, asked) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def emit_json(data: Any) -> None:

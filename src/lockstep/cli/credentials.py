@@ -25,6 +25,7 @@ from lockstep.cli.common import (
     UsageError,
     emit_json,
     err,
+    finishing_in_flight,
     out,
     workspace,
 )
@@ -76,8 +77,10 @@ def issue(
     as_json: JsonOpt = False,
 ) -> None:
     """Issue a short-lived credential (a lease), proven to work before it is shown."""
-    with _leases(config, state) as manager:
+    with _leases(config, state) as manager, finishing_in_flight("issue") as stop:
         lease, credential = manager.issue(identity, target, _seconds(ttl))
+        if stop():
+            manager.journal_interrupted("issue", lease_id=lease.id)
     document: dict[str, Any] = {
         "lease_id": lease.id,
         "username": credential.username,
@@ -93,6 +96,8 @@ def issue(
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
         sys.stdout.write("".join(f"{key}: {value}\n" for key, value in document.items()))
+    if stop():  # the lease was issued and is shown: only then does the command stop
+        raise typer.Exit(stop.exit_code)
 
 
 def renew(
@@ -140,13 +145,17 @@ def revoke(
 
     if lease_id is not None and (identity or target or prefix):
         raise UsageError("give a lease id, or --identity/--target/--prefix, not both")
-    with _leases(config, state) as manager:
+    with _leases(config, state) as manager, finishing_in_flight("revoke") as stop:
         if lease_id is not None:
             ended = [manager.revoke(lease_id)]
         else:
             with progress.bar("revoking", enabled=not as_json) as bar:
                 ended = manager.revoke_where(identity, target, prefix, bar)
+        if stop():
+            manager.journal_interrupted("revoke", ended=len(ended))
     _report(ended, {}, as_json)
+    if stop():
+        raise typer.Exit(stop.exit_code)
     if not all(e.verified for e in ended):
         raise typer.Exit(1)
 

@@ -9,6 +9,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,11 +22,13 @@ from lockstep.cli.common import (
     FindingsShown,
     JsonOpt,
     StateOpt,
+    StopRequest,
     TargetsOpt,
     UsageError,
     Verdict,
     emit_json,
     err,
+    finishing_in_flight,
     out,
     workspace,
 )
@@ -119,7 +122,8 @@ def apply(
     from lockstep.engine.reconcile import reconcile
     from lockstep.model import Status
 
-    with workspace(config, state) as opened:
+    stop = StopRequest()
+    with workspace(config, state) as opened, ExitStack() as applying:
         saved = _read_saved(planfile, opened, targets)
         chosen = list(saved.targets) if saved is not None else targets
         with opened.observer_for(chosen) as (ws, observer):
@@ -136,11 +140,14 @@ def apply(
                     )
                 if plan.actions and not yes:
                     _confirm()
+                # From here a signal no longer cuts the plan short mid-action (the question
+                # above stays interruptible with Ctrl-C).
+                applying.enter_context(finishing_in_flight("apply", stop))
                 bar.start(len(plan.actions))
                 return plan
 
             with progress.bar("applying", enabled=not as_json) as bar:
-                done = reconcile(ws, observer, observer.desired, gate, _step(bar))
+                done = reconcile(ws, observer, observer.desired, gate, _step(bar), stop)
             applied = done.applied or done.seen.plan
             results = done.results
             report = enforcement(ws.policy, applied, results)
@@ -153,6 +160,8 @@ def apply(
             render.print_enforcement(out, report)
         for problem in done.undelivered:
             err.print(inert(f"undelivered_credential: {problem}"), markup=False, highlight=False)
+    if stop():
+        raise typer.Exit(stop.exit_code)
     failed = any(r.status is not Status.VERIFIED for r in results)
     if applied.unreachable or failed or done.undelivered:
         raise typer.Exit(1)

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lockstep.cli.common import ConfigOpt, JsonOpt, StateOpt, emit_json, err, out, workspace
+from lockstep.cli.common import (
+    ConfigOpt,
+    JsonOpt,
+    StateOpt,
+    emit_json,
+    err,
+    finishing_in_flight,
+    out,
+    workspace,
+)
 from lockstep.engine.inert import inert
 
 if TYPE_CHECKING:
@@ -41,7 +50,7 @@ def rotate(
     from lockstep.engine.rotation import rotation_plan
     from lockstep.model import Status
 
-    with workspace(config, state) as ws:
+    with workspace(config, state) as ws, finishing_in_flight("rotate") as stop:
         with ws.observer() as (observer, desired):
 
             def gate(seen: Pass) -> Plan:
@@ -52,7 +61,7 @@ def rotate(
                 )
                 return plan
 
-            done = reconcile(ws, observer, desired, gate, lambda r: None)
+            done = reconcile(ws, observer, desired, gate, lambda r: None, stop)
         assert done.applied is not None  # the gate always returns a plan
         plan, results = done.applied, done.results
         # A leaked secret may have been used to obtain short-lived credentials too: they end
@@ -85,6 +94,8 @@ def rotate(
             )
         for review_id in opened:
             out.print(f"  review {review_id} opened: the owner decides whether the access stays")
+    if stop():
+        raise typer.Exit(stop.exit_code)
     rotated = bool(results) and all(r.status is Status.VERIFIED for r in results)
     if plan.unreachable or not rotated or not all(e.verified for e in ended):
         raise typer.Exit(1)

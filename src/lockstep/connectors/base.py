@@ -23,8 +23,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from ipaddress import ip_address
 from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -32,6 +33,7 @@ from pydantic_core import PydanticCustomError
 from lockstep.errors import LockstepError
 from lockstep.model import Account, Op, Snapshot, Target
 from lockstep.paths.graph import PathRequest, TargetFacts
+from lockstep.policy.interpolate import SECRET_PARAMETER
 from lockstep.secret import Secret, register
 
 
@@ -251,11 +253,16 @@ def _register_url_password(value: str) -> None:
     driver's message may quote it on its own."""
     if "://" in value:
         try:
-            password = urlsplit(value).password
+            parts = urlsplit(value)
+            password = parts.password
         except ValueError:
             return
         if password:
             register(password)
+        # A password can also come in the query string (?password=, ?sslpassword=, ...).
+        for name, secret in parse_qsl(parts.query):
+            if SECRET_PARAMETER.fullmatch(name) and secret:
+                register(secret)
 
 
 # A settings field holding a secret: written as a string (``${VAR}`` or ``file:PATH`` in the
@@ -374,6 +381,29 @@ class IssuesLeaseBatches(Protocol):
         to log in, another expiry, an entitlement not in effect), what is wrong. Raises
         TargetUnreachable."""
         ...
+
+
+@runtime_checkable
+class ChecksTransport(Protocol):
+    """A connector type whose admin connection may be unencrypted (``ldap://``, ``redis://``)
+    says when it is, to a host other than loopback: secrets and the estate would cross the
+    network in clear."""
+
+    def insecure_transport(self, settings: BaseModel) -> str | None:
+        """Why the connection these settings make is not encrypted, or None."""
+        ...
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` names this machine (localhost, 127.0.0.0/8, ::1)."""
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @runtime_checkable

@@ -23,7 +23,9 @@ class VaultError(LockstepError):
 
 
 def load_key(state_dir: Path) -> bytes:
-    """The vault key: ``LOCKSTEP_KEY`` if set, else ``state_dir/key``, created on first use."""
+    """The vault key: ``LOCKSTEP_KEY`` if set, else ``state_dir/key``, created on first use.
+    The state directory, where it exists, is checked first (see ``check_private_dir``)."""
+    check_private_dir(state_dir)
     from_env = os.environ.get(KEY_ENV)
     if from_env is not None:
         return checked_key(from_env.strip().encode(), f"{KEY_ENV} is not a valid Fernet key")
@@ -61,9 +63,36 @@ def _read_key_file(path: Path) -> bytes:
     return checked_key(key, f"the key file {path} does not hold a valid Fernet key")
 
 
+def check_private_dir(path: Path) -> None:
+    """The state directory (``.lockstep``) holds the key and the state: it must be a real
+    directory (not a link), owned by the user lockstep runs as, and writable by nobody else.
+    Checked at every start; absent, it is created 0700 when first needed."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        raise VaultError(f"the state directory {path} is not a directory (a link is refused)")
+    _check_owner(path, info, "state directory")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise VaultError(
+            f"the state directory {path} is writable by group or others "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod 700 {path}"
+        )
+
+
+def _check_owner(path: Path, info: os.stat_result, what: str) -> None:
+    if info.st_uid != os.geteuid():
+        raise VaultError(
+            f"the {what} {path} is owned by uid {info.st_uid}, not by the user lockstep runs "
+            f"as ({os.geteuid()}): refused"
+        )
+
+
 def _check_key_file(path: Path, info: os.stat_result) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise VaultError(f"the key file {path} is not a regular file")
+    _check_owner(path, info, "key file")
     if info.st_mode & 0o077:
         raise VaultError(
             f"the key file {path} is accessible to group or others "

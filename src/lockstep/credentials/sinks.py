@@ -2,9 +2,11 @@
 
 ``file:PATH`` writes JSON that a workload (or a sidecar) reads. The write is atomic, so a
 reader sees the old credential or the new one, never half of either, and the file is 0600
-from its creation. When the file already exists with another owner (lockstep running as
-root, the workload as itself), the new file keeps that owner, so rotating does not lock the
-workload out of its own credential.
+from its creation and owned by the user lockstep runs as, whoever created the path before
+(a workload that reads it runs as that user, or gets it through a sidecar or a group-less
+bind mount: lockstep never hands a file to whoever planted one). The directories on the way
+are opened without following symbolic links; the sink's own directory must belong to
+lockstep's user (or root) and be writable by nobody else.
 
 ``aws-secrets:NAME`` (a secret name or ARN) stores the same JSON in AWS Secrets Manager the
 way a rotation does: the new version is staged ``AWSPENDING``, then ``AWSCURRENT`` moves to
@@ -20,9 +22,11 @@ credential: the workload is never left without a working secret.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +46,7 @@ _SECRET_ARN = re.compile(
 # hide the file, and nothing that two different names could both turn into.
 _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class SinkError(LockstepError):
@@ -70,6 +75,15 @@ def check_sink(sink: str) -> None:
         _check_secret_template(rest)
     else:
         raise SinkError(f"unknown sink {scheme!r}: expected file:PATH or aws-secrets:NAME")
+
+
+def beside(sink: str, base_dir: Path) -> str:
+    """A ``file:`` sink with a relative path, resolved in ``base_dir`` (the policy's
+    directory), never against the working directory of whoever runs lockstep."""
+    scheme, _, rest = sink.partition(":")
+    if scheme != _FILE or Path(rest).is_absolute():
+        return sink
+    return f"{_FILE}:{base_dir.resolve() / rest}"
 
 
 def sink_location(sink: str, target: str) -> str:
@@ -174,8 +188,11 @@ def _document(delivery: Delivery) -> dict[str, str | None]:
 
 def _write_file(path: Path, content: bytes) -> None:
     try:
-        _make_private_dirs(path.parent)
-        _replace_atomically(path, content)
+        directory = _open_sink_dir(path)
+        try:
+            _replace_atomically(directory, path.name, content)
+        finally:
+            os.close(directory)
     except OSError as exc:
         raise SinkError(f"cannot write the credential to {path}: {exc.strerror}") from None
 
@@ -213,43 +230,77 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _make_private_dirs(directory: Path) -> None:
-    missing = []
-    while not directory.exists():
-        missing.append(directory)
-        directory = directory.parent
-    for each in reversed(missing):
-        each.mkdir(mode=0o700, exist_ok=True)
+def _open_sink_dir(path: Path) -> int:
+    """The sink's directory, opened by a walk from the root that follows no symbolic link
+    (each component opened relative to its parent, ``openat``-style), missing directories
+    made 0700 on the way. A directory lockstep writes into must be its own (or root's) and
+    writable by nobody else: else another user could swap the file, or read it."""
+    if not path.is_absolute():
+        raise SinkError(f"a file sink must be an absolute path once resolved, got {path}")
+    fd = os.open("/", _DIR_FLAGS)
+    try:
+        for part in path.parent.parts[1:]:
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                os.mkdir(part, 0o700, dir_fd=fd)
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise SinkError(
+                        f"{path}: {part!r} on its way is a symbolic link or not a directory; "
+                        "lockstep follows no link to a sink"
+                    ) from None
+                raise
+            os.close(fd)
+            fd = child
+            _check_parent(path, fd)
+        _check_sink_dir(path.parent, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
-def _replace_atomically(path: Path, content: bytes) -> None:
-    temp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+def _check_parent(path: Path, fd: int) -> None:
+    info = os.fstat(fd)
+    if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+        raise SinkError(
+            f"{path}: a directory on its way is writable by anyone and not sticky "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}): another user could replace what follows"
+        )
+
+
+def _check_sink_dir(directory: Path, info: os.stat_result) -> None:
+    if info.st_uid not in (os.geteuid(), 0):
+        raise SinkError(
+            f"the sink directory {directory} is owned by uid {info.st_uid}, not by the user "
+            "lockstep runs as (nor root): refused"
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise SinkError(
+            f"the sink directory {directory} is writable by group or others "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod go-w {directory}"
+        )
+
+
+def _replace_atomically(directory: int, name: str, content: bytes) -> None:
+    """Write a new file (0600, owned by lockstep's user, whoever owned the old one) beside
+    the old one in ``directory``, then rename it over: a reader sees the old credential or
+    the new one. The temporary file is removed on every failure."""
+    temp = f".{name}.{os.urandom(6).hex()}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(temp, flags, 0o600)
+    fd = os.open(temp, flags, 0o600, dir_fd=directory)
     try:
         try:
-            _keep_owner(fd, path)
             view = memoryview(content)
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temp, path)
+        os.replace(temp, name, src_dir_fd=directory, dst_dir_fd=directory)
     except BaseException:
-        temp.unlink(missing_ok=True)
+        os.unlink(temp, dir_fd=directory)
         raise
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def _keep_owner(fd: int, path: Path) -> None:
-    try:
-        previous = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:
-        return
-    if (previous.st_uid, previous.st_gid) != (os.geteuid(), os.getegid()):
-        os.fchown(fd, previous.st_uid, previous.st_gid)
+    os.fsync(directory)

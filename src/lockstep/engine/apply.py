@@ -105,6 +105,8 @@ class Applier:
     clock: Callable[[], datetime]
     progress: Callable[[Result], None] = lambda result: None
     timer: Timer = REAL_TIME  # for probe backoff within a propagation window
+    # Asked between actions: once it answers True (SIGINT, SIGTERM), no further action starts.
+    stop: Callable[[], bool] = lambda: False
     _lost: dict[str, str] = field(default_factory=dict)  # targets that went away mid-apply
 
     @property

@@ -153,6 +153,7 @@ class BatchRun:
     applier: Applier
     _sinks: dict[tuple[str, str], list[str]] | None = None
     _down: str | None = None  # why the journal cannot be written: nothing more is changed
+    _stopped: bool = False  # a stop was asked: no further batch starts
 
     def run(self, actions: Sequence[Action]) -> list[Result]:
         """Batch after batch; a batch's probes run while the next batch is carried out,
@@ -163,6 +164,11 @@ class BatchRun:
         with ThreadPoolExecutor(1, thread_name_prefix="lockstep-proofs") as proving:
             try:
                 for batch in batches(actions):
+                    if self._interrupted(len(results) + len(flying.steps if flying else ())):
+                        results += self._report(
+                            [Result(a, Status.FAILED, "not attempted: interrupted") for a in batch]
+                        )
+                        continue
                     if flying is not None and not _independent(flying, batch):
                         results += self._land(flying)
                         flying = None
@@ -184,6 +190,17 @@ class BatchRun:
                     with suppress(JournalError):
                         self._finish(flying)
         return results
+
+    def _interrupted(self, done: int) -> bool:
+        """Whether a stop was asked (SIGINT, SIGTERM): journaled once, when first seen; the
+        batch in flight still lands, and no later batch starts."""
+        if self._stopped:
+            return True
+        if self._down is not None or not self.applier.stop():
+            return False
+        self._stopped = True
+        self.applier.journal.append("interrupted", {"done": done})
+        return True
 
     def _started(
         self, batch: Sequence[Action], proving: ThreadPoolExecutor

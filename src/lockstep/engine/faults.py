@@ -15,9 +15,11 @@ import os
 import signal
 
 FAULT_ENV = "LOCKSTEP_FAULT_AT"
+SIGNAL_ENV = "LOCKSTEP_FAULT_SIGNAL"  # TERM or INT instead of KILL: a clean stop is asked
 POINTS = ("staged", "target_changed", "delivered", "promoted")
 
 
 def reached(op: str, point: str) -> None:
     if os.environ.get(FAULT_ENV) == f"{op}:{point}":
-        os.kill(os.getpid(), signal.SIGKILL)
+        name = os.environ.get(SIGNAL_ENV, "KILL")
+        os.kill(os.getpid(), signal.Signals[f"SIG{name}"])

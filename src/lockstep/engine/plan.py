@@ -80,6 +80,9 @@ def make_plan(
             unreachable.append(name)
             findings.append(finding(FindingType.TARGET_UNREACHABLE, name, detail=error))
             continue
+        insecure = policy.targets[name].insecure_transport
+        if insecure is not None:  # said of a target read: an unread one has no other verdict
+            findings.append(finding(FindingType.INSECURE_TRANSPORT, name, detail=insecure))
         managed += len(obs.accounts)
         wants = desired.for_target(name)
         max_age = policy.targets[name].max_credential_age_s
@@ -88,11 +91,12 @@ def make_plan(
                 held_back.extend(_held_back(policy, want))
             rotate_every = _rotation_period(policy, want, max_age)
             actual = obs.accounts.get(account)
-            declared_actions, declared_findings = _declared(
+            actions_, findings_ = _declared(
                 want, actual, policy, now, issued.get((name, account)), rotate_every
             )
-            withheld = withhold(declared_actions, declared_findings, want, actual, obs.unknown)
-            actions_, findings_ = withheld.actions, withheld.findings
+            if obs.unknown:  # most reads find every granted object: no call for them
+                withheld = withhold(actions_, findings_, want, actual, obs.unknown)
+                actions_, findings_ = withheld.actions, withheld.findings
             event = rotate_now.get((name, account))
             if (
                 event

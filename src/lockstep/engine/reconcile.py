@@ -80,7 +80,12 @@ Gate = Callable[[Pass], Plan | None]
 
 
 def reconcile(
-    ws: Workspace, observer: Observer, desired: Desired, gate: Gate, progress: Progress
+    ws: Workspace,
+    observer: Observer,
+    desired: Desired,
+    gate: Gate,
+    progress: Progress,
+    stop: Callable[[], bool] = lambda: False,
 ) -> Reconciled:
     """Settle what an earlier, interrupted pass left unfinished, then read, plan, gate and
     apply. The settled changes come first among the results."""
@@ -95,7 +100,7 @@ def reconcile(
         settle_identity_states(ws, plan, [])
         results = recovered
     else:
-        results = recovered + apply(ws, observer, plan, progress)
+        results = recovered + apply(ws, observer, plan, progress, stop)
     settle_grants(ws, seen, results)
     _settle_reviews(ws, seen, results)
     changed = {(r.action.target, r.action.account) for r in results}
@@ -202,7 +207,13 @@ def settle_grants(ws: Workspace, seen: Pass, results: list[Result]) -> None:
     ws.grants.settle(seen.grants, moves)
 
 
-def apply(ws: Workspace, observer: Observer, plan: Plan, progress: Progress) -> list[Result]:
+def apply(
+    ws: Workspace,
+    observer: Observer,
+    plan: Plan,
+    progress: Progress,
+    stop: Callable[[], bool] = lambda: False,
+) -> list[Result]:
     """Journal the plan, execute and verify each action, then settle: old credentials
     purged, usage of deleted accounts forgotten, findings marked remediated, identity
     states recorded."""
@@ -214,7 +225,7 @@ def apply(ws: Workspace, observer: Observer, plan: Plan, progress: Progress) -> 
             "findings": len(plan.findings),
         },
     )
-    results = _applier(ws, observer, progress).apply(plan)
+    results = replace(_applier(ws, observer, progress), stop=stop).apply(plan)
     now = ws.clock()
     ws.vault.purge_retired_of({(r.action.target, r.action.account) for r in results}, keep=3)
     ws.usage.forget_all(

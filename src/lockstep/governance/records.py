@@ -146,9 +146,10 @@ def from_row(row: Row[Any], approvals: Sequence[Approval] = ()) -> AccessRequest
 
 
 def read_requests(
-    conn: Connection, where: Iterable[Any] = (), limit: int | None = None
+    conn: Connection, where: Iterable[Any] = (), limit: int | None = None, offset: int = 0
 ) -> list[AccessRequest]:
-    """Requests matching every condition of ``where``, newest first, with their approvals."""
+    """Requests matching every condition of ``where``, newest first, with their approvals
+    (``offset`` and ``limit``: one page of them)."""
     query = select(access_requests).order_by(
         access_requests.c.created_at.desc(), access_requests.c.id
     )
@@ -156,6 +157,8 @@ def read_requests(
         query = query.where(condition)
     if limit is not None:
         query = query.limit(limit)
+    if offset:
+        query = query.offset(offset)
     rows = conn.execute(query).all()
     if not rows:
         return []

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, insert, update
+from sqlalchemy import ColumnElement, Connection, func, insert, select, update
 
 from lockstep.connectors.base import GrammarError
 from lockstep.connectors.registry import connector_type
@@ -443,6 +443,17 @@ class Requests:
             where.append(access_requests.c.identity == identity)
         with self._store.reading() as conn:
             return read_requests(conn, where)
+
+    def page(
+        self, where: Sequence[ColumnElement[bool]], offset: int, limit: int
+    ) -> tuple[Sequence[AccessRequest], int]:
+        """One page of the requests matching ``where``, newest first, and how many match."""
+        counted = select(func.count()).select_from(access_requests)
+        for condition in where:
+            counted = counted.where(condition)
+        with self._store.reading() as conn:
+            total = int(conn.execute(counted).scalar_one())
+            return read_requests(conn, where, limit, offset), total
 
 
 def _person(who: Principal, doing: str) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from lockstep.connectors.base import ConnectorError, IssuesLeases, ProbeResult
+from lockstep.engine import faults
 from lockstep.engine.eligibility import Ineligible, lease_terms
 from lockstep.engine.progress import SILENT, Progress
 from lockstep.engine.verify import Inconclusive, probe_until
@@ -161,6 +162,7 @@ class LeaseEnder:
         self._journal.append("lease_intent", {"op": op, "reason": reason, **lease.fields()})
         try:
             proof = self._remove(lease.target, lease.account)
+            faults.reached("revoke", "removed")
         except (ConnectorError, Unproven) as exc:
             detail = redact(str(exc))
             self._records.update(lease.id, status=LeaseStatus.FAILED)

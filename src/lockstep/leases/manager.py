@@ -34,6 +34,7 @@ from lockstep.connectors.base import (
     Session,
 )
 from lockstep.credentials.vault import Vault
+from lockstep.engine import faults
 from lockstep.engine.eligibility import (
     DEFAULT_MAX_TTL_S,
     DEFAULT_TTL_S,
@@ -125,6 +126,10 @@ class LeaseManager:
     @property
     def policy(self) -> Policy:
         return self._policy
+
+    def journal_interrupted(self, command: str, **fields: object) -> None:
+        """A command asked to stop (SIGINT, SIGTERM) once its work in flight was done."""
+        self._journal.append("interrupted", {"command": command, **fields})
 
     def close(self) -> None:
         with self._lock:
@@ -238,6 +243,7 @@ class LeaseManager:
                     self._create_together(session, session, batch, outcomes)
                 else:
                     self._create_each(session, leasing, batch, outcomes)
+                faults.reached("issue", "created")
         except LeaseError as exc:
             return [exc] * len(batch)
         except ConnectorError as exc:

@@ -126,8 +126,10 @@ def _goal(
     escalating: list[int] = []
     sources: dict[str, int] = {}
     truncated = False
-    for source in built.sources:
-        if source not in dist or source in goal.nodes:
+    # The sources that can reach the goal at all, in the order of ``built.sources`` (sorted):
+    # found from ``dist``, which is small, rather than by trying every source per goal.
+    for source in sorted(n for n in dist if n in built.source_set):
+        if source in goal.nodes:
             continue
         listing = paths_from(graph, source, goal, dist, limit)
         truncated |= listing.truncated

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from lockstep.credentials.sinks import SinkError, sink_location
 from lockstep.model import Desired, Policy
@@ -60,6 +61,10 @@ class Assembled:
     people: set[int]
     identities: dict[int, tuple[str, ...]]  # account node -> the identities declaring it
     not_assessed: list[NotAssessed]
+
+    @cached_property
+    def source_set(self) -> frozenset[int]:
+        return frozenset(self.sources)
 
 
 def sink_locations(policy: Policy) -> dict[str, list[tuple[str, str, str]]]:

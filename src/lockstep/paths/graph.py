@@ -169,6 +169,9 @@ class Graph:
     into: list[list[int]] = field(default_factory=list)
     heads: list[int] = field(default_factory=list)  # edge number -> source node number
     tails: list[int] = field(default_factory=list)  # edge number -> destination node number
+    # node number -> the obtaining edges into it (a group's members join it by few edges and
+    # hold it by many: a search asks for the few, once per goal)
+    obtaining_into: dict[int, list[int]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, edges: Iterable[Edge]) -> Graph:
@@ -198,6 +201,8 @@ class Graph:
         self.tails.append(tail)
         self.out[head].append(number)
         self.into[tail].append(number)
+        if edge.obtains:
+            self.obtaining_into.setdefault(tail, []).append(number)
 
     def edge_numbers(self) -> Mapping[Edge, int]:
         return {edge: i for i, edge in enumerate(self.edges)}

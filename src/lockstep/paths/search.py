@@ -58,8 +58,8 @@ def distances(graph: Graph, goal: Goal, usable: Usable = _always) -> dict[int, i
     ones = [
         graph.heads[e]
         for node in sorted(goal.obtained)
-        for e in graph.into[node]
-        if graph.edges[e].obtains and usable(e)
+        for e in graph.obtaining_into.get(node, ())
+        if usable(e)
     ]
     level = 0
     while frontier or ones:
@@ -97,6 +97,11 @@ def paths_from(
     counter = 0
     heap: list[tuple[int, int, int, int, Path]] = [(dist[source], 0, 0, source, ())]
     expansions = 0
+    # A node with many edges (lockstep's admin reaches every account) is expanded through
+    # the few that lead toward the goal, found from the goal's side: the same edges, in the
+    # same order, without looking at the thousands that lead elsewhere.
+    inward = sum(len(graph.into[n]) for n in dist)
+    toward: dict[int, list[int]] | None = None
     while heap and len(found) < limit:
         if expansions >= max_expansions:
             return Listing(found, truncated=True)
@@ -106,7 +111,11 @@ def paths_from(
             found.append(path)
             continue
         visited = {source, *(graph.tails[e] for e in path)}
-        for e in graph.out[node]:
+        edges = graph.out[node]
+        if len(edges) > inward:
+            toward = toward if toward is not None else _toward(graph, goal, dist)
+            edges = toward.get(node, [])
+        for e in edges:
             tail = graph.tails[e]
             if tail in visited or not usable(e):
                 continue
@@ -119,6 +128,19 @@ def paths_from(
             counter += 1
             heapq.heappush(heap, (length + 1 + estimate, length + 1, counter, tail, (*path, e)))
     return Listing(found, truncated=bool(heap) and len(found) >= limit)
+
+
+def _toward(graph: Graph, goal: Goal, dist: dict[int, int]) -> dict[int, list[int]]:
+    """The edges into the nodes that can reach ``goal`` and the obtaining edges into what
+    it obtains, by the node they leave, each list in edge order as ``graph.out`` keeps it."""
+    by_head: dict[int, set[int]] = {}
+    for node in dist:
+        for e in graph.into[node]:
+            by_head.setdefault(graph.heads[e], set()).add(e)
+    for node in goal.obtained:
+        for e in graph.obtaining_into.get(node, ()):
+            by_head.setdefault(graph.heads[e], set()).add(e)
+    return {head: sorted(edges) for head, edges in by_head.items()}
 
 
 def is_path(graph: Graph, source: int, goal: Goal, path: Path) -> bool:

@@ -139,6 +139,7 @@ class _Marker:
         self._seen: set[int] = set()
         self._open: set[int] = set()
         self._repeated = 0
+        self._replaying = 0  # how many repeated collections the walk is inside
 
     def _refuse(self, node: yaml.Node, message: str) -> None:
         self.errors.append(PolicyError(Location(self.doc.file, node.start_mark.line + 1), message))
@@ -147,10 +148,12 @@ class _Marker:
     def mark(self, node: yaml.Node, path: PathKey) -> None:
         if self.refused:
             return
-        if id(node) in self._open:
-            self._refuse(node, "an alias refers to a node that contains it (a recursive alias)")
-            return
-        if id(node) in self._seen:
+        # Only collections multiply what an alias repeats: scalars are not tracked (a
+        # repeated scalar costs one alias token of the file), but every node reached inside
+        # a repeated collection counts against the budget.
+        collection = isinstance(node, yaml.MappingNode | yaml.SequenceNode)
+        again = collection and id(node) in self._seen
+        if again or self._replaying:
             self._repeated += 1
             if self._repeated > ALIAS_BUDGET:
                 self._refuse(
@@ -162,14 +165,21 @@ class _Marker:
         if len(path) > MAX_DEPTH:
             self._refuse(node, f"nested deeper than {MAX_DEPTH} levels")
             return
+        self.doc.lines[path] = node.start_mark.line + 1
+        if not collection:
+            return
+        if id(node) in self._open:
+            self._refuse(node, "an alias refers to a node that contains it (a recursive alias)")
+            return
         self._seen.add(id(node))
         self._open.add(id(node))
-        self.doc.lines[path] = node.start_mark.line + 1
+        self._replaying += again
         if isinstance(node, yaml.MappingNode):
             self._mapping(node, path)
-        elif isinstance(node, yaml.SequenceNode):
+        else:
             for i, item in enumerate(node.value):
                 self.mark(item, (*path, i))
+        self._replaying -= again
         self._open.discard(id(node))
 
     def _mapping(self, node: yaml.MappingNode, path: PathKey) -> None:

@@ -10,14 +10,24 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from lockstep.policy.documents import Document, PathKey
 from lockstep.policy.errors import PolicyError
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_KEY = re.compile(r"(password|passwd|secret|token)$", re.IGNORECASE)
-_KEYWORD_PASSWORD = re.compile(r"(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_KEYWORD_PASSWORD = re.compile(
+    r"(?:^|\s)(?:ssl)?(?:password|passwd|pass|pwd)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)",
+    re.IGNORECASE,
+)
+# Query parameters that carry a secret in a DSN or URL (libpq's password and sslpassword,
+# the pass/pwd of many drivers, tokens and keys of HTTP-ish ones).
+SECRET_PARAMETER = re.compile(
+    r"(ssl)?(password|passwd|pass|pwd)|secret|token|auth|api_?key|access_?key|"
+    r"secret_?access_?key|credentials?",
+    re.IGNORECASE,
+)
 
 
 def _indirect(value: str) -> bool:
@@ -35,10 +45,29 @@ def literal_secret(key: str | int, raw: str) -> str | None:
             password = None
         if password and not _VAR.fullmatch(password):
             return "a password is written literally in this URL: pass it as ${VAR} or file:PATH"
+        for name in query_secrets(raw):
+            return (
+                f"a secret is written literally in this URL's query string ({name}=): "
+                "pass the whole URL as ${VAR} or file:PATH"
+            )
     match = _KEYWORD_PASSWORD.search(raw)
     if match and not _VAR.fullmatch(match.group(1).strip("'")):
         return "a password is written literally in this DSN: pass it as ${VAR} or file:PATH"
     return None
+
+
+def query_secrets(url: str, indirect_ok: bool = True) -> list[str]:
+    """The query parameters of ``url`` that carry a secret written literally (a value that
+    is a ``${VAR}`` is not, unless ``indirect_ok`` is False)."""
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return []
+    return [
+        name
+        for name, value in parse_qsl(query, keep_blank_values=False)
+        if SECRET_PARAMETER.fullmatch(name) and not (indirect_ok and _VAR.fullmatch(value))
+    ]
 
 
 def expand(

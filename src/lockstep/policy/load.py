@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from lockstep.connectors.base import ConnectorType, GrammarError, secret_fields
+from lockstep.connectors.base import ChecksTransport, ConnectorType, GrammarError, secret_fields
 from lockstep.connectors.registry import UnknownConnector, connector_type
 from lockstep.model import (
     DEFAULT_CHECKPOINT_INTERVAL_S,
@@ -271,15 +271,34 @@ class _Builder:
                         pydantic_error(el, tuple(err["loc"]), err["msg"], err["type"])
                     )
         settings = model.model_construct(**el.raw)
-        return self._target(name, spec, settings, frozenset(spec.manage.exclude))
+        return self._target(name, spec, settings, frozenset(spec.manage.exclude), read=False)
 
     def _target(
-        self, name: str, spec: TargetSpec, settings: BaseModel, excluded: frozenset[str]
+        self,
+        name: str,
+        spec: TargetSpec,
+        settings: BaseModel,
+        excluded: frozenset[str],
+        read: bool = True,
     ) -> Target:
+        """``read``: the settings were read and validated whole (not offline), so the
+        connector can tell whether its connection travels in clear."""
         interval = spec.interval or (LEGACY_INTERVAL_S if spec.legacy else DEFAULT_INTERVAL_S)
         max_age = spec.max_credential_age or (LEGACY_MAX_CREDENTIAL_AGE_S if spec.legacy else None)
+        insecure = None
+        connector = self.connectors.get(name)
+        if read and isinstance(connector, ChecksTransport):
+            insecure = connector.insecure_transport(settings)
         return Target(
-            name, spec.type, spec.environment, excluded, spec.legacy, settings, interval, max_age
+            name,
+            spec.type,
+            spec.environment,
+            excluded,
+            spec.legacy,
+            settings,
+            interval,
+            max_age,
+            insecure,
         )
 
     def _read_secret(self, value: str, where: Location) -> str | None:
@@ -313,7 +332,10 @@ class _Builder:
         )
         sink = spec.credentials.sink
         if sink is not None:
+            from lockstep.credentials.sinks import beside
+
             self._check_sink(name, sink, access)
+            sink = beside(sink, self.base_dir)
         sponsor = spec.sponsor
         if sponsor is not None and not is_person(sponsor):
             self._error(self._at("identities", name, "sponsor"), f"{sponsor!r} is not an email")
@@ -396,6 +418,7 @@ class _Builder:
                 self._error(self._at("identities", identity, *where, "entitlements", j), str(exc))
 
     def _check_sink(self, identity: str, sink: str, access: tuple[Access, ...]) -> None:
+        """``sink`` as written; a relative file path is then resolved beside the policy."""
         from lockstep.credentials.sinks import SinkError, check_sink
 
         where = self._at("identities", identity, "credentials", "sink")

@@ -282,7 +282,7 @@ class PeopleSpec(_Strict):
         "/signin/oidc/callback as browsers reach it (never taken from a request)",
     )
     scopes: list[Name] = Field(
-        default_factory=lambda: ["openid", "email", "profile"],
+        default=["openid", "email", "profile"],
         description="Asked for at sign-in; openid among them",
     )
 

@@ -1,6 +1,6 @@
 """What ``lockstep validate`` warns of without refusing the policy: a ``file:`` sink that
 would write credentials into a git work tree where git does not ignore them, one
-``git add .`` away from being committed."""
+``git add .`` away from being committed; an admin connection in clear to another host."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from lockstep.engine.inert import inert
 from lockstep.model import Policy
 from lockstep.policy.errors import PolicyError
 from lockstep.policy.load import LoadedPolicy
@@ -15,6 +16,12 @@ from lockstep.policy.load import LoadedPolicy
 
 def policy_warnings(loaded: LoadedPolicy) -> list[PolicyError]:
     found = []
+    for name, target in sorted(loaded.policy.targets.items()):
+        where = loaded.locations.get(("targets", name))
+        if target.insecure_transport is not None and where is not None:
+            found.append(
+                PolicyError(where, inert(f"warning: target {name}: {target.insecure_transport}"))
+            )
     for name, identity in sorted(loaded.policy.identities.items()):
         sink = identity.credentials.sink
         where = loaded.sinks.get(name)
@@ -31,7 +38,7 @@ def policy_warnings(loaded: LoadedPolicy) -> list[PolicyError]:
 def _sink_files(policy: Policy, identity: str, sink: str) -> list[Path]:
     template = sink.removeprefix("file:")
     targets = sorted({a.target for a in policy.identities[identity].access}) or [""]
-    # Relative paths are written relative to where lockstep runs, as delivery writes them.
+    # The loader resolved relative paths beside the policy, as delivery writes them.
     return [Path(template.replace("{target}", t)).expanduser().absolute() for t in targets]
 
 

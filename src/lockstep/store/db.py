@@ -7,6 +7,7 @@ as a ``StoreError`` with one clear line that never holds the URL's password.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -183,9 +184,23 @@ def _prepare_sqlite_file(path: Path) -> None:
     # The state holds encrypted credentials and findings about the estate: owner-only.
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            info = os.fstat(fd)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise StoreError(f"cannot create the state database {path}: {exc.strerror}") from None
+    if info.st_uid != os.geteuid():
+        raise StoreError(
+            f"the state database {path} is owned by uid {info.st_uid}, not by the user "
+            f"lockstep runs as ({os.geteuid()}): refused"
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise StoreError(
+            f"the state database {path} is writable by group or others "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod 600 {path}"
+        )
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: object) -> None:

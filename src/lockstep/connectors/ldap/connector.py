@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, ClassVar, Final
+from urllib.parse import urlsplit
 
 import ldap3  # type: ignore[import-untyped, unused-ignore]
 from ldap3.core import exceptions as ldap_errors  # type: ignore[import-untyped, unused-ignore]
@@ -49,6 +50,7 @@ from lockstep.connectors.base import (
     Scope,
     TargetUnreachable,
     WatchesChanges,
+    is_loopback,
 )
 from lockstep.connectors.ldap.batches import LdapBatches
 from lockstep.connectors.ldap.directory import (
@@ -167,6 +169,15 @@ class LdapConnectorType:
             return frozenset({leaf[0][1]})
         return frozenset()
 
+    def insecure_transport(self, settings: BaseModel) -> str | None:
+        parts = urlsplit(LdapSettings.model_validate(settings).url)
+        if parts.scheme == "ldaps" or is_loopback(parts.hostname):
+            return None
+        return (
+            f"ldap:// to {parts.hostname} sends the bind password and every entry in clear: "
+            "use ldaps://"
+        )
+
     def propagation_window(self, settings: BaseModel) -> float:
         # A directory answers from what it stores: a removed password fails the next bind.
         return 0.0
@@ -175,7 +186,9 @@ class LdapConnectorType:
         settings = LdapSettings.model_validate(target.settings)
         where = f"{target.name}: {settings.url}"
         try:
-            conn = connection(settings.url, settings.bind_dn, settings.bind_password)
+            conn = connection(
+                settings.url, settings.bind_dn, settings.bind_password, settings.ca_file
+            )
             bound = conn.bind()
         except ldap_errors.LDAPException as exc:
             raise TargetUnreachable(redact(f"{where}: cannot connect: {exc}")) from exc
@@ -348,7 +361,7 @@ class LdapSession(LdapObserver, LdapPasswords, LdapPaths, LdapBatches):
     def probe(self, credential: Credential) -> ProbeResult:
         dn = self._account_dn(credential.username)
         with self._ldap_errors(TargetUnreachable):
-            conn = connection(self._settings.url, dn, credential.secret)
+            conn = connection(self._settings.url, dn, credential.secret, self._settings.ca_file)
             try:
                 if conn.bind():
                     return ProbeResult.ACCEPTED

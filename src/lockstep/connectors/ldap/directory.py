@@ -109,12 +109,15 @@ def leaf_value(dn: str, attribute: str) -> str | None:
     return None
 
 
-def connection(url: str, user: str, password: Secret) -> Any:
+def connection(url: str, user: str, password: Secret, ca_file: str | None = None) -> Any:
+    """``ca_file``: the CA certificates (PEM) an ``ldaps://`` server's certificate must chain
+    to, instead of the system's."""
     server = ldap3.Server(
         url,
         get_info=ldap3.NONE,
         connect_timeout=TIMEOUT_S,
-        tls=ldap3.Tls(validate=ssl.CERT_REQUIRED),  # ldap3 accepts any certificate by default
+        # ldap3 accepts any certificate by default.
+        tls=ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ca_file),
     )
     return ldap3.Connection(
         server,
@@ -144,6 +147,9 @@ class LdapSettings(BaseModel):
     )
     accounts_dn: str = Field(description="Where service accounts live (uid=NAME entries)")
     groups_dn: str = Field(description="Where the groupOfNames of group:CN entitlements live")
+    ca_file: str | None = Field(
+        default=None, description="CA certificates (PEM) for ldaps://, instead of the system's"
+    )
     # Members of these groups (cn under groups_dn) administer the directory: never acted on
     # unless an identity declares them.
     admin_groups: list[str] = Field(
@@ -162,6 +168,13 @@ class LdapSettings(BaseModel):
             raise ValueError(f"invalid port in {value!r}") from exc
         if parts.scheme not in {"ldap", "ldaps"} or not parts.hostname:
             raise ValueError(f"expected ldap://HOST[:PORT] or ldaps://HOST[:PORT], got {value!r}")
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("ca_file must be an absolute path")
         return value
 
     @field_validator("bind_password")

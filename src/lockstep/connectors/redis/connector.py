@@ -50,6 +50,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -68,6 +69,7 @@ from lockstep.connectors.base import (
     SecretValue,
     TargetUnreachable,
     WatchesChanges,
+    is_loopback,
 )
 from lockstep.connectors.redis import transform
 from lockstep.connectors.redis.acl import (
@@ -363,6 +365,21 @@ class RedisConnectorType:
     def default_excluded(self, settings: BaseModel) -> frozenset[str]:
         url = RedisSettings.model_validate(settings).url.reveal()
         return frozenset({"default", parse_redis_url(url).get("username") or "default"})
+
+    def insecure_transport(self, settings: BaseModel) -> str | None:
+        url = RedisSettings.model_validate(settings).url.reveal()
+        if not url.startswith("redis://"):
+            return None  # rediss:// is TLS; unix:// never leaves the machine
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            return None
+        if is_loopback(host):
+            return None
+        return (
+            f"redis:// to {host} sends the admin password and every ACL rule in clear: "
+            "use rediss://"
+        )
 
     def propagation_window(self, settings: BaseModel) -> float:
         # The server checks the ACL at every login: a removed password fails the next one.

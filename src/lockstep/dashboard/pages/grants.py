@@ -9,25 +9,32 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from lockstep.governance.records import GRANTED, RequestStatus
+from lockstep.governance.records import GRANTED, AccessRequest, RequestStatus
 
 from ..app import Dashboard, SignedIn
-from .requests import SHOWN_MAX, decisions
+from .requests import PAGE_SIZE, Page, decisions
 
 MOVING = (RequestStatus.APPROVED, RequestStatus.ENDING)
 
 
 def register(router: APIRouter, dash: Dashboard) -> None:
     @router.get("/grants")
-    def grants(request: Request, viewer: SignedIn) -> Response:
+    def grants(request: Request, viewer: SignedIn, number: Page = 1) -> Response:
         live = decisions(request)
-        found = [] if live is None else live.visible(viewer.principal, GRANTED)
+        found: list[AccessRequest] = []
+        total = 0
+        if live is not None:
+            offset = (number - 1) * PAGE_SIZE
+            found, total = live.page(viewer.principal, GRANTED, offset, PAGE_SIZE)
         context: dict[str, Any] = {
             "title": "Grants",
             "section": "grants",
             "available": live is not None,
-            "grants": found[:SHOWN_MAX],
-            "total": len(found),
+            "grants": found,
+            "total": total,
+            "page": number,
+            "pages": max(1, -(-total // PAGE_SIZE)),
+            "first": (number - 1) * PAGE_SIZE + 1,
             "moving": any(g.status in MOVING for g in found),
         }
         return dash.render(request, "grants.html", context, viewer, fragment="_grants_results.html")

@@ -22,7 +22,8 @@ from lockstep.store import StoreError
 
 from ..app import Dashboard, SignedIn, Viewer
 
-SHOWN_MAX = 200  # rows on one page, newest first
+PAGE_SIZE = 50  # rows on one page, newest first
+Page = Annotated[int, Query(alias="page", ge=1, le=1_000_000)]
 ALL = "all"
 STATUSES = tuple(str(s) for s in RequestStatus)
 
@@ -38,21 +39,25 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         status: str,
         message: tuple[str, str] | None = None,
         status_code: int = 200,
+        number: int = 1,
     ) -> Response:
         live = decisions(request)
         rows: list[dict[str, Any]] = []
         total = 0
         if live is not None:
             wanted = None if status == ALL else (RequestStatus(status),)
-            found = live.visible(viewer.principal, wanted)
-            total = len(found)
-            rows = [_row(live, viewer, r) for r in found[:SHOWN_MAX]]
+            offset = (number - 1) * PAGE_SIZE
+            found, total = live.page(viewer.principal, wanted, offset, PAGE_SIZE)
+            rows = [_row(live, viewer, r) for r in found]
         context: dict[str, Any] = {
             "title": "Requests",
             "section": "requests",
             "available": live is not None,
             "rows": rows,
             "total": total,
+            "page": number,
+            "pages": max(1, -(-total // PAGE_SIZE)),
+            "first": (number - 1) * PAGE_SIZE + 1,
             "status": status,
             "statuses": (*STATUSES, ALL),
             "may_ask": not viewer.principal.is_operator,
@@ -72,8 +77,10 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         request: Request,
         viewer: SignedIn,
         status: Annotated[str, Query(max_length=20)] = str(RequestStatus.PENDING),
+        number: Page = 1,
     ) -> Response:
-        return page(request, viewer, status if status in (*STATUSES, ALL) else ALL)
+        chosen = status if status in (*STATUSES, ALL) else ALL
+        return page(request, viewer, chosen, number=number)
 
     def decide(
         request: Request,
