@@ -95,8 +95,8 @@ from lockstep.cli import evidence as evidence_commands  # noqa: E402
 from lockstep.cli import findings as findings_commands  # noqa: E402
 from lockstep.cli import governance as governance_commands  # noqa: E402
 from lockstep.cli import offline as offline_commands  # noqa: E402
-from lockstep.cli import reviews as review_commands  # noqa: E402
 from lockstep.cli import paths as paths_commands  # noqa: E402
+from lockstep.cli import reviews as review_commands  # noqa: E402
 from lockstep.cli import rotate as rotate_commands  # noqa: E402
 from lockstep.cli import service as service_commands  # noqa: E402
 from lockstep.cli import tokens as token_commands  # noqa: E402
