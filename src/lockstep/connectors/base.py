@@ -23,7 +23,6 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from ipaddress import ip_address
 from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
 
@@ -392,18 +391,6 @@ class ChecksTransport(Protocol):
     def insecure_transport(self, settings: BaseModel) -> str | None:
         """Why the connection these settings make is not encrypted, or None."""
         ...
-
-
-def is_loopback(host: str | None) -> bool:
-    """Whether ``host`` names this machine (localhost, 127.0.0.0/8, ::1)."""
-    if host is None:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @runtime_checkable

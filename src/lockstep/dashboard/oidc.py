@@ -28,8 +28,9 @@ from fastapi.responses import RedirectResponse
 from itsdangerous import BadSignature
 
 from lockstep.model import PeopleIssuer, SignInClient
+from lockstep.policy.hosts import is_loopback
 
-from .sessions import Sessions, is_loopback
+from .sessions import Sessions
 
 FLOW_COOKIE = "lockstep_oidc"
 FLOW_MAX_S = 600  # from leaving for the issuer to coming back

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import ipaddress
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,15 +36,6 @@ def session_key(vault_key: bytes) -> bytes:
     """The cookies' signing key, derived from the vault key (never the key itself)."""
     raw = base64.urlsafe_b64decode(vault_key)
     return HKDF(hashes.SHA256(), 32, None, b"lockstep dashboard sessions").derive(raw)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

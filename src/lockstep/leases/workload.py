@@ -25,7 +25,6 @@ import urllib.request
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +34,7 @@ import jwt
 from lockstep.engine.inert import inert
 from lockstep.errors import LockstepError
 from lockstep.model import Identity, Workload
+from lockstep.policy.hosts import is_loopback
 
 ALGORITHMS = ("RS256", "ES256", "EdDSA")
 LEEWAY_S = 30  # clock skew tolerated on exp, nbf and iat
@@ -114,20 +114,11 @@ def _check_fetchable(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return
-    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
         return
     raise KeySourceError(
         f"{_shown(url)!r}: keys are fetched over https only (http for loopback hosts)"
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass

@@ -5,7 +5,6 @@ and in its connector's grammar, and no identity's declared access breaks a sod r
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from lockstep.model import (
 )
 from lockstep.policy.documents import PathKey
 from lockstep.policy.errors import PolicyError
+from lockstep.policy.hosts import is_loopback
 from lockstep.policy.schema import GovernanceSpec, PeopleSpec, SodSpec
 from lockstep.secret import Secret
 
@@ -161,22 +161,13 @@ def _redirect_problem(uri: str) -> str | None:
         return f"redirect_uri {uri!r} is not a URL"
     if parts.scheme not in ("https", "http") or not host:
         return f"redirect_uri {uri!r} is not an absolute http(s) URL"
-    if parts.scheme == "http" and not _loopback(host):
+    if parts.scheme == "http" and not is_loopback(host):
         return f"redirect_uri {uri!r}: use https (http only on loopback)"
     if parts.query or parts.fragment:
         return f"redirect_uri {uri!r} has a query or fragment: the issuer must match it exactly"
     if not parts.path.endswith(CALLBACK_PATH):
         return f"redirect_uri {uri!r} must end with {CALLBACK_PATH}, where the dashboard answers"
     return None
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_environment(

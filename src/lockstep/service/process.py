@@ -23,10 +23,11 @@ import uvicorn
 from lockstep.credentials.vault import Vault, load_key
 from lockstep.dashboard.app import Dashboard, mount
 from lockstep.dashboard.estate import Estate
-from lockstep.dashboard.sessions import Sessions, is_loopback, session_key
+from lockstep.dashboard.sessions import Sessions, session_key
 from lockstep.engine.workspace import state_key_dir, state_url
 from lockstep.errors import LockstepError
 from lockstep.evidence.service_checkpoints import Checkpointer
+from lockstep.policy.hosts import is_loopback
 from lockstep.policy.load import LoadedPolicy, load_policy
 from lockstep.secret import Secret
 from lockstep.service.api import Credentials, create_app

@@ -50,7 +50,6 @@ from lockstep.connectors.base import (
     Scope,
     TargetUnreachable,
     WatchesChanges,
-    is_loopback,
 )
 from lockstep.connectors.ldap.batches import LdapBatches
 from lockstep.connectors.ldap.directory import (
@@ -68,6 +67,7 @@ from lockstep.connectors.ldap.passwords import LdapPasswords
 from lockstep.connectors.ldap.paths import LdapPaths
 from lockstep.connectors.ldap.transform import missing_groups, transform
 from lockstep.model import Account, Op, Snapshot, Target
+from lockstep.policy.hosts import is_loopback
 from lockstep.secret import Secret, redact
 
 __all__ = ["LdapConnectorType", "LdapSession", "LdapSettings"]

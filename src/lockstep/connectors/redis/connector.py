@@ -69,7 +69,6 @@ from lockstep.connectors.base import (
     SecretValue,
     TargetUnreachable,
     WatchesChanges,
-    is_loopback,
 )
 from lockstep.connectors.redis import transform
 from lockstep.connectors.redis.acl import (
@@ -99,6 +98,7 @@ from lockstep.connectors.redis.leases import LEASES_KEY, RedisLeases
 from lockstep.connectors.redis.observe import RedisObserver
 from lockstep.connectors.redis.paths import RedisPaths
 from lockstep.model import Account, Op, Snapshot, Target
+from lockstep.policy.hosts import is_loopback
 from lockstep.secret import Secret
 
 __all__ = [
