@@ -108,13 +108,14 @@ def estate_on(
     workdir: Path,
     people: dict[str, object] | None = None,
     port: int = 0,
+    rules: dict[str, object] | None = None,
 ) -> Iterator[DashboardEstate]:
-    """A started estate (``start_estate``'s ``people`` and ``port``), alone on the suite's
-    server while it runs: the cluster is reset before it starts and after it stops."""
+    """A started estate (``start_estate``'s ``people``, ``port`` and ``rules``), alone on the
+    suite's server while it runs: the cluster is reset before it starts and after it stops."""
     from conftest import _reset_cluster
 
     _reset_cluster(pg)
-    running = start_estate(workdir, pg, people, port)
+    running = start_estate(workdir, pg, people, port, rules)
     try:
         yield running
     finally:
@@ -127,11 +128,12 @@ def start_estate(
     pg: localpg.LocalPostgres,
     people: dict[str, object] | None = None,
     port: int = 0,
+    rules: dict[str, object] | None = None,
     **more_env: str,
 ) -> DashboardEstate:
     """``people``: the policy's ``governance.people`` (an OIDC issuer, its client); ``port``:
-    where the service listens (a redirect URI names it before it starts); ``more_env``: more
-    of the service's environment."""
+    where the service listens (a redirect URI names it before it starts); ``rules``: more of
+    the policy's rules; ``more_env``: more of the service's environment."""
     create_orders_db(
         pg,
         on_server=[f'CREATE ROLE "{HOSTILE.replace(chr(34), chr(34) * 2)}" LOGIN'],
@@ -158,7 +160,7 @@ def start_estate(
                 access=[Access("orders-db", "search_indexer", ["SELECT on table public.orders"])],
             ),
         },
-        rules=SOD,
+        rules={**SOD, **(rules or {})},
         governance={**GOVERNANCE, **({"people": people} if people else {})},
     ).write(workdir)
     env = project_env(ORDERS_DB_DSN=pg.dsn("orders"), LOCKSTEP_API_TOKEN=OPERATOR_TOKEN, **more_env)

@@ -32,6 +32,7 @@ NAV = (
     ("findings", "/findings", "Findings"),
     ("requests", "/requests", "Requests"),
     ("grants", "/grants", "Grants"),
+    ("reviews", "/reviews", "Reviews"),
     ("leases", "/leases", "Leases"),
     ("reports", "/reports", "Reports"),
 )
@@ -154,6 +155,7 @@ def mount(app: FastAPI, dashboard: Dashboard) -> None:
         overview,
         reports,
         requests,
+        reviews,
         signin,
     )
 
@@ -170,6 +172,7 @@ def mount(app: FastAPI, dashboard: Dashboard) -> None:
         ask,
         requests,
         grants,
+        reviews,
         leases,
         reports,
     )

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import State
 
-from lockstep.engine.review_model import STATUSES, Decision
+from lockstep.engine.review_model import STATUSES, Decision, Review
 from lockstep.errors import LockstepError
 from lockstep.governance.errors import GovernanceError, UnknownName
 from lockstep.governance.notify import Notifier, enqueue, shown
@@ -32,7 +32,7 @@ from lockstep.model import Policy
 from lockstep.policy.load import LoadedPolicy
 from lockstep.service.governance_api import Authorization, _answer, _Refused, _signed_in
 from lockstep.service.logs import Log
-from lockstep.service.principals import Authority
+from lockstep.service.principals import Authority, Principal
 from lockstep.service.responses import error_response
 from lockstep.store import Store
 from lockstep.store.tables import notifications
@@ -137,11 +137,30 @@ class _Desk:
         self.desk = desk
 
 
+def desk_of(state: State) -> _Desk | None:
+    """The reviews the service serves under the policy in force; None before the first."""
+    desk = getattr(state, "reviews", None)
+    return desk if isinstance(desk, _Desk) else None
+
+
 def _desk(request: Request) -> _Desk:
-    desk = getattr(request.app.state, "reviews", None)
-    if not isinstance(desk, _Desk):
+    desk = desk_of(request.app.state)
+    if desk is None:
         raise _Refused(error_response(HTTPStatus.SERVICE_UNAVAILABLE, "reviews are off"))
     return desk
+
+
+def decide_review(
+    desk: _Desk, who: Principal, review_id: str, decision: Decision, reason: str
+) -> Review:
+    """A person's keep or revoke, for the API and the dashboard alike: checked and recorded
+    by the review store (GovernanceError when refused); a revoke, and a keep that lifts a
+    suspension, make the target's pass run at once."""
+    actor = who.actor
+    decided = desk.reviews.decide(desk.policy, review_id, actor.person, actor.via, decision, reason)
+    if decided.status == "revoking" or decided.lifted_at is not None:
+        desk.ring(decided.target)
+    return decided
 
 
 class DecisionBody(BaseModel):
@@ -199,14 +218,8 @@ def _decide(
     request: Request, review_id: str, decision: Decision, reason: str, authorization: str | None
 ) -> JSONResponse:
     def call() -> dict[str, Any]:
-        actor = _signed_in(request, authorization).actor
-        desk = _desk(request)
-        decided = desk.reviews.decide(
-            desk.policy, review_id, actor.person, actor.via, decision, reason
-        )
-        if decided.status == "revoking" or decided.lifted_at is not None:
-            desk.ring(decided.target)
-        return review_json(decided)
+        who = _signed_in(request, authorization)
+        return review_json(decide_review(_desk(request), who, review_id, decision, reason))
 
     return _answer(call)
 
