@@ -51,8 +51,6 @@ DEFAULT_CHECKPOINT_INTERVAL_S = 3600
 LEGACY_INTERVAL_S = 10  # targets that cannot revoke on events are checked more often
 LEGACY_MAX_CREDENTIAL_AGE_S = 7 * 86400  # ... and their credentials live shorter
 DEFAULT_REVIEW_GRACE_S = 7 * 86400  # how long a review stays open before it is overdue
-AGENT_LEASE_MAX_TTL_S = 3600  # an agent's leases live at most this long unless it says less
-AGENT_LEASE_CEILING_S = 8 * 3600  # ... or, if its policy says more, at most this long
 
 
 class RuleAction(StrEnum):
@@ -208,8 +206,7 @@ class Rules:
     mass_change_floor: int = 5  # never stop a plan that touches this many or fewer
     dormant_after_s: int | None = None
     sod: tuple[SodRule, ...] = ()
-    # Per environment, DEFAULT_ENVIRONMENT for the rest; an environment with none: no
-    # periodic review.
+    # Per environment (DEFAULT_ENVIRONMENT for the rest); none: no periodic review.
     review_every_s: Mapping[str, int] = field(default_factory=dict)
     review_grace_s: int = DEFAULT_REVIEW_GRACE_S
     unreviewed: RuleAction = RuleAction.REPORT  # report | revoke | suspend

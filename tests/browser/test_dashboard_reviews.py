@@ -20,7 +20,7 @@ from support.cli_project import refused
 from support.dashboard_estate import OUTSIDER, PERSON, DashboardEstate, estate_on
 from support.service_harness import eventually
 
-RULES = {"review_every": {"default": "3s"}}
+RULES: dict[str, object] = {"review_every": {"default": "3s"}}
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from lockstep.model import AGENT_LEASE_MAX_TTL_S, RuleAction
+from lockstep.model import RuleAction
 from lockstep.policy.errors import PolicyInvalid
 from lockstep.policy.load import load_policy
+from lockstep.policy.reviews import AGENT_LEASE_MAX_TTL_S
 
 ENV = {"DSN": "postgresql://admin@127.0.0.1:5432/orders"}
 

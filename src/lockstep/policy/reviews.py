@@ -9,8 +9,6 @@ from collections.abc import Callable, Collection
 from urllib.parse import urlsplit
 
 from lockstep.model import (
-    AGENT_LEASE_CEILING_S,
-    AGENT_LEASE_MAX_TTL_S,
     DEFAULT_ENVIRONMENT,
     DEFAULT_REVIEW_GRACE_S,
     IdentityKind,
@@ -24,6 +22,8 @@ from lockstep.policy.errors import PolicyError
 from lockstep.policy.schema import IdentitySpec, NotifySpec, RulesSpec
 
 Locate = Callable[[PathKey], Location]
+AGENT_LEASE_MAX_TTL_S = 3600  # an agent's leases live at most this long unless it says less
+AGENT_LEASE_CEILING_S = 8 * 3600  # ... or, if its policy says more, at most this long
 
 
 def review_rules(
