@@ -116,7 +116,7 @@ def test_token_create_prints_the_token_alone_and_keeps_only_its_hash(project: Pa
     [
         (("bob@example.com", "--ttl", "1h"), "'bob@example.com' is not a person the policy names"),
         (("olga@example.com", "--ttl", "1h"), "is not a person the policy names"),
-        (("payments-api", "--ttl", "1h"), "'payments-api' is not a person the policy names"),
+        (("payments-api", "--ttl", "1h"), "'payments-api' is an identity, not a person"),
         (("alice@example.com", "--ttl", "0h"), "--ttl: '0h' is not a duration"),
         (("alice@example.com", "--ttl", "soon"), "--ttl: 'soon' is not a duration"),
         (("alice@example.com", "--ttl", "91d"), "longer than a token may live (90d)"),

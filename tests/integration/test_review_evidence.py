@@ -17,8 +17,8 @@ pytest_plugins = ("support.review_estates",)
 RULES = "rules:\n  review_every: {default: 30d}\n  review_grace: 2d\n"
 
 
-def cli(project: Project, *args: str) -> Any:
-    done = Lockstep(project.workdir, project_env())(*args)
+def cli(review_project: Project, *args: str) -> Any:
+    done = Lockstep(review_project.workdir, project_env())(*args)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -30,18 +30,18 @@ def control(report: dict[str, Any], control_id: str) -> dict[str, Any]:
 
 
 def test_reviews_decided_on_time_are_evidence_and_late_ones_are_findings(
-    project: Project,
+    review_project: Project,
 ) -> None:
-    project.rules = RULES
-    project.write(project.service())
-    project.apply(T0)
-    project.apply(T0 + days(30))
-    review = project.review()
-    project.decide(review, Decision.KEEP, T0 + days(31))
+    review_project.rules = RULES
+    review_project.write(review_project.service())
+    review_project.apply(T0)
+    review_project.apply(T0 + days(30))
+    review = review_project.review()
+    review_project.decide(review, Decision.KEEP, T0 + days(31))
 
-    [mine] = [a for a in cli(project, "inventory", "--json")["accounts"] if a["identity"]]
+    [mine] = [a for a in cli(review_project, "inventory", "--json")["accounts"] if a["identity"]]
     assert mine["next_review"] == iso_seconds(T0 + days(61))
-    explained = cli(project, "explain", "payments-api", "--json")
+    explained = cli(review_project, "explain", "payments-api", "--json")
     [shown] = explained["accounts"][0]["reviews"]
     assert (shown["id"], shown["decision"], shown["decided_by"]) == (
         review.id,
@@ -49,48 +49,48 @@ def test_reviews_decided_on_time_are_evidence_and_late_ones_are_findings(
         "alice@example.com",
     )
     assert shown["evidence"]["review_every"] == "30d"
-    report = cli(project, "report", "--framework", "nist-800-53-r5", "--format", "json")
+    report = cli(review_project, "report", "--framework", "nist-800-53-r5", "--format", "json")
     ac67 = control(report, "AC-6(7)")
     assert ac67["status"] == "satisfied", ac67
     [share] = [f for f in ac67["figures"] if f["id"] == "reviewed_on_time_share"]
     assert share["value"] == 1.0
     assert any(e["kind"] == "review_decided" for e in ac67["evidence"])
 
-    project.apply(T0 + days(61))  # the next review opens...
-    project.apply(T0 + days(64))  # ...and nobody answers it in time
-    report = cli(project, "report", "--framework", "nist-800-53-r5", "--format", "json")
+    review_project.apply(T0 + days(61))  # the next review opens...
+    review_project.apply(T0 + days(64))  # ...and nobody answers it in time
+    report = cli(review_project, "report", "--framework", "nist-800-53-r5", "--format", "json")
     ac67 = control(report, "AC-6(7)")
     assert ac67["status"] == "not_satisfied"
     [share] = [f for f in ac67["figures"] if f["id"] == "reviewed_on_time_share"]
     assert share["value"] == 0.5
     [late] = [f for f in report["findings"] if f["type"] == "review_overdue"]
     assert late["id"] in ac67["findings"]
-    owasp = cli(project, "report", "--framework", "owasp-nhi-2025", "--format", "json")
+    owasp = cli(review_project, "report", "--framework", "owasp-nhi-2025", "--format", "json")
     assert late["id"] in control(owasp, "NHI1")["findings"]
 
 
-def test_the_journal_holds_each_review_decision_and_proof(project: Project) -> None:
-    project.rules = RULES
-    project.write(project.service())
-    project.apply(T0)
-    project.apply(T0 + days(30))
-    review = project.review()
-    project.decide(review, Decision.REVOKE, T0 + days(30), reason="no longer used")
-    project.apply(T0 + days(30))
-    [opened] = project.journal("review_opened")
+def test_the_journal_holds_each_review_decision_and_proof(review_project: Project) -> None:
+    review_project.rules = RULES
+    review_project.write(review_project.service())
+    review_project.apply(T0)
+    review_project.apply(T0 + days(30))
+    review = review_project.review()
+    review_project.decide(review, Decision.REVOKE, T0 + days(30), reason="no longer used")
+    review_project.apply(T0 + days(30))
+    [opened] = review_project.journal("review_opened")
     assert opened["trigger"] == "periodic" and opened["reviewers"] == [
         "alice@example.com",
         "amir@example.com",
     ]
     assert opened["evidence"]["since"] == iso_seconds(T0)
-    [decided] = project.journal("review_decided")
+    [decided] = review_project.journal("review_decided")
     assert (decided["by"], decided["decision"], decided["reason"]) == (
         "alice@example.com",
         "revoke",
         "no longer used",
     )
-    [verified] = project.journal("review_verified")
+    [verified] = review_project.journal("review_verified")
     assert verified["status"] == "revoked" and verified["op"] == "suspend_account"
-    results = [r for r in project.journal("result") if r.get("review") == review.id]
+    results = [r for r in review_project.journal("result") if r.get("review") == review.id]
     assert [r["status"] for r in results] == ["verified"]
-    assert Lockstep(project.workdir, project_env())("audit", "verify").returncode == 0
+    assert Lockstep(review_project.workdir, project_env())("audit", "verify").returncode == 0

@@ -1,5 +1,7 @@
-"""The review tests' real targets, as a fixture plugin: ``project`` is a review project on
-the suite's PostgreSQL, then on its Redis (``pytest_plugins = ("support.review_estates",)``)."""
+"""The review tests' real targets, as a fixture plugin: ``review_project`` is a review project
+on the suite's PostgreSQL, then on its Redis (``pytest_plugins = ("support.review_estates",)``).
+Plugins' fixtures are seen by the whole suite, so the name is one no other plugin uses
+(``support.lease_project`` has ``project``)."""
 
 from __future__ import annotations
 
@@ -97,7 +99,7 @@ def redis_estate(server: LocalRedis) -> Estate:
 
 
 @pytest.fixture(params=["postgres", "redis"])
-def project(
+def review_project(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Project:
     if request.param == "postgres":
