@@ -123,7 +123,13 @@ class Service:
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=WAIT_S)
+        try:
+            code = self.proc.wait(timeout=WAIT_S)
+        except subprocess.TimeoutExpired:
+            # Still failing, but a service that ignored the signal must not go on reconciling
+            # the suite's shared servers under the tests that follow.
+            self.kill()
+            raise
         self.close()
         return code
 
