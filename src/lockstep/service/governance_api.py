@@ -180,12 +180,13 @@ def _statuses(status: list[str] | None) -> tuple[RequestStatus, ...] | None:
         raise GovernanceError(f"unknown status in {status!r}: use {known}") from None
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
+# The one error shape, as the OpenAPI document shows it: the review routes use it too.
+ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": '{"error": "one line"}'} for code in (401, 403, 404, 409, 422, 503)
 }
 
 
-@router.get("/requests", responses=_ERRORS)
+@router.get("/requests", responses=ERRORS)
 def list_requests(
     request: Request,
     authorization: Authorization = None,
@@ -203,7 +204,7 @@ def list_requests(
     return _answer(call)
 
 
-@router.post("/requests", status_code=201, responses=_ERRORS)
+@router.post("/requests", status_code=201, responses=ERRORS)
 def file_request(
     request: Request,
     body: RequestBody,
@@ -229,7 +230,7 @@ def file_request(
     return _answer(call, HTTPStatus.OK if dry_run else HTTPStatus.CREATED)
 
 
-@router.get("/requests/{request_id}", responses=_ERRORS)
+@router.get("/requests/{request_id}", responses=ERRORS)
 def get_request(
     request: Request, request_id: str, authorization: Authorization = None
 ) -> JSONResponse:
@@ -241,7 +242,7 @@ def get_request(
     return _answer(call)
 
 
-@router.post("/requests/{request_id}/approve", responses=_ERRORS)
+@router.post("/requests/{request_id}/approve", responses=ERRORS)
 def approve_request(
     request: Request, request_id: str, body: ApproveBody, authorization: Authorization = None
 ) -> JSONResponse:
@@ -258,7 +259,7 @@ def approve_request(
     return _answer(call)
 
 
-@router.post("/requests/{request_id}/deny", responses=_ERRORS)
+@router.post("/requests/{request_id}/deny", responses=ERRORS)
 def deny_request(
     request: Request, request_id: str, body: DenyBody, authorization: Authorization = None
 ) -> JSONResponse:
@@ -270,7 +271,7 @@ def deny_request(
     return _answer(call)
 
 
-@router.get("/grants", responses=_ERRORS)
+@router.get("/grants", responses=ERRORS)
 def list_grants(request: Request, authorization: Authorization = None) -> JSONResponse:
     """The approved requests the caller may see (approved, active, ending, ended, failed),
     newest first."""
@@ -283,7 +284,7 @@ def list_grants(request: Request, authorization: Authorization = None) -> JSONRe
     return _answer(call)
 
 
-@router.get("/me", responses=_ERRORS)
+@router.get("/me", responses=ERRORS)
 def whoami(request: Request, authorization: Authorization = None) -> JSONResponse:
     """Who the token signs in as."""
 

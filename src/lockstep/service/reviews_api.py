@@ -30,7 +30,13 @@ from lockstep.governance.reviews import ReviewStore
 from lockstep.journal import Journal
 from lockstep.model import Policy
 from lockstep.policy.load import LoadedPolicy
-from lockstep.service.governance_api import Authorization, _answer, _Refused, _signed_in
+from lockstep.service.governance_api import (
+    ERRORS,
+    Authorization,
+    _answer,
+    _Refused,
+    _signed_in,
+)
 from lockstep.service.logs import Log
 from lockstep.service.principals import Authority, Principal
 from lockstep.service.responses import error_response
@@ -169,12 +175,7 @@ class DecisionBody(BaseModel):
     reason: Annotated[str, Field(min_length=1, max_length=2000)]
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"description": '{"error": "one line"}'} for code in (401, 403, 404, 409, 422, 503)
-}
-
-
-@router.get("/reviews", responses=_ERRORS)
+@router.get("/reviews", responses=ERRORS)
 def list_reviews(
     request: Request,
     authorization: Authorization = None,
@@ -199,7 +200,7 @@ def list_reviews(
     return _answer(call)
 
 
-@router.get("/reviews/{review_id}", responses=_ERRORS)
+@router.get("/reviews/{review_id}", responses=ERRORS)
 def get_review(
     request: Request, review_id: str, authorization: Authorization = None
 ) -> JSONResponse:
@@ -224,7 +225,7 @@ def _decide(
     return _answer(call)
 
 
-@router.post("/reviews/{review_id}/keep", responses=_ERRORS)
+@router.post("/reviews/{review_id}/keep", responses=ERRORS)
 def keep_review(
     request: Request, review_id: str, body: DecisionBody, authorization: Authorization = None
 ) -> JSONResponse:
@@ -233,7 +234,7 @@ def keep_review(
     return _decide(request, review_id, Decision.KEEP, body.reason, authorization)
 
 
-@router.post("/reviews/{review_id}/revoke", responses=_ERRORS)
+@router.post("/reviews/{review_id}/revoke", responses=ERRORS)
 def revoke_review(
     request: Request, review_id: str, body: DecisionBody, authorization: Authorization = None
 ) -> JSONResponse:
