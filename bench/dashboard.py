@@ -4,8 +4,9 @@ page's first load in Chromium on loopback.
 The estate is bench/scale.py's size M (100k identities, ~1M entitlements, 4 targets, its
 drift), fed to the dashboard as the service's passes feed it; its state is a SQLite store with
 the findings of one plan (73k held), current credentials, observed use, a journal of
-``--entries`` entries (bench/evidence.py's) and ``--requests-held`` access requests (half
-pending, half active grants). Pages are asked for through the dashboard's
+``--entries`` entries (bench/evidence.py's), ``--requests-held`` access requests (half
+pending, half active grants) and ``--reviews-held`` periodic reviews (three in four
+unanswered). Pages are asked for through the dashboard's
 real app (Starlette's test client: no network, the whole ASGI stack, sign-in cookie and all),
 ``--requests`` times each after one warm-up; the baseline, measured in the same run, is a
 static file served through the same stack (what any request costs before a page does
@@ -71,7 +72,28 @@ def request_rows(e, count: int) -> list[tuple[object, ...]]:  # type: ignore[no-
     return rows
 
 
-def build_state(path: Path, entries: int, requests: int):  # type: ignore[no-untyped-def]
+def review_rows(e, count: int) -> list[tuple[object, ...]]:  # type: ignore[no-untyped-def]
+    """Periodic reviews as the service opens them, to the owner's contacts: three in four
+    unanswered (open or overdue), the rest kept."""
+    names = list(e.policy.identities)
+    stamp = NOW.strftime("%Y-%m-%d %H:%M:%S.%f")
+    rows: list[tuple[object, ...]] = []
+    for i in range(count):
+        identity = e.policy.identities[names[(i * 104_729) % len(names)]]
+        access = identity.access[0]
+        contacts = json.dumps(list(e.policy.owners[identity.owner].contacts))
+        status = ("open", "overdue", "open", "kept")[i % 4]
+        kept = status == "kept"
+        rows.append((
+            f"V-{i:012x}", identity.name, access.target, access.account, None, "periodic",
+            str(i), contacts, json.dumps({"began_at": stamp}), stamp, stamp, status,
+            "keep" if kept else None, "b@example.com" if kept else None,
+            stamp if kept else None, "still needed" if kept else None, stamp,
+        ))  # fmt: skip
+    return rows
+
+
+def build_state(path: Path, entries: int, requests: int, reviews: int):  # type: ignore[no-untyped-def]
     e = merged(chunks(SIZES["M"], SEED))
     store = Store.open(f"sqlite:///{path}")
     desired = desired_state(e.policy, NOW)
@@ -105,6 +127,12 @@ def build_state(path: Path, entries: int, requests: int):  # type: ignore[no-unt
             " detail, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             request_rows(e, requests),
         )
+        conn.executemany(
+            "INSERT INTO reviews (id, identity, target, account, entitlement, trigger,"
+            " occurrence, reviewers, evidence, opened_at, due_at, status, decision, decided_by,"
+            " decided_at, reason, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            review_rows(e, reviews),
+        )
     conn.close()
     return e, desired, plan
 
@@ -121,6 +149,7 @@ def dashboard_app(path: Path, e, desired, plan):  # type: ignore[no-untyped-def]
     from lockstep.service.governance_api import Governance
     from lockstep.service.logs import get_logger
     from lockstep.service.principals import Authenticators
+    from lockstep.service.reviews_api import ReviewDesk
 
     store = Store.open(f"sqlite:///{path}")
     key = Fernet.generate_key()
@@ -137,6 +166,9 @@ def dashboard_app(path: Path, e, desired, plan):  # type: ignore[no-untyped-def]
     governance = Governance(store, lambda target: None, get_logger())
     governance.serve(app.state)
     governance.load(loaded)
+    desk = ReviewDesk(store, lambda target: None, get_logger())
+    desk.serve(app.state)
+    desk.load(loaded)
     mount(app, Dashboard(estate, auth, Sessions(session_key(key), secure=False), get_logger()))
     return app, picture, built
 
@@ -155,6 +187,8 @@ def pages(picture) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
         ("requests, pending", "/requests"),
         ("requests, all", "/requests?status=all"),
         ("grants", "/grants"),
+        ("reviews, assigned to me", "/reviews"),
+        ("reviews, all", "/reviews?show=all"),
         ("leases", "/leases"),
         ("reports", "/reports"),
     ]
@@ -166,6 +200,7 @@ PERSON_PAGES = [
     ("inventory, as a person", "/inventory"),
     ("findings, as a person", "/findings"),
     ("requests, as a person", "/requests?status=all"),
+    ("reviews, as a person", "/reviews"),
 ]
 
 
@@ -249,16 +284,18 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=200_000, help="journal entries")
     parser.add_argument("--requests", type=int, default=40, help="requests per page")
     parser.add_argument("--requests-held", type=int, default=2000, help="access requests")
+    parser.add_argument("--reviews-held", type=int, default=20_000, help="access reviews")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lockstep-bench-dashboard-") as tmp:
         path = Path(tmp) / "state.db"
         start = time.perf_counter()
-        e, desired, plan = build_state(path, args.entries, args.requests_held)
+        e, desired, plan = build_state(path, args.entries, args.requests_held, args.reviews_held)
         held = sum(len(a.entitlements) for s in e.observed.values() for a in s.accounts.values())
         print(f"state built in {time.perf_counter() - start:.0f} s: "
               f"{len(e.policy.identities):,} identities, {held:,} entitlements held, "
               f"{args.entries:,} journal entries, "
-              f"{args.requests_held:,} access requests")  # fmt: skip
+              f"{args.requests_held:,} access requests, "
+              f"{args.reviews_held:,} access reviews")  # fmt: skip
         app, picture, (built_s, built_cpu) = dashboard_app(path, e, desired, plan)
         load = os.getloadavg()
         print(f"picture built (off the request path) in {built_s:.1f} s wall, {built_cpu:.1f} s "

@@ -41,7 +41,7 @@ TABLES = {
     "review_versions",
     "notifications",
 }
-NEWEST = "0010_reviews"
+NEWEST = "0011_findings_by_identity"
 
 
 def schema(store: Store) -> tuple[set[str], str, tuple[object, ...]]:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    func,
     insert,
     or_,
     select,
@@ -161,6 +162,35 @@ class ReviewStore:
             query = query.where(reviews.c.target == target)
         with self._store.reading() as conn:
             return [review_of(row) for row in conn.execute(query)]
+
+    def page(
+        self,
+        statuses: Collection[str],
+        identities: Collection[str] | None,
+        excluded: Collection[str],
+        offset: int,
+        limit: int,
+    ) -> tuple[Sequence[Review], int]:
+        """One page of reviews in ``statuses`` (all when empty), the most urgent first, and
+        how many match in all: those about ``identities`` (None: any) but ``excluded``."""
+        where = []
+        if statuses:
+            where.append(reviews.c.status.in_(sorted(statuses)))
+        if identities is not None:
+            where.append(reviews.c.identity.in_(sorted(identities)))
+        if excluded:
+            where.append(reviews.c.identity.not_in(sorted(excluded)))
+        rows = (
+            select(reviews)
+            .where(*where)
+            .order_by(reviews.c.due_at, reviews.c.id)
+            .offset(offset)
+            .limit(limit)
+        )
+        count = select(func.count()).select_from(reviews).where(*where)
+        with self._store.reading() as conn:
+            total = int(conn.execute(count).scalar_one())
+            return [review_of(row) for row in conn.execute(rows)], total
 
     # ------------------------------------------------------------ writing
 

@@ -148,6 +148,7 @@ findings = Table(
         "status IN ('open', 'remediated', 'verified', 'accepted', 'resolved')", name="status"
     ),
     Index(None, "status", "target"),
+    Index(None, "identity", "status"),
 )
 
 # The last time use of an account (entitlement '') or of one entitlement was seen.

@@ -15,6 +15,7 @@ from lockstep.engine.review_model import STATUSES, UNANSWERED, Decision, Review
 from lockstep.governance.errors import GovernanceError
 from lockstep.journal import JournalError
 from lockstep.model import Policy
+from lockstep.policy.governance import normal_person
 from lockstep.service.reviews_api import decide_review, desk_of
 from lockstep.store import StoreError
 
@@ -38,25 +39,18 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         number: int = 1,
     ) -> Response:
         desk = desk_of(request.app.state)
-        rows: list[dict[str, Any]] = []
-        if desk is not None:
-            statuses = None if show in (MINE, ALL) else [show]
-            if show == MINE:
-                statuses = [str(s) for s in UNANSWERED]
-            for r in desk.reviews.list(statuses):
-                if not viewer.sees([r.identity]):
-                    continue
-                decides = _may_decide(desk.policy, viewer, r)
-                if show == MINE and not decides:
-                    continue
-                rows.append({"r": r, "may_decide": decides})
-        total = len(rows)
         first = (number - 1) * PAGE_SIZE
+        rows: list[dict[str, Any]] = []
+        total = 0
+        if desk is not None and not (show == MINE and viewer.principal.is_operator):
+            statuses, identities, excluded = _chosen(desk.policy, viewer, show)
+            found, total = desk.reviews.page(statuses, identities, excluded, first, PAGE_SIZE)
+            rows = [{"r": r, "may_decide": _may_decide(desk.policy, viewer, r)} for r in found]
         context: dict[str, Any] = {
             "title": "Reviews",
             "section": "reviews",
             "available": desk is not None,
-            "rows": rows[first : first + PAGE_SIZE],
+            "rows": rows,
             "total": total,
             "page": number,
             "pages": max(1, -(-total // PAGE_SIZE)),
@@ -131,6 +125,24 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         csrf: Annotated[str | None, Form()] = None,
     ) -> Response:
         return decide(request, viewer, csrf, review_id, Decision.REVOKE, reason)
+
+
+def _chosen(
+    policy: Policy, viewer: Viewer, show: str
+) -> tuple[list[str], frozenset[str] | None, frozenset[str]]:
+    """The statuses and identities (None: any, but those excluded) a page shows: for
+    ``mine``, the unanswered reviews of the identities the person reviews (their owners'
+    and, for an admin, every one), never those of an agent they sponsor."""
+    if show == ALL:
+        return [], viewer.visible, frozenset()
+    if show != MINE:
+        return [show], viewer.visible, frozenset()
+    who = normal_person(viewer.principal.name)
+    sponsored = frozenset(n for n, i in policy.identities.items() if i.sponsor == who)
+    unanswered = [str(s) for s in UNANSWERED]
+    if viewer.visible is None:
+        return unanswered, None, sponsored
+    return unanswered, viewer.visible - sponsored, frozenset()
 
 
 def _may_decide(policy: Policy, viewer: Viewer, r: Review) -> bool:
