@@ -169,7 +169,8 @@ def dashboard_app(path: Path, e, desired, plan):  # type: ignore[no-untyped-def]
     desk = ReviewDesk(store, lambda target: None, get_logger())
     desk.serve(app.state)
     desk.load(loaded)
-    mount(app, Dashboard(estate, auth, Sessions(session_key(key), secure=False), get_logger()))
+    sessions = Sessions(session_key(key), secure=False, store=store)
+    mount(app, Dashboard(estate, auth, sessions, get_logger()))
     return app, picture, built
 
 

@@ -139,6 +139,17 @@ def test_sign_out_ends_the_session(estate: DashboardEstate) -> None:
         assert client.get("/").status_code == 303
 
 
+def test_a_copy_of_a_signed_out_session_is_refused(estate: DashboardEstate) -> None:
+    with estate.signed_in() as client, estate.client() as thief:
+        thief.cookies.update(client.cookies)
+        assert thief.get("/").status_code == 200
+        client.post("/signout", data={"csrf": client.cookies["lockstep_csrf"]})
+        assert thief.get("/").status_code == 303
+        assert thief.get("/inventory").headers["location"].startswith("/signin")
+        stale = thief.post("/signout", data={"csrf": thief.cookies["lockstep_csrf"]})
+        assert stale.status_code == 303 and stale.headers["location"].startswith("/signin")
+
+
 def test_every_report_downloads_in_every_format(estate: DashboardEstate) -> None:
     with estate.signed_in() as client:
         for fmt in ("json", "html", "oscal", "ocsf"):

@@ -40,8 +40,9 @@ TABLES = {
     "review_subjects",
     "review_versions",
     "notifications",
+    "ended_sessions",
 }
-NEWEST = "0011_findings_by_identity"
+NEWEST = "0011_findings_and_sessions"
 
 
 def schema(store: Store) -> tuple[set[str], str, tuple[object, ...]]:

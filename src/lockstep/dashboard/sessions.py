@@ -4,7 +4,9 @@ double-submit CSRF token every state-changing request must carry.
 The session cookie is signed with a key derived from the vault key (so every service of a
 scale-out shares it, and a restart keeps people signed in), HttpOnly, SameSite=Lax, Secure
 unless the service listens on loopback, and lasts no longer than ``SESSION_MAX_S`` nor than
-the token it came from. The CSRF token is a random value in a cookie of its own, bound to
+the token it came from. Signing out ends the session for every copy of the cookie: the
+state store keeps a digest of each session signed out until it would have expired. The CSRF
+token is a random value in a cookie of its own, bound to
 the session at sign-in, and sent back in a form field or the ``X-CSRF-Token`` header; a
 request the browser marks as cross-site (``Sec-Fetch-Site``) is refused before that.
 """
@@ -12,6 +14,7 @@ request the browser marks as cross-site (``Sec-Fetch-Site``) is refused before t
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -21,8 +24,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fastapi import HTTPException, Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import delete, insert, select
 
 from lockstep.service.principals import Kind, Principal
+from lockstep.store import Store
+from lockstep.store.tables import ended_sessions
 
 SESSION_COOKIE = "lockstep_session"
 CSRF_COOKIE = "lockstep_csrf"
@@ -46,8 +52,9 @@ class Session:
 
 
 class Sessions:
-    def __init__(self, key: bytes, secure: bool) -> None:
+    def __init__(self, key: bytes, secure: bool, store: Store) -> None:
         self._key = key
+        self._store = store
         self._signer = self.signer("lockstep-dashboard-session")
         self.secure = secure
 
@@ -90,7 +97,19 @@ class Sessions:
             return None
         if ends is None or ends <= now:
             return None
+        ended = select(ended_sessions.c.digest).where(ended_sessions.c.digest == _digest(csrf))
+        with self._store.reading() as conn:
+            if conn.execute(ended).first() is not None:
+                return None
         return Session(principal, ends, csrf)
+
+    def end(self, response: Response, session: Session, now: datetime) -> None:
+        """Sign out: this session is refused from now on, whoever holds a copy of it."""
+        with self._store.writing(ended_sessions) as conn:
+            conn.execute(delete(ended_sessions).where(ended_sessions.c.ends_at <= now))
+            ended = {"digest": _digest(session.csrf), "ends_at": session.ends_at}
+            conn.execute(insert(ended_sessions), ended)
+        self.close(response)
 
     def close(self, response: Response) -> None:
         for name in (SESSION_COOKIE, CSRF_COOKIE):
@@ -133,6 +152,10 @@ class Sessions:
             httponly=True,
             samesite="lax",
         )
+
+
+def _digest(session_value: str) -> str:
+    return hashlib.sha256(session_value.encode()).hexdigest()
 
 
 def _epoch(at: datetime | None) -> int | None:

@@ -128,7 +128,7 @@ def run_service(options: ServiceOptions) -> int:
             lambda: controller.current()[0].policy, operator, store, options.key_sources
         )
         app = create_app(controller, credentials, operator, governance, authenticators, desk)
-        sessions = Sessions(session_key(key), secure=not is_loopback(options.host))
+        sessions = Sessions(session_key(key), secure=not is_loopback(options.host), store=store)
         mount(app, Dashboard(estate, authenticators, sessions, log))
         server = uvicorn.Server(
             uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")

@@ -389,6 +389,17 @@ notifications = Table(
 
 # Workload tokens already traded for a lease: the same token (issuer, jti) is refused until
 # it expires, by every service sharing the store. Rows past expires_at are purged.
+# Dashboard sessions signed out before their cookie expires (a SHA-256 of the session's own
+# random value, never the cookie), so that a copy of the cookie is refused by every instance;
+# kept until the session would have ended anyway.
+ended_sessions = Table(
+    "ended_sessions",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Index(None, "ends_at"),
+)
+
 token_replay = Table(
     "token_replay",
     metadata,

@@ -119,10 +119,18 @@ def register(router: APIRouter, dash: Dashboard) -> None:
     def signout(
         request: Request, csrf: Annotated[str | None, Form(alias=CSRF_FIELD)] = None
     ) -> Response:
-        session = dash.sessions.read(request, datetime.now(UTC))
+        now = datetime.now(UTC)
+        session = dash.sessions.read(request, now)
         if session is None:
             raise SignInRequired("/")
         dash.sessions.check(request, csrf, session)
         response = RedirectResponse("/signin", status_code=303)
-        dash.sessions.close(response)
+        dash.sessions.end(response, session, now)
+        dash.log.info(
+            "dashboard sign-out",
+            target=None,
+            op="signout",
+            status="ok",
+            person=session.principal.name,
+        )
         return response
