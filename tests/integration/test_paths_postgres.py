@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from lockstep.connectors.postgres import paths
 from lockstep.paths.graph import Confidence, Edge, NodeKind, PathRequest
 from lockstep.paths.postgres import PostgresFacts
 from support.postgres_sessions import OpenSession, admin
@@ -48,6 +49,21 @@ def test_membership_is_held_and_confirmed_by_pg_has_role(pg, open_session) -> No
     # PostgreSQL 15: NOINHERIT keeps bob from inheriting app_admin, but he may SET ROLE to it.
     assert "SET ROLE" in found["bob", "app_admin"].evidence
     assert "inherits" not in found["bob", "app_admin"].evidence
+
+
+def test_memberships_are_confirmed_in_chunks_on_the_reading_snapshot(
+    pg, open_session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pg_has_role is asked on further connections sharing the read's snapshot, a chunk of
+    members each: the facts are the same as from one chunk."""
+    names = [f"chunked_{i}" for i in range(7)]
+    admin(pg, "CREATE ROLE chunk_group NOLOGIN", *(f"CREATE ROLE {n} LOGIN" for n in names))
+    admin(pg, *(f"GRANT chunk_group TO {n}" for n in names))
+    whole = edges(facts(open_session), "pg.member")
+    monkeypatch.setattr(paths, "CONFIRM_CHUNK", 2)
+    chunked = edges(facts(open_session), "pg.member")
+    assert chunked == whole
+    assert all(chunked[n, "chunk_group"].confidence is Confidence.PROVEN for n in names)
 
 
 def test_admin_option_obtains_the_role(pg, open_session) -> None:

@@ -113,9 +113,12 @@ class PostgresConnectorType:
 
     def open(self, target: Target, scope: Scope) -> PostgresSession:
         settings = PostgresSettings.model_validate(target.settings)
-        conn = _connect_admin(settings.dsn_params(), target.name)
+        params = settings.dsn_params()
+        conn = _connect_admin(params, target.name)
         try:
-            return PostgresSession(conn, target.name, settings, scope)
+            return PostgresSession(
+                conn, target.name, settings, scope, lambda: _connect_admin(params, target.name)
+            )
         except psycopg.Error as exc:
             message = one_line(exc)
             conn.close()

@@ -8,7 +8,7 @@ of changes read back together and probed side by side (``batches``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -56,8 +56,16 @@ class _ProbeEndpoint:
 class PostgresSession(PostgresUsage, PostgresLeases, PostgresPaths, PostgresBatches):
     """One autocommit admin connection to one target."""
 
-    def __init__(self, conn: Conn, target: str, settings: PostgresSettings, scope: Scope) -> None:
+    def __init__(
+        self,
+        conn: Conn,
+        target: str,
+        settings: PostgresSettings,
+        scope: Scope,
+        connect_more: Callable[[], Conn],
+    ) -> None:
         super().__init__(conn, target, scope)
+        self._connect_more = connect_more
         self._scram_iterations = settings.lease_scram_iterations
         self._secret_tables = settings.secret_table_names()
         self._account_scram_iterations = settings.scram_iterations
